@@ -1,0 +1,191 @@
+//! The one error type of the domain. Every variant knows its stable API `code`, its HTTP status
+//! and whether retrying can help, so each edge (HTTP, Lambda, CLI) maps it without guessing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::status::Status;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a run did not succeed: the `error.code` of a failed or expired run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    UploadMissing,
+    InputInvalid,
+    SpaceUnavailable,
+    SpaceQuotaExceeded,
+    SpaceError,
+    SpaceProtocol,
+    ModelError,
+    ArtifactDownloadFailed,
+    DeadlineExceeded,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The snake_case spelling used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::UploadMissing => "upload_missing",
+            ErrorCode::InputInvalid => "input_invalid",
+            ErrorCode::SpaceUnavailable => "space_unavailable",
+            ErrorCode::SpaceQuotaExceeded => "space_quota_exceeded",
+            ErrorCode::SpaceError => "space_error",
+            ErrorCode::SpaceProtocol => "space_protocol",
+            ErrorCode::ModelError => "model_error",
+            ErrorCode::ArtifactDownloadFailed => "artifact_download_failed",
+            ErrorCode::DeadlineExceeded => "deadline_exceeded",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Errors of the domain and its ports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or breaks a pipeline's rules (HTTP 400/422).
+    #[error("{message}")]
+    Validation {
+        field: Option<String>,
+        message: String,
+    },
+    /// A declared or uploaded size is over its limit (HTTP 413).
+    #[error("{message}")]
+    PayloadTooLarge {
+        field: Option<String>,
+        message: String,
+    },
+    /// A content type the pipeline does not take (HTTP 415).
+    #[error("{message}")]
+    UnsupportedMediaType {
+        field: Option<String>,
+        message: String,
+    },
+    /// No such run, pipeline, artifact… (HTTP 404).
+    #[error("{what} {id:?} not found")]
+    NotFound { what: &'static str, id: String },
+    /// The request conflicts with what is stored: an Idempotency-Key reused with another body (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A conditional write lost: the run changed since it was read. Re-read and decide again.
+    #[error("run {id} changed concurrently (expected version {expected})")]
+    VersionConflict { id: String, expected: u64 },
+    /// The status machine does not allow this move.
+    #[error("cannot move a run from {from} to {to}")]
+    InvalidTransition { from: Status, to: Status },
+    /// The action does not fit the run's state, e.g. cancelling a finished run (HTTP 409).
+    #[error("{0}")]
+    InvalidState(String),
+    /// A presigned URL whose signature does not verify (HTTP 403).
+    #[error("{0}")]
+    UploadSignatureInvalid(String),
+    /// A presigned URL past its expiry (HTTP 403).
+    #[error("{0}")]
+    UploadExpired(String),
+    /// A peer (a Space, a model, object storage) failed; `code` is what the run records.
+    #[error("{message}")]
+    Upstream {
+        code: ErrorCode,
+        retryable: bool,
+        message: String,
+    },
+    /// Storage or another local resource failed.
+    #[error("{context}: {source}")]
+    Storage {
+        context: String,
+        retryable: bool,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A bug or an impossible state.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A validation error naming the offending field.
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Validation {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    /// A storage error with what we were doing.
+    pub fn storage(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Storage {
+            context: context.into(),
+            retryable: true,
+            source: Box::new(source),
+        }
+    }
+
+    /// An upstream failure recorded on the run with `code`.
+    pub fn upstream(code: ErrorCode, retryable: bool, message: impl Into<String>) -> Self {
+        Error::Upstream {
+            code,
+            retryable,
+            message: message.into(),
+        }
+    }
+
+    /// The stable snake_case `code` of the HTTP error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Validation { .. } => "validation_failed",
+            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Error::NotFound { .. } => "not_found",
+            Error::Conflict(_) | Error::VersionConflict { .. } => "conflict",
+            Error::InvalidTransition { .. } | Error::InvalidState(_) => "invalid_state",
+            Error::UploadSignatureInvalid(_) => "upload_signature_invalid",
+            Error::UploadExpired(_) => "upload_expired",
+            Error::Upstream { .. } | Error::Storage { .. } | Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status this error answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::Validation { .. } => 422,
+            Error::PayloadTooLarge { .. } => 413,
+            Error::UnsupportedMediaType { .. } => 415,
+            Error::NotFound { .. } => 404,
+            Error::Conflict(_) | Error::VersionConflict { .. } => 409,
+            Error::InvalidTransition { .. } | Error::InvalidState(_) => 409,
+            Error::UploadSignatureInvalid(_) | Error::UploadExpired(_) => 403,
+            Error::Upstream { .. } => 502,
+            Error::Storage { .. } => 503,
+            Error::Internal(_) => 500,
+        }
+    }
+
+    /// The request field the error is about, when there is one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Validation { field, .. }
+            | Error::PayloadTooLarge { field, .. }
+            | Error::UnsupportedMediaType { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether trying the same thing again later can succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Error::Upstream { retryable, .. } | Error::Storage { retryable, .. } => *retryable,
+            Error::VersionConflict { .. } => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Spaceport's domain: runs and their status machine, pipeline specs and settings validation,
+//! and the ports (run store, queue, blob store, space backend, clock) that adapters implement.
+//! No async runtime, no SDKs: this crate also builds for wasm32-wasip2 (the edge component uses it).
+
+pub mod error;
+pub mod ids;
+pub mod pipeline;
+pub mod ports;
+pub mod run;
+pub mod status;
+
+pub use error::{Error, ErrorCode, Result};
+pub use ids::RunId;
+pub use pipeline::{Pipeline, PipelineSet};
+pub use run::{Artifact, BackendInfo, InputFile, InputState, Progress, Run, RunError, StartMode};
+pub use status::Status;

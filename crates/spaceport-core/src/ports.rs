@@ -1,0 +1,313 @@
+//! The ports: capability-sized async traits the steps depend on. Adapters (SQLite, a directory,
+//! DynamoDB, SQS, S3, a Gradio client, ONNX Runtime) implement them; the steps never see an SDK.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+use crate::ids::RunId;
+use crate::pipeline::CallSpec;
+use crate::run::{Progress, Run};
+use crate::status::Status;
+
+/// A stream of bytes, read in chunks (files are never held whole in memory).
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// Time, behind a port so tests can move it.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// An Idempotency-Key and the hash of the request body it was first used with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// What inserting a run under an idempotency key did.
+#[derive(Debug)]
+pub enum InsertOutcome {
+    /// The run was stored.
+    Inserted,
+    /// The key was used before with the same body: here is that run; nothing was stored.
+    Existing(Box<Run>),
+}
+
+/// A page of runs, newest first.
+#[derive(Debug, Default)]
+pub struct RunPage {
+    pub runs: Vec<Run>,
+    /// Pass back as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters of `GET /v1/runs`.
+#[derive(Debug, Default, Clone)]
+pub struct ListQuery {
+    pub status: Option<Status>,
+    pub pipeline: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+/// Durable storage of runs. Every write of an existing run is conditional on its version.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Stores a new run. With `idempotency`, a key already used with the same request hash returns
+    /// `Existing` and a different hash fails with `Error::Conflict`; nothing is written then.
+    async fn insert(
+        &self,
+        run: &Run,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<InsertOutcome, Error>;
+
+    /// Reads a run.
+    async fn get(&self, id: &RunId) -> Result<Option<Run>, Error>;
+
+    /// Writes `run` only if the stored version is still `expected_version` (and so its status is
+    /// still the one the change was decided on); otherwise `Error::VersionConflict`.
+    async fn update(&self, run: &Run, expected_version: u64) -> Result<(), Error>;
+
+    /// Runs newest first, filtered, one page at a time.
+    async fn list(&self, query: &ListQuery) -> Result<RunPage, Error>;
+
+    /// Non-terminal runs whose deadline is at or before `now` (for the sweeper).
+    async fn overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<RunId>, Error>;
+}
+
+/// The step queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueName {
+    SubmitSpace,
+    PollStatus,
+    FetchArtifact,
+    NotifyWebhook,
+    Reconstruct,
+}
+
+impl QueueName {
+    /// Every queue.
+    pub const ALL: [QueueName; 5] = [
+        QueueName::SubmitSpace,
+        QueueName::PollStatus,
+        QueueName::FetchArtifact,
+        QueueName::NotifyWebhook,
+        QueueName::Reconstruct,
+    ];
+
+    /// The queue's name, which is also its step's function name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueName::SubmitSpace => "submit-space",
+            QueueName::PollStatus => "poll-status",
+            QueueName::FetchArtifact => "fetch-artifact",
+            QueueName::NotifyWebhook => "notify-webhook",
+            QueueName::Reconstruct => "reconstruct",
+        }
+    }
+}
+
+/// The body of a step message: which run, and the run version it was sent for (diagnostics only;
+/// handlers decide from the stored run, so duplicates are harmless).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepMessage {
+    pub run_id: RunId,
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// A received message. It stays invisible to other receivers until its visibility timeout ends;
+/// delete it when handled.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message_id: String,
+    /// The handle for `delete` / `change_visibility` of this receipt.
+    pub receipt: String,
+    pub body: String,
+    /// How many times the message has been received, this time included.
+    pub receive_count: u32,
+}
+
+/// Depth and age of a queue, for `/readyz`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Messages waiting (visible or delayed).
+    pub depth: u64,
+    /// Messages received and not yet deleted.
+    pub in_flight: u64,
+    /// Messages moved to the dead-letter list.
+    pub dead: u64,
+    /// Age of the oldest waiting message, in seconds.
+    pub oldest_age_s: Option<f64>,
+}
+
+/// A durable at-least-once queue per step (SQS semantics: delay, visibility timeout, receive count,
+/// dead-letter after too many receives).
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Enqueues `body`, visible after `delay`. Returns the message id.
+    async fn send(&self, queue: QueueName, body: &str, delay: Duration) -> Result<String, Error>;
+
+    /// Receives up to `max` visible messages, hiding each for `visibility`. Messages received more
+    /// than the queue's limit are moved to its dead-letter list instead of being returned.
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Delivery>, Error>;
+
+    /// Deletes a handled message.
+    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), Error>;
+
+    /// Changes how long a received message stays hidden (zero makes it visible again at once).
+    async fn change_visibility(
+        &self,
+        queue: QueueName,
+        receipt: &str,
+        visibility: Duration,
+    ) -> Result<(), Error>;
+
+    /// Depth, in-flight count, dead letters and oldest age.
+    async fn stats(&self, queue: QueueName) -> Result<QueueStats, Error>;
+}
+
+/// Where and how a client uploads one declared file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadTarget {
+    /// `PUT` or `POST`.
+    pub method: String,
+    pub url: String,
+    /// Form fields for a `POST` policy upload.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+    /// Headers the client must send (`Content-Type`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What the blob store knows of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobMeta {
+    pub size: u64,
+    pub sha256: String,
+    pub content_type: String,
+}
+
+/// Object storage with presigned URLs.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// A URL that accepts exactly one upload of `key` with this size and content type, until `ttl`.
+    async fn presign_upload(
+        &self,
+        key: &str,
+        content_type: &str,
+        size: u64,
+        ttl: Duration,
+    ) -> Result<UploadTarget, Error>;
+
+    /// A short-lived URL that downloads `key` (as `filename` when given).
+    async fn presign_download(
+        &self,
+        key: &str,
+        filename: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(String, DateTime<Utc>), Error>;
+
+    /// Streams `body` into `key`, returning its size and sha256.
+    async fn put(&self, key: &str, content_type: &str, body: ByteStream)
+    -> Result<BlobMeta, Error>;
+
+    /// Streams the object's bytes; `Error::NotFound` if absent.
+    async fn get(&self, key: &str) -> Result<ByteStream, Error>;
+
+    /// The object's size, sha256 and type, if it exists.
+    async fn head(&self, key: &str) -> Result<Option<BlobMeta>, Error>;
+
+    /// Deletes the object (absent is fine).
+    async fn delete(&self, key: &str) -> Result<(), Error>;
+}
+
+/// An input file handed to a backend.
+pub struct JobInput {
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    pub body: ByteStream,
+}
+
+/// What submit-space asks a Space backend to do.
+pub struct SpaceJob {
+    pub run_id: RunId,
+    /// The Space id (`facebook/vggt`).
+    pub space: String,
+    /// Base URL of the Space (an override, or derived from the id).
+    pub url: String,
+    /// The ordered calls; every call but the last runs to completion, the last is joined.
+    pub calls: Vec<CallSpec>,
+    /// Settings in the backend's spelling, by setting name.
+    pub settings: Map<String, Value>,
+    /// Input files by slot, in the pipeline's order.
+    pub inputs: BTreeMap<String, Vec<JobInput>>,
+}
+
+/// What the backend says while a job runs, and how it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpaceEvent {
+    /// Queue position, ETA, progress or a log line.
+    Progress(Progress),
+    /// The job finished: one value per output of the last call (files as the backend describes them).
+    Completed { outputs: Vec<Value> },
+    /// The job itself failed; the Space's message.
+    Failed { message: String },
+    /// The job was cancelled at the backend (it answers like a success with no output).
+    Cancelled,
+    /// The backend no longer knows the job (stream dropped, session not found): submit again.
+    Lost { reason: String },
+}
+
+/// A model host that runs jobs remotely (a Gradio Space). The job handle is JSON so any process
+/// can pick a job up where another left it.
+#[async_trait]
+pub trait SpaceBackend: Send + Sync {
+    /// Uploads the inputs, runs every call but the last to completion and joins the last one.
+    /// Returns the persisted job handle.
+    async fn submit(&self, job: SpaceJob) -> Result<Value, Error>;
+
+    /// Streams the job's events until one of `Completed`, `Failed`, `Cancelled` or `Lost`.
+    async fn watch(
+        &self,
+        handle: &Value,
+    ) -> Result<BoxStream<'static, Result<SpaceEvent, Error>>, Error>;
+
+    /// Streams one output file (as the backend described it in `Completed`).
+    async fn download(
+        &self,
+        handle: &Value,
+        file: &Value,
+    ) -> Result<(ByteStream, Option<String>), Error>;
+
+    /// Stops the job at the backend, queued or running.
+    async fn cancel(&self, handle: &Value) -> Result<(), Error>;
+}

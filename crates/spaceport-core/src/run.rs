@@ -1,0 +1,283 @@
+//! A run: one job through a pipeline. Transitions are methods that check the status machine and
+//! bump `version`; stores write the result only if the stored version is still the previous one.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, ErrorCode};
+use crate::ids::RunId;
+use crate::status::Status;
+
+/// How a run leaves `created`: by itself when every input landed, or by `POST /start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartMode {
+    #[default]
+    Auto,
+    Manual,
+}
+
+/// Whether a declared input is in the blob store yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputState {
+    Pending,
+    Landed,
+    Deleted,
+}
+
+/// One declared input file of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputFile {
+    pub filename: String,
+    pub content_type: String,
+    /// Declared size in bytes (the upload must match it exactly).
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub state: InputState,
+    /// Where the bytes live in the blob store.
+    pub key: String,
+    /// A URL the input is fetched from instead of uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// What the backend last reported about the job.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub stage: Option<String>,
+    pub queue_rank: Option<u64>,
+    pub queue_size: Option<u64>,
+    pub eta_s: Option<f64>,
+    pub fraction: Option<f64>,
+    pub message: Option<String>,
+}
+
+/// Which backend runs the job, and which attempt this is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendInfo {
+    /// `space` or `onnx`.
+    pub kind: String,
+    /// The Space (`facebook/vggt`) or model path.
+    pub target: String,
+    /// 1 for the first submission; each resubmission after the backend lost the job adds one.
+    pub attempt: u32,
+}
+
+/// Why a run did not succeed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// A result file in the blob store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub name: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+    pub key: String,
+    #[serde(default)]
+    pub meta: Map<String, Value>,
+}
+
+/// One job through a pipeline, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: RunId,
+    pub pipeline: String,
+    pub status: Status,
+    /// Bumped by every change; conditional writes compare it.
+    pub version: u64,
+    /// Resolved settings (user-facing spellings, defaults filled in).
+    pub settings: Map<String, Value>,
+    /// Declared inputs per slot, in the order the pipeline hands them to the backend.
+    pub inputs: BTreeMap<String, Vec<InputFile>>,
+    pub progress: Progress,
+    pub backend: BackendInfo,
+    /// The backend's persisted job handle (a Space's `{root, session_hash, event_id, …}`).
+    #[serde(default)]
+    pub job: Option<Value>,
+    pub error: Option<RunError>,
+    pub artifacts: Vec<Artifact>,
+    pub created_at: DateTime<Utc>,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub deadline_at: DateTime<Utc>,
+    /// When a cancel was asked for; the step that holds the job stops it at the backend.
+    #[serde(default)]
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// When `DELETE` removed the inputs and artifacts (the record stays).
+    #[serde(default)]
+    pub deleted_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    #[serde(default)]
+    pub start: StartMode,
+    pub retry_of: Option<RunId>,
+    /// Webhook target, kept for the notify step.
+    #[serde(default)]
+    pub webhook: Option<Value>,
+}
+
+impl Run {
+    /// Moves the run to `to` at `now`, filling the timestamps the move implies.
+    pub fn transition(&mut self, to: Status, now: DateTime<Utc>) -> Result<(), Error> {
+        if !self.status.can_move_to(to) {
+            return Err(Error::InvalidTransition {
+                from: self.status,
+                to,
+            });
+        }
+        match to {
+            Status::Queued => self.queued_at = Some(now),
+            Status::Submitting if self.started_at.is_none() => self.started_at = Some(now),
+            _ => {}
+        }
+        if to.is_terminal() {
+            self.finished_at = Some(now);
+        }
+        self.status = to;
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Ends the run as `failed` with a reason.
+    pub fn fail(
+        &mut self,
+        code: ErrorCode,
+        message: impl Into<String>,
+        retryable: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.transition(Status::Failed, now)?;
+        self.error = Some(RunError {
+            code,
+            message: message.into(),
+            retryable,
+        });
+        Ok(())
+    }
+
+    /// Ends the run as `expired` because its deadline passed.
+    pub fn expire(&mut self, now: DateTime<Utc>) -> Result<(), Error> {
+        self.transition(Status::Expired, now)?;
+        self.error = Some(RunError {
+            code: ErrorCode::DeadlineExceeded,
+            message: format!(
+                "the run did not finish before its deadline {}",
+                self.deadline_at.to_rfc3339()
+            ),
+            retryable: true,
+        });
+        Ok(())
+    }
+
+    /// Records a change that is not a status move (progress, a landed input, the job handle).
+    pub fn touch(&mut self) {
+        self.version += 1;
+    }
+
+    /// Whether every declared input is in the blob store.
+    pub fn all_inputs_landed(&self) -> bool {
+        self.inputs
+            .values()
+            .flatten()
+            .all(|f| f.state == InputState::Landed)
+    }
+
+    /// Whether the deadline has passed at `now`.
+    pub fn past_deadline(&self, now: DateTime<Utc>) -> bool {
+        now >= self.deadline_at
+    }
+
+    /// Blob key of input `index` of `slot`.
+    pub fn input_key(id: &RunId, slot: &str, index: usize) -> String {
+        format!("runs/{id}/inputs/{slot}/{index}")
+    }
+
+    /// Blob key of an artifact.
+    pub fn artifact_key(id: &RunId, name: &str, filename: &str) -> String {
+        format!("runs/{id}/artifacts/{name}/{filename}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample(now: DateTime<Utc>) -> Run {
+        Run {
+            id: RunId::new(1, 1),
+            pipeline: "vggt".into(),
+            status: Status::Created,
+            version: 1,
+            settings: Map::new(),
+            inputs: BTreeMap::new(),
+            progress: Progress::default(),
+            backend: BackendInfo {
+                kind: "space".into(),
+                target: "facebook/vggt".into(),
+                attempt: 0,
+            },
+            job: None,
+            error: None,
+            artifacts: vec![],
+            created_at: now,
+            queued_at: None,
+            started_at: None,
+            finished_at: None,
+            deadline_at: now + chrono::Duration::seconds(60),
+            cancel_requested_at: None,
+            deleted_at: None,
+            metadata: Map::new(),
+            start: StartMode::Auto,
+            retry_of: None,
+            webhook: None,
+        }
+    }
+
+    #[test]
+    fn transitions_bump_version_and_stamp_times() {
+        let now = Utc::now();
+        let mut run = sample(now);
+        run.transition(Status::Queued, now).unwrap();
+        assert_eq!(run.version, 2);
+        assert_eq!(run.queued_at, Some(now));
+        run.transition(Status::Submitting, now).unwrap();
+        assert_eq!(run.started_at, Some(now));
+        let err = run.transition(Status::Succeeded, now).unwrap_err();
+        assert!(matches!(err, Error::InvalidTransition { .. }));
+        assert_eq!(run.version, 3, "a refused move changes nothing");
+    }
+
+    #[test]
+    fn fail_records_reason_and_finish_time() {
+        let now = Utc::now();
+        let mut run = sample(now);
+        run.fail(ErrorCode::SpaceError, "boom", false, now).unwrap();
+        assert_eq!(run.status, Status::Failed);
+        assert_eq!(run.finished_at, Some(now));
+        assert_eq!(run.error.as_ref().unwrap().code, ErrorCode::SpaceError);
+        assert!(
+            run.fail(ErrorCode::SpaceError, "again", false, now)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn expire_sets_deadline_exceeded() {
+        let now = Utc::now();
+        let mut run = sample(now);
+        run.expire(now).unwrap();
+        assert_eq!(run.error.unwrap().code, ErrorCode::DeadlineExceeded);
+    }
+}
