@@ -1,0 +1,92 @@
+//! HTTP errors: every 4xx/5xx body is `{"error": {"code", "message", "field"?}}`. Internal
+//! details (storage errors, upstream texts) are logged, not sent.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use spaceport_core::Error;
+use utoipa::ToSchema;
+
+/// The error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable snake_case word (`validation_failed`, `not_found`, `conflict`, …).
+    pub code: String,
+    pub message: String,
+    /// The request field at fault (`settings.conf_thres`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// An error answered over HTTP.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// A 400 `validation_failed` naming `field`.
+    pub fn bad_request(field: Option<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "validation_failed".into(),
+            message: message.into(),
+            field,
+        }
+    }
+
+    /// A 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found".into(),
+            message: message.into(),
+            field: None,
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let message = if status.is_server_error() {
+            tracing::error!(error = %e, "request failed");
+            match e {
+                Error::Storage { .. } => "storage is unavailable; try again".to_string(),
+                _ => "internal error".to_string(),
+            }
+        } else {
+            e.to_string()
+        };
+        ApiError {
+            status,
+            code: e.code().to_string(),
+            message,
+            field: e.field().map(str::to_string),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                field: self.field,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}

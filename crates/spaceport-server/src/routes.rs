@@ -1,0 +1,480 @@
+//! Route handlers. Each parses and checks the request, calls one steps operation, and shapes
+//! the answer; a rejected request changes nothing that is stored.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use futures::TryStreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use spaceport_core::pipeline::{DeclaredFile, request_hash};
+use spaceport_core::ports::{Idempotency, ListQuery, QueueName};
+use spaceport_core::{Error, Run, RunId, StartMode, Status};
+use spaceport_steps::NewRun;
+use utoipa::OpenApi;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+use crate::views::{ArtifactView, CreateRunRequest, PipelineList, RunList, RunView};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The OpenAPI document, generated from the handlers and view types.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Spaceport API",
+        version = "1",
+        description = "Images in, 3D model or picture out: durable asynchronous jobs on Gradio Spaces and local models."
+    ),
+    paths(
+        list_pipelines,
+        get_pipeline,
+        create_run,
+        list_runs,
+        get_run,
+        start_run,
+        cancel_run,
+        retry_run,
+        delete_run,
+        get_artifact,
+        healthz,
+        readyz
+    ),
+    components(schemas(CreateRunRequest, RunView, RunList, PipelineList, ErrorBody))
+)]
+pub struct ApiDoc;
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/pipelines", get(list_pipelines))
+        .route("/v1/pipelines/{name}", get(get_pipeline))
+        .route("/v1/runs", post(create_run).get(list_runs))
+        .route("/v1/runs/{id}", get(get_run).delete(delete_run))
+        .route("/v1/runs/{id}/start", post(start_run))
+        .route("/v1/runs/{id}/cancel", post(cancel_run))
+        .route("/v1/runs/{id}/retry", post(retry_run))
+        .route("/v1/runs/{id}/artifacts/{name}", get(get_artifact))
+        .route("/v1/uploads/{*key}", put(upload))
+        .route("/v1/blobs/{*key}", get(download))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// The process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Store, queues and blob store are reachable; queue depths and the oldest message's age per step.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
+async fn readyz(State(st): State<AppState>) -> Response {
+    let steps = &st.steps;
+    let mut queues = serde_json::Map::new();
+    let mut ok = true;
+    let mut problems = vec![];
+    if let Err(e) = steps
+        .store
+        .list(&ListQuery {
+            limit: 1,
+            ..ListQuery::default()
+        })
+        .await
+    {
+        ok = false;
+        problems.push(format!("run store: {e}"));
+    }
+    for q in QueueName::ALL {
+        match steps.queue.stats(q).await {
+            Ok(s) => {
+                queues.insert(
+                    q.as_str().into(),
+                    serde_json::to_value(s).unwrap_or(Value::Null),
+                );
+            }
+            Err(e) => {
+                ok = false;
+                problems.push(format!("queue {}: {e}", q.as_str()));
+            }
+        }
+    }
+    if let Err(e) = steps.blobs.head("readyz/probe").await {
+        ok = false;
+        problems.push(format!("blob store: {e}"));
+    }
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({"status": if ok {"ok"} else {"unavailable"}, "queues": queues, "problems": problems}))).into_response()
+}
+
+/// Every pipeline.
+#[utoipa::path(get, path = "/v1/pipelines", responses((status = 200, body = PipelineList)))]
+async fn list_pipelines(State(st): State<AppState>) -> Json<PipelineList> {
+    Json(PipelineList {
+        pipelines: st.steps.pipelines.iter().map(|p| p.describe()).collect(),
+    })
+}
+
+/// One pipeline: inputs, settings (a JSON Schema), outputs.
+#[utoipa::path(get, path = "/v1/pipelines/{name}", params(("name" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn get_pipeline(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(st.steps.pipelines.get(&name)?.describe()))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = (path != "." && !path.is_empty()).then_some(path);
+        ApiError::bad_request(field, format!("malformed request body: {}", e.inner()))
+    })
+}
+
+fn declared(req: &CreateRunRequest) -> ApiResult<BTreeMap<String, Vec<DeclaredFile>>> {
+    let mut out = BTreeMap::new();
+    for (slot, files) in &req.inputs {
+        let mut list = vec![];
+        for (i, f) in files.iter().enumerate() {
+            let field = |k: &str| format!("inputs.{slot}[{i}].{k}");
+            if f.url.is_some() {
+                return Err(Error::validation(
+                    field("url"),
+                    "URL inputs are not supported by this server yet; upload the file",
+                )
+                .into());
+            }
+            let missing = |k: &str| {
+                ApiError::from(Error::validation(
+                    field(k),
+                    format!("{} is required", field(k)),
+                ))
+            };
+            list.push(DeclaredFile {
+                filename: f.filename.clone().ok_or_else(|| missing("filename"))?,
+                content_type: f
+                    .content_type
+                    .clone()
+                    .ok_or_else(|| missing("content_type"))?,
+                size: f.size.ok_or_else(|| missing("size"))?,
+            });
+        }
+        out.insert(slot.clone(), list);
+    }
+    Ok(out)
+}
+
+/// Creates a run; the answer lists where to upload each declared file.
+#[utoipa::path(post, path = "/v1/runs", request_body = CreateRunRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "The same key with the same body returns the same run")),
+    responses((status = 201, body = RunView), (status = 200, body = RunView, description = "an earlier run with the same Idempotency-Key"),
+              (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_run(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: CreateRunRequest = parse_json(&body)?;
+    let start = match req.start.as_deref() {
+        None | Some("auto") => StartMode::Auto,
+        Some("manual") => StartMode::Manual,
+        Some(other) => {
+            return Err(Error::validation(
+                "start",
+                format!("start = {other:?} is not auto or manual"),
+            )
+            .into());
+        }
+    };
+    let idempotency = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        Some("Idempotency-Key".into()),
+                        "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                    )
+                })?;
+            let canonical: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            Some(Idempotency {
+                key: key.to_string(),
+                request_hash: request_hash(&canonical),
+            })
+        }
+    };
+    let new = NewRun {
+        inputs: declared(&req)?,
+        pipeline: req.pipeline,
+        settings: req.settings,
+        deadline_s: req.deadline_s,
+        metadata: req.metadata,
+        start,
+        webhook: req.webhook,
+    };
+    let created = st.steps.create(new, idempotency).await?;
+    let status = if created.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let view = view(&st, &created.run, created.uploads).await?;
+    Ok((status, Json(view)).into_response())
+}
+
+async fn view(
+    st: &AppState,
+    run: &Run,
+    uploads: Vec<spaceport_steps::Upload>,
+) -> ApiResult<RunView> {
+    let mut artifacts = vec![];
+    for a in &run.artifacts {
+        let (url, url_expires_at) = st
+            .steps
+            .blobs
+            .presign_download(&a.key, Some(&a.filename), st.steps.config.download_ttl)
+            .await?;
+        artifacts.push(ArtifactView {
+            name: a.name.clone(),
+            filename: a.filename.clone(),
+            content_type: a.content_type.clone(),
+            size: a.size,
+            sha256: a.sha256.clone(),
+            url,
+            url_expires_at,
+            meta: a.meta.clone(),
+        });
+    }
+    Ok(RunView::new(run, uploads, artifacts))
+}
+
+async fn full_view(st: &AppState, run: &Run) -> ApiResult<RunView> {
+    let uploads = st.steps.uploads(run).await?;
+    view(st, run, uploads).await
+}
+
+fn run_id(s: &str) -> ApiResult<RunId> {
+    Ok(RunId::parse(s)?)
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    status: Option<String>,
+    pipeline: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Runs, newest first.
+#[utoipa::path(get, path = "/v1/runs",
+    params(("status" = Option<String>, Query), ("pipeline" = Option<String>, Query), ("limit" = Option<usize>, Query, description = "1 to 100, default 20"), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = RunList), (status = 400, body = ErrorBody)))]
+async fn list_runs(
+    State(st): State<AppState>,
+    Query(p): Query<ListParams>,
+) -> ApiResult<Json<RunList>> {
+    let status = match p.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            ApiError::bad_request(Some("status".into()), format!("unknown status {s:?}"))
+        })?),
+    };
+    let limit = match p.limit.as_deref() {
+        None | Some("") => 20,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=100).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(
+                    Some("limit".into()),
+                    format!("limit = {l:?} must be an integer from 1 to 100"),
+                ));
+            }
+        },
+    };
+    let page = st
+        .steps
+        .store
+        .list(&ListQuery {
+            status,
+            pipeline: p.pipeline.filter(|s| !s.is_empty()),
+            limit,
+            cursor: p.cursor.filter(|s| !s.is_empty()),
+        })
+        .await?;
+    let mut runs = vec![];
+    for r in &page.runs {
+        runs.push(view(&st, r, vec![]).await?);
+    }
+    Ok(Json(RunList {
+        runs,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct WaitParams {
+    wait: Option<String>,
+}
+
+/// A run. `?wait=N` holds the request up to N seconds (at most 60) until its status changes.
+#[utoipa::path(get, path = "/v1/runs/{id}", params(("id" = String, Path), ("wait" = Option<u64>, Query)),
+    responses((status = 200, body = RunView), (status = 404, body = ErrorBody)))]
+async fn get_run(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Query<WaitParams>,
+) -> ApiResult<Json<RunView>> {
+    let id = run_id(&id)?;
+    let run = match p.wait.as_deref() {
+        None | Some("") => st.steps.get(&id).await?,
+        Some(w) => {
+            let secs: f64 = w
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        Some("wait".into()),
+                        format!("wait = {w:?} must be a number of seconds"),
+                    )
+                })?;
+            st.steps
+                .wait(&id, None, Duration::from_secs_f64(secs.min(60.0)))
+                .await?
+        }
+    };
+    Ok(Json(full_view(&st, &run).await?))
+}
+
+/// Queues a run created with `"start": "manual"` once its inputs have landed.
+#[utoipa::path(post, path = "/v1/runs/{id}/start", params(("id" = String, Path)), responses((status = 200, body = RunView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn start_run(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<RunView>> {
+    let run = st.steps.start(&run_id(&id)?).await?;
+    Ok(Json(full_view(&st, &run).await?))
+}
+
+/// Cancels a live run and stops its job at the Space or worker.
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", params(("id" = String, Path)), responses((status = 200, body = RunView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn cancel_run(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunView>> {
+    let run = st.steps.cancel(&run_id(&id)?).await?;
+    Ok(Json(full_view(&st, &run).await?))
+}
+
+/// A new run with the same inputs and settings (`retry_of` set).
+#[utoipa::path(post, path = "/v1/runs/{id}/retry", params(("id" = String, Path)), responses((status = 201, body = RunView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn retry_run(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let run = st.steps.retry(&run_id(&id)?).await?;
+    Ok((StatusCode::CREATED, Json(full_view(&st, &run).await?)).into_response())
+}
+
+/// Deletes a finished run's inputs and artifacts; the record stays, marked `deleted_at`.
+#[utoipa::path(delete, path = "/v1/runs/{id}", params(("id" = String, Path)), responses((status = 200, body = RunView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete_run(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunView>> {
+    let run = st.steps.delete(&run_id(&id)?).await?;
+    Ok(Json(full_view(&st, &run).await?))
+}
+
+/// Redirects to a signed, short-lived URL of the artifact.
+#[utoipa::path(get, path = "/v1/runs/{id}/artifacts/{name}", params(("id" = String, Path), ("name" = String, Path)),
+    responses((status = 302, description = "to the signed URL"), (status = 404, body = ErrorBody)))]
+async fn get_artifact(
+    State(st): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (_, url, _) = st.steps.artifact(&run_id(&id)?, &name).await?;
+    Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
+}
+
+fn signed(st: &AppState) -> ApiResult<&std::sync::Arc<dyn crate::SignedBlobs>> {
+    st.signed_blobs
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("this server does not serve blobs"))
+}
+
+async fn upload(
+    State(st): State<AppState>,
+    Path(key): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let blobs = signed(&st)?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len == 0
+    {
+        return Err(ApiError::bad_request(None, "the upload body is empty"));
+    }
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let meta = blobs
+        .accept_upload(&key, query.as_deref().unwrap_or(""), ct, Box::pin(stream))
+        .await?;
+    st.steps.input_landed(&key, &meta).await?;
+    Ok(Json(json!({"size": meta.size, "sha256": meta.sha256})))
+}
+
+async fn download(
+    State(st): State<AppState>,
+    Path(key): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let blobs = signed(&st)?;
+    let (stream, meta, filename) = blobs
+        .serve_download(&key, query.as_deref().unwrap_or(""))
+        .await?;
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        meta.content_type
+            .parse()
+            .unwrap_or(header::HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(header::CONTENT_LENGTH, meta.size.into());
+    if let Some(f) = filename
+        && let Ok(v) = format!("attachment; filename=\"{}\"", f.replace('"', "")).parse()
+    {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Ok(v) = format!("\"{}\"", meta.sha256).parse() {
+        h.insert(header::ETAG, v);
+    }
+    Ok(resp)
+}

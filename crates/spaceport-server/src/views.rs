@@ -1,0 +1,242 @@
+//! The wire shapes of the API (and so of `/v1/openapi.json`): requests as clients send them and
+//! runs as clients see them. Internal fields of a stored run (job handle, leases, blob keys) never
+//! appear here.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use spaceport_core::{InputState, Run};
+use spaceport_steps::Upload;
+use utoipa::ToSchema;
+
+/// `POST /v1/runs`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRunRequest {
+    /// The pipeline's name (`vggt`).
+    pub pipeline: String,
+    /// Settings; see the pipeline's JSON Schema. Missing ones take their defaults.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub settings: Map<String, Value>,
+    /// Declared files per input slot.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, Vec<DeclaredInput>>,
+    /// Webhook target (deliveries come in a later version of this server).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub webhook: Option<Value>,
+    /// Seconds until the run is ended `expired` if not finished.
+    #[serde(default)]
+    pub deadline_s: Option<u64>,
+    /// Free-form client data, returned as given (at most 16 KiB).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    /// `auto` (queue when every input has landed) or `manual` (wait for `POST /start`).
+    #[serde(default)]
+    pub start: Option<String>,
+}
+
+/// One declared input file.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredInput {
+    pub filename: Option<String>,
+    pub content_type: Option<String>,
+    /// Exact size in bytes; the upload must match it.
+    pub size: Option<u64>,
+    /// A URL to fetch the file from instead of uploading it.
+    pub url: Option<String>,
+}
+
+/// Where to send one declared file.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UploadView {
+    pub slot: String,
+    pub index: usize,
+    /// `PUT` (or `POST` with `fields`).
+    pub method: String,
+    pub url: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<Upload> for UploadView {
+    fn from(u: Upload) -> Self {
+        UploadView {
+            slot: u.slot,
+            index: u.index,
+            method: u.method,
+            url: u.url,
+            fields: u.fields,
+            headers: u.headers,
+            expires_at: u.expires_at,
+        }
+    }
+}
+
+/// An input as the run shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InputView {
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: Option<String>,
+    /// `pending`, `landed` or `deleted`.
+    pub state: String,
+}
+
+/// Queue position and progress as the backend last reported them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProgressView {
+    pub stage: Option<String>,
+    pub queue_rank: Option<u64>,
+    pub queue_size: Option<u64>,
+    pub eta_s: Option<f64>,
+    pub fraction: Option<f64>,
+    pub message: Option<String>,
+}
+
+/// Which backend runs the job.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BackendView {
+    /// `space` or `onnx`.
+    pub kind: String,
+    pub target: String,
+    /// 1 for the first submission; each resubmission after the backend lost the job adds one.
+    pub attempt: u32,
+}
+
+/// Why a run did not succeed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunErrorView {
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// A result file.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ArtifactView {
+    pub name: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+    /// A signed, short-lived download URL.
+    pub url: String,
+    pub url_expires_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub meta: Map<String, Value>,
+}
+
+/// A run.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunView {
+    pub id: String,
+    pub pipeline: String,
+    /// `created`, `queued`, `submitting`, `running`, `fetching`, `succeeded`, `failed`, `cancelled`, `expired`.
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub settings: Map<String, Value>,
+    pub inputs: BTreeMap<String, Vec<InputView>>,
+    pub progress: ProgressView,
+    pub backend: BackendView,
+    pub error: Option<RunErrorView>,
+    pub artifacts: Vec<ArtifactView>,
+    /// Where to upload inputs that have not landed (while `created`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub uploads: Vec<UploadView>,
+    pub created_at: DateTime<Utc>,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub deadline_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    pub retry_of: Option<String>,
+}
+
+impl RunView {
+    /// The view of `run` with its upload targets and artifact URLs.
+    pub fn new(run: &Run, uploads: Vec<Upload>, artifacts: Vec<ArtifactView>) -> Self {
+        RunView {
+            id: run.id.to_string(),
+            pipeline: run.pipeline.clone(),
+            status: run.status.to_string(),
+            settings: run.settings.clone(),
+            inputs: run
+                .inputs
+                .iter()
+                .map(|(slot, files)| {
+                    let list = files
+                        .iter()
+                        .map(|f| InputView {
+                            filename: f.filename.clone(),
+                            content_type: f.content_type.clone(),
+                            size: f.size,
+                            sha256: f.sha256.clone(),
+                            state: match f.state {
+                                InputState::Pending => "pending",
+                                InputState::Landed => "landed",
+                                InputState::Deleted => "deleted",
+                            }
+                            .into(),
+                        })
+                        .collect();
+                    (slot.clone(), list)
+                })
+                .collect(),
+            progress: ProgressView {
+                stage: run.progress.stage.clone(),
+                queue_rank: run.progress.queue_rank,
+                queue_size: run.progress.queue_size,
+                eta_s: run.progress.eta_s,
+                fraction: run.progress.fraction,
+                message: run.progress.message.clone(),
+            },
+            backend: BackendView {
+                kind: run.backend.kind.clone(),
+                target: run.backend.target.clone(),
+                attempt: run.backend.attempt,
+            },
+            error: run.error.as_ref().map(|e| RunErrorView {
+                code: e.code.to_string(),
+                message: e.message.clone(),
+                retryable: e.retryable,
+            }),
+            artifacts,
+            uploads: uploads.into_iter().map(UploadView::from).collect(),
+            created_at: run.created_at,
+            queued_at: run.queued_at,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            deadline_at: run.deadline_at,
+            deleted_at: run.deleted_at,
+            metadata: run.metadata.clone(),
+            retry_of: run.retry_of.as_ref().map(|r| r.to_string()),
+        }
+    }
+}
+
+/// `GET /v1/runs`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunList {
+    pub runs: Vec<RunView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/pipelines`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PipelineList {
+    #[schema(value_type = Vec<Object>)]
+    pub pipelines: Vec<Value>,
+}

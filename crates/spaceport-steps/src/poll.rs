@@ -1,0 +1,304 @@
+//! poll-status: holds the Space's event stream to the end (a stream dropped early loses the
+//! result), storing queue rank, ETA and progress on the run; classifies the end; and starts a new
+//! attempt when the Space lost the job. A lease with heartbeats keeps a second poller away.
+
+use std::time::Duration;
+
+use chrono::Duration as ChronoDuration;
+use futures::StreamExt;
+use spaceport_core::ports::{QueueName, SpaceEvent};
+use spaceport_core::{Error, ErrorCode, Progress, Run, RunId, Status};
+
+use crate::{JobState, Lease, Mutated, Outcome, Steps};
+
+/// How a watch ended.
+enum End {
+    Done,
+    /// The run is no longer ours to watch (cancelled, expired, taken over).
+    Released,
+    /// The poll window closed before the job finished.
+    WindowClosed,
+}
+
+impl Steps {
+    /// Handles a poll-status message.
+    pub async fn poll_status(&self, id: &RunId) -> Result<Outcome, Error> {
+        let Some(run) = self.claim(id, Status::Running).await? else {
+            return Ok(Outcome::Done);
+        };
+        let Some(handle) = JobState::of(&run).handle else {
+            self.lost(id, "the run has no job handle").await?;
+            return Ok(Outcome::Done);
+        };
+        let mut events = match self.space.watch(&handle).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.release(id).await?;
+                return Err(e);
+            }
+        };
+
+        let heartbeat = self.config.heartbeat;
+        let window_end = tokio::time::Instant::now() + self.config.poll_window;
+        let deadline = {
+            let left = (run.deadline_at - self.clock.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+            tokio::time::Instant::now() + left
+        };
+        let mut progress: Option<Progress> = None;
+        let mut next_beat = tokio::time::Instant::now() + heartbeat;
+        let end = loop {
+            tokio::select! {
+                ev = events.next() => match ev {
+                    Some(Ok(SpaceEvent::Progress(p))) => {
+                        progress = Some(p);
+                    }
+                    Some(Ok(SpaceEvent::Completed { outputs })) => {
+                        self.completed(id, outputs).await?;
+                        break End::Done;
+                    }
+                    Some(Ok(SpaceEvent::Failed { message })) => {
+                        self.fail_run(id, ErrorCode::SpaceError, &format!("the Space failed: {message}"), false).await?;
+                        break End::Done;
+                    }
+                    Some(Ok(SpaceEvent::Cancelled)) => {
+                        // The run's own state says whether we cancelled it; if not, someone else
+                        // stopped the job at the Space and it must run again.
+                        let run = self.load(id).await?;
+                        if run.status == Status::Running {
+                            self.lost(id, "the Space cancelled the job").await?;
+                        }
+                        break End::Done;
+                    }
+                    Some(Ok(SpaceEvent::Lost { reason })) => {
+                        self.lost(id, &reason).await?;
+                        break End::Done;
+                    }
+                    Some(Err(e)) if !e.retryable() => {
+                        let code = match &e { Error::Upstream { code, .. } => *code, _ => ErrorCode::SpaceProtocol };
+                        self.fail_run(id, code, &e.to_string(), false).await?;
+                        break End::Done;
+                    }
+                    Some(Err(e)) => {
+                        self.lost(id, &format!("the event stream broke: {e}")).await?;
+                        break End::Done;
+                    }
+                    None => {
+                        self.lost(id, "the event stream ended before the job completed").await?;
+                        break End::Done;
+                    }
+                },
+                _ = tokio::time::sleep_until(next_beat) => {
+                    next_beat += heartbeat;
+                    if !self.renew(id, progress.take()).await? {
+                        break End::Released;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.expire_run(id).await?;
+                    break End::Released;
+                }
+                _ = tokio::time::sleep_until(window_end) => {
+                    break End::WindowClosed;
+                }
+            }
+        };
+        match end {
+            End::Done => Ok(Outcome::Done),
+            End::Released => {
+                let run = self.load(id).await?;
+                if run.status.is_terminal()
+                    && let Some(h) = JobState::of(&run).handle
+                    && run.status != Status::Succeeded
+                {
+                    self.cancel_at_backend(&run, &h).await;
+                }
+                Ok(Outcome::Done)
+            }
+            End::WindowClosed => {
+                // Dropping the stream loses the result at the Space: the next poll finds the job
+                // lost and submits it again (counted as an attempt).
+                self.release(id).await?;
+                Ok(Outcome::RetryAfter(Duration::ZERO))
+            }
+        }
+    }
+
+    /// Takes the lease on a run in `status`; `None` when another live worker holds it, or the run
+    /// is no longer in that status.
+    pub(crate) async fn claim(&self, id: &RunId, status: Status) -> Result<Option<Run>, Error> {
+        let now = self.clock.now();
+        let me = self.worker_id.clone();
+        let until = now + ChronoDuration::from_std(self.config.lease).unwrap_or_default();
+        let mutated = self
+            .mutate(id, |run| {
+                if run.status != status {
+                    return Ok(false);
+                }
+                if run.past_deadline(now) {
+                    run.expire(now)?;
+                    return Ok(true);
+                }
+                let mut job = JobState::of(run);
+                if job.leased_by_other(&me, now) {
+                    return Ok(false);
+                }
+                job.lease = Some(Lease {
+                    holder: me.clone(),
+                    until,
+                });
+                job.store(run)?;
+                Ok(true)
+            })
+            .await?;
+        Ok(match mutated {
+            Mutated::Changed(run) if run.status == status => Some(run),
+            _ => None,
+        })
+    }
+
+    /// Renews our lease and stores the latest progress; false when the run is no longer ours.
+    pub(crate) async fn renew(
+        &self,
+        id: &RunId,
+        progress: Option<Progress>,
+    ) -> Result<bool, Error> {
+        let now = self.clock.now();
+        let me = self.worker_id.clone();
+        let until = now + ChronoDuration::from_std(self.config.lease).unwrap_or_default();
+        let mut ours = false;
+        self.mutate(id, |run| {
+            let mut job = JobState::of(run);
+            ours = !run.status.is_terminal() && job.lease.as_ref().is_some_and(|l| l.holder == me);
+            if !ours {
+                return Ok(false);
+            }
+            job.lease = Some(Lease {
+                holder: me.clone(),
+                until,
+            });
+            job.store(run)?;
+            if let Some(p) = &progress {
+                run.progress = p.clone();
+            }
+            Ok(true)
+        })
+        .await?;
+        Ok(ours)
+    }
+
+    /// Drops our lease so another worker can take the run at once.
+    pub(crate) async fn release(&self, id: &RunId) -> Result<(), Error> {
+        let me = self.worker_id.clone();
+        self.mutate(id, |run| {
+            let mut job = JobState::of(run);
+            if job.lease.as_ref().is_none_or(|l| l.holder != me) {
+                return Ok(false);
+            }
+            job.lease = None;
+            job.store(run)?;
+            Ok(true)
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn completed(&self, id: &RunId, outputs: Vec<serde_json::Value>) -> Result<(), Error> {
+        let now = self.clock.now();
+        let mutated = self
+            .mutate(id, |run| {
+                if run.status != Status::Running {
+                    return Ok(false);
+                }
+                let mut job = JobState::of(run);
+                job.outputs = Some(outputs.clone());
+                job.lease = None;
+                job.store(run)?;
+                run.transition(Status::Fetching, now)?;
+                run.progress = Progress {
+                    stage: Some("fetching".into()),
+                    fraction: Some(1.0),
+                    ..Progress::default()
+                };
+                Ok(true)
+            })
+            .await?;
+        if let Mutated::Changed(run) = mutated {
+            self.enqueue(QueueName::FetchArtifact, &run, Duration::ZERO)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The backend lost the job: submit it again as a new attempt (submit-space enforces the limit).
+    pub(crate) async fn lost(&self, id: &RunId, reason: &str) -> Result<(), Error> {
+        let now = self.clock.now();
+        let mutated = self
+            .mutate(id, |run| {
+                if run.status != Status::Running {
+                    return Ok(false);
+                }
+                run.transition(Status::Submitting, now)?;
+                run.progress = Progress {
+                    stage: Some("resubmitting".into()),
+                    message: Some(reason.to_string()),
+                    ..Progress::default()
+                };
+                let job = JobState {
+                    handle: JobState::of(run).handle,
+                    ..JobState::default()
+                };
+                job.store(run)?;
+                Ok(true)
+            })
+            .await?;
+        if let Mutated::Changed(run) = mutated {
+            tracing::info!(run = %run.id, attempt = run.backend.attempt, reason, "the backend lost the job; submitting again");
+            self.enqueue(QueueName::SubmitSpace, &run, Duration::ZERO)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Ends a live run `failed`.
+    pub(crate) async fn fail_run(
+        &self,
+        id: &RunId,
+        code: ErrorCode,
+        message: &str,
+        retryable: bool,
+    ) -> Result<(), Error> {
+        let now = self.clock.now();
+        self.mutate(id, |run| {
+            if run.status.is_terminal() {
+                return Ok(false);
+            }
+            let mut job = JobState::of(run);
+            job.lease = None;
+            job.store(run)?;
+            run.fail(code, message, retryable, now)?;
+            Ok(true)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a live run `expired`.
+    pub(crate) async fn expire_run(&self, id: &RunId) -> Result<bool, Error> {
+        let now = self.clock.now();
+        let m = self
+            .mutate(id, |run| {
+                if run.status.is_terminal() || !run.past_deadline(now) {
+                    return Ok(false);
+                }
+                let mut job = JobState::of(run);
+                job.lease = None;
+                job.store(run)?;
+                run.expire(now)?;
+                Ok(true)
+            })
+            .await?;
+        Ok(matches!(m, Mutated::Changed(_)))
+    }
+}

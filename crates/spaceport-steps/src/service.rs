@@ -1,0 +1,489 @@
+//! accept-upload: the operations behind the HTTP API — create a run (with Idempotency-Key),
+//! hand out presigned uploads, record landed inputs and queue the run when all are there; start,
+//! cancel (reaching the backend), retry, delete, artifacts and waiting for a change.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use spaceport_core::pipeline::DeclaredFile;
+use spaceport_core::ports::{BlobMeta, Idempotency, InsertOutcome, QueueName};
+use spaceport_core::{
+    Artifact, BackendInfo, Error, InputFile, InputState, Progress, Run, RunId, StartMode, Status,
+};
+
+use crate::{JobState, Mutated, Steps};
+
+/// A validated request to create a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewRun {
+    pub pipeline: String,
+    #[serde(default)]
+    pub settings: Map<String, Value>,
+    #[serde(default)]
+    pub inputs: BTreeMap<String, Vec<DeclaredFile>>,
+    #[serde(default)]
+    pub deadline_s: Option<u64>,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    #[serde(default)]
+    pub start: StartMode,
+    #[serde(default)]
+    pub webhook: Option<Value>,
+}
+
+/// Where to upload one declared input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Upload {
+    pub slot: String,
+    pub index: usize,
+    pub method: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The result of `create`.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub run: Run,
+    pub uploads: Vec<Upload>,
+    /// True when an Idempotency-Key returned a run created earlier.
+    pub existing: bool,
+}
+
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+impl Steps {
+    /// Creates a run and its upload URLs. With `idempotency`, the same key and body return the
+    /// same run; the same key with another body is a conflict. A rejected request stores nothing.
+    pub async fn create(
+        &self,
+        new: NewRun,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Created, Error> {
+        let pipeline = self.pipelines.get(&new.pipeline).map_err(|_| {
+            let known: Vec<&str> = self.pipelines.iter().map(|p| p.name.as_str()).collect();
+            Error::validation(
+                "pipeline",
+                format!(
+                    "unknown pipeline {:?} (known: {})",
+                    new.pipeline,
+                    known.join(", ")
+                ),
+            )
+        })?;
+        let settings = pipeline.resolve_settings(&new.settings)?;
+        pipeline.check_inputs(&new.inputs)?;
+        let deadline_s = new.deadline_s.unwrap_or(pipeline.deadline_s);
+        if deadline_s == 0 || deadline_s > pipeline.max_deadline_s {
+            return Err(Error::validation(
+                "deadline_s",
+                format!(
+                    "deadline_s = {deadline_s} is out of range [1, {}]",
+                    pipeline.max_deadline_s
+                ),
+            ));
+        }
+        if Value::Object(new.metadata.clone()).to_string().len() > MAX_METADATA_BYTES {
+            return Err(Error::validation(
+                "metadata",
+                format!("metadata is larger than {MAX_METADATA_BYTES} bytes"),
+            ));
+        }
+        if let Some(hook) = &new.webhook {
+            let url = hook.get("url").and_then(Value::as_str).unwrap_or("");
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(Error::validation(
+                    "webhook.url",
+                    "webhook.url must be an http(s) URL",
+                ));
+            }
+        }
+
+        let now = self.clock.now();
+        let id = RunId::new(now.timestamp_millis().max(0) as u64, rand::random());
+        let inputs = new
+            .inputs
+            .iter()
+            .map(|(slot, files)| {
+                let list = files
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| InputFile {
+                        filename: f.filename.clone(),
+                        content_type: f.content_type.clone(),
+                        size: f.size,
+                        sha256: None,
+                        state: InputState::Pending,
+                        key: Run::input_key(&id, slot, i),
+                        url: None,
+                    })
+                    .collect();
+                (slot.clone(), list)
+            })
+            .collect();
+        let run = Run {
+            id: id.clone(),
+            pipeline: pipeline.name.clone(),
+            status: Status::Created,
+            version: 1,
+            settings,
+            inputs,
+            progress: Progress::default(),
+            backend: BackendInfo {
+                kind: pipeline.backend_kind().into(),
+                target: pipeline.target().into(),
+                attempt: 0,
+            },
+            job: None,
+            error: None,
+            artifacts: vec![],
+            created_at: now,
+            queued_at: None,
+            started_at: None,
+            finished_at: None,
+            deadline_at: now + chrono::Duration::seconds(deadline_s as i64),
+            cancel_requested_at: None,
+            deleted_at: None,
+            metadata: new.metadata.clone(),
+            start: new.start,
+            retry_of: None,
+            webhook: new.webhook.clone(),
+        };
+        match self.store.insert(&run, idempotency.as_ref()).await? {
+            InsertOutcome::Inserted => {
+                let uploads = self.uploads(&run).await?;
+                Ok(Created {
+                    run,
+                    uploads,
+                    existing: false,
+                })
+            }
+            InsertOutcome::Existing(run) => {
+                let uploads = self.uploads(&run).await?;
+                Ok(Created {
+                    run: *run,
+                    uploads,
+                    existing: true,
+                })
+            }
+        }
+    }
+
+    /// Presigned uploads for the run's inputs that have not landed (none once it left `created`).
+    pub async fn uploads(&self, run: &Run) -> Result<Vec<Upload>, Error> {
+        let mut out = vec![];
+        if run.status != Status::Created {
+            return Ok(out);
+        }
+        for (slot, files) in &run.inputs {
+            for (index, f) in files.iter().enumerate() {
+                if f.state != InputState::Pending || f.url.is_some() {
+                    continue;
+                }
+                let t = self
+                    .blobs
+                    .presign_upload(&f.key, &f.content_type, f.size, self.config.upload_ttl)
+                    .await?;
+                out.push(Upload {
+                    slot: slot.clone(),
+                    index,
+                    method: t.method,
+                    url: t.url,
+                    fields: t.fields,
+                    headers: t.headers,
+                    expires_at: t.expires_at,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that the input stored under `key` has landed (an object-created event). Queues
+    /// the run when every input is there and it starts by itself. Unknown keys are ignored.
+    pub async fn input_landed(&self, key: &str, meta: &BlobMeta) -> Result<Option<Run>, Error> {
+        let Some(id) = run_id_of_key(key) else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let mutated = self
+            .mutate(&id, |run| {
+                if run.status != Status::Created {
+                    return Ok(false);
+                }
+                let Some(f) = run.inputs.values_mut().flatten().find(|f| f.key == key) else {
+                    return Ok(false);
+                };
+                if f.state == InputState::Landed
+                    && f.sha256.as_deref() == Some(meta.sha256.as_str())
+                {
+                    return Ok(false);
+                }
+                f.state = InputState::Landed;
+                f.sha256 = Some(meta.sha256.clone());
+                if run.all_inputs_landed() && run.start == StartMode::Auto {
+                    run.transition(Status::Queued, now)?;
+                }
+                Ok(true)
+            })
+            .await?;
+        if let Mutated::Changed(run) = &mutated
+            && run.status == Status::Queued
+        {
+            self.enqueue(QueueName::SubmitSpace, run, Duration::ZERO)
+                .await?;
+        }
+        Ok(Some(mutated.run().clone()))
+    }
+
+    /// `POST /runs/{id}/start`: queues a run whose inputs have all landed.
+    pub async fn start(&self, id: &RunId) -> Result<Run, Error> {
+        let now = self.clock.now();
+        let mutated = self
+            .mutate(id, |run| {
+                if run.status.is_terminal() {
+                    return Err(Error::InvalidState(format!(
+                        "run {} is already {}",
+                        run.id, run.status
+                    )));
+                }
+                if run.status != Status::Created {
+                    return Ok(false);
+                }
+                let missing: Vec<String> = run
+                    .inputs
+                    .iter()
+                    .flat_map(|(slot, fs)| {
+                        fs.iter()
+                            .enumerate()
+                            .filter(|(_, f)| f.state != InputState::Landed)
+                            .map(move |(i, f)| format!("{slot}[{i}] ({})", f.filename))
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(Error::InvalidState(format!(
+                        "inputs not uploaded yet: {}",
+                        missing.join(", ")
+                    )));
+                }
+                run.transition(Status::Queued, now)?;
+                Ok(true)
+            })
+            .await?;
+        if let Mutated::Changed(run) = &mutated {
+            self.enqueue(QueueName::SubmitSpace, run, Duration::ZERO)
+                .await?;
+        }
+        Ok(mutated.run().clone())
+    }
+
+    /// `POST /runs/{id}/cancel`: ends the run `cancelled` and stops the job at the backend.
+    pub async fn cancel(&self, id: &RunId) -> Result<Run, Error> {
+        let now = self.clock.now();
+        let mutated = self
+            .mutate(id, |run| {
+                if run.status.is_terminal() {
+                    return Err(Error::InvalidState(format!(
+                        "run {} is already {}; only a live run can be cancelled",
+                        run.id, run.status
+                    )));
+                }
+                run.cancel_requested_at = Some(now);
+                run.transition(Status::Cancelled, now)?;
+                Ok(true)
+            })
+            .await?;
+        let run = mutated.run().clone();
+        if let Some(handle) = JobState::of(&run).handle {
+            self.cancel_at_backend(&run, &handle).await;
+        }
+        Ok(run)
+    }
+
+    /// Stops a job at the backend; failures are logged, not returned (the run is already final).
+    pub(crate) async fn cancel_at_backend(&self, run: &Run, handle: &Value) {
+        if let Err(e) = self.space.cancel(handle).await {
+            tracing::warn!(run = %run.id, error = %e, "could not cancel the job at the backend");
+        }
+    }
+
+    /// `POST /runs/{id}/retry`: a new run with the same inputs and settings, `retry_of` set.
+    pub async fn retry(&self, id: &RunId) -> Result<Run, Error> {
+        let old = self.load(id).await?;
+        if !old.status.is_terminal() {
+            return Err(Error::InvalidState(format!(
+                "run {} is still {}; retry a finished run",
+                old.id, old.status
+            )));
+        }
+        if old.deleted_at.is_some() {
+            return Err(Error::InvalidState(format!(
+                "run {} was deleted; its inputs are gone",
+                old.id
+            )));
+        }
+        if old
+            .inputs
+            .values()
+            .flatten()
+            .any(|f| f.state != InputState::Landed)
+        {
+            return Err(Error::InvalidState(format!(
+                "run {} never received all its inputs",
+                old.id
+            )));
+        }
+        let now = self.clock.now();
+        let new_id = RunId::new(now.timestamp_millis().max(0) as u64, rand::random());
+        let mut inputs = BTreeMap::new();
+        for (slot, files) in &old.inputs {
+            let mut list = vec![];
+            for (i, f) in files.iter().enumerate() {
+                let key = Run::input_key(&new_id, slot, i);
+                let body = self.blobs.get(&f.key).await?;
+                let meta = self.blobs.put(&key, &f.content_type, body).await?;
+                list.push(InputFile {
+                    key,
+                    sha256: Some(meta.sha256),
+                    state: InputState::Landed,
+                    ..f.clone()
+                });
+            }
+            inputs.insert(slot.clone(), list);
+        }
+        let deadline = old.deadline_at - old.created_at;
+        let mut run = Run {
+            id: new_id,
+            status: Status::Created,
+            version: 1,
+            inputs,
+            progress: Progress::default(),
+            backend: BackendInfo {
+                attempt: 0,
+                ..old.backend.clone()
+            },
+            job: None,
+            error: None,
+            artifacts: vec![],
+            created_at: now,
+            queued_at: None,
+            started_at: None,
+            finished_at: None,
+            deadline_at: now + deadline,
+            cancel_requested_at: None,
+            deleted_at: None,
+            start: StartMode::Auto,
+            retry_of: Some(old.id.clone()),
+            ..old
+        };
+        run.transition(Status::Queued, now)?;
+        self.store.insert(&run, None).await?;
+        self.enqueue(QueueName::SubmitSpace, &run, Duration::ZERO)
+            .await?;
+        Ok(run)
+    }
+
+    /// `DELETE /runs/{id}`: deletes a finished run's inputs and artifacts; the record stays, marked.
+    pub async fn delete(&self, id: &RunId) -> Result<Run, Error> {
+        let run = self.load(id).await?;
+        if !run.status.is_terminal() {
+            return Err(Error::InvalidState(format!(
+                "run {} is still {}; cancel it before deleting",
+                run.id, run.status
+            )));
+        }
+        for f in run.inputs.values().flatten() {
+            self.blobs.delete(&f.key).await?;
+        }
+        for a in &run.artifacts {
+            self.blobs.delete(&a.key).await?;
+        }
+        let now = self.clock.now();
+        let mutated = self
+            .mutate(id, |run| {
+                if run.deleted_at.is_some() {
+                    return Ok(false);
+                }
+                run.deleted_at = Some(now);
+                for f in run.inputs.values_mut().flatten() {
+                    f.state = InputState::Deleted;
+                }
+                run.artifacts.clear();
+                Ok(true)
+            })
+            .await?;
+        Ok(mutated.run().clone())
+    }
+
+    /// Reads a run.
+    pub async fn get(&self, id: &RunId) -> Result<Run, Error> {
+        self.load(id).await
+    }
+
+    /// Waits up to `timeout` for the run's status to differ from `from` (the status when the wait
+    /// began, if `None`), then returns the run as it is.
+    pub async fn wait(
+        &self,
+        id: &RunId,
+        from: Option<Status>,
+        timeout: Duration,
+    ) -> Result<Run, Error> {
+        let first = self.load(id).await?;
+        let from = from.unwrap_or(first.status);
+        let until = tokio::time::Instant::now() + timeout;
+        let mut run = first;
+        while run.status == from && !run.status.is_terminal() && tokio::time::Instant::now() < until
+        {
+            tokio::time::sleep(Duration::from_millis(100).min(until - tokio::time::Instant::now()))
+                .await;
+            run = self.load(id).await?;
+        }
+        Ok(run)
+    }
+
+    /// An artifact of a run, with a short-lived download URL.
+    pub async fn artifact(
+        &self,
+        id: &RunId,
+        name: &str,
+    ) -> Result<(Artifact, String, DateTime<Utc>), Error> {
+        let run = self.load(id).await?;
+        let a = run
+            .artifacts
+            .iter()
+            .find(|a| a.name == name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                what: "artifact",
+                id: format!("{id}/{name}"),
+            })?;
+        let (url, exp) = self
+            .blobs
+            .presign_download(&a.key, Some(&a.filename), self.config.download_ttl)
+            .await?;
+        Ok((a, url, exp))
+    }
+
+    /// Streams an input's bytes (for the CLI and tests).
+    pub async fn read_blob(&self, key: &str) -> Result<Vec<u8>, Error> {
+        let mut s = self.blobs.get(key).await?;
+        let mut out = vec![];
+        while let Some(chunk) = s.next().await {
+            out.extend_from_slice(&chunk.map_err(|e| Error::storage("reading a blob", e))?);
+        }
+        Ok(out)
+    }
+}
+
+/// The run a blob key belongs to (`runs/<id>/…`).
+pub fn run_id_of_key(key: &str) -> Option<RunId> {
+    let rest = key.strip_prefix("runs/")?;
+    RunId::parse(rest.split('/').next()?).ok()
+}
