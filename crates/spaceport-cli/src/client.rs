@@ -1,0 +1,198 @@
+//! A small client of the HTTP API (API.md), used by the CLI, the integration tests and the
+//! benchmarks: every command goes through the same API a remote app would use.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+/// An error answer of the API: its HTTP status and `{"error": {code, message, field}}`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message} (HTTP {status})")]
+pub struct ApiFailure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+/// A Spaceport API client.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    /// A client of the server at `base` (`http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .expect("a reqwest client");
+        ApiClient {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        }
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn answer(resp: reqwest::Response) -> Result<Value> {
+        let status = resp.status();
+        let text = resp.text().await.context("reading the answer")?;
+        if status.is_success() {
+            return serde_json::from_str(&text)
+                .with_context(|| format!("the server answered non-JSON: {text:.200}"));
+        }
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let e = &v["error"];
+        Err(ApiFailure {
+            status: status.as_u16(),
+            code: e["code"].as_str().unwrap_or("unknown").to_string(),
+            message: e["message"].as_str().unwrap_or(&text).to_string(),
+            field: e["field"].as_str().map(str::to_string),
+        }
+        .into())
+    }
+
+    /// `POST /v1/runs`.
+    pub async fn create_run(&self, body: &Value, idempotency_key: Option<&str>) -> Result<Value> {
+        let mut req = self.http.post(self.url("/v1/runs")).json(body);
+        if let Some(k) = idempotency_key {
+            req = req.header("Idempotency-Key", k);
+        }
+        Self::answer(req.send().await.context("sending POST /v1/runs")?).await
+    }
+
+    /// Sends one file to an upload target of a run (`uploads[i]`).
+    pub async fn upload(&self, target: &Value, path: &Path) -> Result<Value> {
+        let url = target["url"]
+            .as_str()
+            .context("upload target without url")?;
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
+        let len = file.metadata().await?.len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let mut req = self
+            .http
+            .put(url)
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body);
+        if let Some(h) = target["headers"].as_object() {
+            for (k, v) in h {
+                req = req.header(k.as_str(), v.as_str().unwrap_or(""));
+            }
+        }
+        Self::answer(
+            req.send()
+                .await
+                .with_context(|| format!("uploading {}", path.display()))?,
+        )
+        .await
+    }
+
+    /// `GET /v1/runs/{id}` (with `?wait=` seconds).
+    pub async fn get_run(&self, id: &str, wait: Option<f64>) -> Result<Value> {
+        let mut url = self.url(&format!("/v1/runs/{id}"));
+        if let Some(w) = wait {
+            url.push_str(&format!("?wait={w}"));
+        }
+        Self::answer(self.http.get(url).send().await.context("GET run")?).await
+    }
+
+    /// `GET /v1/runs`.
+    pub async fn list_runs(&self, query: &[(&str, String)]) -> Result<Value> {
+        Self::answer(
+            self.http
+                .get(self.url("/v1/runs"))
+                .query(query)
+                .send()
+                .await
+                .context("GET runs")?,
+        )
+        .await
+    }
+
+    /// `POST /v1/runs/{id}/{action}` (start, cancel, retry).
+    pub async fn action(&self, id: &str, action: &str) -> Result<Value> {
+        Self::answer(
+            self.http
+                .post(self.url(&format!("/v1/runs/{id}/{action}")))
+                .send()
+                .await
+                .context("POST action")?,
+        )
+        .await
+    }
+
+    /// `DELETE /v1/runs/{id}`.
+    pub async fn delete_run(&self, id: &str) -> Result<Value> {
+        Self::answer(
+            self.http
+                .delete(self.url(&format!("/v1/runs/{id}")))
+                .send()
+                .await
+                .context("DELETE run")?,
+        )
+        .await
+    }
+
+    /// `GET /v1/pipelines`.
+    pub async fn pipelines(&self) -> Result<Value> {
+        Self::answer(
+            self.http
+                .get(self.url("/v1/pipelines"))
+                .send()
+                .await
+                .context("GET pipelines")?,
+        )
+        .await
+    }
+
+    /// Downloads artifact `name` of run `id` into `dir`, streaming; returns the file's path.
+    pub async fn download_artifact(
+        &self,
+        id: &str,
+        name: &str,
+        filename: &str,
+        dir: &Path,
+    ) -> Result<PathBuf> {
+        let resp = self
+            .http
+            .get(self.url(&format!("/v1/runs/{id}/artifacts/{name}")))
+            .send()
+            .await
+            .context("GET artifact")?;
+        if !resp.status().is_success() {
+            return Self::answer(resp).await.map(|_| PathBuf::new());
+        }
+        tokio::fs::create_dir_all(dir)
+            .await
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(filename);
+        let tmp = dir.join(format!(".{filename}.part"));
+        let mut out = tokio::fs::File::create(&tmp).await?;
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            out.write_all(&chunk.context("downloading the artifact")?)
+                .await?;
+        }
+        out.flush().await?;
+        out.sync_all().await?;
+        tokio::fs::rename(&tmp, &path).await?;
+        Ok(path)
+    }
+}

@@ -1,0 +1,7 @@
+//! The `spaceport` command's pieces, also used by the integration tests and benchmarks: layered
+//! configuration, the embedded stack, an API client and the `run` command.
+
+pub mod client;
+pub mod config;
+pub mod run_cmd;
+pub mod stack;

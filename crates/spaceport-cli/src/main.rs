@@ -1,0 +1,287 @@
+//! `spaceport`: serve the API with embedded defaults, run a pipeline, inspect runs.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use spaceport_cli::client::ApiClient;
+use spaceport_cli::config::Config;
+use spaceport_cli::run_cmd::{self, RunArgs};
+use spaceport_cli::stack::{EmbeddedStack, StackOptions};
+use spaceport_core::ports::QueueName;
+use spaceport_steps::runner::LOCAL_QUEUES;
+
+/// Images in, 3D model or picture out: durable jobs on Gradio Spaces and local models.
+#[derive(Debug, Parser)]
+#[command(
+    name = "spaceport",
+    version,
+    after_help = "Configuration: defaults, then spaceport.toml, then SPACEPORT_* variables (SPACEPORT_DATA_DIR, SPACEPORT_BIND, SPACEPORT_SERVER, SPACEPORT_HF_TOKEN or HF_TOKEN, SPACEPORT_PIPELINES_DIR, SPACEPORT_SPACE_URL_<PIPELINE>, SPACEPORT_MODEL_<PIPELINE>), then flags."
+)]
+struct Cli {
+    /// A config file instead of ./spaceport.toml.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// The data directory of the embedded stack (default ./spaceport-data).
+    #[arg(long, global = true)]
+    data: Option<PathBuf>,
+    /// A running Spaceport server; without it, `run` and `runs` start the embedded stack in-process.
+    #[arg(long, global = true)]
+    server: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API and run the step workers (embedded defaults).
+    Serve {
+        /// Address to listen on.
+        #[arg(long)]
+        bind: Option<String>,
+        /// Which step workers this process runs: a comma-separated list of submit-space,
+        /// poll-status, fetch-artifact, or `none` for an API-only process.
+        #[arg(long, default_value = "submit-space,poll-status,fetch-artifact")]
+        steps: String,
+    },
+    /// Run a pipeline on files and download its artifacts.
+    Run {
+        pipeline: String,
+        /// Input files (`slot=path` for pipelines with several inputs).
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// A setting, `key=value` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Where to save the artifacts (default ./spaceport-out/<run id>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the final run as JSON instead of a progress bar.
+        #[arg(long)]
+        json: bool,
+        /// Seconds before the run expires.
+        #[arg(long)]
+        deadline: Option<u64>,
+    },
+    /// List, show or cancel runs.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+    /// List the pipelines.
+    Pipelines,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// Runs, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        pipeline: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One run as JSON.
+    Show { id: String },
+    /// Cancel a run.
+    Cancel { id: String },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SPACEPORT_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = real_main().await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    if let Some(d) = cli.data {
+        cfg.data_dir = Some(d);
+    }
+    if let Some(s) = cli.server {
+        cfg.server = Some(s);
+    }
+    match cli.command {
+        Command::Serve { bind, steps } => {
+            let bind = bind
+                .or(cfg.bind.clone())
+                .unwrap_or_else(|| "127.0.0.1:8080".into());
+            let queues = parse_steps(&steps)?;
+            let stack = EmbeddedStack::start(
+                &cfg,
+                StackOptions {
+                    bind,
+                    queues,
+                    ..StackOptions::default()
+                },
+            )
+            .await?;
+            eprintln!(
+                "spaceport: serving {} (data in {})",
+                stack.url,
+                cfg.data_dir().display()
+            );
+            shutdown_signal().await;
+            eprintln!("spaceport: stopping");
+            stack.shutdown().await;
+            Ok(())
+        }
+        Command::Run {
+            pipeline,
+            files,
+            set,
+            out,
+            json,
+            deadline,
+        } => {
+            with_client(&cfg, |client| async move {
+                run_cmd::run(
+                    &client,
+                    RunArgs {
+                        pipeline,
+                        files,
+                        set,
+                        out,
+                        json,
+                        deadline_s: deadline,
+                    },
+                )
+                .await
+                .map(|_| ())
+            })
+            .await
+        }
+        Command::Runs { command } => {
+            with_client(&cfg, |client| async move {
+                let v = match command {
+                    RunsCommand::List {
+                        status,
+                        pipeline,
+                        limit,
+                    } => {
+                        let mut q = vec![("limit", limit.to_string())];
+                        if let Some(s) = status {
+                            q.push(("status", s));
+                        }
+                        if let Some(p) = pipeline {
+                            q.push(("pipeline", p));
+                        }
+                        let v = client.list_runs(&q).await?;
+                        print_runs(&v);
+                        return Ok(());
+                    }
+                    RunsCommand::Show { id } => client.get_run(&id, None).await?,
+                    RunsCommand::Cancel { id } => client.action(&id, "cancel").await?,
+                };
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(())
+            })
+            .await
+        }
+        Command::Pipelines => {
+            with_client(&cfg, |client| async move {
+                let v = client.pipelines().await?;
+                for p in v["pipelines"].as_array().cloned().unwrap_or_default() {
+                    let backend = &p["backend"];
+                    let target = backend["space"]
+                        .as_str()
+                        .or(backend["model"].as_str())
+                        .unwrap_or("");
+                    println!(
+                        "{:<14} {:<6} {:<28} {}",
+                        p["name"].as_str().unwrap_or(""),
+                        backend["kind"].as_str().unwrap_or(""),
+                        target,
+                        p["title"].as_str().unwrap_or("")
+                    );
+                }
+                Ok(())
+            })
+            .await
+        }
+    }
+}
+
+fn parse_steps(list: &str) -> Result<Vec<QueueName>> {
+    if list.trim() == "none" {
+        return Ok(vec![]);
+    }
+    list.split(',')
+        .map(|s| {
+            let s = s.trim();
+            LOCAL_QUEUES
+                .into_iter()
+                .find(|q| q.as_str() == s)
+                .ok_or_else(|| anyhow::anyhow!("--steps: unknown step {s:?} (use submit-space, poll-status, fetch-artifact or none)"))
+        })
+        .collect()
+}
+
+fn print_runs(v: &Value) {
+    for r in v["runs"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "{}  {:<10} {:<10} {}  {}",
+            r["id"].as_str().unwrap_or(""),
+            r["pipeline"].as_str().unwrap_or(""),
+            r["status"].as_str().unwrap_or(""),
+            r["created_at"].as_str().unwrap_or(""),
+            r["error"]["code"].as_str().unwrap_or("")
+        );
+    }
+    if let Some(c) = v["next_cursor"].as_str() {
+        println!("(more: --cursor {c})");
+    }
+}
+
+/// Runs `f` against `--server`, or against an embedded stack started in-process for the call.
+async fn with_client<F, Fut>(cfg: &Config, f: F) -> Result<()>
+where
+    F: FnOnce(ApiClient) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    if let Some(s) = &cfg.server {
+        if !(s.starts_with("http://") || s.starts_with("https://")) {
+            bail!("--server {s:?} must be an http(s) URL");
+        }
+        return f(ApiClient::new(s)).await;
+    }
+    let stack = EmbeddedStack::start(
+        cfg,
+        StackOptions {
+            bind: "127.0.0.1:0".into(),
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    let result = f(ApiClient::new(&stack.url)).await;
+    stack.shutdown().await;
+    result
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

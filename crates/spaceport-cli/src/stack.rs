@@ -1,0 +1,156 @@
+//! The embedded stack: the API and the step workers in one process on the embedded defaults
+//! (SQLite file + blob directory under a data dir), talking to Spaces with the Gradio client.
+//! `spaceport serve` runs it until stopped; `spaceport run` without `--server` runs it in-process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use spaceport_core::Error;
+use spaceport_core::ports::{BlobMeta, BlobStore, ByteStream, Clock, QueueName, SystemClock};
+use spaceport_gradio::{ClientOptions, GradioBackend, Token};
+use spaceport_local::{DirBlobStore, LocalStack};
+use spaceport_server::{AppState, SignedBlobs};
+use spaceport_steps::runner::{LOCAL_QUEUES, Runner, RunnerConfig};
+use spaceport_steps::{Steps, StepsConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// Serves the blob store's signed URLs from the API server (what S3 does for presigned URLs).
+struct LocalBlobEndpoint(Arc<DirBlobStore>);
+
+#[async_trait]
+impl SignedBlobs for LocalBlobEndpoint {
+    async fn accept_upload(
+        &self,
+        key: &str,
+        query: &str,
+        content_type: Option<&str>,
+        body: ByteStream,
+    ) -> Result<BlobMeta, Error> {
+        let grant = self
+            .0
+            .verify_upload(key, query, content_type, SystemClock.now())?;
+        self.0.put_exact(&grant, body).await
+    }
+
+    async fn serve_download(
+        &self,
+        key: &str,
+        query: &str,
+    ) -> Result<(ByteStream, BlobMeta, Option<String>), Error> {
+        let grant = self.0.verify_download(key, query, SystemClock.now())?;
+        let meta = self.0.head(key).await?.ok_or_else(|| Error::NotFound {
+            what: "object",
+            id: key.to_string(),
+        })?;
+        let body = self.0.get(key).await?;
+        Ok((body, meta, grant.filename))
+    }
+}
+
+/// Options of an embedded stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Where to listen (`127.0.0.1:0` picks a free port).
+    pub bind: String,
+    /// Step tunables.
+    pub steps: StepsConfig,
+    /// Worker tunables.
+    pub runner: RunnerConfig,
+    /// The step queues this process works on (empty: API only).
+    pub queues: Vec<QueueName>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            bind: "127.0.0.1:8080".into(),
+            steps: StepsConfig::default(),
+            runner: RunnerConfig::default(),
+            queues: LOCAL_QUEUES.to_vec(),
+        }
+    }
+}
+
+/// A running embedded stack.
+pub struct EmbeddedStack {
+    /// The API's base URL (`http://127.0.0.1:PORT`).
+    pub url: String,
+    pub addr: SocketAddr,
+    /// The wired steps (tests read the store through them).
+    pub steps: Steps,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+    runner: Option<Runner>,
+}
+
+impl EmbeddedStack {
+    /// Opens the data dir, binds the API and starts the step workers.
+    pub async fn start(cfg: &Config, opts: StackOptions) -> Result<EmbeddedStack> {
+        let pipelines = Arc::new(cfg.pipelines()?);
+        let listener = tokio::net::TcpListener::bind(&opts.bind)
+            .await
+            .with_context(|| format!("binding {}", opts.bind))?;
+        let addr = listener.local_addr()?;
+        let url = format!("http://{addr}");
+        let data_dir = cfg.data_dir();
+        let local = {
+            let (d, u) = (data_dir.clone(), url.clone());
+            tokio::task::spawn_blocking(move || LocalStack::open(&d, &u)).await?
+        }
+        .with_context(|| format!("opening the data dir {}", data_dir.display()))?;
+        let mut options = ClientOptions::default();
+        if let Some(t) = &cfg.hf_token {
+            options.token = Some(Token::new(t.clone()));
+        }
+        let space = Arc::new(GradioBackend::new(options));
+        let steps = Steps::new(
+            pipelines,
+            local.store.clone(),
+            local.queue.clone(),
+            local.blobs.clone(),
+            space,
+            Arc::new(SystemClock),
+            opts.steps.clone(),
+        );
+        let state = AppState {
+            steps: steps.clone(),
+            signed_blobs: Some(Arc::new(LocalBlobEndpoint(local.blobs.clone()))),
+        };
+        let app = spaceport_server::app(state);
+        let stop = CancellationToken::new();
+        let server = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let serve = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "the API server stopped");
+                }
+            })
+        };
+        let runner = (!opts.queues.is_empty())
+            .then(|| Runner::start(steps.clone(), &opts.queues, opts.runner.clone()));
+        Ok(EmbeddedStack {
+            url,
+            addr,
+            steps,
+            stop,
+            server,
+            runner,
+        })
+    }
+
+    /// Stops the server and the workers.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        if let Some(r) = self.runner.take() {
+            r.shutdown().await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server).await;
+    }
+}

@@ -1,0 +1,18 @@
+//! A resumable Gradio client and the `SpaceBackend` built on it. A job is joined with a session
+//! hash we choose and persisted as a [`JobHandle`], so any process can open its event stream later;
+//! each wire protocol (`sse_v3` today; `ws`, `sse_v1`/`v2` later) lives in its own module.
+
+pub mod backend;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod handle;
+pub mod protocol;
+pub mod sse;
+
+pub use backend::GradioBackend;
+pub use client::{ClientOptions, Cookies, GradioClient, JobStream, JobUpdate, Token};
+pub use config::{Endpoint, SpaceConfig};
+pub use handle::JobHandle;
+pub use protocol::sse_v3::Outcome;
+pub use protocol::{Message, ProgressUnit, Protocol};

@@ -1,0 +1,271 @@
+//! The SQLite file shared by the run store and the queue: one handle per process, opened in WAL
+//! mode with a busy timeout so the CLI and the server can use the same file at once. Blocking
+//! SQLite calls run on tokio's blocking pool, never on the async worker threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use spaceport_core::Error;
+use spaceport_core::ports::QueueName;
+use tokio::sync::Notify;
+
+/// How long a connection waits for another process's write lock before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The schema, one step per `user_version`. Steps are append-only: never edit a shipped one.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, idempotency keys, queue messages and dead letters.
+    r#"
+    CREATE TABLE runs (
+        id          TEXT PRIMARY KEY,
+        status      TEXT NOT NULL,
+        version     INTEGER NOT NULL,
+        pipeline    TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,   -- Unix ms
+        deadline_at INTEGER NOT NULL,   -- Unix ms
+        terminal    INTEGER NOT NULL,   -- 1 once the status is terminal
+        body        TEXT NOT NULL       -- the whole Run as JSON
+    );
+    -- Lists are newest first by id (ULIDs sort by creation time): the primary key serves the
+    -- unfiltered list, these the filtered ones.
+    CREATE INDEX runs_by_status ON runs (status, id DESC);
+    CREATE INDEX runs_by_pipeline ON runs (pipeline, id DESC);
+    CREATE INDEX runs_overdue ON runs (deadline_at) WHERE terminal = 0;
+
+    CREATE TABLE idempotency_keys (
+        key          TEXT PRIMARY KEY,
+        run_id       TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        created_at   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE queue_messages (
+        id            TEXT PRIMARY KEY,
+        queue         TEXT NOT NULL,
+        body          TEXT NOT NULL,
+        sent_at       INTEGER NOT NULL,  -- Unix ms
+        visible_at    INTEGER NOT NULL,  -- Unix ms; hidden until then (delay or visibility timeout)
+        receive_count INTEGER NOT NULL DEFAULT 0,
+        receipt       TEXT               -- set by the latest receive, NULL before the first
+    );
+    CREATE INDEX queue_messages_due ON queue_messages (queue, visible_at);
+    CREATE UNIQUE INDEX queue_messages_receipt ON queue_messages (receipt);
+
+    CREATE TABLE queue_dead_letters (
+        id            TEXT PRIMARY KEY,
+        queue         TEXT NOT NULL,
+        body          TEXT NOT NULL,
+        sent_at       INTEGER NOT NULL,
+        receive_count INTEGER NOT NULL,
+        dead_at       INTEGER NOT NULL
+    );
+    CREATE INDEX queue_dead_letters_by_queue ON queue_dead_letters (queue, dead_at);
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// A handle on the SQLite file; cheap to clone. [`LocalDb::store`] and [`LocalDb::queue`] share it.
+#[derive(Clone)]
+pub struct LocalDb {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    /// Poked by `send` (and visibility changes) in this process, one per queue.
+    pub(crate) notify: [Notify; QueueName::ALL.len()],
+}
+
+impl std::fmt::Debug for LocalDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalDb")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl LocalDb {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    ///
+    /// Blocking; call it at start-up or inside `spawn_blocking`.
+    pub fn open(path: impl AsRef<Path>) -> Result<LocalDb, Error> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::storage(format!("creating {}", parent.display()), e))?;
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(&path, flags)
+            .map_err(|e| sql_err(format!("opening {}", path.display()), e))?;
+        configure(&conn).map_err(|e| sql_err("configuring the database", e))?;
+        migrate(&mut conn)?;
+        Ok(LocalDb {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                path,
+                notify: Default::default(),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The run store on this file.
+    pub fn store(&self) -> crate::SqliteStore {
+        crate::SqliteStore::new(self.clone())
+    }
+
+    /// The step queues on this file, each dead-lettering after the default number of receives.
+    pub fn queue(&self) -> crate::SqliteQueue {
+        crate::SqliteQueue::new(self.clone())
+    }
+
+    /// Whether the file answers a trivial query (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.call(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(|e| sql_err("pinging the database", e))
+        })
+        .await
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub(crate) async fn call<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock leaves the connection usable: SQLite rolls back an
+            // unfinished transaction when the `Transaction` guard drops during unwinding.
+            let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("a database task failed: {e}")))?
+    }
+
+    /// Runs `f` in a transaction that takes the write lock up front (`BEGIN IMMEDIATE`), so
+    /// read-then-write sequences are atomic across processes.
+    pub(crate) async fn write<T, F>(&self, what: &'static str, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, Error> + Send + 'static,
+    {
+        self.call(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| sql_err(what, e))?;
+            let out = f(&tx)?;
+            tx.commit().map_err(|e| sql_err(what, e))?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL: readers never block the writer, and several processes can share the file.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(journal_mode = %mode, "SQLite refused WAL mode");
+    }
+    // FULL: every commit is fsynced to the WAL before it returns. NORMAL would already survive a
+    // killed process (the WAL is in the OS page cache), but not a power cut or kernel crash; a run
+    // or message we acknowledged must survive both, and our write rate is low.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), Error> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| sql_err("starting the schema migration", e))?;
+    let current: usize = tx
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| sql_err("reading the schema version", e))? as usize;
+    if current > SCHEMA_VERSION {
+        return Err(Error::Internal(format!(
+            "the database has schema version {current}, newer than this build's {SCHEMA_VERSION}"
+        )));
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(current) {
+        tx.execute_batch(step)
+            .map_err(|e| sql_err(format!("applying schema migration {}", i + 1), e))?;
+    }
+    if current < SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION as i64)
+            .map_err(|e| sql_err("writing the schema version", e))?;
+    }
+    tx.commit()
+        .map_err(|e| sql_err("committing the schema migration", e))
+}
+
+/// A SQLite error as a storage error; lock contention is retryable, the rest is not.
+pub(crate) fn sql_err(context: impl Into<String>, e: rusqlite::Error) -> Error {
+    let retryable = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    Error::Storage {
+        context: context.into(),
+        retryable,
+        source: Box::new(e),
+    }
+}
+
+/// Milliseconds since the Unix epoch of `t`.
+pub(crate) fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_migrates_once_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/spaceport.db");
+        drop(LocalDb::open(&path).unwrap());
+        let db = LocalDb::open(&path).unwrap();
+        let conn = db.inner.conn.lock().unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, SCHEMA_VERSION);
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous=FULL");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        drop(LocalDb::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = LocalDb::open(&path).unwrap_err();
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+}

@@ -1,0 +1,663 @@
+//! `Queue` on SQLite, in the same file as the runs: SQS semantics (delay, visibility timeout,
+//! receive count, dead-letter after too many receives). Receives take the write lock first
+//! (`BEGIN IMMEDIATE`), so across processes a message is handed to one receiver at a time.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use rusqlite::{OptionalExtension, Transaction, params};
+use spaceport_core::Error;
+use spaceport_core::ports::{Delivery, Queue, QueueName, QueueStats};
+
+use crate::db::{LocalDb, sql_err};
+
+/// Receives after which a message is dead-lettered, unless configured per queue.
+pub const DEFAULT_MAX_RECEIVES: u32 = 5;
+/// How often `wait_receive` looks at the file for messages sent by other processes.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// The most messages one receive hands out.
+pub const MAX_BATCH: usize = 100;
+
+/// A message that was received too many times, kept for inspection and redrive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The id `send` returned.
+    pub message_id: String,
+    pub body: String,
+    /// How many times it was received before it was moved aside.
+    pub receive_count: u32,
+    pub sent_at: chrono::DateTime<Utc>,
+    /// When the receive that found it over its limit moved it here.
+    pub dead_at: chrono::DateTime<Utc>,
+}
+
+/// The step queues in the SQLite file. Cheap to clone; clones share the in-process wake-ups.
+#[derive(Debug, Clone)]
+pub struct SqliteQueue {
+    db: LocalDb,
+    max_receives: [u32; QueueName::ALL.len()],
+    poll_interval: Duration,
+}
+
+fn slot(queue: QueueName) -> usize {
+    QueueName::ALL
+        .iter()
+        .position(|q| *q == queue)
+        .expect("every queue is in ALL")
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+fn time_of(ms: i64) -> chrono::DateTime<Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// A fresh receipt: the message id plus 128 random bits, so every receive gets a new one.
+fn new_receipt(message_id: &str) -> String {
+    format!("{message_id}.{:032x}", rand::random::<u128>())
+}
+
+impl SqliteQueue {
+    /// The queues on an open database.
+    pub fn new(db: LocalDb) -> Self {
+        SqliteQueue {
+            db,
+            max_receives: [DEFAULT_MAX_RECEIVES; QueueName::ALL.len()],
+            poll_interval: DEFAULT_POLL_INTERVAL,
+        }
+    }
+
+    /// Dead-letters `queue`'s messages once they were received `n` times (at least 1).
+    pub fn with_max_receives(mut self, queue: QueueName, n: u32) -> Self {
+        self.max_receives[slot(queue)] = n.max(1);
+        self
+    }
+
+    /// How often [`SqliteQueue::wait_receive`] re-checks the file for other processes' sends.
+    pub fn with_poll_interval(mut self, every: Duration) -> Self {
+        self.poll_interval = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// The receive limit of `queue`.
+    pub fn max_receives(&self, queue: QueueName) -> u32 {
+        self.max_receives[slot(queue)]
+    }
+
+    /// Like `receive`, but waits up to `wait` for a message (SQS long polling): it sleeps until the
+    /// next delayed or hidden message is due, a `send` in this process wakes it, and it re-checks
+    /// the file every poll interval for sends from other processes. Returns empty after `wait`.
+    pub async fn wait_receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, Error> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let notify = &self.db.inner.notify[slot(queue)];
+        loop {
+            // Registered before looking, so a send between the look and the sleep still wakes us.
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+
+            let got = self.receive(queue, max, visibility).await?;
+            let now = tokio::time::Instant::now();
+            if !got.is_empty() || now >= deadline {
+                return Ok(got);
+            }
+            let mut until = deadline.min(now + self.poll_interval);
+            if let Some(due_in) = self.next_due_in(queue).await? {
+                until = until.min(now + due_in);
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+
+    /// How long until the earliest hidden or delayed message of `queue` becomes visible.
+    async fn next_due_in(&self, queue: QueueName) -> Result<Option<Duration>, Error> {
+        let due: Option<i64> = self
+            .db
+            .call(move |conn| {
+                conn.query_row(
+                    "SELECT MIN(visible_at) FROM queue_messages WHERE queue = ?1",
+                    [queue.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(|e| sql_err("reading the next due message", e))
+            })
+            .await?;
+        Ok(due.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64)))
+    }
+
+    /// The dead letters of `queue`, oldest first.
+    pub async fn dead_letters(
+        &self,
+        queue: QueueName,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, Error> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT id, body, receive_count, sent_at, dead_at FROM queue_dead_letters
+                         WHERE queue = ?1 ORDER BY dead_at, id LIMIT ?2",
+                    )
+                    .map_err(|e| sql_err("listing dead letters", e))?;
+                stmt.query_map(params![queue.as_str(), limit as i64], |r| {
+                    Ok(DeadLetter {
+                        message_id: r.get(0)?,
+                        body: r.get(1)?,
+                        receive_count: r.get(2)?,
+                        sent_at: time_of(r.get(3)?),
+                        dead_at: time_of(r.get(4)?),
+                    })
+                })
+                .map_err(|e| sql_err("listing dead letters", e))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(|e| sql_err("listing dead letters", e))
+            })
+            .await
+    }
+
+    /// Moves a dead letter back onto its queue, visible now, with its receive count reset.
+    /// Returns whether there was such a dead letter.
+    pub async fn redrive(&self, queue: QueueName, message_id: &str) -> Result<bool, Error> {
+        let id = message_id.to_owned();
+        let moved = self
+            .db
+            .write("redriving a dead letter", move |tx| {
+                let n = tx
+                    .execute(
+                        "INSERT INTO queue_messages (id, queue, body, sent_at, visible_at)
+                         SELECT id, queue, body, sent_at, ?3 FROM queue_dead_letters
+                         WHERE queue = ?1 AND id = ?2",
+                        params![queue.as_str(), id, now_ms()],
+                    )
+                    .map_err(|e| sql_err("redriving a dead letter", e))?;
+                tx.execute(
+                    "DELETE FROM queue_dead_letters WHERE queue = ?1 AND id = ?2",
+                    params![queue.as_str(), id],
+                )
+                .map_err(|e| sql_err("redriving a dead letter", e))?;
+                Ok(n == 1)
+            })
+            .await?;
+        if moved {
+            self.db.inner.notify[slot(queue)].notify_waiters();
+        }
+        Ok(moved)
+    }
+}
+
+fn dead_letter(tx: &Transaction<'_>, id: &str, now: i64) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO queue_dead_letters (id, queue, body, sent_at, receive_count, dead_at)
+         SELECT id, queue, body, sent_at, receive_count, ?2 FROM queue_messages WHERE id = ?1",
+        params![id, now],
+    )
+    .map_err(|e| sql_err("dead-lettering a message", e))?;
+    tx.execute("DELETE FROM queue_messages WHERE id = ?1", [id])
+        .map_err(|e| sql_err("dead-lettering a message", e))?;
+    Ok(())
+}
+
+#[async_trait]
+impl Queue for SqliteQueue {
+    async fn send(&self, queue: QueueName, body: &str, delay: Duration) -> Result<String, Error> {
+        let id = format!("msg_{}", ulid::Ulid::new());
+        let body = body.to_owned();
+        let message_id = id.clone();
+        self.db
+            .call(move |conn| {
+                let now = now_ms();
+                conn.execute(
+                    "INSERT INTO queue_messages (id, queue, body, sent_at, visible_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        message_id,
+                        queue.as_str(),
+                        body,
+                        now,
+                        now.saturating_add(ms(delay))
+                    ],
+                )
+                .map_err(|e| sql_err("sending a message", e))?;
+                Ok(())
+            })
+            .await?;
+        self.db.inner.notify[slot(queue)].notify_waiters();
+        Ok(id)
+    }
+
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Delivery>, Error> {
+        let max = max.min(MAX_BATCH);
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = self.max_receives(queue);
+        // A zero timeout hides the message for 1 ms, so this receive cannot pick it twice.
+        let hide = ms(visibility).max(1);
+        self.db
+            .write("receiving messages", move |tx| {
+                let now = now_ms();
+                let mut out = Vec::with_capacity(max);
+                // Dead-lettered candidates leave the table, so re-selecting finds new ones.
+                loop {
+                    let candidates: Vec<(String, String, u32)> = {
+                        let mut stmt = tx
+                            .prepare_cached(
+                                "SELECT id, body, receive_count FROM queue_messages
+                                 WHERE queue = ?1 AND visible_at <= ?2
+                                 ORDER BY visible_at, rowid LIMIT ?3",
+                            )
+                            .map_err(|e| sql_err("receiving messages", e))?;
+                        stmt.query_map(
+                            params![queue.as_str(), now, (max - out.len()) as i64],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        )
+                        .map_err(|e| sql_err("receiving messages", e))?
+                        .collect::<rusqlite::Result<_>>()
+                        .map_err(|e| sql_err("receiving messages", e))?
+                    };
+                    if candidates.is_empty() {
+                        break;
+                    }
+                    for (id, body, count) in candidates {
+                        if count >= limit {
+                            dead_letter(tx, &id, now)?;
+                            continue;
+                        }
+                        let receipt = new_receipt(&id);
+                        tx.execute(
+                            "UPDATE queue_messages
+                             SET receive_count = receive_count + 1, receipt = ?2, visible_at = ?3
+                             WHERE id = ?1",
+                            params![id, receipt, now.saturating_add(hide)],
+                        )
+                        .map_err(|e| sql_err("receiving messages", e))?;
+                        out.push(Delivery {
+                            message_id: id,
+                            receipt,
+                            body,
+                            receive_count: count + 1,
+                        });
+                    }
+                    if out.len() >= max {
+                        break;
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), Error> {
+        // A stale receipt (the message was received again since) deletes nothing, as in SQS:
+        // the newer receiver still owns the message.
+        let receipt = receipt.to_owned();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2",
+                    params![queue.as_str(), receipt],
+                )
+                .map_err(|e| sql_err("deleting a message", e))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn change_visibility(
+        &self,
+        queue: QueueName,
+        receipt: &str,
+        visibility: Duration,
+    ) -> Result<(), Error> {
+        let receipt = receipt.to_owned();
+        self.db
+            .call(move |conn| {
+                let changed = conn
+                    .execute(
+                        "UPDATE queue_messages SET visible_at = ?3 WHERE queue = ?1 AND receipt = ?2",
+                        params![
+                            queue.as_str(),
+                            receipt,
+                            now_ms().saturating_add(ms(visibility))
+                        ],
+                    )
+                    .map_err(|e| sql_err("changing a message's visibility", e))?;
+                if changed == 0 {
+                    return Err(Error::NotFound {
+                        what: "queue receipt (deleted, or received again since)",
+                        id: receipt,
+                    });
+                }
+                Ok(())
+            })
+            .await?;
+        if visibility.is_zero() {
+            self.db.inner.notify[slot(queue)].notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn stats(&self, queue: QueueName) -> Result<QueueStats, Error> {
+        self.db
+            .call(move |conn| {
+                let now = now_ms();
+                let q = queue.as_str();
+                // Waiting: never received (visible or delayed), or received and visible again.
+                let (depth, oldest): (u64, Option<i64>) = conn
+                    .query_row(
+                        "SELECT COUNT(*), MIN(sent_at) FROM queue_messages
+                         WHERE queue = ?1 AND (receipt IS NULL OR visible_at <= ?2)",
+                        params![q, now],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .map_err(|e| sql_err("reading queue stats", e))?;
+                let in_flight: u64 = conn
+                    .query_row(
+                        "SELECT COUNT(*) FROM queue_messages
+                         WHERE queue = ?1 AND receipt IS NOT NULL AND visible_at > ?2",
+                        params![q, now],
+                        |r| r.get(0),
+                    )
+                    .map_err(|e| sql_err("reading queue stats", e))?;
+                let dead: u64 = conn
+                    .query_row(
+                        "SELECT COUNT(*) FROM queue_dead_letters WHERE queue = ?1",
+                        [q],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(|e| sql_err("reading queue stats", e))?
+                    .unwrap_or(0);
+                Ok(QueueStats {
+                    depth,
+                    in_flight,
+                    dead,
+                    oldest_age_s: oldest.map(|t| (now - t).max(0) as f64 / 1000.0),
+                })
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    const Q: QueueName = QueueName::SubmitSpace;
+    const LONG: Duration = Duration::from_secs(60);
+
+    fn open() -> (tempfile::TempDir, SqliteQueue) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LocalDb::open(dir.path().join("db")).unwrap();
+        (dir, db.queue())
+    }
+
+    #[tokio::test]
+    async fn a_received_message_is_hidden_until_its_visibility_ends() {
+        let (_d, q) = open();
+        let id = q.send(Q, "a", Duration::ZERO).await.unwrap();
+        let got = q.receive(Q, 10, Duration::from_millis(200)).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].message_id.as_str(), got[0].receive_count),
+            (id.as_str(), 1)
+        );
+        assert!(q.receive(Q, 10, LONG).await.unwrap().is_empty());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let again = q.receive(Q, 10, LONG).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].receive_count, 2);
+        assert_ne!(
+            again[0].receipt, got[0].receipt,
+            "each receive has its own receipt"
+        );
+    }
+
+    #[tokio::test]
+    async fn delayed_messages_wait_for_their_delay() {
+        let (_d, q) = open();
+        q.send(Q, "later", Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert!(q.receive(Q, 10, LONG).await.unwrap().is_empty());
+        let s = q.stats(Q).await.unwrap();
+        assert_eq!(
+            (s.depth, s.in_flight),
+            (1, 0),
+            "a delayed message counts as waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(q.receive(Q, 10, LONG).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stale_receipt_cannot_delete_or_extend_the_newer_receive() {
+        let (_d, q) = open();
+        q.send(Q, "m", Duration::ZERO).await.unwrap();
+        let first = q.receive(Q, 1, Duration::ZERO).await.unwrap().remove(0);
+        let second = q.receive(Q, 1, LONG).await.unwrap().remove(0);
+        assert_eq!(second.receive_count, 2);
+        q.delete(Q, &first.receipt).await.unwrap();
+        let err = q
+            .change_visibility(Q, &first.receipt, Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+        let s = q.stats(Q).await.unwrap();
+        assert_eq!(
+            s.in_flight, 1,
+            "the stale delete left the message with its new receiver"
+        );
+        q.delete(Q, &second.receipt).await.unwrap();
+        let s = q.stats(Q).await.unwrap();
+        assert_eq!((s.depth, s.in_flight), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_message_received_more_than_max_times_is_dead_lettered() {
+        let (_d, q) = open();
+        let q = q.with_max_receives(Q, 2);
+        let id = q.send(Q, "poison", Duration::ZERO).await.unwrap();
+        q.send(Q, "fine", Duration::from_millis(50)).await.unwrap();
+        for n in 1..=2 {
+            let got = q.receive(Q, 1, Duration::ZERO).await.unwrap();
+            assert_eq!((got[0].body.as_str(), got[0].receive_count), ("poison", n));
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // The third receive moves "poison" aside and hands out the next message instead.
+        let got = q.receive(Q, 1, LONG).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].body, "fine");
+        let dead = q.dead_letters(Q, 10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(
+            (dead[0].message_id.as_str(), dead[0].receive_count),
+            (id.as_str(), 2)
+        );
+        assert_eq!(q.stats(Q).await.unwrap().dead, 1);
+        // Redrive puts it back with a fresh count.
+        assert!(q.redrive(Q, &id).await.unwrap());
+        let back = q.receive(Q, 1, LONG).await.unwrap();
+        assert_eq!(
+            (back[0].body.as_str(), back[0].receive_count),
+            ("poison", 1)
+        );
+        assert_eq!(q.stats(Q).await.unwrap().dead, 0);
+    }
+
+    #[tokio::test]
+    async fn queues_are_separate_and_stats_count_each_state() {
+        let (_d, q) = open();
+        q.send(Q, "a", Duration::ZERO).await.unwrap();
+        q.send(Q, "b", Duration::ZERO).await.unwrap();
+        q.send(QueueName::PollStatus, "c", Duration::ZERO)
+            .await
+            .unwrap();
+        let got = q.receive(Q, 1, LONG).await.unwrap();
+        assert_eq!(got[0].body, "a", "oldest first");
+        let s = q.stats(Q).await.unwrap();
+        assert_eq!((s.depth, s.in_flight, s.dead), (1, 1, 0));
+        assert!(s.oldest_age_s.is_some());
+        assert_eq!(q.stats(QueueName::PollStatus).await.unwrap().depth, 1);
+        assert_eq!(
+            q.stats(QueueName::Reconstruct).await.unwrap(),
+            QueueStats::default()
+        );
+    }
+
+    #[tokio::test]
+    async fn wait_receive_wakes_on_an_in_process_send() {
+        let (_d, q) = open();
+        let q = q.with_poll_interval(Duration::from_secs(30));
+        let sender = q.clone();
+        let started = std::time::Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            sender.send(Q, "wake", Duration::ZERO).await.unwrap();
+        });
+        let got = q
+            .wait_receive(Q, 1, LONG, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn wait_receive_sleeps_until_a_delayed_message_is_due() {
+        let (_d, q) = open();
+        let q = q.with_poll_interval(Duration::from_secs(30));
+        q.send(Q, "soon", Duration::from_millis(300)).await.unwrap();
+        let started = std::time::Instant::now();
+        let got = q
+            .wait_receive(Q, 1, LONG, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn wait_receive_sees_another_process_send_by_polling() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let a = LocalDb::open(&path)
+            .unwrap()
+            .queue()
+            .with_poll_interval(Duration::from_millis(50));
+        let b = LocalDb::open(&path).unwrap().queue();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            b.send(Q, "from b", Duration::ZERO).await.unwrap();
+        });
+        let got = a
+            .wait_receive(Q, 1, LONG, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(got[0].body, "from b");
+        let none = a
+            .wait_receive(Q, 1, LONG, Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert!(none.is_empty(), "wait_receive returns empty after its wait");
+    }
+
+    #[test]
+    fn concurrent_receivers_on_separate_connections_never_share_a_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        const N: usize = 200;
+        rt.block_on(async {
+            let q = LocalDb::open(&path).unwrap().queue();
+            for i in 0..N {
+                q.send(Q, &i.to_string(), Duration::ZERO).await.unwrap();
+            }
+        });
+        // Four handles, each its own connection (as separate processes would have).
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        let q = LocalDb::open(&path).unwrap().queue();
+                        let mut mine = Vec::new();
+                        loop {
+                            let got = q.receive(Q, 3, LONG).await.unwrap();
+                            if got.is_empty() {
+                                break;
+                            }
+                            mine.extend(got.into_iter().map(|d| d.message_id));
+                        }
+                        mine
+                    })
+                })
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        let mut total = 0;
+        for h in handles {
+            for id in h.join().unwrap() {
+                total += 1;
+                assert!(seen.insert(id.clone()), "{id} was handed to two receivers");
+            }
+        }
+        assert_eq!(total, N);
+    }
+
+    #[tokio::test]
+    async fn messages_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let q = LocalDb::open(&path).unwrap().queue();
+            q.send(Q, "kept", Duration::ZERO).await.unwrap();
+            q.send(Q, "in flight", Duration::ZERO).await.unwrap();
+            q.receive(Q, 1, Duration::from_millis(100)).await.unwrap();
+        }
+        let q = LocalDb::open(&path).unwrap().queue();
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let got = q.receive(Q, 10, LONG).await.unwrap();
+        let mut bodies: Vec<_> = got.iter().map(|d| d.body.as_str()).collect();
+        bodies.sort();
+        assert_eq!(bodies, ["in flight", "kept"]);
+    }
+}

@@ -1,0 +1,526 @@
+//! `RunStore` on SQLite: the whole run as JSON plus the columns lists and the sweeper filter on.
+//! Every write of an existing run is one conditional `UPDATE … WHERE id = ? AND version = ?`.
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Transaction, params};
+use spaceport_core::ports::{Idempotency, InsertOutcome, ListQuery, RunPage, RunStore};
+use spaceport_core::{Error, Run, RunId};
+
+use crate::db::{LocalDb, millis, sql_err};
+
+/// Page size when the query does not say.
+pub const DEFAULT_PAGE: usize = 20;
+/// The largest page a query may ask for.
+pub const MAX_PAGE: usize = 100;
+
+/// Runs and idempotency keys in the SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    db: LocalDb,
+}
+
+impl SqliteStore {
+    /// The store on an open database.
+    pub fn new(db: LocalDb) -> Self {
+        SqliteStore { db }
+    }
+
+    /// The database handle (shared with the queue).
+    pub fn db(&self) -> &LocalDb {
+        &self.db
+    }
+
+    /// Forgets idempotency keys first used before `before` (clients retry within hours, not
+    /// weeks; Stripe keeps keys for 24 h). Returns how many were removed; the runs stay.
+    pub async fn purge_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, Error> {
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "DELETE FROM idempotency_keys WHERE created_at < ?1",
+                    [millis(before)],
+                )
+                .map(|n| n as u64)
+                .map_err(|e| sql_err("purging idempotency keys", e))
+            })
+            .await
+    }
+}
+
+const OVERDUE_SQL: &str = "SELECT id FROM runs WHERE terminal = 0 AND deadline_at <= ?1
+                           ORDER BY deadline_at LIMIT ?2";
+
+/// The list query for the filters present; parameters are numbered in the order status,
+/// pipeline, cursor id, limit. Built from fixed fragments only: every value is bound.
+fn list_sql(status: bool, pipeline: bool, after: bool) -> String {
+    let mut sql = String::from("SELECT body FROM runs WHERE 1 = 1");
+    let mut n = 0;
+    for (present, clause) in [
+        (status, "status ="),
+        (pipeline, "pipeline ="),
+        (after, "id <"),
+    ] {
+        if present {
+            n += 1;
+            sql.push_str(&format!(" AND {clause} ?{n}"));
+        }
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", n + 1));
+    sql
+}
+
+/// An opaque cursor: the last id of the page, base64url so clients do not parse it.
+fn encode_cursor(id: &RunId) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_str())
+}
+
+fn decode_cursor(cursor: &str) -> Result<RunId, Error> {
+    let bad = || Error::validation("cursor", "the cursor is malformed; pass back a next_cursor");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    RunId::parse(&text).map_err(|_| bad())
+}
+
+fn to_json(run: &Run) -> Result<String, Error> {
+    serde_json::to_string(run).map_err(|e| Error::Internal(format!("encoding run {}: {e}", run.id)))
+}
+
+fn from_json(body: &str) -> Result<Run, Error> {
+    serde_json::from_str(body).map_err(|e| Error::Storage {
+        context: "decoding a stored run".into(),
+        retryable: false,
+        source: Box::new(e),
+    })
+}
+
+fn get_in(tx: &Transaction<'_>, id: &str) -> Result<Option<Run>, Error> {
+    let body: Option<String> = tx
+        .query_row("SELECT body FROM runs WHERE id = ?1", [id], |r| r.get(0))
+        .optional()
+        .map_err(|e| sql_err("reading a run", e))?;
+    body.as_deref().map(from_json).transpose()
+}
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn insert(
+        &self,
+        run: &Run,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<InsertOutcome, Error> {
+        let run = run.clone();
+        let idem = idempotency.cloned();
+        self.db
+            .write("inserting a run", move |tx| {
+                if let Some(idem) = &idem {
+                    let seen: Option<(String, String)> = tx
+                        .query_row(
+                            "SELECT run_id, request_hash FROM idempotency_keys WHERE key = ?1",
+                            [&idem.key],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()
+                        .map_err(|e| sql_err("reading an idempotency key", e))?;
+                    if let Some((run_id, hash)) = seen {
+                        if hash != idem.request_hash {
+                            return Err(Error::Conflict(format!(
+                                "Idempotency-Key {:?} was already used with a different request body",
+                                idem.key
+                            )));
+                        }
+                        let existing = get_in(tx, &run_id)?.ok_or_else(|| {
+                            Error::Internal(format!(
+                                "idempotency key {:?} names run {run_id}, which is gone",
+                                idem.key
+                            ))
+                        })?;
+                        return Ok(InsertOutcome::Existing(Box::new(existing)));
+                    }
+                }
+                let inserted = tx
+                    .execute(
+                        "INSERT INTO runs (id, status, version, pipeline, created_at, deadline_at, terminal, body)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+                        params![
+                            run.id.as_str(),
+                            run.status.as_str(),
+                            run.version as i64,
+                            run.pipeline,
+                            millis(run.created_at),
+                            millis(run.deadline_at),
+                            run.status.is_terminal(),
+                            to_json(&run)?,
+                        ],
+                    )
+                    .map_err(|e| sql_err("inserting a run", e))?;
+                if inserted == 0 {
+                    return Err(Error::Conflict(format!("run {} already exists", run.id)));
+                }
+                if let Some(idem) = &idem {
+                    tx.execute(
+                        "INSERT INTO idempotency_keys (key, run_id, request_hash, created_at)
+                         VALUES (?1, ?2, ?3, ?4)",
+                        params![idem.key, run.id.as_str(), idem.request_hash, millis(Utc::now())],
+                    )
+                    .map_err(|e| sql_err("recording an idempotency key", e))?;
+                }
+                Ok(InsertOutcome::Inserted)
+            })
+            .await
+    }
+
+    async fn get(&self, id: &RunId) -> Result<Option<Run>, Error> {
+        let id = id.clone();
+        self.db
+            .call(move |conn| {
+                let body: Option<String> = conn
+                    .query_row("SELECT body FROM runs WHERE id = ?1", [id.as_str()], |r| {
+                        r.get(0)
+                    })
+                    .optional()
+                    .map_err(|e| sql_err("reading a run", e))?;
+                body.as_deref().map(from_json).transpose()
+            })
+            .await
+    }
+
+    async fn update(&self, run: &Run, expected_version: u64) -> Result<(), Error> {
+        let run = run.clone();
+        self.db
+            .call(move |conn| {
+                let changed = conn
+                    .execute(
+                        "UPDATE runs SET status = ?1, version = ?2, pipeline = ?3, deadline_at = ?4,
+                                         terminal = ?5, body = ?6
+                         WHERE id = ?7 AND version = ?8",
+                        params![
+                            run.status.as_str(),
+                            run.version as i64,
+                            run.pipeline,
+                            millis(run.deadline_at),
+                            run.status.is_terminal(),
+                            to_json(&run)?,
+                            run.id.as_str(),
+                            expected_version as i64,
+                        ],
+                    )
+                    .map_err(|e| sql_err("updating a run", e))?;
+                if changed == 1 {
+                    return Ok(());
+                }
+                let exists: bool = conn
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
+                        [run.id.as_str()],
+                        |r| r.get(0),
+                    )
+                    .map_err(|e| sql_err("checking a run", e))?;
+                Err(if exists {
+                    Error::VersionConflict {
+                        id: run.id.to_string(),
+                        expected: expected_version,
+                    }
+                } else {
+                    Error::NotFound {
+                        what: "run",
+                        id: run.id.to_string(),
+                    }
+                })
+            })
+            .await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<RunPage, Error> {
+        let limit = match query.limit {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+        let status = query.status.map(|s| s.as_str());
+        let pipeline = query.pipeline.clone();
+        self.db
+            .call(move |conn| {
+                let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+                let sql = list_sql(status.is_some(), pipeline.is_some(), after.is_some());
+                if let Some(status) = status {
+                    args.push(Box::new(status));
+                }
+                if let Some(pipeline) = pipeline {
+                    args.push(Box::new(pipeline));
+                }
+                if let Some(after) = after {
+                    args.push(Box::new(after.as_str().to_owned()));
+                }
+                args.push(Box::new((limit + 1) as i64));
+                let mut stmt = conn
+                    .prepare_cached(&sql)
+                    .map_err(|e| sql_err("listing runs", e))?;
+                let bodies = stmt
+                    .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                        r.get::<_, String>(0)
+                    })
+                    .map_err(|e| sql_err("listing runs", e))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(|e| sql_err("listing runs", e))?;
+                let mut runs = bodies
+                    .iter()
+                    .map(|b| from_json(b))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let next_cursor = if runs.len() > limit {
+                    runs.truncate(limit);
+                    runs.last().map(|r| encode_cursor(&r.id))
+                } else {
+                    None
+                };
+                Ok(RunPage { runs, next_cursor })
+            })
+            .await
+    }
+
+    async fn overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<RunId>, Error> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(OVERDUE_SQL)
+                    .map_err(|e| sql_err("finding overdue runs", e))?;
+                let ids = stmt
+                    .query_map(params![millis(now), limit as i64], |r| {
+                        r.get::<_, String>(0)
+                    })
+                    .map_err(|e| sql_err("finding overdue runs", e))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(|e| sql_err("finding overdue runs", e))?;
+                ids.iter()
+                    .map(|id| {
+                        RunId::parse(id).map_err(|_| {
+                            Error::Internal(format!("a stored run id {id:?} is malformed"))
+                        })
+                    })
+                    .collect()
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spaceport_core::Status;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LocalDb::open(dir.path().join("db")).unwrap();
+        (dir, db.store())
+    }
+
+    fn run(pipeline: &str) -> Run {
+        spaceport_contract::sample_run(pipeline, Utc::now())
+    }
+
+    fn idem(key: &str, hash: &str) -> Idempotency {
+        Idempotency {
+            key: key.into(),
+            request_hash: hash.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn same_key_same_hash_returns_the_first_run_and_writes_nothing() {
+        let (_d, store) = store();
+        let first = run("p");
+        let second = run("p");
+        let key = idem("k1", "h1");
+        assert!(matches!(
+            store.insert(&first, Some(&key)).await.unwrap(),
+            InsertOutcome::Inserted
+        ));
+        match store.insert(&second, Some(&key)).await.unwrap() {
+            InsertOutcome::Existing(r) => assert_eq!(r.id, first.id),
+            other => panic!("expected Existing, got {other:?}"),
+        }
+        assert!(store.get(&second.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn same_key_other_hash_is_a_conflict_and_writes_nothing() {
+        let (_d, store) = store();
+        let first = run("p");
+        let second = run("p");
+        store.insert(&first, Some(&idem("k", "h1"))).await.unwrap();
+        let err = store
+            .insert(&second, Some(&idem("k", "h2")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+        assert!(err.to_string().contains("different request body"), "{err}");
+        assert!(store.get(&second.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_id_is_a_conflict_and_does_not_record_the_key() {
+        let (_d, store) = store();
+        let first = run("p");
+        store.insert(&first, None).await.unwrap();
+        let err = store
+            .insert(&first, Some(&idem("k", "h")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+        // The key was rolled back with the failed insert, so it is free for a new run.
+        let other = run("p");
+        assert!(matches!(
+            store.insert(&other, Some(&idem("k", "h"))).await.unwrap(),
+            InsertOutcome::Inserted
+        ));
+    }
+
+    #[tokio::test]
+    async fn update_is_conditional_on_the_version() {
+        let (_d, store) = store();
+        let mut r = run("p");
+        store.insert(&r, None).await.unwrap();
+        let stale = r.clone();
+        r.transition(Status::Queued, Utc::now()).unwrap();
+        store.update(&r, 1).await.unwrap();
+        let mut late = stale.clone();
+        late.transition(Status::Cancelled, Utc::now()).unwrap();
+        let err = store.update(&late, 1).await.unwrap_err();
+        assert!(
+            matches!(err, Error::VersionConflict { expected: 1, .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            store.get(&r.id).await.unwrap().unwrap().status,
+            Status::Queued
+        );
+        let ghost = run("p");
+        let err = store.update(&ghost, 1).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn malformed_cursors_are_validation_errors_on_cursor() {
+        let (_d, store) = store();
+        let not_an_id = URL_SAFE_NO_PAD.encode("run_nope");
+        for bad in ["%%%", "bm90IGEgcnVu", not_an_id.as_str()] {
+            let err = store
+                .list(&ListQuery {
+                    cursor: Some(bad.into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(err.field(), Some("cursor"), "{bad}: {err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn limits_default_to_20_and_cap_at_100() {
+        let (_d, store) = store();
+        for _ in 0..105 {
+            store.insert(&run("p"), None).await.unwrap();
+        }
+        let page = store.list(&ListQuery::default()).await.unwrap();
+        assert_eq!(page.runs.len(), DEFAULT_PAGE);
+        assert!(page.next_cursor.is_some());
+        let page = store
+            .list(&ListQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.runs.len(), MAX_PAGE);
+    }
+
+    #[tokio::test]
+    async fn overdue_skips_terminal_runs_and_future_deadlines() {
+        let (_d, store) = store();
+        let now = Utc::now();
+        let mut late = run("p");
+        late.deadline_at = now - chrono::Duration::seconds(5);
+        let mut done = late.clone();
+        done.id = run("p").id;
+        done.transition(Status::Cancelled, now).unwrap();
+        let future = run("p");
+        for r in [&late, &done, &future] {
+            store.insert(r, None).await.unwrap();
+        }
+        assert_eq!(store.overdue(now, 10).await.unwrap(), vec![late.id.clone()]);
+        // Once it ends, it is no longer overdue.
+        let mut expired = late.clone();
+        expired.expire(now).unwrap();
+        store.update(&expired, late.version).await.unwrap();
+        assert!(store.overdue(now, 10).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn lists_and_the_sweeper_use_indexes_not_scans_or_sorts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        drop(LocalDb::open(&path).unwrap());
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .unwrap();
+            rows.join("; ")
+        };
+        for (status, pipeline, after) in [
+            (false, false, false),
+            (false, false, true),
+            (true, false, true),
+            (false, true, true),
+            (true, true, false),
+        ] {
+            let p = plan(&list_sql(status, pipeline, after));
+            assert!(!p.contains("TEMP B-TREE"), "list sorts: {p}");
+            assert!(p.contains("USING"), "list scans: {p}");
+        }
+        let p = plan(OVERDUE_SQL);
+        assert!(
+            p.contains("runs_overdue") && !p.contains("TEMP B-TREE"),
+            "{p}"
+        );
+    }
+
+    #[tokio::test]
+    async fn runs_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let r = run("p");
+        {
+            let store = LocalDb::open(&path).unwrap().store();
+            store.insert(&r, Some(&idem("k", "h"))).await.unwrap();
+        }
+        let store = LocalDb::open(&path).unwrap().store();
+        assert_eq!(store.get(&r.id).await.unwrap().unwrap(), r);
+        assert!(matches!(
+            store
+                .insert(&run("p"), Some(&idem("k", "h")))
+                .await
+                .unwrap(),
+            InsertOutcome::Existing(_)
+        ));
+        // Once purged, the key is free again; the run it named stays.
+        let purged = store
+            .purge_idempotency_keys(Utc::now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap();
+        assert_eq!(purged, 1);
+        assert!(matches!(
+            store
+                .insert(&run("p"), Some(&idem("k", "h")))
+                .await
+                .unwrap(),
+            InsertOutcome::Inserted
+        ));
+        assert!(store.get(&r.id).await.unwrap().is_some());
+    }
+}
