@@ -31,6 +31,11 @@ pub struct Config {
     pub hf_token: Option<String>,
     /// A running Spaceport server for `run` and `runs` (otherwise the embedded stack runs in-process).
     pub server: Option<String>,
+    /// Seconds a worker's claim on a run lasts without renewal (a crashed worker's runs are
+    /// picked up after about this long). Default 30.
+    pub lease_s: Option<u64>,
+    /// Seconds a received step message stays hidden between heartbeats. Default 30.
+    pub visibility_s: Option<u64>,
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineOverride>,
 }
@@ -71,6 +76,8 @@ impl Config {
                 "PIPELINES_DIR" => self.pipelines_dir = Some(v.into()),
                 "HF_TOKEN" => self.hf_token = Some(v),
                 "SERVER" => self.server = Some(v),
+                "LEASE_S" => self.lease_s = Some(parse_secs(&k, &v)?),
+                "VISIBILITY_S" => self.visibility_s = Some(parse_secs(&k, &v)?),
                 "LOG" => {}
                 _ => {
                     if let Some(p) = name.strip_prefix("SPACE_URL_") {
@@ -113,6 +120,13 @@ impl Config {
             }
         }
         Ok(set)
+    }
+}
+
+fn parse_secs(var: &str, v: &str) -> Result<u64> {
+    match v.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => bail!("{var}={v:?}: expected a positive number of seconds"),
     }
 }
 

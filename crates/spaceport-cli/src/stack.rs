@@ -90,7 +90,15 @@ pub struct EmbeddedStack {
 
 impl EmbeddedStack {
     /// Opens the data dir, binds the API and starts the step workers.
-    pub async fn start(cfg: &Config, opts: StackOptions) -> Result<EmbeddedStack> {
+    pub async fn start(cfg: &Config, mut opts: StackOptions) -> Result<EmbeddedStack> {
+        if let Some(s) = cfg.lease_s {
+            opts.steps.lease = Duration::from_secs(s);
+            opts.steps.heartbeat = opts.steps.heartbeat.min(Duration::from_secs(s) / 3);
+            opts.runner.stall_after = opts.runner.stall_after.min(Duration::from_secs(s));
+        }
+        if let Some(s) = cfg.visibility_s {
+            opts.runner.visibility = Duration::from_secs(s);
+        }
         let pipelines = Arc::new(cfg.pipelines()?);
         let listener = tokio::net::TcpListener::bind(&opts.bind)
             .await

@@ -279,8 +279,12 @@ pub enum SpaceEvent {
     Progress(Progress),
     /// The job finished: one value per output of the last call (files as the backend describes them).
     Completed { outputs: Vec<Value> },
-    /// The job itself failed; the Space's message.
-    Failed { message: String },
+    /// The job itself failed: the Space's message, classified (`space_error`, or
+    /// `space_quota_exceeded` for a quota message, which is worth retrying later).
+    Failed {
+        code: crate::error::ErrorCode,
+        message: String,
+    },
     /// The job was cancelled at the backend (it answers like a success with no output).
     Cancelled,
     /// The backend no longer knows the job (stream dropped, session not found): submit again.

@@ -159,7 +159,10 @@ fn to_event(u: JobUpdate) -> Option<SpaceEvent> {
         JobUpdate::Generating { .. } => return None,
         JobUpdate::Finished(Outcome::Completed(outputs)) => SpaceEvent::Completed { outputs },
         JobUpdate::Finished(Outcome::Cancelled) => SpaceEvent::Cancelled,
-        JobUpdate::Finished(Outcome::Failed(message)) => SpaceEvent::Failed { message },
+        JobUpdate::Finished(Outcome::Failed(message)) => SpaceEvent::Failed {
+            code: crate::error::classify_message(&message),
+            message,
+        },
         JobUpdate::Lost { reason } => SpaceEvent::Lost { reason },
     })
 }

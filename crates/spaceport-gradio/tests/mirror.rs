@@ -343,7 +343,7 @@ async fn a_failing_image_gives_failed_with_the_spaces_message() -> Result<()> {
         .await?;
     let evs = events(&backend, &handle).await?;
     match last(&evs) {
-        SpaceEvent::Failed { message } => {
+        SpaceEvent::Failed { message, .. } => {
             assert!(message.contains("mirror failure"), "{message}")
         }
         other => panic!("expected Failed, got {other:?}"),

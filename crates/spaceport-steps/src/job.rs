@@ -31,6 +31,11 @@ pub struct JobState {
     /// Failed artifact downloads.
     #[serde(default)]
     pub fetch_tries: u32,
+    /// Whether a poller has opened the job's event stream. Gradio discards the result of a job
+    /// whose stream was dropped (and a reopened stream may then carry only heartbeats), so a
+    /// stream opened by a worker that is gone means the job is lost.
+    #[serde(default)]
+    pub stream_opened: bool,
 }
 
 impl JobState {

@@ -26,10 +26,30 @@ impl Steps {
         let Some(run) = self.claim(id, Status::Running).await? else {
             return Ok(Outcome::Done);
         };
-        let Some(handle) = JobState::of(&run).handle else {
+        let job = JobState::of(&run);
+        let Some(handle) = job.handle else {
             self.lost(id, "the run has no job handle").await?;
             return Ok(Outcome::Done);
         };
+        if job.stream_opened {
+            self.lost(
+                id,
+                "the worker holding the Space's event stream stopped; the Space drops such results",
+            )
+            .await?;
+            return Ok(Outcome::Done);
+        }
+        let me = self.worker_id.clone();
+        self.mutate(id, |run| {
+            let mut job = JobState::of(run);
+            if run.status != Status::Running || job.lease.as_ref().is_none_or(|l| l.holder != me) {
+                return Ok(false);
+            }
+            job.stream_opened = true;
+            job.store(run)?;
+            Ok(true)
+        })
+        .await?;
         let mut events = match self.space.watch(&handle).await {
             Ok(s) => s,
             Err(e) => {
@@ -58,8 +78,9 @@ impl Steps {
                         self.completed(id, outputs).await?;
                         break End::Done;
                     }
-                    Some(Ok(SpaceEvent::Failed { message })) => {
-                        self.fail_run(id, ErrorCode::SpaceError, &format!("the Space failed: {message}"), false).await?;
+                    Some(Ok(SpaceEvent::Failed { code, message })) => {
+                        let retryable = code == ErrorCode::SpaceQuotaExceeded;
+                        self.fail_run(id, code, &format!("the Space failed: {message}"), retryable).await?;
                         break End::Done;
                     }
                     Some(Ok(SpaceEvent::Cancelled)) => {
@@ -117,10 +138,12 @@ impl Steps {
                 Ok(Outcome::Done)
             }
             End::WindowClosed => {
-                // Dropping the stream loses the result at the Space: the next poll finds the job
-                // lost and submits it again (counted as an attempt).
-                self.release(id).await?;
-                Ok(Outcome::RetryAfter(Duration::ZERO))
+                // Dropping the stream loses the result at the Space: submit again (counted as an
+                // attempt) rather than reopen a stream that may never speak again.
+                drop(events);
+                self.lost(id, "the poll window closed before the job finished")
+                    .await?;
+                Ok(Outcome::Done)
             }
         }
     }

@@ -23,6 +23,7 @@ impl Steps {
             .get(&self.load(id).await?.pipeline)?
             .max_attempts;
         // Claim the run: queued → submitting (attempt 1), or take over a submission whose lease lapsed.
+        let mut previous_job = None;
         let claimed = self
             .mutate(id, |run| {
                 if run.status.is_terminal() {
@@ -43,7 +44,7 @@ impl Steps {
                     Status::Submitting if job.handle.is_some() => {
                         // A holder crashed after joining but before recording `running`: count a new attempt.
                         run.backend.attempt += 1;
-                        job.handle = None;
+                        previous_job = job.handle.take();
                     }
                     Status::Submitting => {}
                     _ => return Ok(false),
@@ -69,6 +70,10 @@ impl Steps {
             Mutated::Changed(run) if run.status == Status::Submitting => run,
             _ => return Ok(Outcome::Done),
         };
+        if let Some(old) = previous_job {
+            // The previous attempt may still hold a worker at the Space; free it.
+            self.cancel_at_backend(&run, &old).await;
+        }
 
         match self.submit_job(&run).await {
             Ok(handle) => self.record_submitted(&run.id, handle).await,

@@ -1,0 +1,242 @@
+//! Shared harness: an embedded stack on a temp data dir pointed at a mirror Space, an API
+//! client, image fixtures and bounded waits.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use spaceport_cli::client::ApiClient;
+use spaceport_cli::config::{Config, PipelineOverride};
+use spaceport_cli::stack::{EmbeddedStack, StackOptions};
+use spaceport_core::RunId;
+use spaceport_steps::JobState;
+pub use spaceport_testkit::MirrorSpace;
+
+/// An embedded stack on its own data dir.
+pub struct TestStack {
+    pub stack: EmbeddedStack,
+    pub client: ApiClient,
+    pub dir: tempfile::TempDir,
+}
+
+/// Step and worker settings that make retries and recovery quick in tests.
+pub fn fast_options() -> StackOptions {
+    let mut o = StackOptions {
+        bind: "127.0.0.1:0".into(),
+        ..StackOptions::default()
+    };
+    o.steps.backoff = Duration::from_millis(200);
+    o.steps.lease = Duration::from_secs(3);
+    o.steps.heartbeat = Duration::from_millis(500);
+    o.runner.visibility = Duration::from_secs(3);
+    o.runner.sweep_every = Duration::from_millis(500);
+    o.runner.stall_after = Duration::from_secs(2);
+    o
+}
+
+/// The config of a stack whose `vggt` pipeline calls `space_url`.
+pub fn config(data: &std::path::Path, space_url: &str) -> Config {
+    let mut cfg = Config {
+        data_dir: Some(data.to_path_buf()),
+        ..Config::default()
+    };
+    cfg.pipelines.insert(
+        "vggt".into(),
+        PipelineOverride {
+            space_url: Some(space_url.into()),
+            model: None,
+        },
+    );
+    cfg
+}
+
+impl TestStack {
+    /// Starts a stack calling the Space at `space_url`.
+    pub async fn start(space_url: &str) -> Result<TestStack> {
+        Self::start_with(space_url, fast_options()).await
+    }
+
+    /// Starts a stack with explicit options.
+    pub async fn start_with(space_url: &str, opts: StackOptions) -> Result<TestStack> {
+        let dir = tempfile::tempdir()?;
+        let cfg = config(dir.path(), space_url);
+        let stack = EmbeddedStack::start(&cfg, opts).await?;
+        let client = ApiClient::new(&stack.url);
+        Ok(TestStack { stack, client, dir })
+    }
+
+    /// The stored run (internal fields included).
+    pub async fn stored(&self, id: &str) -> spaceport_core::Run {
+        let id = RunId::parse(id).unwrap();
+        self.stack
+            .steps
+            .store
+            .get(&id)
+            .await
+            .unwrap()
+            .expect("the run is stored")
+    }
+
+    /// The last call's outputs the Space returned for a run.
+    pub async fn space_outputs(&self, id: &str) -> Vec<Value> {
+        JobState::of(&self.stored(id).await)
+            .outputs
+            .unwrap_or_default()
+    }
+}
+
+/// A small PNG whose pixels depend on `seed`.
+pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([
+            (x as u8).wrapping_mul(7).wrapping_add(seed),
+            (y as u8).wrapping_mul(5),
+            seed.wrapping_mul(31),
+        ])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// Writes `files` into a temp dir and returns their paths.
+pub fn write_files(dir: &std::path::Path, files: &[(&str, Vec<u8>)]) -> Vec<PathBuf> {
+    files
+        .iter()
+        .map(|(name, bytes)| {
+            let p = dir.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        })
+        .collect()
+}
+
+/// Creates a `vggt` run declaring `files` and uploads them; returns the run as created.
+pub async fn create_and_upload(
+    client: &ApiClient,
+    files: &[(&str, Vec<u8>)],
+    settings: Value,
+    extra: Value,
+) -> Result<Value> {
+    let tmp = tempfile::tempdir()?;
+    let paths = write_files(tmp.path(), files);
+    let inputs: Vec<Value> = files
+        .iter()
+        .map(|(name, bytes)| json!({"filename": name, "content_type": "image/png", "size": bytes.len()}))
+        .collect();
+    let mut body = json!({"pipeline": "vggt", "settings": settings, "inputs": {"images": inputs}});
+    if let Some(o) = extra.as_object() {
+        for (k, v) in o {
+            body[k] = v.clone();
+        }
+    }
+    let run = client.create_run(&body, None).await?;
+    for up in run["uploads"].as_array().context("uploads")? {
+        let i = up["index"].as_u64().unwrap() as usize;
+        client.upload(up, &paths[i]).await?;
+    }
+    Ok(run)
+}
+
+/// Polls a run until `pred` holds, at most `timeout`.
+pub async fn wait_for(
+    client: &ApiClient,
+    id: &str,
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Result<Value> {
+    let until = Instant::now() + timeout;
+    loop {
+        let run = client.get_run(id, None).await?;
+        if pred(&run) {
+            return Ok(run);
+        }
+        if Instant::now() > until {
+            bail!("run {id} did not become {what} within {timeout:?}; it is {run}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the run is in `status`.
+pub async fn wait_status(
+    client: &ApiClient,
+    id: &str,
+    status: &str,
+    timeout: Duration,
+) -> Result<Value> {
+    wait_for(client, id, timeout, status, |r| r["status"] == status).await
+}
+
+/// Waits until the run is terminal.
+pub async fn wait_terminal(client: &ApiClient, id: &str, timeout: Duration) -> Result<Value> {
+    wait_for(client, id, timeout, "terminal", |r| {
+        matches!(
+            r["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled" | "expired")
+        )
+    })
+    .await
+}
+
+/// The mirror's log output line starting with `prefix` (e.g. `SETTINGS`).
+pub fn log_line(log: &str, prefix: &str) -> Option<String> {
+    log.lines()
+        .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_string()))
+}
+
+/// Sends a raw request; returns the HTTP status and the body as JSON (a JSON string of the
+/// text when the body is not JSON).
+pub async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.expect("the server answers");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("reading the answer");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// Asserts an answer is API.md's error shape, `{"error": {"code", "message", "field"?}}` and
+/// nothing else, with `status` and `code`; returns the `error` object.
+pub fn expect_error(got: &(u16, Value), status: u16, code: &str) -> Value {
+    let (got_status, body) = got;
+    assert_eq!(*got_status, status, "HTTP status; body: {body}");
+    let top = body
+        .as_object()
+        .unwrap_or_else(|| panic!("not a JSON object: {body}"));
+    assert_eq!(top.keys().collect::<Vec<_>>(), ["error"], "{body}");
+    let e = top["error"]
+        .as_object()
+        .unwrap_or_else(|| panic!("error is not an object: {body}"));
+    assert_eq!(e.get("code").and_then(Value::as_str), Some(code), "{body}");
+    let message = e.get("message").and_then(Value::as_str).unwrap_or_default();
+    assert!(!message.is_empty(), "empty message: {body}");
+    for k in e.keys() {
+        assert!(
+            ["code", "message", "field"].contains(&k.as_str()),
+            "unexpected key {k}: {body}"
+        );
+    }
+    if let Some(f) = e.get("field") {
+        assert!(f.is_string(), "field is not a string: {body}");
+    }
+    top["error"].clone()
+}
+
+/// The stored run as JSON text, internal fields included (for byte-for-byte comparisons).
+pub async fn stored_json(t: &TestStack, id: &str) -> String {
+    serde_json::to_string(&t.stored(id).await).unwrap()
+}
+
+/// Depth, in-flight and dead-letter counts of every step queue (ages left out: they grow).
+pub async fn queue_counts(t: &TestStack) -> Vec<(&'static str, u64, u64, u64)> {
+    let mut out = vec![];
+    for q in spaceport_core::ports::QueueName::ALL {
+        let s = t.stack.steps.queue.stats(q).await.unwrap();
+        out.push((q.as_str(), s.depth, s.in_flight, s.dead));
+    }
+    out
+}

@@ -1,0 +1,208 @@
+//! `kill -9` of `spaceport serve` loses nothing: a run killed while `queued`, while `running`
+//! (its Space stream held, or not yet opened) and while `fetching` still ends `succeeded` after a
+//! restart on the same data dir, with exactly one `scene` artifact.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use spaceport_cli::client::ApiClient;
+
+use crate::common::*;
+
+/// A `spaceport serve` child process, killed with SIGKILL on drop.
+struct Serve {
+    child: Child,
+    client: ApiClient,
+}
+
+impl Serve {
+    async fn start(data: &Path, port: u16, space_url: &str, steps: &str) -> Serve {
+        let child = Command::new(env!("CARGO_BIN_EXE_spaceport"))
+            .args([
+                "--data",
+                data.to_str().unwrap(),
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--steps",
+                steps,
+            ])
+            .env("SPACEPORT_SPACE_URL_VGGT", space_url)
+            .env("SPACEPORT_LEASE_S", "3")
+            .env("SPACEPORT_VISIBILITY_S", "3")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning spaceport serve");
+        let client = ApiClient::new(&format!("http://127.0.0.1:{port}"));
+        let until = Instant::now() + Duration::from_secs(30);
+        let http = reqwest::Client::new();
+        loop {
+            if http
+                .get(format!("http://127.0.0.1:{port}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "spaceport serve did not answer within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Serve { child, client }
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaping");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn new_run(client: &ApiClient, name: &str) -> String {
+    let run = create_and_upload(client, &[(name, png(48, 32, 9))], json!({}), json!({}))
+        .await
+        .unwrap();
+    run["id"].as_str().unwrap().to_string()
+}
+
+fn assert_one_scene(done: &Value) {
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let arts = done["artifacts"].as_array().unwrap();
+    assert_eq!(arts.len(), 1, "{done}");
+    assert_eq!(arts[0]["name"], "scene");
+}
+
+async fn finish_after_restart(data: &Path, port: u16, mirror: &MirrorSpace, id: &str) -> Value {
+    let serve = Serve::start(
+        data,
+        port,
+        mirror.url(),
+        "submit-space,poll-status,fetch-artifact",
+    )
+    .await;
+    let done = wait_terminal(&serve.client, id, Duration::from_secs(90))
+        .await
+        .unwrap();
+    // Nothing runs twice: the blob store holds exactly the one artifact file.
+    let dir = data.join("blobs");
+    let scene_files = walk(&dir)
+        .into_iter()
+        .filter(|p| p.contains(id) && p.contains("artifacts/scene"))
+        .count();
+    assert_eq!(
+        scene_files,
+        1,
+        "artifact files for {id} under {}",
+        dir.display()
+    );
+    drop(serve);
+    done
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = vec![];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_while_queued_then_restart_succeeds() {
+    let mirror = MirrorSpace::start().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let port = spaceport_testkit::free_port();
+    // An API-only process: the run lands and is queued, and nothing takes it.
+    let serve = Serve::start(data.path(), port, mirror.url(), "none").await;
+    let id = new_run(&serve.client, "a.png").await;
+    wait_status(&serve.client, &id, "queued", Duration::from_secs(10))
+        .await
+        .unwrap();
+    serve.kill9();
+    let done = finish_after_restart(data.path(), port, &mirror, &id).await;
+    assert_one_scene(&done);
+    assert_eq!(done["backend"]["attempt"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_while_running_with_the_stream_held_resubmits_as_a_new_attempt() {
+    let mirror = MirrorSpace::start().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let port = spaceport_testkit::free_port();
+    let serve = Serve::start(
+        data.path(),
+        port,
+        mirror.url(),
+        "submit-space,poll-status,fetch-artifact",
+    )
+    .await;
+    let id = new_run(&serve.client, "slow.png").await;
+    wait_for(
+        &serve.client,
+        &id,
+        Duration::from_secs(30),
+        "running at the Space",
+        |r| r["status"] == "running" && r["progress"]["stage"] == "running",
+    )
+    .await
+    .unwrap();
+    serve.kill9();
+    let done = finish_after_restart(data.path(), port, &mirror, &id).await;
+    assert_one_scene(&done);
+    // The Space drops the result of a job whose stream was cut, so the job ran again.
+    assert_eq!(done["backend"]["attempt"], 2, "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_after_joining_before_the_stream_opened_picks_the_job_up() {
+    let mirror = MirrorSpace::start().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let port = spaceport_testkit::free_port();
+    // Only submit-space runs: the job is joined at the Space and its handle stored; no poller.
+    let serve = Serve::start(data.path(), port, mirror.url(), "submit-space").await;
+    let id = new_run(&serve.client, "a.png").await;
+    wait_status(&serve.client, &id, "running", Duration::from_secs(30))
+        .await
+        .unwrap();
+    serve.kill9();
+    let done = finish_after_restart(data.path(), port, &mirror, &id).await;
+    assert_one_scene(&done);
+    // The Space buffered the job's messages for our session: picked up, not run again.
+    assert_eq!(done["backend"]["attempt"], 1, "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_while_fetching_then_restart_succeeds_with_one_artifact() {
+    let mirror = MirrorSpace::start().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let port = spaceport_testkit::free_port();
+    let serve = Serve::start(data.path(), port, mirror.url(), "submit-space,poll-status").await;
+    let id = new_run(&serve.client, "a.png").await;
+    wait_status(&serve.client, &id, "fetching", Duration::from_secs(30))
+        .await
+        .unwrap();
+    serve.kill9();
+    let done = finish_after_restart(data.path(), port, &mirror, &id).await;
+    assert_one_scene(&done);
+    assert_eq!(done["backend"]["attempt"], 1);
+}

@@ -1,0 +1,9 @@
+//! Integration suites against real peers: the embedded stack (SQLite + blob directory + the
+//! Gradio client) and the vggt mirror Space (a real Gradio server), through the HTTP API.
+
+mod bad_input;
+mod common;
+mod crash;
+mod duplicates;
+mod openapi;
+mod runs;
