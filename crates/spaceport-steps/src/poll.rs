@@ -11,6 +11,9 @@ use spaceport_core::{Error, ErrorCode, Progress, Run, RunId, Status};
 
 use crate::{JobState, Lease, Mutated, Outcome, Steps};
 
+/// The most often progress is written to the run.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
 /// How a watch ended.
 enum End {
     Done,
@@ -68,11 +71,21 @@ impl Steps {
         };
         let mut progress: Option<Progress> = None;
         let mut next_beat = tokio::time::Instant::now() + heartbeat;
+        // Progress is stored as it comes, at most once per PROGRESS_EVERY; the rest rides on heartbeats.
+        let start = tokio::time::Instant::now();
+        let mut last_write = start.checked_sub(PROGRESS_EVERY).unwrap_or(start);
         let end = loop {
             tokio::select! {
                 ev = events.next() => match ev {
                     Some(Ok(SpaceEvent::Progress(p))) => {
-                        progress = Some(p);
+                        if last_write.elapsed() >= PROGRESS_EVERY {
+                            last_write = tokio::time::Instant::now();
+                            if !self.renew(id, Some(p)).await? {
+                                break End::Released;
+                            }
+                        } else {
+                            progress = Some(p);
+                        }
                     }
                     Some(Ok(SpaceEvent::Completed { outputs })) => {
                         self.completed(id, outputs).await?;
@@ -112,6 +125,7 @@ impl Steps {
                 },
                 _ = tokio::time::sleep_until(next_beat) => {
                     next_beat += heartbeat;
+                    last_write = tokio::time::Instant::now();
                     if !self.renew(id, progress.take()).await? {
                         break End::Released;
                     }
