@@ -41,8 +41,13 @@ pub struct Config {
 }
 
 /// The pipelines shipped in the binary.
-const BUILTIN_PIPELINES: &[(&str, &str)] =
-    &[("vggt.toml", include_str!("../../../pipelines/vggt.toml"))];
+const BUILTIN_PIPELINES: &[(&str, &str)] = &[
+    ("vggt.toml", include_str!("../../../pipelines/vggt.toml")),
+    (
+        "vggt-onnx.toml",
+        include_str!("../../../pipelines/vggt-onnx.toml"),
+    ),
+];
 
 impl Config {
     /// Defaults → file → environment.

@@ -315,3 +315,50 @@ pub trait SpaceBackend: Send + Sync {
     /// Stops the job at the backend, queued or running.
     async fn cancel(&self, handle: &Value) -> Result<(), Error>;
 }
+
+/// An input image handed to a local model.
+#[derive(Debug, Clone)]
+pub struct ModelInput {
+    pub filename: String,
+    pub bytes: Bytes,
+}
+
+/// What the `reconstruct` step asks a local model runner to do.
+#[derive(Debug, Clone)]
+pub struct ModelJob {
+    pub run_id: RunId,
+    /// Path of the `.onnx` file.
+    pub model: String,
+    /// Model I/O names that differ from the defaults.
+    pub io: BTreeMap<String, String>,
+    /// Pre-processing mode (`pad` or `crop`).
+    pub preprocess: Option<String>,
+    /// Resolved settings (user-facing spellings).
+    pub settings: Map<String, Value>,
+    /// The images, in the pipeline's order.
+    pub inputs: Vec<ModelInput>,
+    /// A fresh directory the runner writes its files into.
+    pub out_dir: std::path::PathBuf,
+}
+
+/// A file a model runner wrote, named after a pipeline output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelArtifact {
+    /// The pipeline output it fills (`scene`, `predictions`).
+    pub name: String,
+    pub path: std::path::PathBuf,
+    /// Facts about it (`points`, `cameras`).
+    pub meta: Map<String, Value>,
+}
+
+/// Receives progress while a model runs (stage and fraction).
+pub type ProgressSink = Box<dyn Fn(Progress) + Send + Sync>;
+
+/// Runs a local model (ONNX Runtime on a CPU or GPU). Input problems fail with
+/// `Error::Upstream{code: InputInvalid}`, model problems with `ModelError`.
+#[async_trait]
+pub trait ModelRunner: Send + Sync {
+    /// Runs `job`, reporting progress, and returns the files it wrote.
+    async fn run(&self, job: ModelJob, progress: ProgressSink)
+    -> Result<Vec<ModelArtifact>, Error>;
+}

@@ -29,6 +29,19 @@ fn vggt_text() -> String {
 fn shipped_pipelines_load() {
     let set = PipelineSet::load_dir(&pipelines_dir()).unwrap();
     assert!(set.get("vggt").is_ok());
+    let onnx = set.get("vggt-onnx").unwrap();
+    assert_eq!(onnx.backend_kind(), "onnx");
+    assert_eq!(
+        onnx.outputs.keys().collect::<Vec<_>>(),
+        ["predictions", "scene"]
+    );
+    assert_eq!(
+        set.get("vggt").unwrap().fallback.as_deref(),
+        Some("vggt-onnx")
+    );
+    // The fallback takes the same settings and inputs.
+    assert_eq!(onnx.settings, set.get("vggt").unwrap().settings);
+    assert_eq!(onnx.inputs, set.get("vggt").unwrap().inputs);
 }
 
 #[test]
@@ -215,10 +228,7 @@ fn out_of_range_defaults_are_load_errors() {
 
 #[test]
 fn a_missing_fallback_is_a_load_error() {
-    let text = vggt_text().replace(
-        "deadline_s = 900",
-        "deadline_s = 900\nfallback = \"nowhere\"",
-    );
+    let text = vggt_text().replace("fallback = \"vggt-onnx\"", "fallback = \"nowhere\"");
     let e = PipelineSet::from_files([("vggt.toml", text.as_str())])
         .unwrap_err()
         .to_string();

@@ -6,6 +6,7 @@
 mod fetch;
 mod job;
 mod poll;
+mod reconstruct;
 pub mod runner;
 mod service;
 mod submit;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spaceport_core::ports::{
-    BlobStore, Clock, Queue, QueueName, RunStore, SpaceBackend, StepMessage,
+    BlobStore, Clock, ModelRunner, Queue, QueueName, RunStore, SpaceBackend, StepMessage,
 };
 use spaceport_core::{Error, PipelineSet, Run, RunId};
 
@@ -79,6 +80,9 @@ pub struct Steps {
     pub space: Arc<dyn SpaceBackend>,
     pub clock: Arc<dyn Clock>,
     pub config: StepsConfig,
+    /// Runs local models for ONNX pipelines (the `reconstruct` step); `None` where this process
+    /// has no model runtime.
+    pub model: Option<Arc<dyn ModelRunner>>,
     /// Names this worker in leases.
     pub worker_id: String,
 }
@@ -109,8 +113,15 @@ impl Steps {
             space,
             clock,
             config,
+            model: None,
             worker_id,
         }
+    }
+
+    /// The same steps with a local model runner (for `reconstruct`).
+    pub fn with_model_runner(mut self, runner: Arc<dyn ModelRunner>) -> Self {
+        self.model = Some(runner);
+        self
     }
 
     /// Handles one message of `queue`.
@@ -126,7 +137,8 @@ impl Steps {
             QueueName::SubmitSpace => self.submit_space(&msg.run_id).await,
             QueueName::PollStatus => self.poll_status(&msg.run_id).await,
             QueueName::FetchArtifact => self.fetch_artifact(&msg.run_id).await,
-            QueueName::NotifyWebhook | QueueName::Reconstruct => {
+            QueueName::Reconstruct => self.reconstruct(&msg.run_id).await,
+            QueueName::NotifyWebhook => {
                 tracing::warn!(
                     queue = queue.as_str(),
                     "no handler for this queue in this build; dropping"

@@ -8,7 +8,7 @@ use chrono::Duration as ChronoDuration;
 use serde_json::Value;
 use spaceport_core::pipeline::{BackendSpec, InputOrder, space_base_url};
 use spaceport_core::ports::{JobInput, QueueName, SpaceJob};
-use spaceport_core::{Error, ErrorCode, Run, RunId, Status};
+use spaceport_core::{Error, ErrorCode, Progress, Run, RunId, Status};
 
 use crate::{JobState, Lease, Mutated, Outcome, Steps};
 
@@ -174,37 +174,75 @@ impl Steps {
             other => (ErrorCode::Internal, false, other.to_string()),
         };
         let mut retry_in = None;
+        let mut fell_back = false;
+        let fallback_model = self.fallback_model(id).await?;
         let backoff = |tries: u32| self.backoff(tries);
-        self.mutate(id, |run| {
-            if run.status != Status::Submitting {
-                return Ok(false);
-            }
-            let mut job = JobState::of(run);
-            job.lease = None;
-            if retryable && job.submit_tries + 1 < tries_max {
-                job.submit_tries += 1;
-                retry_in = Some(backoff(job.submit_tries - 1));
-                run.progress.message = Some(format!(
-                    "{message} (try {} of {tries_max}, retrying)",
-                    job.submit_tries
-                ));
+        let mutated = self
+            .mutate(id, |run| {
+                fell_back = false;
+                if run.status != Status::Submitting {
+                    return Ok(false);
+                }
+                let mut job = JobState::of(run);
+                job.lease = None;
+                if retryable && job.submit_tries + 1 < tries_max {
+                    job.submit_tries += 1;
+                    retry_in = Some(backoff(job.submit_tries - 1));
+                    run.progress.message = Some(format!(
+                        "{message} (try {} of {tries_max}, retrying)",
+                        job.submit_tries
+                    ));
+                    job.store(run)?;
+                    return Ok(true);
+                }
+                retry_in = None;
                 job.store(run)?;
-                return Ok(true);
-            }
-            retry_in = None;
-            job.store(run)?;
-            let message = if retryable {
-                format!("{message} (gave up after {tries_max} tries)")
-            } else {
-                message.clone()
-            };
-            run.fail(code, message, retryable, now)?;
-            Ok(true)
-        })
-        .await?;
+                if let Some(target) = &fallback_model
+                    && code == ErrorCode::SpaceUnavailable
+                {
+                    // The Space is down: the fallback pipeline's local model does the job instead.
+                    run.backend.kind = "onnx".into();
+                    run.backend.target = target.clone();
+                    run.progress = Progress {
+                        stage: Some("fallback".into()),
+                        message: Some(format!("{message}; running on the local model instead")),
+                        ..Progress::default()
+                    };
+                    fell_back = true;
+                    return Ok(true);
+                }
+                let message = if retryable {
+                    format!("{message} (gave up after {tries_max} tries)")
+                } else {
+                    message.clone()
+                };
+                run.fail(code, message, retryable, now)?;
+                Ok(true)
+            })
+            .await?;
+        if let (true, Mutated::Changed(run)) = (fell_back, &mutated) {
+            self.enqueue(QueueName::Reconstruct, run, std::time::Duration::ZERO)
+                .await?;
+        }
         match retry_in {
             Some(d) => Ok(Outcome::RetryAfter(d)),
             None => Ok(Outcome::Done),
         }
+    }
+
+    /// The model of the run's fallback pipeline, when it has one this process can run.
+    async fn fallback_model(&self, id: &RunId) -> Result<Option<String>, Error> {
+        if self.model.is_none() {
+            return Ok(None);
+        }
+        let run = self.load(id).await?;
+        let pipeline = self.pipelines.get(&run.pipeline)?;
+        let Some(fb) = &pipeline.fallback else {
+            return Ok(None);
+        };
+        Ok(match &self.pipelines.get(fb)?.backend {
+            BackendSpec::Onnx { model, .. } => Some(model.clone()),
+            BackendSpec::Space { .. } => None,
+        })
     }
 }
