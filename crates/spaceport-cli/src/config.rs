@@ -36,6 +36,11 @@ pub struct Config {
     pub lease_s: Option<u64>,
     /// Seconds a received step message stays hidden between heartbeats. Default 30.
     pub visibility_s: Option<u64>,
+    /// Where local models run: `cpu` (default), `cuda` or `tensorrt` (a GPU build is required;
+    /// asking for a GPU that cannot start is an error, never a silent CPU run).
+    pub model_provider: Option<String>,
+    /// The most images one local-model run takes (default 64; size it from memory).
+    pub max_frames: Option<usize>,
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineOverride>,
 }
@@ -83,6 +88,15 @@ impl Config {
                 "SERVER" => self.server = Some(v),
                 "LEASE_S" => self.lease_s = Some(parse_secs(&k, &v)?),
                 "VISIBILITY_S" => self.visibility_s = Some(parse_secs(&k, &v)?),
+                "MODEL_PROVIDER" => self.model_provider = Some(v),
+                "MAX_FRAMES" => {
+                    self.max_frames = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .with_context(|| format!("{k}={v:?}: expected a positive number"))?,
+                    )
+                }
                 "LOG" => {}
                 _ => {
                     if let Some(p) = name.strip_prefix("SPACE_URL_") {
@@ -120,6 +134,11 @@ impl Config {
                     .with_context(|| format!("space_url override for pipeline {name}"))?;
             }
             if let Some(m) = &o.model {
+                // An override given on this machine is relative to the working directory.
+                let m = &std::path::absolute(m)
+                    .with_context(|| format!("model path {m:?}"))?
+                    .display()
+                    .to_string();
                 set.set_model(name, m)
                     .with_context(|| format!("model override for pipeline {name}"))?;
             }

@@ -41,8 +41,11 @@ enum Command {
         #[arg(long)]
         bind: Option<String>,
         /// Which step workers this process runs: a comma-separated list of submit-space,
-        /// poll-status, fetch-artifact, or `none` for an API-only process.
-        #[arg(long, default_value = "submit-space,poll-status,fetch-artifact")]
+        /// poll-status, fetch-artifact, reconstruct, or `none` for an API-only process.
+        #[arg(
+            long,
+            default_value = "submit-space,poll-status,fetch-artifact,reconstruct"
+        )]
         steps: String,
     },
     /// Run a pipeline on files and download its artifacts.
@@ -225,7 +228,7 @@ fn parse_steps(list: &str) -> Result<Vec<QueueName>> {
             LOCAL_QUEUES
                 .into_iter()
                 .find(|q| q.as_str() == s)
-                .ok_or_else(|| anyhow::anyhow!("--steps: unknown step {s:?} (use submit-space, poll-status, fetch-artifact or none)"))
+                .ok_or_else(|| anyhow::anyhow!("--steps: unknown step {s:?} (use submit-space, poll-status, fetch-artifact, reconstruct or none)"))
         })
         .collect()
 }

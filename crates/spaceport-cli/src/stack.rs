@@ -12,6 +12,7 @@ use spaceport_core::Error;
 use spaceport_core::ports::{BlobMeta, BlobStore, ByteStream, Clock, QueueName, SystemClock};
 use spaceport_gradio::{ClientOptions, GradioBackend, Token};
 use spaceport_local::{DirBlobStore, LocalStack};
+use spaceport_onnx::{ModelConfig, OnnxRunner, Provider};
 use spaceport_server::{AppState, SignedBlobs};
 use spaceport_steps::runner::{LOCAL_QUEUES, Runner, RunnerConfig};
 use spaceport_steps::{Steps, StepsConfig};
@@ -50,6 +51,22 @@ impl SignedBlobs for LocalBlobEndpoint {
         let body = self.0.get(key).await?;
         Ok((body, meta, grant.filename))
     }
+}
+
+/// The local model runner's settings: provider and frame limit from the config, the ONNX
+/// Runtime library from `ORT_DYLIB_PATH`. The model path itself comes from each pipeline.
+fn model_config(cfg: &Config) -> Result<ModelConfig> {
+    let mut m = ModelConfig::new("");
+    m.provider = match cfg.model_provider.as_deref() {
+        None | Some("cpu") => Provider::Cpu,
+        Some("cuda") => Provider::Cuda,
+        Some("tensorrt") => Provider::TensorRt,
+        Some(other) => anyhow::bail!("model_provider {other:?} is not cpu, cuda or tensorrt"),
+    };
+    if let Some(n) = cfg.max_frames {
+        m.max_frames = n;
+    }
+    Ok(m)
 }
 
 /// Options of an embedded stack.
@@ -116,6 +133,7 @@ impl EmbeddedStack {
             options.token = Some(Token::new(t.clone()));
         }
         let space = Arc::new(GradioBackend::new(options));
+        let model = Arc::new(OnnxRunner::new(model_config(cfg)?, data_dir.clone()));
         let steps = Steps::new(
             pipelines,
             local.store.clone(),
@@ -125,6 +143,7 @@ impl EmbeddedStack {
             Arc::new(SystemClock),
             opts.steps.clone(),
         );
+        let steps = steps.with_model_runner(model);
         let state = AppState {
             steps: steps.clone(),
             signed_blobs: Some(Arc::new(LocalBlobEndpoint(local.blobs.clone()))),

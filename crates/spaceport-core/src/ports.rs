@@ -361,4 +361,10 @@ pub trait ModelRunner: Send + Sync {
     /// Runs `job`, reporting progress, and returns the files it wrote.
     async fn run(&self, job: ModelJob, progress: ProgressSink)
     -> Result<Vec<ModelArtifact>, Error>;
+
+    /// Whether the model at `model` can be run here (its file is present); a Space pipeline falls
+    /// back to a local model only when it can.
+    fn available(&self, _model: &str) -> bool {
+        true
+    }
 }

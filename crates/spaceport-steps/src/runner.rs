@@ -47,10 +47,11 @@ pub struct Runner {
 }
 
 /// The queues the local runner serves.
-pub const LOCAL_QUEUES: [QueueName; 3] = [
+pub const LOCAL_QUEUES: [QueueName; 4] = [
     QueueName::SubmitSpace,
     QueueName::PollStatus,
     QueueName::FetchArtifact,
+    QueueName::Reconstruct,
 ];
 
 impl Runner {

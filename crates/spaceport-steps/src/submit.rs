@@ -70,6 +70,12 @@ impl Steps {
             Mutated::Changed(run) if run.status == Status::Submitting => run,
             _ => return Ok(Outcome::Done),
         };
+        if run.backend.kind == "onnx" {
+            // A local model: the reconstruct worker takes it from here.
+            self.enqueue(QueueName::Reconstruct, &run, std::time::Duration::ZERO)
+                .await?;
+            return Ok(Outcome::Done);
+        }
         if let Some(old) = previous_job {
             // The previous attempt may still hold a worker at the Space; free it.
             self.cancel_at_backend(&run, &old).await;
@@ -232,16 +238,16 @@ impl Steps {
 
     /// The model of the run's fallback pipeline, when it has one this process can run.
     async fn fallback_model(&self, id: &RunId) -> Result<Option<String>, Error> {
-        if self.model.is_none() {
+        let Some(runner) = &self.model else {
             return Ok(None);
-        }
+        };
         let run = self.load(id).await?;
         let pipeline = self.pipelines.get(&run.pipeline)?;
         let Some(fb) = &pipeline.fallback else {
             return Ok(None);
         };
         Ok(match &self.pipelines.get(fb)?.backend {
-            BackendSpec::Onnx { model, .. } => Some(model.clone()),
+            BackendSpec::Onnx { model, .. } => Some(model.clone()).filter(|m| runner.available(m)),
             BackendSpec::Space { .. } => None,
         })
     }

@@ -39,9 +39,11 @@ impl Steps {
                 })
                 .await?;
             for run in page.runs {
-                if run.backend.kind != "space" {
-                    continue;
-                }
+                // Runs on a local model are redone by the reconstruct worker from any live status.
+                let queue = match (run.backend.kind.as_str(), status) {
+                    ("space", _) | (_, Status::Queued) => queue,
+                    _ => QueueName::Reconstruct,
+                };
                 let job = JobState::of(&run);
                 let stalled = match &job.lease {
                     Some(l) => l.until + stall < now,
