@@ -59,6 +59,14 @@ impl TestStack {
         Self::start_with(space_url, fast_options()).await
     }
 
+    /// Starts a stack from a full config.
+    pub async fn start_config(cfg: Config) -> Result<TestStack> {
+        let dir = tempfile::tempdir()?;
+        let stack = EmbeddedStack::start(&cfg, fast_options()).await?;
+        let client = ApiClient::new(&stack.url);
+        Ok(TestStack { stack, client, dir })
+    }
+
     /// Starts a stack with explicit options.
     pub async fn start_with(space_url: &str, opts: StackOptions) -> Result<TestStack> {
         let dir = tempfile::tempdir()?;

@@ -41,6 +41,8 @@ pub struct Config {
     pub model_provider: Option<String>,
     /// The most images one local-model run takes (default 64; size it from memory).
     pub max_frames: Option<usize>,
+    /// The ONNX Runtime shared library (default: `ORT_DYLIB_PATH`).
+    pub ort_dylib_path: Option<PathBuf>,
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineOverride>,
 }

@@ -66,6 +66,7 @@ fn model_config(cfg: &Config) -> Result<ModelConfig> {
     if let Some(n) = cfg.max_frames {
         m.max_frames = n;
     }
+    m.ort_dylib_path = cfg.ort_dylib_path.clone();
     Ok(m)
 }
 

@@ -1,0 +1,286 @@
+//! `vggt-onnx` on the embedded stack with the demo model on ONNX Runtime: a GLB the Khronos
+//! validator accepts and a predictions.npz numpy loads with every key, shape and dtype; bad models
+//! and inputs fail the run with a code while the worker keeps serving; and `vggt` falls back to
+//! the local model when its Space is down.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use spaceport_cli::config::{Config, PipelineOverride};
+
+use crate::common::*;
+
+/// The ONNX Runtime library of the test venv.
+fn ort_dylib() -> PathBuf {
+    let root = spaceport_testkit::repo_root();
+    let capi = std::fs::read_dir(root.join(".venv/lib"))
+        .expect(".venv is missing: run `bash scripts/test-env.sh`")
+        .flatten()
+        .map(|e| e.path().join("site-packages/onnxruntime/capi"))
+        .find(|p| p.is_dir())
+        .expect("onnxruntime is not installed in .venv");
+    std::fs::read_dir(capi)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("libonnxruntime.so.")
+        })
+        .expect("libonnxruntime.so.* in the onnxruntime wheel")
+}
+
+/// Writes the demo model (scripts/make_demo_model.py) with extra flags.
+fn demo_model(dir: &Path, name: &str, flags: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let status = Command::new(spaceport_testkit::venv_python().unwrap())
+        .arg(spaceport_testkit::repo_root().join("scripts/make_demo_model.py"))
+        .arg(&out)
+        .args(flags)
+        .status()
+        .unwrap();
+    assert!(status.success(), "make_demo_model.py {flags:?} failed");
+    out
+}
+
+/// A pipelines dir: the shipped files plus `vggt-onnx` copies pointing at other models.
+fn pipelines_with(dir: &Path, extra: &[(&str, &Path)]) -> PathBuf {
+    let src = spaceport_testkit::repo_root().join("pipelines");
+    let dst = dir.join("pipelines");
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in ["vggt.toml", "vggt-onnx.toml"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+    let onnx = std::fs::read_to_string(src.join("vggt-onnx.toml")).unwrap();
+    for (name, model) in extra {
+        let text = onnx
+            .replace("name = \"vggt-onnx\"", &format!("name = \"{name}\""))
+            .replace(
+                "model = \"models/vggt.onnx\"",
+                &format!("model = {:?}", model.display().to_string()),
+            );
+        std::fs::write(dst.join(format!("{name}.toml")), text).unwrap();
+    }
+    dst
+}
+
+fn onnx_config(
+    data: &Path,
+    model: &Path,
+    space_url: &str,
+    pipelines_dir: Option<PathBuf>,
+    max_frames: Option<usize>,
+) -> Config {
+    let mut cfg = Config {
+        data_dir: Some(data.to_path_buf()),
+        ort_dylib_path: Some(ort_dylib()),
+        pipelines_dir,
+        max_frames,
+        ..Config::default()
+    };
+    cfg.pipelines.insert(
+        "vggt".into(),
+        PipelineOverride {
+            space_url: Some(space_url.into()),
+            model: None,
+        },
+    );
+    cfg.pipelines.insert(
+        "vggt-onnx".into(),
+        PipelineOverride {
+            space_url: None,
+            model: Some(model.display().to_string()),
+        },
+    );
+    cfg
+}
+
+async fn run_pipeline(t: &TestStack, pipeline: &str, files: &[(&str, Vec<u8>)]) -> Value {
+    let run = create_and_upload(&t.client, files, json!({}), json!({"pipeline": pipeline}))
+        .await
+        .unwrap();
+    wait_terminal(
+        &t.client,
+        run["id"].as_str().unwrap(),
+        Duration::from_secs(120),
+    )
+    .await
+    .unwrap()
+}
+
+fn views(n: usize) -> Vec<(&'static str, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            (
+                Box::leak(format!("view{i}.png").into_boxed_str()) as &'static str,
+                png(64 + i as u32 * 8, 48, 30 * i as u8),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vggt_onnx_run_writes_a_valid_glb_and_a_complete_npz() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = demo_model(dir.path(), "vggt.onnx", &["--external-data"]);
+    let port = spaceport_testkit::free_port();
+    let cfg = onnx_config(
+        &dir.path().join("data"),
+        &model,
+        &format!("http://127.0.0.1:{port}"),
+        None,
+        None,
+    );
+    let t = TestStack::start_config(cfg).await.unwrap();
+    let done = run_pipeline(&t, "vggt-onnx", &views(3)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["backend"]["kind"], "onnx");
+    let names: Vec<&str> = done["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["predictions", "scene"]);
+    let scene = done["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "scene")
+        .unwrap();
+    assert_eq!(scene["meta"]["cameras"], 3, "{scene}");
+    assert!(scene["meta"]["points"].as_u64().unwrap() > 0);
+
+    let out = tempfile::tempdir().unwrap();
+    let id = done["id"].as_str().unwrap();
+    let glb = t
+        .client
+        .download_artifact(id, "scene", "scene.glb", out.path())
+        .await
+        .unwrap();
+    let report = spaceport_testkit::gltf_validate(&glb).unwrap();
+    assert_eq!(report["issues"]["numErrors"], 0, "{report}");
+    let npz = t
+        .client
+        .download_artifact(id, "predictions", "predictions.npz", out.path())
+        .await
+        .unwrap();
+    let check = r#"
+import sys, numpy as np
+d = np.load(sys.argv[1])
+S = 3
+want = {
+    "pose_enc": ((S, 9), "float32"),
+    "depth": ((S, 518, 518, 1), "float32"),
+    "depth_conf": ((S, 518, 518), "float32"),
+    "world_points": ((S, 518, 518, 3), "float32"),
+    "world_points_conf": ((S, 518, 518), "float32"),
+    "images": ((S, 3, 518, 518), "float32"),
+    "extrinsic": ((S, 3, 4), "float32"),
+    "intrinsic": ((S, 3, 3), "float32"),
+    "world_points_from_depth": ((S, 518, 518, 3), "float64"),
+}
+assert sorted(d.files) == sorted(want), d.files
+for k, (shape, dtype) in want.items():
+    assert d[k].shape == shape and d[k].dtype == dtype, (k, d[k].shape, d[k].dtype)
+    assert np.isfinite(d[k]).all(), k
+assert np.allclose(d["intrinsic"][:, 2, 2], 1.0)
+print("npz ok")
+"#;
+    let output = Command::new(spaceport_testkit::venv_python().unwrap())
+        .arg("-c")
+        .arg(check)
+        .arg(&npz)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    t.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_models_and_inputs_fail_with_a_code_and_the_worker_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = demo_model(dir.path(), "good.onnx", &[]);
+    let wrong_name = demo_model(dir.path(), "wrong-name.onnx", &["--input-name", "pixels"]);
+    let wrong_rank = demo_model(dir.path(), "wrong-rank.onnx", &["--input-rank", "3"]);
+    let no_data = demo_model(dir.path(), "no-data.onnx", &["--external-data"]);
+    std::fs::remove_file(dir.path().join("no-data.onnx_data")).unwrap();
+    let pipelines = pipelines_with(
+        dir.path(),
+        &[
+            ("onnx-wrong-name", &wrong_name),
+            ("onnx-wrong-rank", &wrong_rank),
+            ("onnx-no-data", &no_data),
+        ],
+    );
+    let port = spaceport_testkit::free_port();
+    let cfg = onnx_config(
+        &dir.path().join("data"),
+        &good,
+        &format!("http://127.0.0.1:{port}"),
+        Some(pipelines),
+        Some(4),
+    );
+    let t = TestStack::start_config(cfg).await.unwrap();
+
+    let corrupt = vec![
+        ("broken.png", b"\x89PNG\r\n\x1a\nthis is not a png".to_vec()),
+        ("ok.png", png(32, 32, 1)),
+    ];
+    let cases: Vec<(&str, Vec<(&str, Vec<u8>)>, &str, &str)> = vec![
+        ("vggt-onnx", corrupt, "input_invalid", "broken.png"),
+        ("vggt-onnx", views(5), "input_invalid", "at most 4 frames"),
+        ("onnx-wrong-name", views(1), "model_error", "pixels"),
+        ("onnx-wrong-rank", views(1), "model_error", "rank"),
+        ("onnx-no-data", views(1), "model_error", "no-data.onnx_data"),
+    ];
+    for (pipeline, files, code, needle) in cases {
+        let done = run_pipeline(&t, pipeline, &files).await;
+        assert_eq!(done["status"], "failed", "{pipeline}: {done}");
+        assert_eq!(done["error"]["code"], code, "{pipeline}: {done}");
+        let msg = done["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(needle),
+            "{pipeline}: {msg:?} should mention {needle:?}"
+        );
+        // The worker still serves: a good run right after succeeds.
+        let ok = run_pipeline(&t, "vggt-onnx", &views(2)).await;
+        assert_eq!(ok["status"], "succeeded", "after {pipeline}/{code}: {ok}");
+    }
+    t.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vggt_falls_back_to_the_local_model_when_its_space_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = demo_model(dir.path(), "vggt.onnx", &[]);
+    let port = spaceport_testkit::free_port();
+    let cfg = onnx_config(
+        &dir.path().join("data"),
+        &model,
+        &format!("http://127.0.0.1:{port}"),
+        None,
+        None,
+    );
+    let t = TestStack::start_config(cfg).await.unwrap();
+    let done = run_pipeline(&t, "vggt", &views(2)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["pipeline"], "vggt");
+    assert_eq!(done["backend"]["kind"], "onnx", "{done}");
+    let names: Vec<&str> = done["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["predictions", "scene"]);
+    t.stack.shutdown().await;
+}
