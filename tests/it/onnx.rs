@@ -235,7 +235,8 @@ async fn bad_models_and_inputs_fail_with_a_code_and_the_worker_keeps_serving() {
         ("broken.png", b"\x89PNG\r\n\x1a\nthis is not a png".to_vec()),
         ("ok.png", png(32, 32, 1)),
     ];
-    let cases: Vec<(&str, Vec<(&str, Vec<u8>)>, &str, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, Vec<u8>)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         ("vggt-onnx", corrupt, "input_invalid", "broken.png"),
         ("vggt-onnx", views(5), "input_invalid", "at most 4 frames"),
         ("onnx-wrong-name", views(1), "model_error", "pixels"),

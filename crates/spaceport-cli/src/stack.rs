@@ -154,6 +154,10 @@ impl EmbeddedStack {
         let server = {
             let stop = stop.clone();
             tokio::spawn(async move {
+                // Small JSON answers must not wait for Nagle's algorithm.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 let serve = axum::serve(listener, app)
                     .with_graceful_shutdown(async move { stop.cancelled().await });
                 if let Err(e) = serve.await {

@@ -33,7 +33,7 @@ impl Default for RunnerConfig {
         RunnerConfig {
             concurrency: 8,
             visibility: Duration::from_secs(30),
-            idle_poll: Duration::from_millis(100),
+            idle_poll: Duration::from_millis(50),
             sweep_every: Duration::from_secs(5),
             stall_after: Duration::from_secs(10),
         }

@@ -441,7 +441,7 @@ impl Steps {
         let mut run = first;
         while run.status == from && !run.status.is_terminal() && tokio::time::Instant::now() < until
         {
-            tokio::time::sleep(Duration::from_millis(100).min(until - tokio::time::Instant::now()))
+            tokio::time::sleep(Duration::from_millis(20).min(until - tokio::time::Instant::now()))
                 .await;
             run = self.load(id).await?;
         }
