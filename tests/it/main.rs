@@ -5,5 +5,6 @@ mod bad_input;
 mod common;
 mod crash;
 mod duplicates;
+mod onnx;
 mod openapi;
 mod runs;

@@ -162,8 +162,8 @@ impl Steps {
         }
     }
 
-    /// Takes the lease on a run in `status`; `None` when another live worker holds it, or the run
-    /// is no longer in that status.
+    /// Takes the lease on a run in `status`; `None` when any live lease is held on it (another
+    /// worker's, or another handler's in this process), or the run is no longer in that status.
     pub(crate) async fn claim(&self, id: &RunId, status: Status) -> Result<Option<Run>, Error> {
         let now = self.clock.now();
         let me = self.worker_id.clone();
@@ -178,7 +178,9 @@ impl Steps {
                     return Ok(true);
                 }
                 let mut job = JobState::of(run);
-                if job.leased_by_other(&me, now) {
+                // Any live lease, this worker's own included: a duplicate message handled at the
+                // same time in this very process must not watch (or fetch) a second time.
+                if job.lease.as_ref().is_some_and(|l| l.until > now) {
                     return Ok(false);
                 }
                 job.lease = Some(Lease {

@@ -35,7 +35,8 @@ impl Steps {
                     return Ok(true);
                 }
                 let mut job = JobState::of(run);
-                if job.leased_by_other(&me, now) {
+                // Any live lease, ours included: a duplicate handled at the same time must not run the model twice.
+                if job.lease.as_ref().is_some_and(|l| l.until > now) {
                     return Ok(false);
                 }
                 if run.status == Status::Submitting {

@@ -40,7 +40,12 @@ impl Steps {
                         run.backend.attempt += 1;
                         job = JobState::default();
                     }
-                    Status::Submitting if job.leased_by_other(&me, now) => return Ok(false),
+                    // A live lease, this worker's own included, means a submission is under way:
+                    // a duplicate message handled at the same time in this very process must not
+                    // join the Space a second time.
+                    Status::Submitting if job.lease.as_ref().is_some_and(|l| l.until > now) => {
+                        return Ok(false);
+                    }
                     Status::Submitting if job.handle.is_some() => {
                         // A holder crashed after joining but before recording `running`: count a new attempt.
                         run.backend.attempt += 1;
@@ -71,7 +76,8 @@ impl Steps {
             _ => return Ok(Outcome::Done),
         };
         if run.backend.kind == "onnx" {
-            // A local model: the reconstruct worker takes it from here.
+            // A local model: the reconstruct worker (maybe another process) takes it from here.
+            self.release(id).await?;
             self.enqueue(QueueName::Reconstruct, &run, std::time::Duration::ZERO)
                 .await?;
             return Ok(Outcome::Done);
@@ -176,7 +182,11 @@ impl Steps {
                 retryable,
                 message,
             } => (*code, *retryable, message.clone()),
-            Error::Storage { .. } => return Err(err),
+            Error::Storage { .. } => {
+                // Free the run for the retry at once (a live lease of ours now turns it away).
+                self.release(id).await?;
+                return Err(err);
+            }
             other => (ErrorCode::Internal, false, other.to_string()),
         };
         let mut retry_in = None;
