@@ -39,18 +39,9 @@ impl Steps {
                 Ok(Outcome::Done)
             }
             Err(e) => {
-                let (code, retryable, message) = match &e {
-                    Error::Upstream {
-                        code,
-                        retryable,
-                        message,
-                    } => (*code, *retryable, message.clone()),
-                    Error::Storage { .. } => {
-                        self.release(id).await?;
-                        return Err(e);
-                    }
-                    other => (ErrorCode::ArtifactDownloadFailed, false, other.to_string()),
-                };
+                let (code, retryable, message) = self
+                    .classify(id, e, ErrorCode::ArtifactDownloadFailed)
+                    .await?;
                 let tries_max = self.config.fetch_tries;
                 let mut retry_in = None;
                 let now = self.clock.now();

@@ -18,7 +18,7 @@ use std::time::Duration;
 use spaceport_core::ports::{
     BlobStore, Clock, ModelRunner, Queue, QueueName, RunStore, SpaceBackend, StepMessage,
 };
-use spaceport_core::{Error, PipelineSet, Run, RunId};
+use spaceport_core::{Error, ErrorCode, PipelineSet, Run, RunId};
 
 pub use job::{JobState, Lease};
 pub use service::{Created, NewRun, Upload};
@@ -194,6 +194,29 @@ impl Steps {
         Err(Error::Internal(format!(
             "run {id} kept changing under a write"
         )))
+    }
+
+    /// What a run records of a step's failure: `(code, retryable, message)`. Storage trouble is
+    /// not the run's: our lease is released (a live lease of ours would turn the retry away) and
+    /// the error goes back to the runner to retry. Anything else unexpected is `other_code`.
+    pub(crate) async fn classify(
+        &self,
+        id: &RunId,
+        err: Error,
+        other_code: ErrorCode,
+    ) -> Result<(ErrorCode, bool, String), Error> {
+        match err {
+            Error::Upstream {
+                code,
+                retryable,
+                message,
+            } => Ok((code, retryable, message)),
+            e @ Error::Storage { .. } => {
+                self.release(id).await?;
+                Err(e)
+            }
+            other => Ok((other_code, false, other.to_string())),
+        }
     }
 
     fn backoff(&self, tries: u32) -> Duration {

@@ -87,21 +87,10 @@ impl Steps {
                 .await?;
                 Ok(Outcome::Done)
             }
-            Err(Error::Upstream {
-                code,
-                retryable,
-                message,
-            }) => {
+            Err(e) => {
+                let (code, retryable, message) =
+                    self.classify(id, e, ErrorCode::ModelError).await?;
                 self.fail_run(id, code, &message, retryable).await?;
-                Ok(Outcome::Done)
-            }
-            Err(e @ Error::Storage { .. }) => {
-                self.release(id).await?;
-                Err(e)
-            }
-            Err(other) => {
-                self.fail_run(id, ErrorCode::ModelError, &other.to_string(), false)
-                    .await?;
                 Ok(Outcome::Done)
             }
         }

@@ -176,19 +176,7 @@ impl Steps {
     async fn submit_failed(&self, id: &RunId, err: Error) -> Result<Outcome, Error> {
         let now = self.clock.now();
         let tries_max = self.config.submit_tries;
-        let (code, retryable, message) = match &err {
-            Error::Upstream {
-                code,
-                retryable,
-                message,
-            } => (*code, *retryable, message.clone()),
-            Error::Storage { .. } => {
-                // Free the run for the retry at once (a live lease of ours now turns it away).
-                self.release(id).await?;
-                return Err(err);
-            }
-            other => (ErrorCode::Internal, false, other.to_string()),
-        };
+        let (code, retryable, message) = self.classify(id, err, ErrorCode::Internal).await?;
         let mut retry_in = None;
         let mut fell_back = false;
         let fallback_model = self.fallback_model(id).await?;
