@@ -20,16 +20,7 @@ impl Steps {
                         if run.status != Status::Fetching {
                             return Ok(false);
                         }
-                        let mut job = JobState::of(run);
-                        job.lease = None;
-                        job.store(run)?;
-                        run.artifacts = artifacts.clone();
-                        run.progress = Progress {
-                            stage: Some("done".into()),
-                            fraction: Some(1.0),
-                            ..Progress::default()
-                        };
-                        run.transition(Status::Succeeded, now)?;
+                        record_success(run, &artifacts, now)?;
                         Ok(true)
                     })
                     .await?;
@@ -114,4 +105,22 @@ impl Steps {
         }
         Ok(artifacts)
     }
+}
+
+/// Ends a `fetching` run `succeeded` with its artifacts, dropping the worker's lease.
+pub(crate) fn record_success(
+    run: &mut Run,
+    artifacts: &[Artifact],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Error> {
+    let mut job = JobState::of(run);
+    job.lease = None;
+    job.store(run)?;
+    run.artifacts = artifacts.to_vec();
+    run.progress = Progress {
+        stage: Some("done".into()),
+        fraction: Some(1.0),
+        ..Progress::default()
+    };
+    run.transition(Status::Succeeded, now)
 }

@@ -65,23 +65,15 @@ impl Steps {
                 let now = self.clock.now();
                 let me = self.worker_id.clone();
                 self.mutate(id, |run| {
-                    let mut job = JobState::of(run);
+                    let job = JobState::of(run);
                     if run.status.is_terminal() || job.lease.as_ref().is_none_or(|l| l.holder != me)
                     {
                         return Ok(false);
                     }
-                    job.lease = None;
-                    job.store(run)?;
                     if run.status == Status::Running {
                         run.transition(Status::Fetching, now)?;
                     }
-                    run.artifacts = artifacts.clone();
-                    run.progress = Progress {
-                        stage: Some("done".into()),
-                        fraction: Some(1.0),
-                        ..Progress::default()
-                    };
-                    run.transition(Status::Succeeded, now)?;
+                    crate::fetch::record_success(run, &artifacts, now)?;
                     Ok(true)
                 })
                 .await?;
