@@ -483,12 +483,14 @@ mod tests {
         let (_d, q) = open();
         let q = q.with_max_receives(Q, 2);
         let id = q.send(Q, "poison", Duration::ZERO).await.unwrap();
-        q.send(Q, "fine", Duration::from_millis(50)).await.unwrap();
+        q.send(Q, "fine", Duration::from_millis(400)).await.unwrap();
         for n in 1..=2 {
+            // A zero visibility still hides the message for a millisecond; wait that out.
+            tokio::time::sleep(Duration::from_millis(20)).await;
             let got = q.receive(Q, 1, Duration::ZERO).await.unwrap();
             assert_eq!((got[0].body.as_str(), got[0].receive_count), ("poison", n));
         }
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        tokio::time::sleep(Duration::from_millis(420)).await;
         // The third receive moves "poison" aside and hands out the next message instead.
         let got = q.receive(Q, 1, LONG).await.unwrap();
         assert_eq!(got.len(), 1);
