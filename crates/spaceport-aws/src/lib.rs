@@ -1,0 +1,16 @@
+//! Spaceport on AWS: the run store on DynamoDB, the step queues on SQS, the blob store on S3, and
+//! the Lambda glue the functions share. The same contract suites as the embedded adapters run
+//! against these (on moto here).
+
+pub mod dynamo;
+pub mod error;
+pub mod lambda;
+pub mod s3;
+pub mod sqs;
+pub mod stack;
+
+pub use dynamo::DynamoRunStore;
+pub use lambda::{handle_sqs_batch, init_tracing};
+pub use s3::S3BlobStore;
+pub use sqs::{QueueUrls, SqsQueue};
+pub use stack::{AwsConfig, AwsStack, load_sdk_config};

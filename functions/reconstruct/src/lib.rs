@@ -1,0 +1,3 @@
+//! The reconstruct function's handler, a library so its tests drive the same code `main` wires.
+
+pub mod handler;

@@ -1,0 +1,350 @@
+//! The reconstruct function on the AWS adapters, against a real moto server (DynamoDB, SQS, S3)
+//! and ONNX Runtime with the demo model: the Lambda handler answers an SQS batch (the shape of
+//! `events/reconstruct/example-sqs-batch.json`) with a partial batch response, and the binary in
+//! worker mode long-polls SQS and finishes a run on its own.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::Credentials;
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use futures::StreamExt;
+use reconstruct::handler::{self, Config};
+use serde_json::{Value, json};
+use spaceport_aws::AwsConfig;
+use spaceport_core::ports::{QueueName, StepMessage};
+use spaceport_core::{Run, RunId, Status};
+use spaceport_steps::Steps;
+use spaceport_testkit::{MotoServer, demo_model, gltf_validate, ort_dylib, png, repo_root};
+
+struct Env {
+    moto: MotoServer,
+    sdk: SdkConfig,
+    aws: AwsConfig,
+    dir: tempfile::TempDir,
+}
+
+async fn env() -> Env {
+    let moto = MotoServer::start().unwrap();
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(moto.url())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    let prefix = format!("r{:08x}", rand::random::<u32>());
+    let aws = spaceport_aws::AwsStack::provision(&sdk, &prefix, 3, true)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("models")).unwrap();
+    demo_model(&dir.path().join("models"), "vggt.onnx", &[]);
+    Env {
+        moto,
+        sdk,
+        aws,
+        dir,
+    }
+}
+
+/// The function's variables for this environment (what the template sets on AWS).
+fn vars(env: &Env) -> HashMap<String, String> {
+    let mut v: HashMap<String, String> = HashMap::from([
+        ("RUNS_TABLE".into(), env.aws.runs_table.clone()),
+        ("BLOBS_BUCKET".into(), env.aws.blobs_bucket.clone()),
+        ("S3_FORCE_PATH_STYLE".into(), "true".into()),
+        ("MODEL_DIR".into(), env.dir.path().display().to_string()),
+        (
+            "PIPELINES_DIR".into(),
+            repo_root().join("pipelines").display().to_string(),
+        ),
+        ("ORT_DYLIB_PATH".into(), ort_dylib().display().to_string()),
+    ]);
+    for (q, urls) in &env.aws.queues {
+        let name = spaceport_aws::sqs::queue_url_var(*q);
+        v.insert(name.into(), urls.url.clone());
+        if let Some(dlq) = &urls.dlq_url {
+            v.insert(name.replace("_QUEUE_URL", "_DLQ_URL"), dlq.clone());
+        }
+    }
+    v
+}
+
+async fn steps(env: &Env) -> Steps {
+    let vars = vars(env);
+    let cfg = Config::from_vars(|k| vars.get(k).cloned()).unwrap();
+    assert!(matches!(cfg.backend, handler::Backend::Aws(_)));
+    handler::steps(&cfg, Some(&env.sdk), Duration::ZERO)
+        .await
+        .unwrap()
+}
+
+/// Creates a `vggt-onnx` run, uploads `images` through the presigned URLs over HTTP, records
+/// them as landed (accept-upload's answer to S3's object-created event) and runs submit-space,
+/// which hands the run to the reconstruct queue.
+async fn queued_run(steps: &Steps, images: &[(&str, Vec<u8>)]) -> RunId {
+    let declared: Vec<Value> = images
+        .iter()
+        .map(|(name, bytes)| json!({"filename": name, "content_type": "image/png", "size": bytes.len()}))
+        .collect();
+    let new = serde_json::from_value(json!({
+        "pipeline": "vggt-onnx",
+        "settings": {"conf_thres": 10, "show_cam": true},
+        "inputs": {"images": declared},
+    }))
+    .unwrap();
+    let created = steps.create(new, None).await.unwrap();
+    let http = reqwest::Client::new();
+    for (upload, (_, bytes)) in created.uploads.iter().zip(images) {
+        let mut put = http.put(&upload.url).body(bytes.clone());
+        for (k, v) in &upload.headers {
+            put = put.header(k, v);
+        }
+        let res = put.send().await.unwrap();
+        assert!(res.status().is_success(), "upload: {}", res.status());
+    }
+    let keys: Vec<String> = created.run.inputs["images"]
+        .iter()
+        .map(|f| f.key.clone())
+        .collect();
+    for key in &keys {
+        let meta = steps.blobs.head(key).await.unwrap().expect("uploaded");
+        steps.input_landed(key, &meta).await.unwrap();
+    }
+    let id = created.run.id.clone();
+    assert_eq!(stored(steps, &id).await.status, Status::Queued);
+    let msg = serde_json::to_string(&StepMessage {
+        run_id: id.clone(),
+        version: 0,
+    })
+    .unwrap();
+    steps.handle(QueueName::SubmitSpace, &msg).await.unwrap();
+    id
+}
+
+async fn stored(steps: &Steps, id: &RunId) -> Run {
+    steps
+        .store
+        .get(id)
+        .await
+        .unwrap()
+        .expect("the run is stored")
+}
+
+/// Receives the reconstruct queue's next message as Lambda's poller would hand it over: the
+/// example event with this message's id, receipt, body and receive count.
+async fn lambda_event(env: &Env) -> aws_lambda_events::event::sqs::SqsEvent {
+    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
+    let url = &env.aws.queues[&QueueName::Reconstruct].url;
+    let until = Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .visibility_timeout(60)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .unwrap();
+        if let Some(m) = out.messages.unwrap_or_default().into_iter().next() {
+            break m;
+        }
+        assert!(
+            Instant::now() < until,
+            "no message on the reconstruct queue"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let example = repo_root().join("events/reconstruct/example-sqs-batch.json");
+    let mut event: Value =
+        serde_json::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+    let record = &mut event["Records"][0];
+    record["messageId"] = json!(m.message_id.unwrap());
+    record["receiptHandle"] = json!(m.receipt_handle.unwrap());
+    record["body"] = json!(m.body.unwrap());
+    record["attributes"]["ApproximateReceiveCount"] = json!(
+        m.attributes
+            .unwrap()
+            .get(&MessageSystemAttributeName::ApproximateReceiveCount)
+            .unwrap()
+    );
+    serde_json::from_value(event).unwrap()
+}
+
+async fn save_artifact(steps: &Steps, run: &Run, name: &str, to: &Path) -> Vec<u8> {
+    let a = run
+        .artifacts
+        .iter()
+        .find(|a| a.name == name)
+        .unwrap_or_else(|| panic!("artifact {name} in {:?}", run.artifacts));
+    let mut body = steps.blobs.get(&a.key).await.unwrap();
+    let mut bytes = Vec::new();
+    while let Some(c) = body.next().await {
+        bytes.extend_from_slice(&c.unwrap());
+    }
+    assert_eq!(bytes.len() as u64, a.size, "{name}: the stored size");
+    std::fs::write(to, &bytes).unwrap();
+    bytes
+}
+
+#[tokio::test]
+async fn the_lambda_handler_reconstructs_a_run_and_reports_no_failures() {
+    let env = env().await;
+    let steps = steps(&env).await;
+    let id = queued_run(
+        &steps,
+        &[("b.png", png(64, 48, 3)), ("a.png", png(64, 48, 9))],
+    )
+    .await;
+
+    let response = handler::handle_batch(&steps, lambda_event(&env).await).await;
+    assert_eq!(
+        serde_json::to_value(&response).unwrap(),
+        json!({"batchItemFailures": []}),
+        "a handled message is left for Lambda to delete"
+    );
+    let run = stored(&steps, &id).await;
+    assert_eq!(run.status, Status::Succeeded, "{:?}", run.error);
+    let glb = env.dir.path().join("scene.glb");
+    save_artifact(&steps, &run, "scene", &glb).await;
+    let report = gltf_validate(&glb).unwrap();
+    assert_eq!(report["issues"]["numErrors"], 0, "{report}");
+    let npz = save_artifact(&steps, &run, "predictions", &env.dir.path().join("p.npz")).await;
+    assert_eq!(&npz[..2], b"PK", "predictions.npz is a zip archive");
+    drop(env.moto);
+}
+
+#[tokio::test]
+async fn a_corrupt_image_fails_the_run_with_input_invalid_and_consumes_the_message() {
+    let env = env().await;
+    let steps = steps(&env).await;
+    let id = queued_run(
+        &steps,
+        &[("a.png", b"\x89PNG\r\n\x1a\n not really".to_vec())],
+    )
+    .await;
+    let event = lambda_event(&env).await;
+    let response = handler::handle_batch(&steps, event).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "a run that failed for good is handled: {response:?}"
+    );
+    let run = stored(&steps, &id).await;
+    assert_eq!(run.status, Status::Failed);
+    let error = run.error.expect("a failed run says why");
+    assert_eq!(error.code.as_str(), "input_invalid", "{}", error.message);
+}
+
+#[tokio::test]
+async fn a_failing_step_returns_its_message_as_a_batch_item_failure_after_a_backoff() {
+    let env = env().await;
+    // The run table is unreachable (it does not exist): every read fails, retryably or not,
+    // and the message must come back rather than be deleted.
+    let mut vars = vars(&env);
+    vars.insert("RUNS_TABLE".into(), "no-such-table".into());
+    let cfg = Config::from_vars(|k| vars.get(k).cloned()).unwrap();
+    let steps = handler::steps(&cfg, Some(&env.sdk), Duration::ZERO)
+        .await
+        .unwrap();
+    let msg = serde_json::to_string(&StepMessage {
+        run_id: RunId::new(chrono::Utc::now().timestamp_millis() as u64, 7),
+        version: 1,
+    })
+    .unwrap();
+    steps
+        .queue
+        .send(QueueName::Reconstruct, &msg, Duration::ZERO)
+        .await
+        .unwrap();
+    let event = lambda_event(&env).await;
+    let message_id = event.records[0].message_id.clone().unwrap();
+    let response = handler::handle_batch(&steps, event).await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(
+        failed,
+        vec![message_id.clone()],
+        "the message must come back"
+    );
+    // Its visibility was set to the first backoff (2 s), not the 60 s it was received with.
+    let again = steps
+        .queue
+        .receive(QueueName::Reconstruct, 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "hidden during the backoff");
+    let until = Instant::now() + Duration::from_secs(15);
+    let d = loop {
+        let got = steps
+            .queue
+            .receive(QueueName::Reconstruct, 1, Duration::from_secs(60))
+            .await
+            .unwrap();
+        if let Some(d) = got.into_iter().next() {
+            break d;
+        }
+        assert!(
+            Instant::now() < until,
+            "the message did not come back after its backoff"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(d.message_id, message_id);
+    assert_eq!(d.receive_count, 2);
+}
+
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_worker_binary_long_polls_sqs_and_finishes_a_run() {
+    let env = env().await;
+    let steps = steps(&env).await;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reconstruct"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in vars(&env) {
+        cmd.env(k, v);
+    }
+    for (k, v) in env.moto.env() {
+        cmd.env(k, v);
+    }
+    let _worker = Worker(cmd.spawn().unwrap());
+    let id = queued_run(
+        &steps,
+        &[("a.png", png(48, 48, 5)), ("b.png", png(48, 48, 6))],
+    )
+    .await;
+    let until = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let run = stored(&steps, &id).await;
+        if run.status.is_terminal() {
+            break run;
+        }
+        assert!(
+            Instant::now() < until,
+            "the worker did not finish the run: {run:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(run.status, Status::Succeeded, "{:?}", run.error);
+    let mut names: Vec<&str> = run.artifacts.iter().map(|a| a.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["predictions", "scene"]);
+}
