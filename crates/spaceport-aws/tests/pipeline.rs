@@ -1,0 +1,213 @@
+//! A `vggt` run through the step functions on AWS adapters: a real Gradio mirror of
+//! facebook/vggt, moto for DynamoDB, SQS and S3, and each step's messages handed over as Lambda's
+//! SQS poller would (a batch event; the poller deletes what the answer does not list).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_lambda_events::event::sqs::SqsEvent;
+use aws_sdk_s3::config::Credentials;
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use spaceport_aws::{AwsConfig, AwsStack, FunctionConfig, handle_sqs_batch};
+use spaceport_core::Status;
+use spaceport_core::ports::QueueName;
+use spaceport_gradio::{ClientOptions, GradioBackend};
+use spaceport_steps::Steps;
+use spaceport_testkit::{MirrorSpace, MotoServer, gltf_validate, png, repo_root};
+
+async fn sdk(moto: &MotoServer) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(moto.url())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await
+}
+
+/// What the template would set on every step function.
+fn vars(aws: &AwsConfig, space: &MirrorSpace) -> Vec<(String, String)> {
+    let mut v = vec![
+        ("RUNS_TABLE".to_owned(), aws.runs_table.clone()),
+        ("BLOBS_BUCKET".to_owned(), aws.blobs_bucket.clone()),
+        ("S3_FORCE_PATH_STYLE".to_owned(), "true".to_owned()),
+        (
+            "PIPELINES_DIR".to_owned(),
+            repo_root().join("pipelines").display().to_string(),
+        ),
+        ("SPACE_URL_VGGT".to_owned(), space.url().to_owned()),
+    ];
+    for (q, urls) in &aws.queues {
+        v.push((
+            spaceport_aws::sqs::queue_url_var(*q).to_owned(),
+            urls.url.clone(),
+        ));
+    }
+    v
+}
+
+/// Receives what is waiting on `queue`'s SQS queue as one Lambda batch, handles it, and deletes
+/// the messages the answer does not list (what Lambda's poller does). Returns how many it saw.
+async fn deliver_batch(
+    steps: &Steps,
+    sqs: &aws_sdk_sqs::Client,
+    aws: &AwsConfig,
+    queue: QueueName,
+) -> usize {
+    let url = &aws.queues[&queue].url;
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .visibility_timeout(120)
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .send()
+        .await
+        .unwrap();
+    let messages = out.messages.unwrap_or_default();
+    if messages.is_empty() {
+        return 0;
+    }
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": {"ApproximateReceiveCount": m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .cloned()
+                    .unwrap_or_else(|| "1".into())},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{}", queue.as_str()),
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+    let response = handle_sqs_batch(steps, queue, event).await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    for m in &messages {
+        if !failed.contains(&m.message_id().unwrap_or_default()) {
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    messages.len()
+}
+
+#[tokio::test]
+async fn a_vggt_run_goes_through_the_step_functions_on_aws_adapters() {
+    let space = MirrorSpace::start().unwrap();
+    let moto = MotoServer::start().unwrap();
+    let sdk = sdk(&moto).await;
+    let prefix = format!("p{:08x}", rand::random::<u32>());
+    let aws = AwsStack::provision(&sdk, &prefix, 5, true).await.unwrap();
+    let vars = vars(&aws, &space);
+    let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    // One config per function, as each Lambda reads its own environment.
+    let steps_of = |queue| {
+        let cfg = FunctionConfig::from_vars(get, queue).unwrap();
+        cfg.steps(&sdk, Arc::new(GradioBackend::new(ClientOptions::default())))
+    };
+    let submit = steps_of(QueueName::SubmitSpace);
+    let poll = steps_of(QueueName::PollStatus);
+    let fetch = steps_of(QueueName::FetchArtifact);
+
+    // accept-upload: create, upload through the presigned URLs, record the landed inputs.
+    let images = [("b.png", png(40, 30, 2)), ("a.png", png(40, 30, 8))];
+    let new = serde_json::from_value(json!({
+        "pipeline": "vggt",
+        "settings": {"conf_thres": 20, "show_cam": false},
+        "inputs": {"images": images.iter().map(|(n, b)| json!({"filename": n, "content_type": "image/png", "size": b.len()})).collect::<Vec<_>>()},
+    }))
+    .unwrap();
+    let created = submit.create(new, None).await.unwrap();
+    let http = reqwest::Client::new();
+    for (upload, (_, bytes)) in created.uploads.iter().zip(&images) {
+        let mut put = http.put(&upload.url).body(bytes.clone());
+        for (k, v) in &upload.headers {
+            put = put.header(k, v);
+        }
+        assert!(put.send().await.unwrap().status().is_success());
+    }
+    for f in created.run.inputs["images"].iter() {
+        let meta = submit.blobs.head(&f.key).await.unwrap().unwrap();
+        submit.input_landed(&f.key, &meta).await.unwrap();
+    }
+
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let id = created.run.id.clone();
+    let until = Instant::now() + Duration::from_secs(90);
+    let run = loop {
+        let run = submit.store.get(&id).await.unwrap().unwrap();
+        if run.status.is_terminal() {
+            break run;
+        }
+        assert!(
+            Instant::now() < until,
+            "the run did not finish: {run:?}\n{}",
+            space.output()
+        );
+        let mut seen = 0;
+        seen += deliver_batch(&submit, &sqs, &aws, QueueName::SubmitSpace).await;
+        seen += deliver_batch(&poll, &sqs, &aws, QueueName::PollStatus).await;
+        seen += deliver_batch(&fetch, &sqs, &aws, QueueName::FetchArtifact).await;
+        if seen == 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    assert_eq!(
+        run.status,
+        Status::Succeeded,
+        "{:?}\n{}",
+        run.error,
+        space.output()
+    );
+    assert_eq!(run.backend.kind, "space");
+    let scene = run
+        .artifacts
+        .iter()
+        .find(|a| a.name == "scene")
+        .expect("a scene artifact");
+    let mut body = fetch.blobs.get(&scene.key).await.unwrap();
+    let mut glb = Vec::new();
+    while let Some(c) = body.next().await {
+        glb.extend_from_slice(&c.unwrap());
+    }
+    assert_eq!(glb.len() as u64, scene.size);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scene.glb");
+    std::fs::write(&path, &glb).unwrap();
+    let report = gltf_validate(&path).unwrap();
+    assert_eq!(report["issues"]["numErrors"], 0, "{report}");
+    // Every step's queue is empty: nothing left to redeliver.
+    for q in [
+        QueueName::SubmitSpace,
+        QueueName::PollStatus,
+        QueueName::FetchArtifact,
+    ] {
+        let stats = spaceport_core::ports::Queue::stats(poll.queue.as_ref(), q)
+            .await
+            .unwrap();
+        assert_eq!(
+            (stats.depth, stats.in_flight, stats.dead),
+            (0, 0, 0),
+            "{}",
+            q.as_str()
+        );
+    }
+}
