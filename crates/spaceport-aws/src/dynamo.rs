@@ -15,7 +15,9 @@ use aws_sdk_dynamodb::types::{
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use spaceport_core::ports::{Idempotency, InsertOutcome, ListQuery, RunPage, RunStore};
+use spaceport_core::ports::{
+    IDEMPOTENCY_TTL, Idempotency, InsertOutcome, ListQuery, RunPage, RunStore,
+};
 use spaceport_core::{Error, Run, RunId, Status};
 
 use crate::error::{code_of, sdk};
@@ -24,8 +26,6 @@ use crate::error::{code_of, sdk};
 pub const DEFAULT_PAGE: usize = 20;
 /// The most runs one page holds.
 pub const MAX_PAGE: usize = 100;
-/// How long an Idempotency-Key is remembered (DynamoDB's TTL deletes it after that).
-pub const IDEMPOTENCY_TTL: chrono::Duration = chrono::Duration::hours(24);
 
 /// Index of every run by id (`list_pk` is the same for all runs).
 const BY_CREATED: &str = "by_created";
@@ -198,6 +198,15 @@ impl DynamoRunStore {
         let Some(item) = self.get_item(idem_pk(&idem.key)).await? else {
             return Ok(None);
         };
+        // DynamoDB's TTL deletes an expired key within days, not at once: past its time it is
+        // forgotten already.
+        let expires = item
+            .get("expires_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok());
+        if expires.is_some_and(|t| t < Utc::now().timestamp()) {
+            return Ok(None);
+        }
         let hash = item.get("request_hash").and_then(|v| v.as_s().ok());
         if hash.map(String::as_str) != Some(idem.request_hash.as_str()) {
             return Err(Error::Conflict(format!(
@@ -229,14 +238,17 @@ impl DynamoRunStore {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(context)?;
-        let expires = Utc::now() + IDEMPOTENCY_TTL;
+        let now = Utc::now();
+        let expires = now + chrono::Duration::from_std(IDEMPOTENCY_TTL).unwrap_or_default();
         let put_key = Put::builder()
             .table_name(&self.table)
             .item("pk", s(idem_pk(&idem.key)))
             .item("run_id", s(run.id.as_str()))
             .item("request_hash", s(idem.request_hash.clone()))
             .item("expires_at", n(expires.timestamp()))
-            .condition_expression("attribute_not_exists(pk)")
+            // An expired key TTL has not deleted yet may be taken again.
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", n(now.timestamp()))
             .build()
             .map_err(context)?;
         let result = self

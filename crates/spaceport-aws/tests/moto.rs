@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::config::Credentials;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -239,4 +240,49 @@ async fn s3_presigned_upload_and_download_work_over_http() {
         Some("attachment; filename=\"photo 1.png\"; filename*=UTF-8''photo%201.png")
     );
     assert_eq!(res.bytes().await.unwrap().as_ref(), bytes.as_slice());
+}
+
+#[tokio::test]
+async fn an_expired_idempotency_key_not_yet_deleted_by_ttl_is_free_again() {
+    let moto = MotoServer::start().unwrap();
+    let sdk = sdk(&moto).await;
+    let stack = stack(&moto, 5).await;
+    let store: &DynamoRunStore = stack.store.as_ref();
+    let key = format!("key-{}", suffix());
+    // What a day-old key looks like until DynamoDB's TTL gets round to deleting it.
+    aws_sdk_dynamodb::Client::new(&sdk)
+        .put_item()
+        .table_name(store.table())
+        .item("pk", AttributeValue::S(format!("idem#{key}")))
+        .item(
+            "run_id",
+            AttributeValue::S("run_01JD8X5V3W0000000000000000".into()),
+        )
+        .item("request_hash", AttributeValue::S("old".into()))
+        .item(
+            "expires_at",
+            AttributeValue::N((chrono::Utc::now().timestamp() - 10).to_string()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let idem = Idempotency {
+        key,
+        request_hash: "new".into(),
+    };
+    let run = sample_run("idem-expired", chrono::Utc::now());
+    assert!(
+        matches!(
+            store.insert(&run, Some(&idem)).await,
+            Ok(InsertOutcome::Inserted)
+        ),
+        "an expired key is neither a conflict nor an old run"
+    );
+    match store
+        .insert(&sample_run("idem-expired", chrono::Utc::now()), Some(&idem))
+        .await
+    {
+        Ok(InsertOutcome::Existing(r)) => assert_eq!(r.id, run.id),
+        other => panic!("the key now names the new run: {other:?}"),
+    }
 }

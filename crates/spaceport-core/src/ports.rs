@@ -69,6 +69,10 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
+/// How long an Idempotency-Key is remembered (Stripe keeps keys for 24 h; clients retry within
+/// hours, not days).
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// Durable storage of runs. Every write of an existing run is conditional on its version.
 #[async_trait]
 pub trait RunStore: Send + Sync {
@@ -92,6 +96,13 @@ pub trait RunStore: Send + Sync {
 
     /// Non-terminal runs whose deadline is at or before `now` (for the sweeper).
     async fn overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<RunId>, Error>;
+
+    /// Forgets idempotency keys first used before `before` (the runs stay); returns how many.
+    /// Stores whose keys expire by themselves (DynamoDB's TTL) keep this default, which does
+    /// nothing.
+    async fn purge_idempotency_keys(&self, _before: DateTime<Utc>) -> Result<u64, Error> {
+        Ok(0)
+    }
 }
 
 /// The step queues.

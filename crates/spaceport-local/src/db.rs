@@ -63,6 +63,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX queue_dead_letters_by_queue ON queue_dead_letters (queue, dead_at);
     "#,
+    // 2: the sweeper purges idempotency keys by age.
+    r#"
+    CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+    "#,
 ];
 
 /// The schema version this build writes.

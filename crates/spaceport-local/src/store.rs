@@ -32,22 +32,9 @@ impl SqliteStore {
     pub fn db(&self) -> &LocalDb {
         &self.db
     }
-
-    /// Forgets idempotency keys first used before `before` (clients retry within hours, not
-    /// weeks; Stripe keeps keys for 24 h). Returns how many were removed; the runs stay.
-    pub async fn purge_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, Error> {
-        self.db
-            .call(move |conn| {
-                conn.execute(
-                    "DELETE FROM idempotency_keys WHERE created_at < ?1",
-                    [millis(before)],
-                )
-                .map(|n| n as u64)
-                .map_err(|e| sql_err("purging idempotency keys", e))
-            })
-            .await
-    }
 }
+
+const PURGE_KEYS_SQL: &str = "DELETE FROM idempotency_keys WHERE created_at < ?1";
 
 const OVERDUE_SQL: &str = "SELECT id FROM runs WHERE terminal = 0 AND deadline_at <= ?1
                            ORDER BY deadline_at LIMIT ?2";
@@ -302,6 +289,16 @@ impl RunStore for SqliteStore {
             })
             .await
     }
+
+    async fn purge_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, Error> {
+        self.db
+            .call(move |conn| {
+                conn.execute(PURGE_KEYS_SQL, [millis(before)])
+                    .map(|n| n as u64)
+                    .map_err(|e| sql_err("purging idempotency keys", e))
+            })
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -487,6 +484,11 @@ mod tests {
         assert!(
             p.contains("runs_overdue") && !p.contains("TEMP B-TREE"),
             "{p}"
+        );
+        let p = plan(PURGE_KEYS_SQL);
+        assert!(
+            p.contains("idempotency_keys_by_age"),
+            "the purge scans: {p}"
         );
     }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use spaceport_core::ports::{ListQuery, QueueName};
+use spaceport_core::ports::{IDEMPOTENCY_TTL, ListQuery, QueueName};
 use spaceport_core::{Error, Status};
 
 use crate::{JobState, Steps};
@@ -14,6 +14,8 @@ impl Steps {
     pub async fn sweep(&self, stall_after: Duration) -> Result<usize, Error> {
         let now = self.clock.now();
         let mut touched = 0;
+        let key_ttl = chrono::Duration::from_std(IDEMPOTENCY_TTL).unwrap_or_default();
+        self.store.purge_idempotency_keys(now - key_ttl).await?;
         for id in self.store.overdue(now, 100).await? {
             if self.expire_run(&id).await? {
                 touched += 1;
