@@ -1,0 +1,334 @@
+//! accept-upload on the AWS adapters against a real moto server: API Gateway requests served by
+//! the API's router (the shapes of `events/accept-upload/example-apigw-*.json`), and S3's own
+//! object-created notifications, delivered by moto to SQS, queueing the run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use accept_upload::handler;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::Credentials;
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::{Value, json};
+use spaceport_aws::{AwsConfig, AwsStack, FunctionConfig};
+use spaceport_core::ports::QueueName;
+use spaceport_gradio::{ClientOptions, GradioBackend};
+use spaceport_server::{AppState, app};
+use spaceport_steps::Steps;
+use spaceport_testkit::{MotoServer, png, repo_root};
+
+struct Env {
+    _moto: MotoServer,
+    sdk: SdkConfig,
+    aws: AwsConfig,
+    uploads_url: String,
+}
+
+async fn env() -> Env {
+    let moto = MotoServer::start().unwrap();
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(moto.url())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    let prefix = format!("a{:08x}", rand::random::<u32>());
+    let aws = AwsStack::provision(&sdk, &prefix, 5, true).await.unwrap();
+    // S3 → SQS notifications of created objects, as the template wires them.
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let uploads_url = sqs
+        .create_queue()
+        .queue_name(format!("{prefix}-uploads"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&uploads_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.put_bucket_notification_configuration()
+        .bucket(&aws.blobs_bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(
+                    QueueConfiguration::builder()
+                        .id("inputs-landed")
+                        .queue_arn(arn)
+                        .events(Event::S3ObjectCreated)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    Env {
+        _moto: moto,
+        sdk,
+        aws,
+        uploads_url,
+    }
+}
+
+/// The steps and router the function wires, on `env` (with `runs_table` overriding the table).
+fn function(env: &Env, runs_table: Option<&str>) -> (Steps, axum::Router) {
+    let mut vars: Vec<(String, String)> = vec![
+        (
+            "RUNS_TABLE".into(),
+            runs_table.unwrap_or(&env.aws.runs_table).to_owned(),
+        ),
+        ("BLOBS_BUCKET".into(), env.aws.blobs_bucket.clone()),
+        ("S3_FORCE_PATH_STYLE".into(), "true".into()),
+        (
+            "PIPELINES_DIR".into(),
+            repo_root().join("pipelines").display().to_string(),
+        ),
+    ];
+    for (q, urls) in &env.aws.queues {
+        vars.push((
+            spaceport_aws::sqs::queue_url_var(*q).into(),
+            urls.url.clone(),
+        ));
+    }
+    let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let cfg = FunctionConfig::from_vars(get, QueueName::SubmitSpace).unwrap();
+    let steps = cfg.steps(
+        &env.sdk,
+        Arc::new(GradioBackend::new(ClientOptions::default())),
+    );
+    let router = app(AppState {
+        steps: steps.clone(),
+        signed_blobs: None,
+    });
+    (steps, router)
+}
+
+fn example(name: &str) -> Value {
+    let path = repo_root().join("events/accept-upload").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// An API Gateway request for `method path` with an optional JSON body.
+fn request(method: &str, path: &str, body: Option<Value>) -> Value {
+    let mut ev = example(if body.is_some() {
+        "example-apigw-create-run.json"
+    } else {
+        "example-apigw-get-run.json"
+    });
+    ev["rawPath"] = json!(path);
+    ev["requestContext"]["http"]["path"] = json!(path);
+    ev["requestContext"]["http"]["method"] = json!(method);
+    if let Some(body) = body {
+        ev["body"] = json!(body.to_string());
+    }
+    ev
+}
+
+/// Status and JSON body of an HTTP answer.
+fn answer(response: &Value) -> (u64, Value) {
+    assert_eq!(response["isBase64Encoded"], false, "{response}");
+    let body = response["body"].as_str().unwrap();
+    (
+        response["statusCode"].as_u64().unwrap(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+/// What Lambda's SQS poller would hand over from `url`: every message there, as one batch.
+async fn batch_from(env: &Env, url: &str) -> (Value, Vec<String>) {
+    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .send()
+            .await
+            .unwrap();
+        let messages = out.messages.unwrap_or_default();
+        if !messages.is_empty() {
+            let records: Vec<Value> = messages
+                .iter()
+                .map(|m| {
+                    json!({
+                        "messageId": m.message_id(),
+                        "receiptHandle": m.receipt_handle(),
+                        "body": m.body(),
+                        "attributes": {"ApproximateReceiveCount": "1"},
+                        "messageAttributes": {},
+                        "eventSource": "aws:sqs",
+                        "awsRegion": "us-east-1",
+                    })
+                })
+                .collect();
+            let bodies = messages
+                .iter()
+                .map(|m| m.body().unwrap_or_default().to_owned())
+                .collect();
+            return (json!({ "Records": records }), bodies);
+        }
+        assert!(
+            Instant::now() < until,
+            "no S3 notification arrived on the uploads queue"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_api_request_creates_a_run_and_s3s_notification_queues_it() {
+    let env = env().await;
+    let (steps, router) = function(&env, None);
+    let image = png(40, 30, 4);
+    let mut create = example("example-apigw-create-run.json");
+    let mut body: Value = serde_json::from_str(create["body"].as_str().unwrap()).unwrap();
+    body["inputs"]["images"][0]["size"] = json!(image.len());
+    create["body"] = json!(body.to_string());
+
+    let (status, run) = answer(
+        &handler::handle(&steps, &router, create.clone())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["status"], "created");
+    let id = run["id"].as_str().unwrap().to_owned();
+    let (status, again) = answer(&handler::handle(&steps, &router, create).await.unwrap());
+    assert_eq!(
+        (status, again["id"].as_str()),
+        (200, Some(id.as_str())),
+        "Idempotency-Key"
+    );
+
+    let upload = &run["uploads"][0];
+    assert_eq!(upload["method"], "PUT");
+    let mut put = reqwest::Client::new()
+        .put(upload["url"].as_str().unwrap())
+        .body(image.clone());
+    for (k, v) in upload["headers"].as_object().unwrap() {
+        put = put.header(k, v.as_str().unwrap());
+    }
+    assert!(put.send().await.unwrap().status().is_success());
+
+    let (batch, bodies) = batch_from(&env, &env.uploads_url).await;
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("ObjectCreated:Put") && b.contains(&id)),
+        "moto's notification names the object: {bodies:?}"
+    );
+    let response = handler::handle(&steps, &router, batch).await.unwrap();
+    assert_eq!(response, json!({"batchItemFailures": []}));
+
+    let (status, got) = answer(
+        &handler::handle(
+            &steps,
+            &router,
+            request("GET", &format!("/v1/runs/{id}"), None),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["status"], "queued", "{got}");
+    assert_eq!(got["inputs"]["images"][0]["state"], "landed");
+    let stats = steps.queue.stats(QueueName::SubmitSpace).await.unwrap();
+    assert_eq!(stats.depth, 1, "the run waits for submit-space");
+}
+
+#[tokio::test]
+async fn the_example_notification_for_an_unknown_run_is_handled_and_dropped() {
+    let env = env().await;
+    let (steps, router) = function(&env, None);
+    let response = handler::handle(
+        &steps,
+        &router,
+        example("example-sqs-s3-object-created.json"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response, json!({"batchItemFailures": []}));
+}
+
+#[tokio::test]
+async fn a_notification_that_cannot_be_recorded_comes_back() {
+    let env = env().await;
+    // The object exists, but the run table cannot be reached.
+    let (steps, router) = function(&env, Some("no-such-table"));
+    let key = "runs/run_01JD8X5V3W0000000000000000/inputs/images/0";
+    let body = futures::stream::iter([Ok(bytes::Bytes::from_static(b"0123456789"))]);
+    steps
+        .blobs
+        .put(key, "image/png", Box::pin(body))
+        .await
+        .unwrap();
+    let response = handler::handle(
+        &steps,
+        &router,
+        example("example-sqs-s3-object-created.json"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        response,
+        json!({"batchItemFailures": [{"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"}]})
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_apis_error_body_and_unreadable_events_an_error_type() {
+    let env = env().await;
+    let (steps, router) = function(&env, None);
+    let (status, body) = answer(
+        &handler::handle(
+            &steps,
+            &router,
+            request(
+                "POST",
+                "/v1/runs",
+                Some(json!({"pipeline": "no-such-pipeline"})),
+            ),
+        )
+        .await
+        .unwrap(),
+    );
+    assert!((400..500).contains(&status), "{status} {body}");
+    assert!(body["error"]["code"].is_string(), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-pipeline"),
+        "{body}"
+    );
+
+    let (status, body) = answer(
+        &handler::handle(&steps, &router, request("GET", "/v1/runs/run_nope", None))
+            .await
+            .unwrap(),
+    );
+    assert!((400..500).contains(&status), "{status} {body}");
+
+    let err = handler::handle(&steps, &router, json!({"hello": "world"}))
+        .await
+        .unwrap_err();
+    let diagnostic: lambda_runtime::Diagnostic = err.into();
+    assert_eq!(diagnostic.error_type, "InvalidEvent");
+}
