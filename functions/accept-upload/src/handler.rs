@@ -1,8 +1,12 @@
-//! Two kinds of event reach accept-upload: API Gateway requests (HTTP API or REST, and ALB),
-//! served by the same axum router as `spaceport serve`; and SQS batches of S3 object-created
-//! notifications, each recording a landed input (which queues the run once all are there).
+//! Three kinds of event reach accept-upload: API Gateway requests (HTTP API or REST, and ALB),
+//! served by the same axum router as `spaceport serve`; SQS batches of S3 object-created
+//! notifications, each recording a landed input (which queues the run once all are there); and
+//! EventBridge's schedule, which runs the sweeper (expires overdue runs, re-sends stalled ones,
+//! forgets day-old idempotency keys).
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use std::time::Duration;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures::StreamExt;
@@ -28,12 +32,23 @@ impl From<InvalidEvent> for Diagnostic {
     }
 }
 
-/// Handles one invocation: an SQS batch of S3 notifications, or an HTTP request.
+/// A run whose worker's lease lapsed this long ago is re-sent by the sweeper.
+pub const STALL_AFTER: Duration = Duration::from_secs(60);
+
+/// Handles one invocation: an SQS batch of S3 notifications, the sweeper's schedule, or an
+/// HTTP request.
 pub async fn handle(
     steps: &Steps,
     router: &axum::Router,
     event: Value,
 ) -> Result<Value, InvalidEvent> {
+    if event["source"] == "aws.events" && event["detail-type"] == "Scheduled Event" {
+        return match steps.sweep(STALL_AFTER).await {
+            Ok(touched) => Ok(json!({ "swept": touched })),
+            // The next tick tries again; an error here only shows in the function's metrics.
+            Err(e) => Err(InvalidEvent(format!("the sweep failed: {e}"))),
+        };
+    }
     if event.get("Records").is_some() {
         let batch: SqsEvent = serde_json::from_value(event)
             .map_err(|e| InvalidEvent(format!("an SQS batch that does not parse: {e}")))?;

@@ -332,3 +332,24 @@ async fn bad_requests_get_the_apis_error_body_and_unreadable_events_an_error_typ
     let diagnostic: lambda_runtime::Diagnostic = err.into();
     assert_eq!(diagnostic.error_type, "InvalidEvent");
 }
+
+#[tokio::test]
+async fn the_scheduled_sweep_expires_a_run_past_its_deadline() {
+    let env = env().await;
+    let (steps, router) = function(&env, None);
+    let new = serde_json::from_value(json!({
+        "pipeline": "vggt",
+        "inputs": {"images": [{"filename": "a.png", "content_type": "image/png", "size": 10}]},
+        "deadline_s": 1,
+    }))
+    .unwrap();
+    let id = steps.create(new, None).await.unwrap().run.id;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let response = handler::handle(&steps, &router, example("example-eventbridge-sweep.json"))
+        .await
+        .unwrap();
+    assert_eq!(response, json!({"swept": 1}));
+    let run = steps.store.get(&id).await.unwrap().unwrap();
+    assert_eq!(run.status.as_str(), "expired");
+    assert_eq!(run.error.unwrap().code.as_str(), "deadline_exceeded");
+}
