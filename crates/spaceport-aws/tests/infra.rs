@@ -1,0 +1,187 @@
+//! `infra/template.yaml` against cfn-lint (with the SAM translator) and against the code: the
+//! variables the code reads, the table the code creates (checked on moto), the function binaries
+//! that exist, and partial batch responses on every queue consumer.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::config::Credentials;
+use serde_json::Value;
+use spaceport_aws::DynamoRunStore;
+use spaceport_aws::sqs::queue_url_var;
+use spaceport_core::ports::QueueName;
+use spaceport_testkit::{MotoServer, repo_root, venv_python};
+
+fn template_path() -> std::path::PathBuf {
+    repo_root().join("infra/template.yaml")
+}
+
+/// The template as JSON, read by cfn-lint's own decoder (it knows `!Ref` and the other tags).
+fn template() -> Value {
+    let out = Command::new(venv_python().unwrap())
+        .args([
+            "-c",
+            "import json,sys; from cfnlint.decode import cfn_yaml; \
+             print(json.dumps(cfn_yaml.load(sys.argv[1]), default=str))",
+        ])
+        .arg(template_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_template_passes_cfn_lint() {
+    let lint = venv_python().unwrap().with_file_name("cfn-lint");
+    let out = Command::new(lint).arg(template_path()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "cfn-lint:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_variable_the_code_reads_is_set_for_every_function() {
+    let t = template();
+    let vars = t["Globals"]["Function"]["Environment"]["Variables"]
+        .as_object()
+        .unwrap();
+    let mut wanted = vec!["RUNS_TABLE".to_owned(), "BLOBS_BUCKET".to_owned()];
+    for q in QueueName::ALL {
+        let url = queue_url_var(q);
+        wanted.push(url.to_owned());
+        wanted.push(url.replace("_QUEUE_URL", "_DLQ_URL"));
+    }
+    for v in wanted {
+        assert!(vars.contains_key(&v), "Globals set no {v}");
+    }
+}
+
+#[test]
+fn every_function_builds_a_binary_of_this_workspace_and_reports_batch_failures() {
+    let t = template();
+    let mut binaries = BTreeSet::new();
+    for (name, r) in t["Resources"].as_object().unwrap() {
+        if r["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        if let Some(bin) = r["Metadata"]["BuildProperties"]["Binary"].as_str() {
+            assert!(
+                repo_root()
+                    .join("functions")
+                    .join(bin)
+                    .join("Cargo.toml")
+                    .is_file(),
+                "{name} builds {bin}, which is not a package under functions/"
+            );
+            binaries.insert(bin.to_owned());
+        }
+        for (event, e) in r["Properties"]["Events"].as_object().unwrap() {
+            if e["Type"] == "SQS" {
+                assert_eq!(
+                    e["Properties"]["FunctionResponseTypes"],
+                    serde_json::json!(["ReportBatchItemFailures"]),
+                    "{name}.{event}"
+                );
+            }
+        }
+    }
+    for f in [
+        "accept-upload",
+        "submit-space",
+        "poll-status",
+        "fetch-artifact",
+    ] {
+        assert!(binaries.contains(f), "no function builds {f}");
+    }
+}
+
+#[tokio::test]
+async fn the_templates_table_is_the_table_the_code_creates() {
+    let moto = MotoServer::start().unwrap();
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(moto.url())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = DynamoRunStore::new(client.clone(), "runs-infra-check");
+    store.create_table().await.unwrap();
+    let table = client
+        .describe_table()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let created: BTreeSet<String> = table
+        .global_secondary_indexes()
+        .iter()
+        .map(|i| {
+            let keys: Vec<String> = i
+                .key_schema()
+                .iter()
+                .map(|k| format!("{}:{}", k.attribute_name(), k.key_type().as_str()))
+                .collect();
+            let projection = i
+                .projection()
+                .and_then(|p| p.projection_type())
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default();
+            format!(
+                "{} {} {projection}",
+                i.index_name().unwrap(),
+                keys.join(",")
+            )
+        })
+        .collect();
+    let t = template();
+    let props = &t["Resources"]["RunsTable"]["Properties"];
+    let declared: BTreeSet<String> = props["GlobalSecondaryIndexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let keys: Vec<String> = i["KeySchema"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        k["AttributeName"].as_str().unwrap(),
+                        k["KeyType"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            format!(
+                "{} {} {}",
+                i["IndexName"].as_str().unwrap(),
+                keys.join(","),
+                i["Projection"]["ProjectionType"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        declared, created,
+        "the template's indexes and create_table's"
+    );
+    assert_eq!(
+        props["KeySchema"],
+        serde_json::json!([{"AttributeName": "pk", "KeyType": "HASH"}])
+    );
+    assert_eq!(
+        props["TimeToLiveSpecification"]["AttributeName"],
+        "expires_at"
+    );
+}
