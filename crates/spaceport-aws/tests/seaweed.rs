@@ -32,11 +32,16 @@ async fn blobs(s3: &SeaweedS3) -> AwsStack {
         s3_path_style: true,
     };
     let stack = AwsStack::new(&sdk, &cfg);
-    stack
-        .blobs
-        .create_bucket()
-        .await
-        .expect("creating the bucket");
+    // The gateway answers before its filer takes writes on a loaded machine: retry, bounded.
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while let Err(e) = stack.blobs.create_bucket().await {
+        assert!(
+            std::time::Instant::now() < until,
+            "creating the bucket: {e}\n{}",
+            s3.output()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     stack
 }
 
