@@ -262,6 +262,7 @@ async fn a_failing_step_returns_its_message_as_a_batch_item_failure_after_a_back
     let event = lambda_event(&env).await;
     let message_id = event.records[0].message_id.clone().unwrap();
     let response = handler::handle_batch(&steps, event).await;
+    let handled = Instant::now();
     let failed: Vec<_> = response
         .batch_item_failures
         .iter()
@@ -278,22 +279,29 @@ async fn a_failing_step_returns_its_message_as_a_batch_item_failure_after_a_back
         .receive(QueueName::Reconstruct, 1, Duration::from_secs(60))
         .await
         .unwrap();
-    assert!(again.is_empty(), "hidden during the backoff");
+    // (A machine slow enough to take the whole backoff between the two calls may see it again.)
+    assert!(
+        again.is_empty() || handled.elapsed() >= Duration::from_secs(2),
+        "hidden during the backoff"
+    );
     let until = Instant::now() + Duration::from_secs(15);
-    let d = loop {
-        let got = steps
-            .queue
-            .receive(QueueName::Reconstruct, 1, Duration::from_secs(60))
-            .await
-            .unwrap();
-        if let Some(d) = got.into_iter().next() {
-            break d;
-        }
-        assert!(
-            Instant::now() < until,
-            "the message did not come back after its backoff"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let d = match again.into_iter().next() {
+        Some(d) => d,
+        None => loop {
+            let got = steps
+                .queue
+                .receive(QueueName::Reconstruct, 1, Duration::from_secs(60))
+                .await
+                .unwrap();
+            if let Some(d) = got.into_iter().next() {
+                break d;
+            }
+            assert!(
+                Instant::now() < until,
+                "the message did not come back after its backoff"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        },
     };
     assert_eq!(d.message_id, message_id);
     assert_eq!(d.receive_count, 2);
