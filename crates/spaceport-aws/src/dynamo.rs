@@ -12,20 +12,14 @@ use aws_sdk_dynamodb::types::{
     KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
     TransactWriteItem,
 };
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use spaceport_core::ports::{
-    IDEMPOTENCY_TTL, Idempotency, InsertOutcome, ListQuery, RunPage, RunStore,
+    IDEMPOTENCY_TTL, Idempotency, InsertOutcome, ListQuery, MAX_PAGE, RunPage, RunStore,
+    encode_cursor,
 };
 use spaceport_core::{Error, Run, RunId, Status};
 
 use crate::error::{code_of, sdk};
-
-/// Runs per page when the query names no limit, and the most one page holds (as on SQLite).
-pub const DEFAULT_PAGE: usize = 20;
-/// The most runs one page holds.
-pub const MAX_PAGE: usize = 100;
 
 /// Index of every run by id (`list_pk` is the same for all runs).
 const BY_CREATED: &str = "by_created";
@@ -86,18 +80,6 @@ fn run_from_item(item: &HashMap<String, AttributeValue>) -> Result<Run, Error> {
         retryable: false,
         source: Box::new(e),
     })
-}
-
-/// An opaque cursor: the last id of the page, base64url so clients do not parse it.
-fn encode_cursor(id: &RunId) -> String {
-    URL_SAFE_NO_PAD.encode(id.as_str())
-}
-
-fn decode_cursor(cursor: &str) -> Result<RunId, Error> {
-    let bad = || Error::validation("cursor", "the cursor is malformed; pass back a next_cursor");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    RunId::parse(&text).map_err(|_| bad())
 }
 
 impl DynamoRunStore {
@@ -345,11 +327,8 @@ impl RunStore for DynamoRunStore {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<RunPage, Error> {
-        let limit = match query.limit {
-            0 => DEFAULT_PAGE,
-            n => n.min(MAX_PAGE),
-        };
-        let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+        let limit = query.page_size();
+        let after = query.after()?;
         let status: Option<Status> = query.status;
         let (index, hash_attr, hash_value, filter) = match (status, &query.pipeline) {
             (None, None) => (BY_CREATED, "list_pk", "run".to_owned(), None),

@@ -1,12 +1,14 @@
 //! What every step function shares: its settings from the environment (failing fast at cold
-//! start, naming the variable), and the steps wired to the AWS adapters. Each function's
-//! `main.rs` adds its Space backend or model runner and hands SQS batches to `handle_sqs_batch`.
+//! start, naming the variable), the steps wired to the AWS adapters, and, for the functions that
+//! only consume a step queue, their whole life (`serve_queue`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{LambdaEvent, service_fn};
 use spaceport_core::ports::{QueueName, SpaceBackend, SystemClock};
 use spaceport_core::{Error, PipelineSet};
 use spaceport_steps::{Steps, StepsConfig};
@@ -107,6 +109,24 @@ impl FunctionConfig {
             self.steps.clone(),
         )
     }
+}
+
+/// A queue-consuming step function from start to end: JSON logs, its config from the
+/// environment, the steps on the AWS adapters with the Space backend `space` makes, and Lambda's
+/// loop answering each SQS batch of `queue` with a partial batch response.
+pub async fn serve_queue(
+    queue: QueueName,
+    space: impl FnOnce(&FunctionConfig) -> Arc<dyn SpaceBackend>,
+) -> Result<(), lambda_runtime::Error> {
+    crate::init_tracing();
+    let cfg = FunctionConfig::from_env(queue)?;
+    let sdk = crate::load_sdk_config().await;
+    let steps = cfg.steps(&sdk, space(&cfg));
+    let steps = &steps;
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, std::convert::Infallible>(crate::handle_sqs_batch(steps, queue, ev.payload).await)
+    }))
+    .await
 }
 
 #[cfg(test)]

@@ -15,4 +15,4 @@ pub use function::FunctionConfig;
 pub use lambda::{handle_sqs_batch, init_tracing};
 pub use s3::S3BlobStore;
 pub use sqs::{QueueUrls, SqsQueue};
-pub use stack::{AwsConfig, AwsStack, load_sdk_config};
+pub use stack::{AwsConfig, AwsStack, emulator_sdk_config, load_sdk_config};

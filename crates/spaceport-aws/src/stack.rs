@@ -105,6 +105,19 @@ pub async fn load_sdk_config() -> SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+/// An SDK configuration for an emulator at `endpoint` (moto, SeaweedFS) with a static key whose
+/// id and secret are both `key`, in us-east-1: what tests and local tooling point the adapters at.
+pub async fn emulator_sdk_config(endpoint: &str, key: &str) -> SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            key, key, None, None, "static",
+        ))
+        .load()
+        .await
+}
+
 impl AwsStack {
     /// Creates a table, a bucket and every step queue with its dead-letter queue (redrive after
     /// `max_receives`), all named after `prefix`, and returns their config. For tests and

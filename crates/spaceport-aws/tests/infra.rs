@@ -5,8 +5,6 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_s3::config::Credentials;
 use serde_json::Value;
 use spaceport_aws::DynamoRunStore;
 use spaceport_aws::sqs::queue_url_var;
@@ -107,12 +105,7 @@ fn every_function_builds_a_binary_of_this_workspace_and_reports_batch_failures()
 #[tokio::test]
 async fn the_templates_table_is_the_table_the_code_creates() {
     let moto = MotoServer::start().unwrap();
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(moto.url())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await;
+    let sdk = spaceport_aws::emulator_sdk_config(moto.url(), "testing").await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let store = DynamoRunStore::new(client.clone(), "runs-infra-check");
     store.create_table().await.unwrap();

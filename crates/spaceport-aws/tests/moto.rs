@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_s3::config::Credentials;
 use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -19,12 +18,7 @@ use spaceport_core::ports::{BlobStore, ByteStream, Idempotency, InsertOutcome, R
 use spaceport_testkit::MotoServer;
 
 async fn sdk(moto: &MotoServer) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(moto.url())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await
+    spaceport_aws::emulator_sdk_config(moto.url(), "testing").await
 }
 
 fn suffix() -> String {

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::SqsEvent;
-use aws_sdk_s3::config::Credentials;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -19,12 +18,7 @@ use spaceport_steps::Steps;
 use spaceport_testkit::{MirrorSpace, MotoServer, gltf_validate, png, repo_root};
 
 async fn sdk(moto: &MotoServer) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(moto.url())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await
+    spaceport_aws::emulator_sdk_config(moto.url(), "testing").await
 }
 
 /// What the template would set on every step function.

@@ -5,26 +5,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_s3::config::Credentials;
 use sha2::{Digest, Sha256};
 use spaceport_aws::{AwsConfig, AwsStack};
 use spaceport_core::ports::BlobStore;
 use spaceport_testkit::SeaweedS3;
 
 async fn blobs(s3: &SeaweedS3) -> AwsStack {
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(s3.url())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            SeaweedS3::KEY,
-            SeaweedS3::KEY,
-            None,
-            None,
-            "test",
-        ))
-        .load()
-        .await;
+    let sdk = spaceport_aws::emulator_sdk_config(s3.url(), SeaweedS3::KEY).await;
     let cfg = AwsConfig {
         runs_table: "unused".into(),
         blobs_bucket: format!("uploads-{:08x}", rand::random::<u32>()),

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use async_trait::async_trait;
 use spaceport_core::Error;
 use spaceport_core::ports::{BlobMeta, BlobStore, ByteStream, Clock, QueueName, SystemClock};
-use spaceport_gradio::{ClientOptions, GradioBackend, Token};
+use spaceport_gradio::{ClientOptions, GradioBackend};
 use spaceport_local::{DirBlobStore, LocalStack};
 use spaceport_onnx::{ModelConfig, OnnxRunner, Provider};
 use spaceport_server::{AppState, SignedBlobs};
@@ -129,11 +129,9 @@ impl EmbeddedStack {
             tokio::task::spawn_blocking(move || LocalStack::open(&d, &u)).await?
         }
         .with_context(|| format!("opening the data dir {}", data_dir.display()))?;
-        let mut options = ClientOptions::default();
-        if let Some(t) = &cfg.hf_token {
-            options.token = Some(Token::new(t.clone()));
-        }
-        let space = Arc::new(GradioBackend::new(options));
+        let space = Arc::new(GradioBackend::new(ClientOptions::with_token(
+            cfg.hf_token.clone(),
+        )));
         let model = Arc::new(OnnxRunner::new(model_config(cfg)?, data_dir.clone()));
         let steps = Steps::new(
             pipelines,

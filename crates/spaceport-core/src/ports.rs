@@ -69,6 +69,42 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
+/// Runs per page when a list names no limit.
+pub const DEFAULT_PAGE: usize = 20;
+/// The most runs one page holds.
+pub const MAX_PAGE: usize = 100;
+
+impl ListQuery {
+    /// The page size: the asked limit, `DEFAULT_PAGE` for none, at most `MAX_PAGE`.
+    pub fn page_size(&self) -> usize {
+        match self.limit {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        }
+    }
+
+    /// The run id the cursor points after; a malformed cursor is a validation error on `cursor`.
+    pub fn after(&self) -> Result<Option<RunId>, Error> {
+        self.cursor.as_deref().map(decode_cursor).transpose()
+    }
+}
+
+/// An opaque list cursor for the page ending at `id` (base64url, so clients do not parse it).
+pub fn encode_cursor(id: &RunId) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_str())
+}
+
+fn decode_cursor(cursor: &str) -> Result<RunId, Error> {
+    use base64::Engine;
+    let bad = || Error::validation("cursor", "the cursor is malformed; pass back a next_cursor");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    RunId::parse(&text).map_err(|_| bad())
+}
+
 /// How long an Idempotency-Key is remembered (Stripe keeps keys for 24 h; clients retry within
 /// hours, not days).
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);

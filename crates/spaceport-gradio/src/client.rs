@@ -57,6 +57,16 @@ pub struct ClientOptions {
     pub idle_timeout: Duration,
 }
 
+impl ClientOptions {
+    /// The default timeouts, with `token` (a Hugging Face token) when there is one.
+    pub fn with_token(token: Option<String>) -> ClientOptions {
+        ClientOptions {
+            token: token.map(Token::new),
+            ..ClientOptions::default()
+        }
+    }
+}
+
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {

@@ -2,19 +2,15 @@
 //! Every write of an existing run is one conditional `UPDATE … WHERE id = ? AND version = ?`.
 
 use async_trait::async_trait;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
-use spaceport_core::ports::{Idempotency, InsertOutcome, ListQuery, RunPage, RunStore};
+pub use spaceport_core::ports::{DEFAULT_PAGE, MAX_PAGE};
+use spaceport_core::ports::{
+    Idempotency, InsertOutcome, ListQuery, RunPage, RunStore, encode_cursor,
+};
 use spaceport_core::{Error, Run, RunId};
 
 use crate::db::{LocalDb, millis, sql_err};
-
-/// Page size when the query does not say.
-pub const DEFAULT_PAGE: usize = 20;
-/// The largest page a query may ask for.
-pub const MAX_PAGE: usize = 100;
 
 /// Runs and idempotency keys in the SQLite file.
 #[derive(Debug, Clone)]
@@ -56,18 +52,6 @@ fn list_sql(status: bool, pipeline: bool, after: bool) -> String {
     }
     sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", n + 1));
     sql
-}
-
-/// An opaque cursor: the last id of the page, base64url so clients do not parse it.
-fn encode_cursor(id: &RunId) -> String {
-    URL_SAFE_NO_PAD.encode(id.as_str())
-}
-
-fn decode_cursor(cursor: &str) -> Result<RunId, Error> {
-    let bad = || Error::validation("cursor", "the cursor is malformed; pass back a next_cursor");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    RunId::parse(&text).map_err(|_| bad())
 }
 
 fn to_json(run: &Run) -> Result<String, Error> {
@@ -220,11 +204,8 @@ impl RunStore for SqliteStore {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<RunPage, Error> {
-        let limit = match query.limit {
-            0 => DEFAULT_PAGE,
-            n => n.min(MAX_PAGE),
-        };
-        let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+        let limit = query.page_size();
+        let after = query.after()?;
         let status = query.status.map(|s| s.as_str());
         let pipeline = query.pipeline.clone();
         self.db
@@ -400,7 +381,8 @@ mod tests {
     #[tokio::test]
     async fn malformed_cursors_are_validation_errors_on_cursor() {
         let (_d, store) = store();
-        let not_an_id = URL_SAFE_NO_PAD.encode("run_nope");
+        use base64::Engine;
+        let not_an_id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("run_nope");
         for bad in ["%%%", "bm90IGEgcnVu", not_an_id.as_str()] {
             let err = store
                 .list(&ListQuery {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use lambda_runtime::{LambdaEvent, service_fn};
 use spaceport_aws::FunctionConfig;
 use spaceport_core::ports::QueueName;
-use spaceport_gradio::{ClientOptions, GradioBackend, Token};
+use spaceport_gradio::{ClientOptions, GradioBackend};
 use spaceport_server::{AppState, app};
 
 use accept_upload::handler;
@@ -16,10 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     spaceport_aws::init_tracing();
     let cfg = FunctionConfig::from_env(QueueName::SubmitSpace)?;
     let sdk = spaceport_aws::load_sdk_config().await;
-    let options = ClientOptions {
-        token: cfg.hf_token.clone().map(Token::new),
-        ..ClientOptions::default()
-    };
+    let options = ClientOptions::with_token(cfg.hf_token.clone());
     // Cancelling a run stops its job at the Space, so the API holds a Space backend too.
     let steps = cfg.steps(&sdk, Arc::new(GradioBackend::new(options)));
     let router = app(AppState {

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use accept_upload::handler;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_s3::config::Credentials;
+use aws_config::SdkConfig;
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
@@ -27,12 +26,7 @@ struct Env {
 
 async fn env() -> Env {
     let moto = MotoServer::start().unwrap();
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(moto.url())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await;
+    let sdk = spaceport_aws::emulator_sdk_config(moto.url(), "testing").await;
     let prefix = format!("a{:08x}", rand::random::<u32>());
     let aws = AwsStack::provision(&sdk, &prefix, 5, true).await.unwrap();
     // S3 → SQS notifications of created objects, as the template wires them.

@@ -8,8 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_s3::config::Credentials;
+use aws_config::SdkConfig;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use futures::StreamExt;
 use reconstruct::handler::{self, Config};
@@ -29,12 +28,7 @@ struct Env {
 
 async fn env() -> Env {
     let moto = MotoServer::start().unwrap();
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(moto.url())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await;
+    let sdk = spaceport_aws::emulator_sdk_config(moto.url(), "testing").await;
     let prefix = format!("r{:08x}", rand::random::<u32>());
     let aws = spaceport_aws::AwsStack::provision(&sdk, &prefix, 3, true)
         .await

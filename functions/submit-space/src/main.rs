@@ -1,27 +1,17 @@
-//! The submit-space Lambda: uploads a run's inputs to its Space and joins the job (or hands an ONNX run to reconstruct). Wiring only.
+//! The submit-space Lambda: uploads a run's inputs to its Space and joins the job (or hands an ONNX run to reconstruct). Each SQS batch goes to the step through
+//! `spaceport_aws::handle_sqs_batch` (a partial batch response). Wiring only.
 
 use std::sync::Arc;
 
-use lambda_runtime::{LambdaEvent, service_fn};
-use spaceport_aws::FunctionConfig;
 use spaceport_core::ports::QueueName;
-use spaceport_gradio::{ClientOptions, GradioBackend, Token};
-
-mod handler;
+use spaceport_gradio::{ClientOptions, GradioBackend};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    spaceport_aws::init_tracing();
-    let cfg = FunctionConfig::from_env(QueueName::SubmitSpace)?;
-    let sdk = spaceport_aws::load_sdk_config().await;
-    let options = ClientOptions {
-        token: cfg.hf_token.clone().map(Token::new),
-        ..ClientOptions::default()
-    };
-    let steps = cfg.steps(&sdk, Arc::new(GradioBackend::new(options)));
-    let steps = &steps;
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<_>| {
-        handler::handle(steps, ev)
-    }))
+    spaceport_aws::function::serve_queue(QueueName::SubmitSpace, |cfg| {
+        Arc::new(GradioBackend::new(ClientOptions::with_token(
+            cfg.hf_token.clone(),
+        )))
+    })
     .await
 }
