@@ -45,18 +45,17 @@ pub fn venv_python() -> Result<PathBuf> {
 
 /// A running Gradio app under `tests/peers/`, killed on drop.
 pub struct MirrorSpace {
-    child: Child,
+    peer: Peer,
     port: u16,
     url: String,
     temp: tempfile::TempDir,
-    output: Arc<Mutex<String>>,
 }
 
 impl std::fmt::Debug for MirrorSpace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MirrorSpace")
             .field("url", &self.url)
-            .field("pid", &self.child.id())
+            .field("pid", &self.peer.pid())
             .finish()
     }
 }
@@ -96,51 +95,28 @@ impl MirrorSpace {
                 .env("GRADIO_ANALYTICS_ENABLED", "False")
                 .env("HF_HUB_OFFLINE", "1")
                 .env("GRADIO_TEMP_DIR", temp.path())
-                .env("PYTHONUNBUFFERED", "1")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
+                .env("PYTHONUNBUFFERED", "1");
             for (k, v) in env {
                 cmd.env(k, v);
             }
-            let mut child = cmd
-                .spawn()
-                .with_context(|| format!("starting {}", script.display()))?;
-            let output = capture_output(&mut child);
-            let mirror = MirrorSpace {
-                child,
+            let mut mirror = MirrorSpace {
+                peer: Peer::spawn(&mut cmd, &script)?,
                 port,
                 url: format!("http://127.0.0.1:{port}"),
                 temp,
-                output,
             };
-            let mut mirror = mirror;
-            match mirror.wait_ready(START_TIMEOUT) {
+            let ready =
+                mirror
+                    .peer
+                    .wait_until("the mirror answering /config", START_TIMEOUT, || {
+                        http_get_status(port, "/config").is_ok_and(|s| s == 200)
+                    });
+            match ready {
                 Ok(()) => return Ok(mirror),
                 Err(e) => last_err = Some(e),
             }
         }
         Err(last_err.unwrap_or_else(|| anyhow::anyhow!("the mirror did not start")))
-    }
-
-    fn wait_ready(&mut self, limit: Duration) -> Result<()> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "the mirror exited ({status}) before answering /config:\n{}",
-                    self.output()
-                );
-            }
-            if http_get_status(self.port, "/config").is_ok_and(|s| s == 200) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        bail!(
-            "the mirror did not answer /config within {limit:?}:\n{}",
-            self.output()
-        )
     }
 
     /// The base URL (`http://127.0.0.1:PORT`).
@@ -160,21 +136,7 @@ impl MirrorSpace {
 
     /// What the server printed so far (stdout and stderr), for failure messages.
     pub fn output(&self) -> String {
-        self.output
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for MirrorSpace {
-    fn drop(&mut self) {
-        self.kill();
+        self.peer.output()
     }
 }
 
@@ -225,16 +187,15 @@ pub fn gltf_validate(path: &Path) -> Result<serde_json::Value> {
 /// Tests point the AWS SDK at `url()` with dummy credentials and give their tables, queues and
 /// buckets random names, so one server can serve many tests.
 pub struct MotoServer {
-    child: Child,
+    peer: Peer,
     url: String,
-    output: Arc<Mutex<String>>,
 }
 
 impl std::fmt::Debug for MotoServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MotoServer")
             .field("url", &self.url)
-            .field("pid", &self.child.id())
+            .field("pid", &self.peer.pid())
             .finish()
     }
 }
@@ -258,38 +219,16 @@ impl MotoServer {
                 .env("PYTHONUNBUFFERED", "1")
                 .env("AWS_ACCESS_KEY_ID", "testing")
                 .env("AWS_SECRET_ACCESS_KEY", "testing")
-                .env("AWS_DEFAULT_REGION", "us-east-1")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            let mut child = cmd
-                .spawn()
-                .with_context(|| format!("starting {}", moto.display()))?;
-            let output = capture_output(&mut child);
+                .env("AWS_DEFAULT_REGION", "us-east-1");
             let mut server = MotoServer {
-                child,
+                peer: Peer::spawn(&mut cmd, &moto)?,
                 url: format!("http://127.0.0.1:{port}"),
-                output,
             };
-            let start = Instant::now();
-            let ready = loop {
-                if let Some(status) = server.child.try_wait()? {
-                    break Err(anyhow::anyhow!(
-                        "moto_server exited ({status}):\n{}",
-                        server.output()
-                    ));
-                }
-                if http_get_status(port, "/moto-api/").is_ok_and(|s| s == 200) {
-                    break Ok(());
-                }
-                if start.elapsed() > START_TIMEOUT {
-                    break Err(anyhow::anyhow!(
-                        "moto_server did not answer within {START_TIMEOUT:?}:\n{}",
-                        server.output()
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            };
+            let ready = server
+                .peer
+                .wait_until("moto_server answering", START_TIMEOUT, || {
+                    http_get_status(port, "/moto-api/").is_ok_and(|s| s == 200)
+                });
             match ready {
                 Ok(()) => return Ok(server),
                 Err(e) => last_err = Some(e),
@@ -305,10 +244,7 @@ impl MotoServer {
 
     /// What the server printed so far, for failure messages.
     pub fn output(&self) -> String {
-        self.output
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.peer.output()
     }
 
     /// The environment a child process needs to use this server as AWS.
@@ -324,39 +260,85 @@ impl MotoServer {
     }
 }
 
-impl Drop for MotoServer {
-    fn drop(&mut self) {
+/// A started peer process: its stdout and stderr lines are collected, and it is killed
+/// (SIGKILL) when dropped.
+struct Peer {
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Peer {
+    /// Spawns `cmd` with piped output; `what` names it in errors.
+    fn spawn(cmd: &mut Command, what: &Path) -> Result<Peer> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", what.display()))?;
+        let output = Arc::new(Mutex::new(String::new()));
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let sink = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut out = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            });
+        }
+        Ok(Peer { child, output })
+    }
+
+    /// Waits (bounded by `limit`) until `ready` holds; fails, with the output, if the process
+    /// exits first or `limit` passes. `what` names the peer and what it should answer.
+    fn wait_until(&mut self, what: &str, limit: Duration, ready: impl Fn() -> bool) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("{what}: exited ({status}) first:\n{}", self.output());
+            }
+            if ready() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("{what}: not within {limit:?}:\n{}", self.output())
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn output(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// Collects a child's stdout and stderr lines into a shared string.
-fn capture_output(child: &mut Child) -> Arc<Mutex<String>> {
-    let output = Arc::new(Mutex::new(String::new()));
-    for pipe in [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let sink = output.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut out = sink.lock().unwrap_or_else(|e| e.into_inner());
-                out.push_str(&line);
-                out.push('\n');
-            }
-        });
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.kill();
     }
-    output
 }
 
 /// The ONNX Runtime library of the test venv.
@@ -413,18 +395,17 @@ pub fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
 /// presigned URLs with AWS's own error codes. Killed with SIGKILL on drop (it takes 20–35 s to
 /// exit otherwise).
 pub struct SeaweedS3 {
-    child: Child,
+    peer: Peer,
     url: String,
     ports: Vec<u16>,
     _dir: tempfile::TempDir,
-    output: Arc<Mutex<String>>,
 }
 
 impl std::fmt::Debug for SeaweedS3 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SeaweedS3")
             .field("url", &self.url)
-            .field("pid", &self.child.id())
+            .field("pid", &self.peer.pid())
             .finish()
     }
 }
@@ -472,40 +453,23 @@ impl SeaweedS3 {
             .arg(arg("s3.port", ports[6]))
             .arg(arg("s3.port.grpc", ports[7]))
             .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
-            .arg(format!("-s3.config={}", keys.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", weed.display()))?;
-        let output = capture_output(&mut child);
+            .arg(format!("-s3.config={}", keys.display()));
+        let s3_port = ports[6];
         let mut server = SeaweedS3 {
-            child,
-            url: format!("http://127.0.0.1:{}", ports[6]),
+            peer: Peer::spawn(&mut cmd, &weed)?,
+            url: format!("http://127.0.0.1:{s3_port}"),
             ports,
             _dir: dir,
-            output,
         };
-        let start = Instant::now();
-        loop {
-            if let Some(status) = server.child.try_wait()? {
-                bail!("weed exited ({status}):\n{}", server.output());
-            }
-            // An anonymous request is refused once the gateway is up.
-            if http_get_status(server.ports[6], "/").is_ok_and(|s| s == 403) {
-                // Give the filer a moment to accept writes after S3 answers.
-                std::thread::sleep(Duration::from_millis(500));
-                return Ok(server);
-            }
-            if start.elapsed() > START_TIMEOUT {
-                bail!(
-                    "SeaweedFS S3 did not answer within {START_TIMEOUT:?}:\n{}",
-                    server.output()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        // An anonymous request is refused once the gateway is up.
+        server
+            .peer
+            .wait_until("SeaweedFS S3 answering", START_TIMEOUT, || {
+                http_get_status(s3_port, "/").is_ok_and(|s| s == 403)
+            })?;
+        // Give the filer a moment to accept writes after S3 answers.
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(server)
     }
 
     /// The S3 endpoint URL.
@@ -515,17 +479,13 @@ impl SeaweedS3 {
 
     /// What the server printed so far, for failure messages.
     pub fn output(&self) -> String {
-        self.output
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.peer.output()
     }
 }
 
 impl Drop for SeaweedS3 {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.peer.kill();
         // Its servers also listen on Unix sockets in /tmp named after their ports.
         for port in &self.ports {
             for role in ["master", "volume", "filer", "s3"] {
