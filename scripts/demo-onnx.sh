@@ -10,7 +10,7 @@ cd "$root"
 bash scripts/test-env.sh
 export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(ls "$root"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)}
 echo "demo-onnx: building spaceport" >&2
-cargo build -q -p spaceport-cli
+spaceport=$(bash scripts/cargo-bin.sh spaceport-cli spaceport)
 
 work=$(mktemp -d)
 model="$work/models/vggt.onnx"
@@ -21,7 +21,7 @@ images=("$@")
 out="$root/spaceport-out/demo-onnx"
 rm -rf "$out"
 SPACEPORT_MODEL_VGGT_ONNX="$model" \
-  target/debug/spaceport --data "$work/data" run vggt-onnx "${images[@]}" --set conf_thres=30 --out "$out"
+  "$spaceport" --data "$work/data" run vggt-onnx "${images[@]}" --set conf_thres=30 --out "$out"
 
 (cd tests/node && node validate-gltf.mjs "$out/scene.glb" >"$work/report.json") || {
   cat "$work/report.json" >&2; echo "demo-onnx: the glTF validator found errors" >&2; exit 1; }

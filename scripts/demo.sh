@@ -9,7 +9,7 @@ cd "$root"
 
 bash scripts/test-env.sh
 echo "demo: building spaceport" >&2
-cargo build -q -p spaceport-cli
+spaceport=$(bash scripts/cargo-bin.sh spaceport-cli spaceport)
 
 work=$(mktemp -d)
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -30,7 +30,7 @@ images=("$@")
 out="$root/spaceport-out/demo"
 rm -rf "$out"
 SPACEPORT_SPACE_URL_VGGT="http://127.0.0.1:$port" \
-  target/debug/spaceport --data "$work/data" run vggt "${images[@]}" \
+  "$spaceport" --data "$work/data" run vggt "${images[@]}" \
     --set conf_thres=40 --set prediction_mode=pointmap --out "$out"
 
 (cd tests/node && node validate-gltf.mjs "$out/scene.glb" >"$work/report.json") || {

@@ -94,7 +94,7 @@ async fn put(url: &str, content_type: Option<&str>, bytes: Vec<u8>) -> (u16, Val
 }
 
 async fn assert_no_blob(t: &TestStack, key: &str) {
-    let head = t.stack.steps.blobs.head(key).await.unwrap();
+    let head = t.stack.steps.ports.blobs.head(key).await.unwrap();
     assert!(
         head.is_none(),
         "a rejected upload left an object at {key}: {head:?}"

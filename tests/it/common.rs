@@ -12,7 +12,6 @@ use spaceport_cli::client::ApiClient;
 use spaceport_cli::config::{Config, PipelineOverride};
 use spaceport_cli::stack::{EmbeddedStack, StackOptions};
 use spaceport_core::RunId;
-use spaceport_steps::JobState;
 pub use spaceport_testkit::MirrorSpace;
 
 /// An embedded stack on its own data dir.
@@ -81,6 +80,7 @@ impl TestStack {
         let id = RunId::parse(id).unwrap();
         self.stack
             .steps
+            .ports
             .store
             .get(&id)
             .await
@@ -90,9 +90,7 @@ impl TestStack {
 
     /// The last call's outputs the Space returned for a run.
     pub async fn space_outputs(&self, id: &str) -> Vec<Value> {
-        JobState::of(&self.stored(id).await)
-            .outputs
-            .unwrap_or_default()
+        self.stored(id).await.job().outputs.unwrap_or_default()
     }
 }
 
@@ -231,7 +229,7 @@ pub async fn stored_json(t: &TestStack, id: &str) -> String {
 pub async fn queue_counts(t: &TestStack) -> Vec<(&'static str, u64, u64, u64)> {
     let mut out = vec![];
     for q in spaceport_core::ports::QueueName::ALL {
-        let s = t.stack.steps.queue.stats(q).await.unwrap();
+        let s = t.stack.steps.ports.queue.stats(q).await.unwrap();
         out.push((q.as_str(), s.depth, s.in_flight, s.dead));
     }
     out

@@ -30,6 +30,7 @@ async fn receive_one(t: &TestStack, queue: QueueName) -> Delivery {
         let mut got = t
             .stack
             .steps
+            .ports
             .queue
             .receive(queue, 10, Duration::from_secs(600))
             .await
@@ -107,7 +108,7 @@ async fn a_second_delivery_of_each_steps_message_changes_nothing() {
         let d = receive_one(&t, queue).await;
         let first = steps.handle(queue, &d.body).await.unwrap();
         assert_eq!(first, Outcome::Done, "{}", queue.as_str());
-        steps.queue.delete(queue, &d.receipt).await.unwrap();
+        steps.ports.queue.delete(queue, &d.receipt).await.unwrap();
         assert_eq!(
             t.stored(&id).await.status,
             after,
@@ -151,6 +152,7 @@ async fn a_second_delivery_of_each_steps_message_changes_nothing() {
     assert!(
         t.stack
             .steps
+            .ports
             .blobs
             .head(&stored.artifacts[0].key)
             .await
@@ -189,7 +191,7 @@ async fn each_message_delivered_twice_at_once_acts_once_and_joins_the_space_once
             (Outcome::Done, Outcome::Done),
             "{name}"
         );
-        steps.queue.delete(queue, &d.receipt).await.unwrap();
+        steps.ports.queue.delete(queue, &d.receipt).await.unwrap();
 
         let run = t.stored(&id).await;
         assert_eq!(run.status, after, "after {name}");

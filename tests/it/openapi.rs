@@ -164,6 +164,7 @@ async fn health_and_readiness_report_every_step_queue() {
     // A queued message shows in its queue's depth.
     t.stack
         .steps
+        .ports
         .queue
         .send(QueueName::NotifyWebhook, "{}", std::time::Duration::ZERO)
         .await

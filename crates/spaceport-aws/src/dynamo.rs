@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 use spaceport_core::ports::{
     IDEMPOTENCY_TTL, Idempotency, InsertOutcome, ListQuery, MAX_PAGE, RunPage, RunStore,
-    encode_cursor,
+    StallCursor, StalledPage, encode_cursor,
 };
 use spaceport_core::{Error, Run, RunId, Status};
 
@@ -27,6 +27,9 @@ const BY_STATUS: &str = "by_status";
 const BY_PIPELINE: &str = "by_pipeline";
 /// Sparse index of live runs by deadline: terminal runs carry no `live` attribute.
 const BY_DEADLINE: &str = "by_deadline";
+/// Sparse index of the runs a step is due to move, by `Run::stall_from` (`stall_ms`): only they
+/// carry the `stalls` attribute, so the sweeper reads stalled runs and nothing else.
+const BY_STALL: &str = "by_stall";
 
 /// Runs in a DynamoDB table (`RUNS_TABLE`).
 #[derive(Debug, Clone)]
@@ -67,18 +70,30 @@ fn run_item(run: &Run) -> Result<HashMap<String, AttributeValue>, Error> {
         item.insert("live".into(), s("1"));
         item.insert("deadline_ms".into(), n(run.deadline_at.timestamp_millis()));
     }
+    if let Some(t) = run.stall_from() {
+        item.insert("stalls".into(), s("1"));
+        item.insert("stall_ms".into(), n(t.timestamp_millis()));
+    }
     Ok(item)
 }
 
+/// Decodes a stored run. One that does not decode (a job record of the wrong shape, say) is an
+/// error naming the run, never a default: a default would silently drop a live lease.
 fn run_from_item(item: &HashMap<String, AttributeValue>) -> Result<Run, Error> {
     let body = item
         .get("body")
         .and_then(|v| v.as_s().ok())
         .ok_or_else(|| Error::Internal("a stored run item has no body".into()))?;
-    serde_json::from_str(body).map_err(|e| Error::Storage {
-        context: "decoding a stored run".into(),
-        retryable: false,
-        source: Box::new(e),
+    serde_json::from_str(body).map_err(|e| {
+        let id = item
+            .get("id")
+            .and_then(|v| v.as_s().ok())
+            .map_or("(no id)", |s| s);
+        Error::Storage {
+            context: format!("decoding stored run {id}"),
+            retryable: false,
+            source: Box::new(e),
+        }
     })
 }
 
@@ -134,6 +149,8 @@ impl DynamoRunStore {
             .attribute_definitions(attr("pipeline", ScalarAttributeType::S)?)
             .attribute_definitions(attr("live", ScalarAttributeType::S)?)
             .attribute_definitions(attr("deadline_ms", ScalarAttributeType::N)?)
+            .attribute_definitions(attr("stalls", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("stall_ms", ScalarAttributeType::N)?)
             .global_secondary_indexes(index(BY_CREATED, "list_pk", "id", ProjectionType::All)?)
             .global_secondary_indexes(index(BY_STATUS, "status", "id", ProjectionType::All)?)
             .global_secondary_indexes(index(BY_PIPELINE, "pipeline", "id", ProjectionType::All)?)
@@ -143,6 +160,7 @@ impl DynamoRunStore {
                 "deadline_ms",
                 ProjectionType::KeysOnly,
             )?)
+            .global_secondary_indexes(index(BY_STALL, "stalls", "stall_ms", ProjectionType::All)?)
             .send()
             .await
             .map_err(|e| sdk(format!("creating table {}", self.table), e))?;
@@ -424,5 +442,48 @@ impl RunStore for DynamoRunStore {
             }
         }
         Ok(ids)
+    }
+
+    async fn stalled(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<&StallCursor>,
+        limit: usize,
+    ) -> Result<StalledPage, Error> {
+        let limit = limit.max(1);
+        let mut runs = Vec::new();
+        // A cursor is the index key of the last run read: its table key and index attributes.
+        let mut start = after.map(|c| {
+            HashMap::from([
+                ("pk".to_owned(), s(run_pk(&c.id))),
+                ("stalls".to_owned(), s("1")),
+                ("stall_ms".to_owned(), n(c.at_ms)),
+            ])
+        });
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_STALL)
+                .key_condition_expression("#s = :s AND #t < :before")
+                .expression_attribute_names("#s", "stalls")
+                .expression_attribute_names("#t", "stall_ms")
+                .expression_attribute_values(":s", s("1"))
+                .expression_attribute_values(":before", n(before.timestamp_millis()))
+                .limit((limit - runs.len()) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk("finding stalled runs", e))?;
+            for item in out.items() {
+                runs.push(run_from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if runs.len() < limit && !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(StalledPage::of(runs, limit))
     }
 }

@@ -4,15 +4,13 @@
 
 pub mod dynamo;
 pub mod error;
-pub mod function;
 pub mod lambda;
 pub mod s3;
 pub mod sqs;
 pub mod stack;
 
 pub use dynamo::DynamoRunStore;
-pub use function::FunctionConfig;
-pub use lambda::{handle_sqs_batch, init_tracing};
+pub use lambda::{batch_response, handle_sqs_batch, init_tracing, serve_step};
 pub use s3::S3BlobStore;
 pub use sqs::{QueueUrls, SqsQueue};
 pub use stack::{AwsConfig, AwsStack, emulator_sdk_config, load_sdk_config};

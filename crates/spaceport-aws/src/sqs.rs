@@ -26,18 +26,6 @@ pub struct QueueUrls {
     pub dlq_url: Option<String>,
 }
 
-/// The environment variable holding a step queue's URL (`SUBMIT_QUEUE_URL` …); its dead-letter
-/// queue's is the same with `_DLQ_URL`.
-pub fn queue_url_var(queue: QueueName) -> &'static str {
-    match queue {
-        QueueName::SubmitSpace => "SUBMIT_QUEUE_URL",
-        QueueName::PollStatus => "POLL_QUEUE_URL",
-        QueueName::FetchArtifact => "FETCH_QUEUE_URL",
-        QueueName::NotifyWebhook => "WEBHOOK_QUEUE_URL",
-        QueueName::Reconstruct => "RECONSTRUCT_QUEUE_URL",
-    }
-}
-
 /// The step queues on SQS.
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
@@ -59,20 +47,6 @@ impl SqsQueue {
             queues,
             wait: Duration::ZERO,
         }
-    }
-
-    /// Reads every `*_QUEUE_URL` / `*_DLQ_URL` variable that `var` has.
-    pub fn urls_from_vars(var: impl Fn(&str) -> Option<String>) -> BTreeMap<QueueName, QueueUrls> {
-        let var = |k: &str| var(k).filter(|v| !v.is_empty());
-        QueueName::ALL
-            .into_iter()
-            .filter_map(|q| {
-                let name = queue_url_var(q);
-                let url = var(name)?;
-                let dlq_url = var(&name.replace("_QUEUE_URL", "_DLQ_URL"));
-                Some((q, QueueUrls { url, dlq_url }))
-            })
-            .collect()
     }
 
     /// Long-polls `receive` for up to `wait` (at most 20 s) when nothing is visible, as a
@@ -131,9 +105,8 @@ impl SqsQueue {
     fn urls(&self, queue: QueueName) -> Result<&QueueUrls, Error> {
         self.queues.get(&queue).ok_or_else(|| {
             Error::Internal(format!(
-                "no URL is configured for the {} queue (set {})",
-                queue.as_str(),
-                queue_url_var(queue)
+                "no URL is configured for the {} queue",
+                queue.as_str()
             ))
         })
     }

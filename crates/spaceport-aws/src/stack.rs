@@ -1,6 +1,6 @@
-//! The AWS adapters wired from the environment the template sets (`RUNS_TABLE`, `BLOBS_BUCKET`,
-//! `*_QUEUE_URL`, `*_DLQ_URL`). Endpoints and credentials come from the SDK's own chain, so an
-//! emulator is only `AWS_ENDPOINT_URL` away, never an `if local` branch.
+//! The AWS adapters of the three storage ports, built from where the deployment's resources are
+//! (`spaceport-stack` reads that from the configuration). Endpoints and credentials come from the
+//! SDK's own chain, so an emulator is only `AWS_ENDPOINT_URL` away, never an `if local` branch.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,57 +16,14 @@ use crate::sqs::{QueueUrls, SqsQueue};
 /// Where the deployment's resources are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsConfig {
-    /// `RUNS_TABLE`.
+    /// The DynamoDB table of runs.
     pub runs_table: String,
-    /// `BLOBS_BUCKET`.
+    /// The S3 bucket of inputs and artifacts.
     pub blobs_bucket: String,
-    /// The `*_QUEUE_URL` / `*_DLQ_URL` that are set.
+    /// Each step queue's URL and its dead-letter queue's.
     pub queues: BTreeMap<QueueName, QueueUrls>,
-    /// `S3_FORCE_PATH_STYLE=true` for S3-compatible stores that do not route by host name.
+    /// Path-style S3 URLs, for S3-compatible stores that do not route by host name.
     pub s3_path_style: bool,
-}
-
-impl AwsConfig {
-    /// Reads the environment; `Ok(None)` when `RUNS_TABLE` is unset (not deployed on AWS).
-    pub fn from_env() -> Result<Option<AwsConfig>, Error> {
-        Self::from_vars(|k| std::env::var(k).ok())
-    }
-
-    /// Reads the settings from `var`; `Ok(None)` when `RUNS_TABLE` is unset.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<AwsConfig>, Error> {
-        let var = |k: &str| var(k).filter(|v| !v.is_empty());
-        let Some(runs_table) = var("RUNS_TABLE") else {
-            return Ok(None);
-        };
-        let blobs_bucket = var("BLOBS_BUCKET").ok_or_else(|| {
-            Error::validation("BLOBS_BUCKET", "BLOBS_BUCKET is required with RUNS_TABLE")
-        })?;
-        let s3_path_style = match var("S3_FORCE_PATH_STYLE").as_deref() {
-            None | Some("false") | Some("0") => false,
-            Some("true") | Some("1") => true,
-            Some(other) => {
-                return Err(Error::validation(
-                    "S3_FORCE_PATH_STYLE",
-                    format!("S3_FORCE_PATH_STYLE={other:?} is not true or false"),
-                ));
-            }
-        };
-        Ok(Some(AwsConfig {
-            runs_table,
-            blobs_bucket,
-            queues: SqsQueue::urls_from_vars(var),
-            s3_path_style,
-        }))
-    }
-
-    /// Fails naming the variable when `queue`'s URL is not set.
-    pub fn require_queue(&self, queue: QueueName) -> Result<(), Error> {
-        if self.queues.contains_key(&queue) {
-            return Ok(());
-        }
-        let var = crate::sqs::queue_url_var(queue);
-        Err(Error::validation(var, format!("{var} is required")))
-    }
 }
 
 /// The AWS adapters of the three storage ports.

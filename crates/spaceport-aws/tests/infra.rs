@@ -7,8 +7,8 @@ use std::process::Command;
 
 use serde_json::Value;
 use spaceport_aws::DynamoRunStore;
-use spaceport_aws::sqs::queue_url_var;
 use spaceport_core::ports::QueueName;
+use spaceport_stack::config::{Config, env_var, queue_keys};
 use spaceport_testkit::{MotoServer, repo_root, venv_python};
 
 fn template_path() -> std::path::PathBuf {
@@ -52,14 +52,34 @@ fn every_variable_the_code_reads_is_set_for_every_function() {
     let vars = t["Globals"]["Function"]["Environment"]["Variables"]
         .as_object()
         .unwrap();
-    let mut wanted = vec!["RUNS_TABLE".to_owned(), "BLOBS_BUCKET".to_owned()];
+    let mut wanted = vec![
+        env_var("storage"),
+        env_var("runs_table"),
+        env_var("blobs_bucket"),
+        env_var("hf_token"),
+    ];
     for q in QueueName::ALL {
-        let url = queue_url_var(q);
-        wanted.push(url.to_owned());
-        wanted.push(url.replace("_QUEUE_URL", "_DLQ_URL"));
+        let (url, dlq) = queue_keys(q);
+        wanted.push(env_var(url));
+        wanted.push(env_var(dlq));
     }
     for v in wanted {
         assert!(vars.contains_key(&v), "Globals set no {v}");
+    }
+    // And every variable the template sets anywhere is one the code reads.
+    let keys = Config::keys();
+    let mut set: Vec<String> = vars.keys().cloned().collect();
+    for r in t["Resources"].as_object().unwrap().values() {
+        if let Some(v) = r["Properties"]["Environment"]["Variables"].as_object() {
+            set.extend(v.keys().cloned());
+        }
+    }
+    for v in set.iter().filter(|v| *v != "RUST_LOG") {
+        let key = v.strip_prefix("SPACEPORT_").map(str::to_ascii_lowercase);
+        assert!(
+            key.is_some_and(|k| keys.contains(&k)),
+            "the template sets {v}, which no binary reads"
+        );
     }
 }
 

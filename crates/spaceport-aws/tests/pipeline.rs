@@ -2,54 +2,28 @@
 //! facebook/vggt, moto for DynamoDB, SQS and S3, and each step's messages handed over as Lambda's
 //! SQS poller would (a batch event; the poller deletes what the answer does not list).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use spaceport_aws::{AwsConfig, AwsStack, FunctionConfig, handle_sqs_batch};
-use spaceport_core::Status;
-use spaceport_core::ports::QueueName;
-use spaceport_gradio::{ClientOptions, GradioBackend};
-use spaceport_steps::Steps;
-use spaceport_testkit::{MirrorSpace, MotoServer, gltf_validate, png, repo_root};
-
-async fn sdk(moto: &MotoServer) -> SdkConfig {
-    spaceport_aws::emulator_sdk_config(moto.url(), "testing").await
-}
-
-/// What the template would set on every step function.
-fn vars(aws: &AwsConfig, space: &MirrorSpace) -> Vec<(String, String)> {
-    let mut v = vec![
-        ("RUNS_TABLE".to_owned(), aws.runs_table.clone()),
-        ("BLOBS_BUCKET".to_owned(), aws.blobs_bucket.clone()),
-        ("S3_FORCE_PATH_STYLE".to_owned(), "true".to_owned()),
-        (
-            "PIPELINES_DIR".to_owned(),
-            repo_root().join("pipelines").display().to_string(),
-        ),
-        ("SPACE_URL_VGGT".to_owned(), space.url().to_owned()),
-    ];
-    for (q, urls) in &aws.queues {
-        v.push((
-            spaceport_aws::sqs::queue_url_var(*q).to_owned(),
-            urls.url.clone(),
-        ));
-    }
-    v
-}
+use spaceport_aws::{AwsConfig, handle_sqs_batch};
+use spaceport_core::ports::{Queue, QueueName};
+use spaceport_core::{CreateRunRequest, Status};
+use spaceport_steps::{Step, Steps};
+use spaceport_testkit::aws::AwsEnv;
+use spaceport_testkit::{MirrorSpace, gltf_validate, png, repo_root};
 
 /// Receives what is waiting on `queue`'s SQS queue as one Lambda batch, handles it, and deletes
 /// the messages the answer does not list (what Lambda's poller does). Returns how many it saw.
 async fn deliver_batch(
     steps: &Steps,
+    step: &dyn Step,
     sqs: &aws_sdk_sqs::Client,
     aws: &AwsConfig,
-    queue: QueueName,
 ) -> usize {
+    let queue = step.queue();
     let url = &aws.queues[&queue].url;
     let out = sqs
         .receive_message()
@@ -84,7 +58,7 @@ async fn deliver_batch(
         })
         .collect();
     let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
-    let response = handle_sqs_batch(steps, queue, event).await;
+    let response = handle_sqs_batch(step, steps.ports.queue.as_ref(), event).await;
     let failed: Vec<&str> = response
         .batch_item_failures
         .iter()
@@ -106,30 +80,27 @@ async fn deliver_batch(
 #[tokio::test]
 async fn a_vggt_run_goes_through_the_step_functions_on_aws_adapters() {
     let space = MirrorSpace::start().unwrap();
-    let moto = MotoServer::start().unwrap();
-    let sdk = sdk(&moto).await;
-    let prefix = format!("p{:08x}", rand::random::<u32>());
-    let aws = AwsStack::provision(&sdk, &prefix, 5, true).await.unwrap();
-    let vars = vars(&aws, &space);
-    let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    // One config per function, as each Lambda reads its own environment.
-    let steps_of = |queue| {
-        let cfg = FunctionConfig::from_vars(get, queue).unwrap();
-        cfg.steps(&sdk, Arc::new(GradioBackend::new(ClientOptions::default())))
-    };
-    let submit = steps_of(QueueName::SubmitSpace);
-    let poll = steps_of(QueueName::PollStatus);
-    let fetch = steps_of(QueueName::FetchArtifact);
+    let env = AwsEnv::start("p", 5).await.unwrap();
+    let (sdk, aws) = (env.sdk.clone(), env.aws.clone());
+    let pipelines = repo_root().join("pipelines").display().to_string();
+    // One stack per function, as each Lambda builds its own from its environment.
+    let cfg = env.config(&[
+        ("SPACEPORT_PIPELINES_DIR", pipelines.as_str()),
+        ("SPACEPORT_SPACE_URL_VGGT", space.url()),
+    ]);
+    let submit = env.stack(&cfg).await.steps;
+    let poll = env.stack(&cfg).await.steps;
+    let fetch = env.stack(&cfg).await.steps;
 
     // accept-upload: create, upload through the presigned URLs, record the landed inputs.
     let images = [("b.png", png(40, 30, 2)), ("a.png", png(40, 30, 8))];
-    let new = serde_json::from_value(json!({
+    let new: CreateRunRequest = serde_json::from_value(json!({
         "pipeline": "vggt",
         "settings": {"conf_thres": 20, "show_cam": false},
         "inputs": {"images": images.iter().map(|(n, b)| json!({"filename": n, "content_type": "image/png", "size": b.len()})).collect::<Vec<_>>()},
     }))
     .unwrap();
-    let created = submit.create(new, None).await.unwrap();
+    let created = submit.accept().create(&new, None).await.unwrap();
     let http = reqwest::Client::new();
     for (upload, (_, bytes)) in created.uploads.iter().zip(&images) {
         let mut put = http.put(&upload.url).body(bytes.clone());
@@ -139,15 +110,15 @@ async fn a_vggt_run_goes_through_the_step_functions_on_aws_adapters() {
         assert!(put.send().await.unwrap().status().is_success());
     }
     for f in created.run.inputs["images"].iter() {
-        let meta = submit.blobs.head(&f.key).await.unwrap().unwrap();
-        submit.input_landed(&f.key, &meta).await.unwrap();
+        let meta = submit.ports.blobs.head(&f.key).await.unwrap().unwrap();
+        submit.accept().input_landed(&f.key, &meta).await.unwrap();
     }
 
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let id = created.run.id.clone();
     let until = Instant::now() + Duration::from_secs(90);
     let run = loop {
-        let run = submit.store.get(&id).await.unwrap().unwrap();
+        let run = submit.ports.store.get(&id).await.unwrap().unwrap();
         if run.status.is_terminal() {
             break run;
         }
@@ -157,9 +128,9 @@ async fn a_vggt_run_goes_through_the_step_functions_on_aws_adapters() {
             space.output()
         );
         let mut seen = 0;
-        seen += deliver_batch(&submit, &sqs, &aws, QueueName::SubmitSpace).await;
-        seen += deliver_batch(&poll, &sqs, &aws, QueueName::PollStatus).await;
-        seen += deliver_batch(&fetch, &sqs, &aws, QueueName::FetchArtifact).await;
+        seen += deliver_batch(&submit, &submit.submit_space(), &sqs, &aws).await;
+        seen += deliver_batch(&poll, &poll.poll_status(), &sqs, &aws).await;
+        seen += deliver_batch(&fetch, &fetch.fetch_artifact(), &sqs, &aws).await;
         if seen == 0 {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -177,7 +148,7 @@ async fn a_vggt_run_goes_through_the_step_functions_on_aws_adapters() {
         .iter()
         .find(|a| a.name == "scene")
         .expect("a scene artifact");
-    let mut body = fetch.blobs.get(&scene.key).await.unwrap();
+    let mut body = fetch.ports.blobs.get(&scene.key).await.unwrap();
     let mut glb = Vec::new();
     while let Some(c) = body.next().await {
         glb.extend_from_slice(&c.unwrap());
@@ -194,9 +165,7 @@ async fn a_vggt_run_goes_through_the_step_functions_on_aws_adapters() {
         QueueName::PollStatus,
         QueueName::FetchArtifact,
     ] {
-        let stats = spaceport_core::ports::Queue::stats(poll.queue.as_ref(), q)
-            .await
-            .unwrap();
+        let stats = Queue::stats(poll.ports.queue.as_ref(), q).await.unwrap();
         assert_eq!(
             (stats.depth, stats.in_flight, stats.dead),
             (0, 0, 0),

@@ -18,32 +18,25 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use futures::stream::BoxStream;
 use serde_json::{Value, json};
 use spaceport_cli::client::ApiClient;
 use spaceport_cli::config::{Config, PipelineOverride};
 use spaceport_cli::stack::{EmbeddedStack, StackOptions};
-use spaceport_core::pipeline::DeclaredFile;
-use spaceport_core::ports::{
-    BlobMeta, BlobStore, ByteStream, Delivery, Idempotency, InsertOutcome, ListQuery, Queue,
-    QueueName, QueueStats, RunPage, RunStore, SpaceBackend, SpaceEvent, SpaceJob, SystemClock,
-    UploadTarget,
-};
-use spaceport_core::{Error, Run, RunId, Status};
+use spaceport_core::ports::{ListQuery, RunStore, SystemClock};
+use spaceport_core::{CreateRunRequest, DeclaredInput, Run, RunId, Status};
 use spaceport_local::LocalStack;
 use spaceport_steps::runner::{LOCAL_QUEUES, Runner, RunnerConfig};
-use spaceport_steps::{NewRun, Steps, StepsConfig};
-use spaceport_testkit::{MirrorSpace, repo_root, venv_python};
+use spaceport_steps::{Ports, Steps, StepsConfig};
+use spaceport_testkit::fakes::{CountingBlobs, CountingQueue, CountingStore, Counts, InstantSpace};
+use spaceport_testkit::{MirrorSpace, png, repo_root, venv_python};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::Notify;
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -184,21 +177,6 @@ fn header(unit: &str) -> String {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// A small PNG whose pixels depend on `seed`.
-fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([
-            (x as u8).wrapping_mul(7).wrapping_add(seed),
-            (y as u8).wrapping_mul(5),
-            seed.wrapping_mul(31),
-        ])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("encoding a PNG");
-    out.into_inner()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -483,303 +461,34 @@ async fn part_a(opts: &Opts) -> Result<()> {
 // Part (b): throughput with an instant backend; counting decorators over the real adapters
 // ---------------------------------------------------------------------------------------------
 
-/// Benchmark harness: a `SpaceBackend` that does no work. `submit` reads the inputs and returns a
-/// handle at once; `watch` completes at once with one file; `download` streams a fixed small GLB.
-struct InstantSpace {
-    glb: Bytes,
-}
-
-impl InstantSpace {
-    fn new() -> InstantSpace {
-        // A minimal valid glTF binary: the 12-byte header and one JSON chunk padded to 4 bytes.
-        let mut json = br#"{"asset":{"version":"2.0","generator":"spaceport e2e bench"}}"#.to_vec();
-        while !json.len().is_multiple_of(4) {
-            json.push(b' ');
-        }
-        let total = 12 + 8 + json.len();
-        let mut glb = Vec::with_capacity(total);
-        glb.extend_from_slice(b"glTF");
-        glb.extend_from_slice(&2u32.to_le_bytes());
-        glb.extend_from_slice(&(total as u32).to_le_bytes());
-        glb.extend_from_slice(&(json.len() as u32).to_le_bytes());
-        glb.extend_from_slice(b"JSON");
-        glb.extend_from_slice(&json);
-        InstantSpace { glb: glb.into() }
-    }
-}
-
-#[async_trait]
-impl SpaceBackend for InstantSpace {
-    async fn submit(&self, job: SpaceJob) -> Result<Value, Error> {
-        let mut read = 0u64;
-        for files in job.inputs.into_values() {
-            for mut f in files {
-                while let Some(chunk) = f.body.next().await {
-                    read += chunk
-                        .map_err(|e| Error::storage("reading an input", e))?
-                        .len() as u64;
-                }
-            }
-        }
-        Ok(json!({"instant": job.run_id.as_str(), "read": read}))
-    }
-
-    async fn watch(
-        &self,
-        _handle: &Value,
-    ) -> Result<BoxStream<'static, Result<SpaceEvent, Error>>, Error> {
-        let done = SpaceEvent::Completed {
-            outputs: vec![json!({"path": "scene.glb", "mime_type": "model/gltf-binary"})],
-        };
-        Ok(futures::stream::iter([Ok(done)]).boxed())
-    }
-
-    async fn download(
-        &self,
-        _handle: &Value,
-        _file: &Value,
-    ) -> Result<(ByteStream, Option<String>), Error> {
-        let glb = self.glb.clone();
-        Ok((
-            futures::stream::iter([Ok(glb)]).boxed(),
-            Some("model/gltf-binary".into()),
-        ))
-    }
-
-    async fn cancel(&self, _handle: &Value) -> Result<(), Error> {
-        Ok(())
-    }
-}
-
-/// Counts of the port calls that write (each a SQLite commit or a blob fsync) and the rest.
-#[derive(Default)]
-struct Counts {
-    inserts: AtomicU64,
-    updates: AtomicU64,
-    update_conflicts: AtomicU64,
-    gets: AtomicU64,
-    other_reads: AtomicU64,
-    sends: AtomicU64,
-    receives_empty: AtomicU64,
-    receives_nonempty: AtomicU64,
-    received: AtomicU64,
-    deletes: AtomicU64,
-    visibility: AtomicU64,
-    blob_puts: AtomicU64,
-    succeeded: AtomicU64,
-    ended_otherwise: AtomicU64,
-    ended: Notify,
-}
-
-fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
-impl Counts {
-    fn snapshot(&self) -> [u64; 14] {
-        [
-            &self.inserts,
-            &self.updates,
-            &self.update_conflicts,
-            &self.gets,
-            &self.other_reads,
-            &self.sends,
-            &self.receives_empty,
-            &self.receives_nonempty,
-            &self.received,
-            &self.deletes,
-            &self.visibility,
-            &self.blob_puts,
-            &self.succeeded,
-            &self.ended_otherwise,
-        ]
-        .map(|c| c.load(Ordering::Relaxed))
-    }
-}
-
-/// Counting decorator over the real run store; also signals each run that ends.
-struct CountingStore {
-    inner: Arc<dyn RunStore>,
-    counts: Arc<Counts>,
-}
-
-#[async_trait]
-impl RunStore for CountingStore {
-    async fn insert(
-        &self,
-        run: &Run,
-        idempotency: Option<&Idempotency>,
-    ) -> Result<InsertOutcome, Error> {
-        bump(&self.counts.inserts);
-        self.inner.insert(run, idempotency).await
-    }
-
-    async fn get(&self, id: &RunId) -> Result<Option<Run>, Error> {
-        bump(&self.counts.gets);
-        self.inner.get(id).await
-    }
-
-    async fn update(&self, run: &Run, expected_version: u64) -> Result<(), Error> {
-        let r = self.inner.update(run, expected_version).await;
-        match &r {
-            Ok(()) => {
-                bump(&self.counts.updates);
-                if run.status.is_terminal() {
-                    if run.status == Status::Succeeded {
-                        bump(&self.counts.succeeded);
-                    } else {
-                        bump(&self.counts.ended_otherwise);
-                    }
-                    self.counts.ended.notify_waiters();
-                }
-            }
-            Err(_) => bump(&self.counts.update_conflicts),
-        }
-        r
-    }
-
-    async fn list(&self, query: &ListQuery) -> Result<RunPage, Error> {
-        bump(&self.counts.other_reads);
-        self.inner.list(query).await
-    }
-
-    async fn overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<RunId>, Error> {
-        bump(&self.counts.other_reads);
-        self.inner.overdue(now, limit).await
-    }
-}
-
-/// Counting decorator over the real queues.
-struct CountingQueue {
-    inner: Arc<dyn Queue>,
-    counts: Arc<Counts>,
-}
-
-#[async_trait]
-impl Queue for CountingQueue {
-    async fn send(&self, queue: QueueName, body: &str, delay: Duration) -> Result<String, Error> {
-        bump(&self.counts.sends);
-        self.inner.send(queue, body, delay).await
-    }
-
-    async fn receive(
-        &self,
-        queue: QueueName,
-        max: usize,
-        visibility: Duration,
-    ) -> Result<Vec<Delivery>, Error> {
-        let got = self.inner.receive(queue, max, visibility).await?;
-        if got.is_empty() {
-            bump(&self.counts.receives_empty);
-        } else {
-            bump(&self.counts.receives_nonempty);
-            self.counts
-                .received
-                .fetch_add(got.len() as u64, Ordering::Relaxed);
-        }
-        Ok(got)
-    }
-
-    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), Error> {
-        bump(&self.counts.deletes);
-        self.inner.delete(queue, receipt).await
-    }
-
-    async fn change_visibility(
-        &self,
-        queue: QueueName,
-        receipt: &str,
-        visibility: Duration,
-    ) -> Result<(), Error> {
-        bump(&self.counts.visibility);
-        self.inner
-            .change_visibility(queue, receipt, visibility)
-            .await
-    }
-
-    async fn stats(&self, queue: QueueName) -> Result<QueueStats, Error> {
-        self.inner.stats(queue).await
-    }
-}
-
-/// Counting decorator over the real blob store (each put is a file fsync and a folder fsync).
-struct CountingBlobs {
-    inner: Arc<dyn BlobStore>,
-    counts: Arc<Counts>,
-}
-
-#[async_trait]
-impl BlobStore for CountingBlobs {
-    async fn presign_upload(
-        &self,
-        key: &str,
-        content_type: &str,
-        size: u64,
-        ttl: Duration,
-    ) -> Result<UploadTarget, Error> {
-        self.inner
-            .presign_upload(key, content_type, size, ttl)
-            .await
-    }
-
-    async fn presign_download(
-        &self,
-        key: &str,
-        filename: Option<&str>,
-        ttl: Duration,
-    ) -> Result<(String, DateTime<Utc>), Error> {
-        self.inner.presign_download(key, filename, ttl).await
-    }
-
-    async fn put(
-        &self,
-        key: &str,
-        content_type: &str,
-        body: ByteStream,
-    ) -> Result<BlobMeta, Error> {
-        bump(&self.counts.blob_puts);
-        self.inner.put(key, content_type, body).await
-    }
-
-    async fn get(&self, key: &str) -> Result<ByteStream, Error> {
-        self.inner.get(key).await
-    }
-
-    async fn head(&self, key: &str) -> Result<Option<BlobMeta>, Error> {
-        self.inner.head(key).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), Error> {
-        self.inner.delete(key).await
-    }
-}
-
 /// Creates a `vggt` run, writes its two inputs with `blobs.put` and records them landed (what
 /// the HTTP upload route and the object-created event do), which queues it.
 async fn drive_one(steps: &Steps, images: &[(String, Bytes)]) -> Result<RunId> {
-    let new = NewRun {
+    let req = CreateRunRequest {
         pipeline: "vggt".into(),
         inputs: [(
             "images".to_string(),
             images
                 .iter()
-                .map(|(name, bytes)| DeclaredFile {
-                    filename: name.clone(),
-                    content_type: "image/png".into(),
-                    size: bytes.len() as u64,
+                .map(|(name, bytes)| DeclaredInput {
+                    filename: Some(name.clone()),
+                    content_type: Some("image/png".into()),
+                    size: Some(bytes.len() as u64),
+                    url: None,
                 })
                 .collect(),
         )]
         .into(),
-        ..NewRun::default()
+        ..CreateRunRequest::default()
     };
-    let created = steps.create(new, None).await?;
+    let api = steps.accept();
+    let created = api.create(&req, None).await?;
     let run = created.run;
     for (i, (_, bytes)) in images.iter().enumerate() {
         let key = Run::input_key(&run.id, "images", i);
         let body = futures::stream::iter([Ok(bytes.clone())]).boxed();
-        let meta = steps.blobs.put(&key, "image/png", body).await?;
-        steps.input_landed(&key, &meta).await?;
+        let meta = steps.ports.blobs.put(&key, "image/png", body).await?;
+        api.input_landed(&key, &meta).await?;
     }
     Ok(run.id)
 }
@@ -867,22 +576,26 @@ async fn part_b(opts: &Opts) -> Result<()> {
         tokio::task::spawn_blocking(move || LocalStack::open(&d, "http://127.0.0.1:9")).await??
     };
     let counts = Arc::new(Counts::default());
-    let steps = Steps::new(
-        Arc::new(Config::default().pipelines()?),
-        Arc::new(CountingStore {
+    let ports = Ports {
+        store: Arc::new(CountingStore {
             inner: local.store.clone(),
             counts: counts.clone(),
         }),
-        Arc::new(CountingQueue {
+        queue: Arc::new(CountingQueue {
             inner: local.queue.clone(),
             counts: counts.clone(),
         }),
-        Arc::new(CountingBlobs {
+        blobs: Arc::new(CountingBlobs {
             inner: local.blobs.clone(),
             counts: counts.clone(),
         }),
-        Arc::new(InstantSpace::new()),
-        Arc::new(SystemClock),
+        space: Arc::new(InstantSpace::new()),
+        model: None,
+        clock: Arc::new(SystemClock),
+    };
+    let steps = Steps::new(
+        Arc::new(Config::default().pipelines()?),
+        ports,
         StepsConfig::default(),
     );
     let runner_cfg = RunnerConfig {

@@ -2,6 +2,8 @@
 //! configuration, the embedded stack, an API client and the `run` command.
 
 pub mod client;
-pub mod config;
 pub mod run_cmd;
 pub mod stack;
+
+/// The configuration every binary shares (defaults → spaceport.toml → `SPACEPORT_*` → flags).
+pub use spaceport_stack::config;

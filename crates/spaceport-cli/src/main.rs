@@ -9,6 +9,7 @@ use spaceport_cli::client::ApiClient;
 use spaceport_cli::config::Config;
 use spaceport_cli::run_cmd::{self, RunArgs};
 use spaceport_cli::stack::{EmbeddedStack, StackOptions};
+use spaceport_core::pipeline::BackendDescription;
 use spaceport_core::ports::QueueName;
 use spaceport_steps::runner::LOCAL_QUEUES;
 
@@ -17,7 +18,7 @@ use spaceport_steps::runner::LOCAL_QUEUES;
 #[command(
     name = "spaceport",
     version,
-    after_help = "Configuration: defaults, then spaceport.toml, then SPACEPORT_* variables (SPACEPORT_DATA_DIR, SPACEPORT_BIND, SPACEPORT_SERVER, SPACEPORT_HF_TOKEN or HF_TOKEN, SPACEPORT_PIPELINES_DIR, SPACEPORT_SPACE_URL_<PIPELINE>, SPACEPORT_MODEL_<PIPELINE>), then flags."
+    after_help = "Configuration: defaults, then spaceport.toml (or --config, or SPACEPORT_CONFIG), then SPACEPORT_* variables (SPACEPORT_DATA_DIR, SPACEPORT_BIND, SPACEPORT_SERVER, SPACEPORT_HF_TOKEN or HF_TOKEN, SPACEPORT_PIPELINES_DIR, SPACEPORT_SPACE_URL_<PIPELINE>, SPACEPORT_MODEL_<PIPELINE>, …; README.md lists every setting), then flags."
 )]
 struct Cli {
     /// A config file instead of ./spaceport.toml.
@@ -198,16 +199,13 @@ async fn real_main() -> Result<()> {
             with_client(&cfg, |client| async move {
                 let v = client.pipelines().await?;
                 for p in v["pipelines"].as_array().cloned().unwrap_or_default() {
-                    let backend = &p["backend"];
-                    let target = backend["space"]
-                        .as_str()
-                        .or(backend["model"].as_str())
-                        .unwrap_or("");
+                    let backend: Option<BackendDescription> =
+                        serde_json::from_value(p["backend"].clone()).ok();
                     println!(
                         "{:<14} {:<6} {:<28} {}",
                         p["name"].as_str().unwrap_or(""),
-                        backend["kind"].as_str().unwrap_or(""),
-                        target,
+                        p["backend"]["kind"].as_str().unwrap_or(""),
+                        backend.as_ref().map_or("", |b| b.target()),
                         p["title"].as_str().unwrap_or("")
                     );
                 }

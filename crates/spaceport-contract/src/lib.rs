@@ -13,7 +13,9 @@ use serde_json::Map;
 use spaceport_core::ports::{
     Delivery, Idempotency, InsertOutcome, ListQuery, Queue, QueueName, QueueStats, RunStore,
 };
-use spaceport_core::{BackendInfo, Error, Progress, Run, RunId, StartMode, Status};
+use spaceport_core::{
+    BackendInfo, BackendKind, Error, JobState, Lease, Progress, Run, RunId, StartMode, Status,
+};
 
 /// A valid `created` run of `pipeline` with a fresh id minted at `created_at` (ids sort by it),
 /// a deadline 15 minutes later and no inputs.
@@ -28,7 +30,7 @@ pub fn sample_run(pipeline: &str, created_at: DateTime<Utc>) -> Run {
         inputs: BTreeMap::new(),
         progress: Progress::default(),
         backend: BackendInfo {
-            kind: "space".into(),
+            kind: BackendKind::Space,
             target: "facebook/vggt".into(),
             attempt: 0,
         },
@@ -66,6 +68,7 @@ pub async fn run_store_contract(store: &dyn RunStore) {
     store_update_is_conditional_on_the_version(store).await;
     store_list_is_newest_first_filtered_and_paginates_without_gaps(store).await;
     store_overdue_lists_live_runs_past_their_deadline(store).await;
+    store_stalled_pages_through_runs_nothing_moved(store).await;
 }
 
 /// `insert` then `get` gives back the same run; an unknown id is `None`.
@@ -382,6 +385,90 @@ pub async fn store_overdue_lists_live_runs_past_their_deadline(store: &dyn RunSt
     assert!(
         !store.overdue(now, 1000).await.expect(c).contains(&late.id),
         "[contract {c}] an expired run is no longer overdue"
+    );
+}
+
+/// `stalled` lists live runs past `created` whose lease lapsed (or, without a lease, that were
+/// queued) before the given time, oldest first, one page at a time without gaps; a renewed
+/// lease takes a run off the list, and created or terminal runs are never on it.
+pub async fn store_stalled_pages_through_runs_nothing_moved(store: &dyn RunStore) {
+    let c = "store_stalled_pages_through_runs_nothing_moved";
+    let pipeline = unique_pipeline("contract-stalled");
+    let now = Utc::now();
+    // Stall times in 2001, at a random offset, so no other run of a shared store is among them.
+    let base = DateTime::from_timestamp(
+        978_307_200 + (rand::random::<u32>() % 100_000) as i64 * 1000,
+        0,
+    )
+    .expect("a valid time");
+    let at = |s: i64| base + chrono::Duration::seconds(s);
+    let leased = |mut run: Run, until: DateTime<Utc>| {
+        run.transition(Status::Queued, at(0)).expect(c);
+        run.transition(Status::Submitting, at(0)).expect(c);
+        run.transition(Status::Running, at(0)).expect(c);
+        run.job = Some(JobState {
+            lease: Some(Lease {
+                holder: "wrk_contract".into(),
+                until,
+            }),
+            ..JobState::default()
+        });
+        run
+    };
+    let queued = |mut run: Run, when: DateTime<Utc>| {
+        run.transition(Status::Queued, when).expect(c);
+        run
+    };
+    let mut stalled = vec![
+        leased(sample_run(&pipeline, now), at(1)),
+        queued(sample_run(&pipeline, now), at(2)),
+    ];
+    for s in 3..6 {
+        stalled.push(leased(sample_run(&pipeline, now), at(s)));
+    }
+    let live_lease = leased(sample_run(&pipeline, now), now + chrono::Duration::hours(1));
+    let created = sample_run(&pipeline, now);
+    let mut cancelled = queued(sample_run(&pipeline, now), at(1));
+    cancelled.transition(Status::Cancelled, at(1)).expect(c);
+    for r in stalled.iter().chain([&live_lease, &created, &cancelled]) {
+        store.insert(r, None).await.expect(c);
+    }
+    let before = at(100);
+    let mut seen = vec![];
+    let mut after = None;
+    for _ in 0..10 {
+        let page = store.stalled(before, after.as_ref(), 2).await.expect(c);
+        assert!(
+            page.runs.len() <= 2,
+            "[contract {c}] a page holds at most its limit"
+        );
+        seen.extend(page.runs.iter().map(|r| r.id.clone()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let want: Vec<RunId> = stalled.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(
+        seen, want,
+        "[contract {c}] every stalled run once, oldest stall first, and nothing else"
+    );
+    // A renewed lease takes the run off the list.
+    let mut renewed = stalled[0].clone();
+    if let Some(job) = renewed.job.as_mut() {
+        job.lease = Some(Lease {
+            holder: "wrk_contract".into(),
+            until: now + chrono::Duration::hours(1),
+        });
+    }
+    renewed.version += 1;
+    store.update(&renewed, stalled[0].version).await.expect(c);
+    let page = store.stalled(before, None, 100).await.expect(c);
+    let ids: Vec<RunId> = page.runs.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(
+        ids,
+        want[1..].to_vec(),
+        "[contract {c}] a run whose lease was renewed is no longer stalled"
     );
 }
 

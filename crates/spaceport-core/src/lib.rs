@@ -2,15 +2,22 @@
 //! and the ports (run store, queue, blob store, space backend, clock) that adapters implement.
 //! No async runtime, no SDKs: this crate also builds for wasm32-wasip2 (the edge component uses it).
 
+pub mod backend;
+pub mod create;
 pub mod error;
 pub mod ids;
+pub mod job;
+pub mod lease;
 pub mod pipeline;
 pub mod ports;
 pub mod run;
 pub mod status;
 
+pub use backend::BackendKind;
+pub use create::{CreateRunRequest, DeclaredInput, NewRun, validate_create};
 pub use error::{Error, ErrorCode, Result};
 pub use ids::RunId;
+pub use job::{JobState, Lease};
 pub use pipeline::{Pipeline, PipelineSet};
 pub use run::{Artifact, BackendInfo, InputFile, InputState, Progress, Run, RunError, StartMode};
 pub use status::Status;

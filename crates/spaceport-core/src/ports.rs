@@ -105,6 +105,40 @@ fn decode_cursor(cursor: &str) -> Result<RunId, Error> {
     RunId::parse(&text).map_err(|_| bad())
 }
 
+/// Where a page of stalled runs ended: the last run's stall time and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StallCursor {
+    /// `Run::stall_from` of the last run of the page, in Unix milliseconds.
+    pub at_ms: i64,
+    pub id: RunId,
+}
+
+/// A page of stalled runs, oldest stall first.
+#[derive(Debug, Default)]
+pub struct StalledPage {
+    pub runs: Vec<Run>,
+    /// Pass back as `after` for the next page; `None` on the last page.
+    pub next: Option<StallCursor>,
+}
+
+impl StalledPage {
+    /// A page of `runs` (sorted by stall time, then id) read with `limit`: the cursor after the
+    /// last one when the page is full.
+    pub fn of(runs: Vec<Run>, limit: usize) -> StalledPage {
+        let next = if runs.len() >= limit.max(1) {
+            runs.last().and_then(|r| {
+                r.stall_from().map(|t| StallCursor {
+                    at_ms: t.timestamp_millis(),
+                    id: r.id.clone(),
+                })
+            })
+        } else {
+            None
+        };
+        StalledPage { runs, next }
+    }
+}
+
 /// How long an Idempotency-Key is remembered (Stripe keeps keys for 24 h; clients retry within
 /// hours, not days).
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -132,6 +166,17 @@ pub trait RunStore: Send + Sync {
 
     /// Non-terminal runs whose deadline is at or before `now` (for the sweeper).
     async fn overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<RunId>, Error>;
+
+    /// Live runs past `created` whose `Run::stall_from` is before `before` (their lease lapsed
+    /// then, or they have had none since they were queued), ordered by that time and then id,
+    /// at most `limit`, after `after`. Backed by an index, so the sweeper pages through every
+    /// stalled run however many there are.
+    async fn stalled(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<&StallCursor>,
+        limit: usize,
+    ) -> Result<StalledPage, Error>;
 
     /// Forgets idempotency keys first used before `before` (the runs stay); returns how many.
     /// Stores whose keys expire by themselves (DynamoDB's TTL) keep this default, which does
@@ -294,6 +339,28 @@ pub trait BlobStore: Send + Sync {
 
     /// Deletes the object (absent is fine).
     async fn delete(&self, key: &str) -> Result<(), Error>;
+}
+
+/// A blob store whose presigned URLs are served by the API server itself (one machine; on AWS
+/// S3 serves them): the server hands `/v1/uploads/…` and `/v1/blobs/…` requests to it.
+#[async_trait]
+pub trait SignedBlobs: Send + Sync {
+    /// Verifies an upload URL (`query` is its query string) and stores `body` if it is exactly
+    /// the declared size and type; nothing is stored otherwise.
+    async fn accept_upload(
+        &self,
+        key: &str,
+        query: &str,
+        content_type: Option<&str>,
+        body: ByteStream,
+    ) -> Result<BlobMeta, Error>;
+
+    /// Verifies a download URL and streams the object, with its metadata and download filename.
+    async fn serve_download(
+        &self,
+        key: &str,
+        query: &str,
+    ) -> Result<(ByteStream, BlobMeta, Option<String>), Error>;
 }
 
 /// An input file handed to a backend.

@@ -7,8 +7,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::backend::BackendKind;
 use crate::error::{Error, ErrorCode};
 use crate::ids::RunId;
+use crate::job::JobState;
 use crate::status::Status;
 
 /// How a run leaves `created`: by itself when every input landed, or by `POST /start`.
@@ -59,8 +61,7 @@ pub struct Progress {
 /// Which backend runs the job, and which attempt this is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackendInfo {
-    /// `space` or `onnx`.
-    pub kind: String,
+    pub kind: BackendKind,
     /// The Space (`facebook/vggt`) or model path.
     pub target: String,
     /// 1 for the first submission; each resubmission after the backend lost the job adds one.
@@ -102,9 +103,9 @@ pub struct Run {
     pub inputs: BTreeMap<String, Vec<InputFile>>,
     pub progress: Progress,
     pub backend: BackendInfo,
-    /// The backend's persisted job handle (a Space's `{root, session_hash, event_id, …}`).
+    /// What the steps keep about the backend job: its handle, outputs, counters and lease.
     #[serde(default)]
-    pub job: Option<Value>,
+    pub job: Option<JobState>,
     pub error: Option<RunError>,
     pub artifacts: Vec<Artifact>,
     pub created_at: DateTime<Utc>,
@@ -199,6 +200,30 @@ impl Run {
         now >= self.deadline_at
     }
 
+    /// The job record (an empty one when the run has none yet).
+    pub fn job(&self) -> JobState {
+        self.job.clone().unwrap_or_default()
+    }
+
+    /// The backend's job handle, once the job was submitted.
+    pub fn job_handle(&self) -> Option<&Value> {
+        self.job.as_ref().and_then(|j| j.handle.as_ref())
+    }
+
+    /// When the run counts as stalled if nothing moved it since: a live run past `created` is
+    /// stalled once its worker's lease lapsed, or, without a lease, once it was queued (a message
+    /// lost between a write and its send). `None` for created and terminal runs, which no step
+    /// is due to move. Stores index this so the sweeper asks only for stalled runs.
+    pub fn stall_from(&self) -> Option<DateTime<Utc>> {
+        if self.status.is_terminal() || self.status == Status::Created {
+            return None;
+        }
+        Some(match self.job.as_ref().and_then(|j| j.lease.as_ref()) {
+            Some(lease) => lease.until,
+            None => self.queued_at.unwrap_or(self.created_at),
+        })
+    }
+
     /// Blob key of input `index` of `slot`.
     pub fn input_key(id: &RunId, slot: &str, index: usize) -> String {
         format!("runs/{id}/inputs/{slot}/{index}")
@@ -211,7 +236,7 @@ impl Run {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample(now: DateTime<Utc>) -> Run {
@@ -224,7 +249,7 @@ mod tests {
             inputs: BTreeMap::new(),
             progress: Progress::default(),
             backend: BackendInfo {
-                kind: "space".into(),
+                kind: BackendKind::Space,
                 target: "facebook/vggt".into(),
                 attempt: 0,
             },

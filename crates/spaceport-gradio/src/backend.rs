@@ -10,11 +10,11 @@ use spaceport_core::pipeline::{Arg, FileForm};
 use spaceport_core::ports::{ByteStream, SpaceBackend, SpaceEvent, SpaceJob};
 use spaceport_core::{Error, ErrorCode, Progress};
 
-use crate::client::{ClientOptions, Cookies, GradioClient, JobUpdate, Token};
+use crate::client::{ClientOptions, Cookies, GradioClient, Token};
 use crate::error::classify_message;
 use crate::handle::JobHandle;
 use crate::protocol::protocol_error;
-use crate::protocol::sse_v3::Outcome;
+use crate::stream::{JobUpdate, Outcome};
 
 /// A Gradio Space backend (any Space; the calls come from the pipeline).
 #[derive(Debug, Clone, Default)]
@@ -214,7 +214,8 @@ impl SpaceBackend for GradioBackend {
                 .join(&config, endpoint, &data, &session_hash, &cookies)
                 .await?;
             if i == last {
-                tracing::debug!(run_id = %job.run_id, event_id = %handle.event_id, "joined the Space's queue");
+                let event_id = handle.event_id().unwrap_or_default();
+                tracing::debug!(run_id = %job.run_id, event_id, "joined the Space's queue");
                 return Ok(handle.to_json());
             }
             let name = call.api_name.as_deref().unwrap_or("(unnamed)");
@@ -251,7 +252,7 @@ impl SpaceBackend for GradioBackend {
         handle: &Value,
     ) -> Result<BoxStream<'static, Result<SpaceEvent, Error>>, Error> {
         let handle = JobHandle::from_json(handle)?;
-        let stream = self.client(&handle.root)?.open(&handle).await?;
+        let stream = self.client(handle.root())?.open(&handle).await?;
         Ok(stream
             .into_stream()
             .filter_map(|u| async move {
@@ -274,8 +275,8 @@ impl SpaceBackend for GradioBackend {
             .and_then(Value::as_str)
             .ok_or_else(|| protocol_error(format!("an output file without a path: {file:.200}")))?;
         let (stream, content_type) = self
-            .client(&handle.root)?
-            .download(&handle.api_prefix, path, &Cookies::parse(&handle.cookies))
+            .client(handle.root())?
+            .download(handle.api_prefix(), path, &Cookies::parse(handle.cookies()))
             .await?;
         let declared = file
             .get("mime_type")
@@ -286,7 +287,7 @@ impl SpaceBackend for GradioBackend {
 
     async fn cancel(&self, handle: &Value) -> Result<(), Error> {
         let handle = JobHandle::from_json(handle)?;
-        self.client(&handle.root)?.cancel(&handle).await
+        self.client(handle.root())?.cancel(&handle).await
     }
 }
 

@@ -1,13 +1,12 @@
-//! The HTTP side of a Gradio Space: `/config`, upload, join, the event stream, file download and
-//! cancel, on one reqwest client with bounded waits. Cookies are kept per job (not per client) so
-//! they can be persisted in the handle and sent again by whichever process picks the job up.
+//! The HTTP side of a Gradio Space: `/config`, upload and file download here, join / stream /
+//! cancel through the protocol module `/config` names, all on one reqwest client with bounded
+//! waits. Cookies are kept per job (not per client) so they can be persisted in the handle.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::StreamExt;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderValue, SET_COOKIE};
 use reqwest::{RequestBuilder, Response};
 use serde_json::Value;
@@ -15,11 +14,10 @@ use spaceport_core::ports::{ByteStream, JobInput};
 use spaceport_core::{Error, ErrorCode};
 
 use crate::config::{Endpoint, SpaceConfig};
-use crate::error::{status, transport};
+use crate::error::{HttpError, download_error};
 use crate::handle::JobHandle;
-use crate::protocol::sse_v3::{self, GeneratingState, Outcome};
-use crate::protocol::{Message, protocol_error};
-use crate::sse::SseParser;
+use crate::protocol::{protocol_error, wire};
+use crate::stream::JobStream;
 
 /// A Hugging Face token. Its Debug never shows it, and it has no Display.
 #[derive(Clone)]
@@ -140,188 +138,6 @@ impl std::fmt::Debug for GradioClient {
     }
 }
 
-/// What happened to a joined event, as its stream tells it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobUpdate {
-    /// Waiting in the Space's queue.
-    Queued {
-        rank: Option<u64>,
-        queue_size: Option<u64>,
-        eta_s: Option<f64>,
-    },
-    /// A worker took it.
-    Started { eta_s: Option<f64> },
-    /// `gr.Progress`.
-    Progress {
-        fraction: Option<f64>,
-        message: Option<String>,
-    },
-    /// `gr.Info`/`gr.Warning`/log lines.
-    Log { message: String },
-    /// A generator's current outputs (diffs applied).
-    Generating { outputs: Vec<Value> },
-    /// It ended.
-    Finished(Outcome),
-    /// The Space no longer knows it, or the stream broke before it ended: its result is gone.
-    Lost { reason: String },
-}
-
-impl JobUpdate {
-    /// Whether nothing follows this update.
-    pub fn is_terminal(&self) -> bool {
-        matches!(self, JobUpdate::Finished(_) | JobUpdate::Lost { .. })
-    }
-}
-
-/// The event stream of one joined event. Dropping it before the end drops the connection, which
-/// makes the Space forget the session (its result is lost).
-pub struct JobStream {
-    body: BoxStream<'static, reqwest::Result<Bytes>>,
-    parser: SseParser,
-    pending: std::collections::VecDeque<String>,
-    event_id: String,
-    generating: GeneratingState,
-    idle: Duration,
-    done: bool,
-}
-
-impl JobStream {
-    /// The next update; `None` after a terminal one. Never waits longer than the idle timeout.
-    pub async fn next_update(&mut self) -> Option<Result<JobUpdate, Error>> {
-        if self.done {
-            return None;
-        }
-        loop {
-            while let Some(data) = self.pending.pop_front() {
-                let msg = match sse_v3::parse_message(&data) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        self.done = true;
-                        return Some(Err(e));
-                    }
-                };
-                match self.update_for(msg) {
-                    Ok(Some(u)) => {
-                        self.done = u.is_terminal();
-                        return Some(Ok(u));
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        self.done = true;
-                        return Some(Err(e));
-                    }
-                }
-            }
-            let lost = |reason: String| Some(Ok(JobUpdate::Lost { reason }));
-            match tokio::time::timeout(self.idle, self.body.next()).await {
-                Err(_) => {
-                    self.done = true;
-                    return lost(format!(
-                        "the Space sent nothing for {:?} (no heartbeat)",
-                        self.idle
-                    ));
-                }
-                Ok(None) => {
-                    self.done = true;
-                    return lost("the Space ended the stream before the job completed".into());
-                }
-                Ok(Some(Err(e))) => {
-                    self.done = true;
-                    return lost(format!("the stream broke before the job completed: {e}"));
-                }
-                Ok(Some(Ok(chunk))) => {
-                    for rec in self.parser.feed(&chunk) {
-                        self.pending.push_back(rec.data);
-                    }
-                }
-            }
-        }
-    }
-
-    fn update_for(&mut self, msg: Message) -> Result<Option<JobUpdate>, Error> {
-        // One stream carries every event of the session: keep ours and the session-wide ones.
-        if let Some(id) = msg.event_id()
-            && id != self.event_id
-        {
-            return Ok(None);
-        }
-        Ok(match msg {
-            Message::Estimation {
-                rank,
-                queue_size,
-                rank_eta,
-                ..
-            } => Some(JobUpdate::Queued {
-                rank,
-                queue_size,
-                eta_s: rank_eta,
-            }),
-            Message::ProcessStarts { eta, .. } => Some(JobUpdate::Started { eta_s: eta }),
-            Message::Progress { units, .. } => {
-                let (fraction, message) = sse_v3::progress_summary(&units);
-                Some(JobUpdate::Progress { fraction, message })
-            }
-            Message::Log { log, .. } => Some(JobUpdate::Log { message: log }),
-            Message::Heartbeat | Message::Other { .. } => None,
-            Message::ProcessGenerating { output, .. } => Some(JobUpdate::Generating {
-                outputs: self.generating.apply(&output)?,
-            }),
-            Message::ProcessCompleted {
-                success,
-                output,
-                title,
-                event_id,
-            } => {
-                if event_id.is_none() {
-                    return Ok(None);
-                }
-                Some(JobUpdate::Finished(sse_v3::outcome(
-                    success,
-                    &output,
-                    title.as_deref(),
-                )?))
-            }
-            Message::CloseStream => Some(JobUpdate::Lost {
-                reason: "the Space closed the stream before the job completed".into(),
-            }),
-            Message::UnexpectedError {
-                message,
-                session_not_found,
-            } => Some(JobUpdate::Lost {
-                reason: if session_not_found {
-                    format!("the Space does not know the session ({message})")
-                } else {
-                    format!("the Space failed the stream: {message}")
-                },
-            }),
-        })
-    }
-
-    /// Reads to the end and returns the outcome (for calls whose result feeds a later call).
-    pub async fn finish(mut self) -> Result<Result<Outcome, String>, Error> {
-        while let Some(u) = self.next_update().await {
-            match u? {
-                JobUpdate::Finished(o) => {
-                    // Let the server send close_stream so our disconnect does not clean the session.
-                    let _ = tokio::time::timeout(Duration::from_secs(2), self.body.next()).await;
-                    return Ok(Ok(o));
-                }
-                JobUpdate::Lost { reason } => return Ok(Err(reason)),
-                _ => {}
-            }
-        }
-        Ok(Err("the stream ended".into()))
-    }
-
-    /// As a `futures` stream.
-    pub fn into_stream(self) -> BoxStream<'static, Result<JobUpdate, Error>> {
-        futures::stream::unfold(self, |mut s| async move {
-            s.next_update().await.map(|u| (u, s))
-        })
-        .boxed()
-    }
-}
-
 impl GradioClient {
     /// A client for the Space at `base` (`https://owner-name.hf.space`, `http://127.0.0.1:7860`).
     pub fn new(base: &str, options: ClientOptions) -> Result<GradioClient, Error> {
@@ -350,6 +166,16 @@ impl GradioClient {
         &self.base
     }
 
+    /// The reqwest client the protocol modules build their requests on.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The timeouts (and token) this client was made with.
+    pub(crate) fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
     fn with_auth(&self, req: RequestBuilder, cookies: &Cookies) -> RequestBuilder {
         let mut req = req;
         if let Some(h) = self.options.token.as_ref().and_then(Token::header) {
@@ -362,17 +188,19 @@ impl GradioClient {
         req
     }
 
-    async fn send(
+    /// Sends `req` with our token and the job's cookies (absorbing those the Space sets); a
+    /// failure keeps its status so the caller can decide what it means before it is an `Error`.
+    pub(crate) async fn send(
         &self,
-        doing: &str,
+        doing: &'static str,
         req: RequestBuilder,
         cookies: &Cookies,
-    ) -> Result<Response, Error> {
+    ) -> Result<Response, HttpError> {
         let resp = self
             .with_auth(req, cookies)
             .send()
             .await
-            .map_err(|e| transport(doing, &e))?;
+            .map_err(|e| HttpError::transport(doing, e))?;
         cookies.absorb(&resp);
         if !resp.status().is_success() {
             let code = resp.status();
@@ -381,13 +209,17 @@ impl GradioClient {
                 .ok()
                 .and_then(Result::ok)
                 .unwrap_or_default();
-            return Err(status(doing, code, &body));
+            return Err(HttpError::status(doing, code, &body));
         }
         Ok(resp)
     }
 
-    async fn json(&self, doing: &str, resp: Response) -> Result<Value, Error> {
-        let text = resp.text().await.map_err(|e| transport(doing, &e))?;
+    /// Reads a JSON answer.
+    pub(crate) async fn json(&self, doing: &'static str, resp: Response) -> Result<Value, Error> {
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| HttpError::transport(doing, e))?;
         serde_json::from_str(&text).map_err(|e| {
             protocol_error(format!(
                 "{doing}: the answer is not JSON ({e}): {text:.200}"
@@ -443,7 +275,8 @@ impl GradioClient {
         Ok(paths)
     }
 
-    /// Joins the queue with our session hash; returns the handle of the joined event.
+    /// Joins `endpoint` in the protocol `/config` named, with our session hash; returns the handle
+    /// of the joined job.
     pub async fn join(
         &self,
         config: &SpaceConfig,
@@ -452,73 +285,19 @@ impl GradioClient {
         session_hash: &str,
         cookies: &Cookies,
     ) -> Result<JobHandle, Error> {
-        config.protocol.ensure_supported()?;
-        let doing = "joining the Space's queue";
-        let body = sse_v3::join_body(data, endpoint.fn_index, endpoint.trigger_id, session_hash);
-        let req = self
-            .http
-            .post(sse_v3::join_url(&self.base, &config.api_prefix))
-            .timeout(self.options.request_timeout)
-            .json(&body);
-        let resp = self.send(doing, req, cookies).await?;
-        let v = self.json(doing, resp).await?;
-        let event_id = v
-            .get("event_id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| protocol_error(format!("{doing}: no event_id in {v:.200}")))?;
-        Ok(JobHandle {
-            root: self.base.clone(),
-            api_prefix: config.api_prefix.clone(),
-            protocol: config.protocol,
-            fn_index: endpoint.fn_index,
-            session_hash: session_hash.to_string(),
-            event_id: event_id.to_string(),
-            cookies: cookies.header(),
-        })
-    }
-
-    /// Opens the session's event stream for `handle`'s event. Hold it to the end.
-    pub async fn open(&self, handle: &JobHandle) -> Result<JobStream, Error> {
-        handle.protocol.ensure_supported()?;
-        let cookies = Cookies::parse(&handle.cookies);
-        let req = self
-            .http
-            .get(sse_v3::data_url(
-                &self.base,
-                &handle.api_prefix,
-                &handle.session_hash,
-            ))
-            .header(reqwest::header::ACCEPT, "text/event-stream");
-        let resp = self
-            .send("opening the Space's event stream", req, &cookies)
-            .await?;
-        Ok(JobStream {
-            body: resp.bytes_stream().boxed(),
-            parser: SseParser::new(),
-            pending: Default::default(),
-            event_id: handle.event_id.clone(),
-            generating: GeneratingState::default(),
-            idle: self.options.idle_timeout,
-            done: false,
-        })
-    }
-
-    /// `POST {prefix}/cancel` for the handle's event (queued or running).
-    pub async fn cancel(&self, handle: &JobHandle) -> Result<(), Error> {
-        handle.protocol.ensure_supported()?;
-        let cookies = Cookies::parse(&handle.cookies);
-        let req = self
-            .http
-            .post(sse_v3::cancel_url(&self.base, &handle.api_prefix))
-            .timeout(self.options.request_timeout)
-            .json(&serde_json::json!({
-                "session_hash": handle.session_hash,
-                "fn_index": handle.fn_index,
-                "event_id": handle.event_id,
-            }));
-        self.send("cancelling the Space's job", req, &cookies)
+        wire(config.protocol)?
+            .join(self, config, endpoint, data, session_hash, cookies)
             .await
-            .map(drop)
+    }
+
+    /// Opens the event stream of `handle`'s job. Hold it to the end.
+    pub async fn open(&self, handle: &JobHandle) -> Result<JobStream, Error> {
+        wire(handle.protocol())?.open(self, handle).await
+    }
+
+    /// Cancels `handle`'s job (queued or running).
+    pub async fn cancel(&self, handle: &JobHandle) -> Result<(), Error> {
+        wire(handle.protocol())?.cancel(self, handle).await
     }
 
     /// Streams a file the Space serves (`{base}{prefix}/file={path}`). Returns the bytes and the
@@ -533,22 +312,10 @@ impl GradioClient {
         let req = self
             .http
             .get(format!("{}{api_prefix}/file={path}", self.base));
-        let resp = self.send(doing, req, cookies).await.map_err(|e| match e {
-            // A file the Space no longer has (its cache was cleaned) will not come back.
-            Error::Upstream {
-                code: ErrorCode::SpaceProtocol | ErrorCode::SpaceUnavailable,
-                retryable,
-                message,
-            } => {
-                let gone = message.contains("HTTP 404");
-                Error::upstream(
-                    ErrorCode::ArtifactDownloadFailed,
-                    retryable && !gone,
-                    message,
-                )
-            }
-            other => other,
-        })?;
+        let resp = self
+            .send(doing, req, cookies)
+            .await
+            .map_err(download_error)?;
         let content_type = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -586,5 +353,29 @@ mod tests {
         let c = Cookies::parse("b=2; a=1;  ; junk");
         assert_eq!(c.header(), "a=1; b=2");
         assert_eq!(Cookies::parse("").header(), "");
+    }
+
+    #[tokio::test]
+    async fn a_failed_request_keeps_no_token_and_no_status() {
+        let base = format!("http://127.0.0.1:{}", spaceport_testkit::free_port());
+        let c = GradioClient::new(
+            &base,
+            ClientOptions {
+                token: Some(Token::new("hf_secret_value")),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let req = c.http().get(format!("{base}/config"));
+        let e = c
+            .send("probing", req, &Cookies::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.status_code(), None);
+        let shown = format!("{e} {e:?}");
+        let e = Error::from(e);
+        let shown = format!("{shown} {e} {e:?}");
+        assert!(shown.contains("probing: could not connect"), "{shown}");
+        assert!(!shown.contains("hf_secret_value"), "{shown}");
     }
 }

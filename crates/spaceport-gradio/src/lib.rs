@@ -9,10 +9,11 @@ pub mod error;
 pub mod handle;
 pub mod protocol;
 pub mod sse;
+pub mod stream;
 
 pub use backend::GradioBackend;
-pub use client::{ClientOptions, Cookies, GradioClient, JobStream, JobUpdate, Token};
+pub use client::{ClientOptions, Cookies, GradioClient, Token};
 pub use config::{Endpoint, SpaceConfig};
-pub use handle::JobHandle;
-pub use protocol::sse_v3::Outcome;
+pub use handle::{JobHandle, QueueJob};
 pub use protocol::{Message, ProgressUnit, Protocol};
+pub use stream::{JobStream, JobUpdate, Outcome};

@@ -67,6 +67,18 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
     "#,
+    // 3: the sweeper asks for stalled runs by `Run::stall_from` (Unix ms; NULL for created and
+    // terminal runs, so the partial index holds only runs a step is due to move). Existing live
+    // runs get it from their JSON: the lease's end, else when they were queued, else created.
+    r#"
+    ALTER TABLE runs ADD COLUMN stall_at INTEGER;
+    UPDATE runs SET stall_at = CAST(ROUND((julianday(COALESCE(
+            json_extract(body, '$.job.lease.until'),
+            json_extract(body, '$.queued_at'),
+            json_extract(body, '$.created_at'))) - 2440587.5) * 86400000.0) AS INTEGER)
+        WHERE terminal = 0 AND status <> 'created';
+    CREATE INDEX runs_stalled ON runs (stall_at, id) WHERE stall_at IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

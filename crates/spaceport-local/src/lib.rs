@@ -5,6 +5,7 @@
 mod blob;
 mod db;
 mod queue;
+mod signed;
 mod store;
 
 use std::path::{Path, PathBuf};

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
 pub use spaceport_core::ports::{DEFAULT_PAGE, MAX_PAGE};
 use spaceport_core::ports::{
-    Idempotency, InsertOutcome, ListQuery, RunPage, RunStore, encode_cursor,
+    Idempotency, InsertOutcome, ListQuery, RunPage, RunStore, StallCursor, StalledPage,
+    encode_cursor,
 };
 use spaceport_core::{Error, Run, RunId};
 
@@ -35,6 +36,15 @@ const PURGE_KEYS_SQL: &str = "DELETE FROM idempotency_keys WHERE created_at < ?1
 const OVERDUE_SQL: &str = "SELECT id FROM runs WHERE terminal = 0 AND deadline_at <= ?1
                            ORDER BY deadline_at LIMIT ?2";
 
+const STALLED_SQL: &str = "SELECT body FROM runs
+    WHERE stall_at IS NOT NULL AND stall_at < ?1 AND (stall_at, id) > (?2, ?3)
+    ORDER BY stall_at, id LIMIT ?4";
+
+/// `Run::stall_from` as the `stall_at` column stores it.
+fn stall_at(run: &Run) -> Option<i64> {
+    run.stall_from().map(millis)
+}
+
 /// The list query for the filters present; parameters are numbered in the order status,
 /// pipeline, cursor id, limit. Built from fixed fragments only: every value is bound.
 fn list_sql(status: bool, pipeline: bool, after: bool) -> String {
@@ -58,11 +68,19 @@ fn to_json(run: &Run) -> Result<String, Error> {
     serde_json::to_string(run).map_err(|e| Error::Internal(format!("encoding run {}: {e}", run.id)))
 }
 
+/// Decodes a stored run. One that does not decode (a job record of the wrong shape, say) is an
+/// error naming the run, never a default: a default would silently drop a live lease.
 fn from_json(body: &str) -> Result<Run, Error> {
-    serde_json::from_str(body).map_err(|e| Error::Storage {
-        context: "decoding a stored run".into(),
-        retryable: false,
-        source: Box::new(e),
+    serde_json::from_str(body).map_err(|e| {
+        let id = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["id"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "(no id)".into());
+        Error::Storage {
+            context: format!("decoding stored run {id}"),
+            retryable: false,
+            source: Box::new(e),
+        }
     })
 }
 
@@ -112,8 +130,8 @@ impl RunStore for SqliteStore {
                 }
                 let inserted = tx
                     .execute(
-                        "INSERT INTO runs (id, status, version, pipeline, created_at, deadline_at, terminal, body)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+                        "INSERT INTO runs (id, status, version, pipeline, created_at, deadline_at, terminal, body, stall_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
                         params![
                             run.id.as_str(),
                             run.status.as_str(),
@@ -123,6 +141,7 @@ impl RunStore for SqliteStore {
                             millis(run.deadline_at),
                             run.status.is_terminal(),
                             to_json(&run)?,
+                            stall_at(&run),
                         ],
                     )
                     .map_err(|e| sql_err("inserting a run", e))?;
@@ -164,7 +183,7 @@ impl RunStore for SqliteStore {
                 let changed = conn
                     .execute(
                         "UPDATE runs SET status = ?1, version = ?2, pipeline = ?3, deadline_at = ?4,
-                                         terminal = ?5, body = ?6
+                                         terminal = ?5, body = ?6, stall_at = ?9
                          WHERE id = ?7 AND version = ?8",
                         params![
                             run.status.as_str(),
@@ -175,6 +194,7 @@ impl RunStore for SqliteStore {
                             to_json(&run)?,
                             run.id.as_str(),
                             expected_version as i64,
+                            stall_at(&run),
                         ],
                     )
                     .map_err(|e| sql_err("updating a run", e))?;
@@ -267,6 +287,38 @@ impl RunStore for SqliteStore {
                         })
                     })
                     .collect()
+            })
+            .await
+    }
+
+    async fn stalled(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<&StallCursor>,
+        limit: usize,
+    ) -> Result<StalledPage, Error> {
+        // Before every run: stall times are Unix ms, ids sort after "".
+        let (after_ms, after_id) = after
+            .map(|c| (c.at_ms, c.id.as_str().to_owned()))
+            .unwrap_or((i64::MIN, String::new()));
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(STALLED_SQL)
+                    .map_err(|e| sql_err("finding stalled runs", e))?;
+                let bodies = stmt
+                    .query_map(
+                        params![millis(before), after_ms, after_id, limit as i64],
+                        |r| r.get::<_, String>(0),
+                    )
+                    .map_err(|e| sql_err("finding stalled runs", e))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(|e| sql_err("finding stalled runs", e))?;
+                let runs = bodies
+                    .iter()
+                    .map(|b| from_json(b))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(StalledPage::of(runs, limit))
             })
             .await
     }
@@ -471,6 +523,11 @@ mod tests {
         assert!(
             p.contains("idempotency_keys_by_age"),
             "the purge scans: {p}"
+        );
+        let p = plan(STALLED_SQL);
+        assert!(
+            p.contains("runs_stalled") && !p.contains("TEMP B-TREE"),
+            "the stalled query scans or sorts: {p}"
         );
     }
 

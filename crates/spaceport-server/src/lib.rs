@@ -8,41 +8,18 @@ pub mod views;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use axum::Router;
-use spaceport_core::Error;
-use spaceport_core::ports::{BlobMeta, ByteStream};
-use spaceport_steps::Steps;
+pub use spaceport_core::ports::SignedBlobs;
+use spaceport_steps::Accept;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use routes::ApiDoc;
 
-/// The blob endpoints a server without object storage serves itself: uploads and downloads
-/// through URLs the blob store signed (what S3 does for presigned URLs).
-#[async_trait]
-pub trait SignedBlobs: Send + Sync {
-    /// Verifies an upload URL (`query` is its query string) and stores `body` if it is exactly
-    /// the declared size and type; nothing is stored otherwise.
-    async fn accept_upload(
-        &self,
-        key: &str,
-        query: &str,
-        content_type: Option<&str>,
-        body: ByteStream,
-    ) -> Result<BlobMeta, Error>;
-
-    /// Verifies a download URL and streams the object, with its metadata and download filename.
-    async fn serve_download(
-        &self,
-        key: &str,
-        query: &str,
-    ) -> Result<(ByteStream, BlobMeta, Option<String>), Error>;
-}
-
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub steps: Steps,
+    /// The API's operations (accept-upload).
+    pub api: Accept,
     /// Set when this server also serves the blob store's signed URLs (one machine).
     pub signed_blobs: Option<Arc<dyn SignedBlobs>>,
 }

@@ -1,7 +1,6 @@
 //! Route handlers. Each parses and checks the request, calls one steps operation, and shapes
 //! the answer; a rejected request changes nothing that is stored.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -13,10 +12,9 @@ use axum::{Json, Router};
 use futures::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use spaceport_core::pipeline::{DeclaredFile, request_hash};
+use spaceport_core::create::{parse_page_limit, parse_status_filter, request_hash};
 use spaceport_core::ports::{Idempotency, ListQuery, QueueName};
-use spaceport_core::{Error, Run, RunId, StartMode, Status};
-use spaceport_steps::NewRun;
+use spaceport_core::{Run, RunId};
 use utoipa::OpenApi;
 
 use crate::AppState;
@@ -87,11 +85,11 @@ async fn healthz() -> Json<Value> {
 /// Store, queues and blob store are reachable; queue depths and the oldest message's age per step.
 #[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
 async fn readyz(State(st): State<AppState>) -> Response {
-    let steps = &st.steps;
+    let runs = st.api.runs();
     let mut queues = serde_json::Map::new();
     let mut ok = true;
     let mut problems = vec![];
-    if let Err(e) = steps
+    if let Err(e) = runs
         .store
         .list(&ListQuery {
             limit: 1,
@@ -103,7 +101,7 @@ async fn readyz(State(st): State<AppState>) -> Response {
         problems.push(format!("run store: {e}"));
     }
     for q in QueueName::ALL {
-        match steps.queue.stats(q).await {
+        match runs.queue.stats(q).await {
             Ok(s) => {
                 queues.insert(
                     q.as_str().into(),
@@ -116,7 +114,7 @@ async fn readyz(State(st): State<AppState>) -> Response {
             }
         }
     }
-    if let Err(e) = steps.blobs.head("readyz/probe").await {
+    if let Err(e) = st.api.blobs().head("readyz/probe").await {
         ok = false;
         problems.push(format!("blob store: {e}"));
     }
@@ -132,7 +130,13 @@ async fn readyz(State(st): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/v1/pipelines", responses((status = 200, body = PipelineList)))]
 async fn list_pipelines(State(st): State<AppState>) -> Json<PipelineList> {
     Json(PipelineList {
-        pipelines: st.steps.pipelines.iter().map(|p| p.describe()).collect(),
+        pipelines: st
+            .api
+            .runs()
+            .pipelines
+            .iter()
+            .map(|p| p.describe())
+            .collect(),
     })
 }
 
@@ -142,7 +146,7 @@ async fn get_pipeline(
     State(st): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(st.steps.pipelines.get(&name)?.describe()))
+    Ok(Json(st.api.runs().pipelines.get(&name)?.describe()))
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
@@ -152,39 +156,6 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
         let field = (path != "." && !path.is_empty()).then_some(path);
         ApiError::bad_request(field, format!("malformed request body: {}", e.inner()))
     })
-}
-
-fn declared(req: &CreateRunRequest) -> ApiResult<BTreeMap<String, Vec<DeclaredFile>>> {
-    let mut out = BTreeMap::new();
-    for (slot, files) in &req.inputs {
-        let mut list = vec![];
-        for (i, f) in files.iter().enumerate() {
-            let field = |k: &str| format!("inputs.{slot}[{i}].{k}");
-            if f.url.is_some() {
-                return Err(Error::validation(
-                    field("url"),
-                    "URL inputs are not supported by this server yet; upload the file",
-                )
-                .into());
-            }
-            let missing = |k: &str| {
-                ApiError::from(Error::validation(
-                    field(k),
-                    format!("{} is required", field(k)),
-                ))
-            };
-            list.push(DeclaredFile {
-                filename: f.filename.clone().ok_or_else(|| missing("filename"))?,
-                content_type: f
-                    .content_type
-                    .clone()
-                    .ok_or_else(|| missing("content_type"))?,
-                size: f.size.ok_or_else(|| missing("size"))?,
-            });
-        }
-        out.insert(slot.clone(), list);
-    }
-    Ok(out)
 }
 
 /// Creates a run; the answer lists where to upload each declared file.
@@ -198,17 +169,6 @@ async fn create_run(
     body: Bytes,
 ) -> ApiResult<Response> {
     let req: CreateRunRequest = parse_json(&body)?;
-    let start = match req.start.as_deref() {
-        None | Some("auto") => StartMode::Auto,
-        Some("manual") => StartMode::Manual,
-        Some(other) => {
-            return Err(Error::validation(
-                "start",
-                format!("start = {other:?} is not auto or manual"),
-            )
-            .into());
-        }
-    };
     let idempotency = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -229,16 +189,7 @@ async fn create_run(
             })
         }
     };
-    let new = NewRun {
-        inputs: declared(&req)?,
-        pipeline: req.pipeline,
-        settings: req.settings,
-        deadline_s: req.deadline_s,
-        metadata: req.metadata,
-        start,
-        webhook: req.webhook,
-    };
-    let created = st.steps.create(new, idempotency).await?;
+    let created = st.api.create(&req, idempotency).await?;
     let status = if created.existing {
         StatusCode::OK
     } else {
@@ -256,9 +207,9 @@ async fn view(
     let mut artifacts = vec![];
     for a in &run.artifacts {
         let (url, url_expires_at) = st
-            .steps
-            .blobs
-            .presign_download(&a.key, Some(&a.filename), st.steps.config.download_ttl)
+            .api
+            .blobs()
+            .presign_download(&a.key, Some(&a.filename), st.api.runs().config.download_ttl)
             .await?;
         artifacts.push(ArtifactView {
             name: a.name.clone(),
@@ -275,7 +226,7 @@ async fn view(
 }
 
 async fn full_view(st: &AppState, run: &Run) -> ApiResult<RunView> {
-    let uploads = st.steps.uploads(run).await?;
+    let uploads = st.api.uploads(run).await?;
     view(st, run, uploads).await
 }
 
@@ -299,27 +250,14 @@ async fn list_runs(
     State(st): State<AppState>,
     Query(p): Query<ListParams>,
 ) -> ApiResult<Json<RunList>> {
-    let status = match p.status.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(Status::parse(s).ok_or_else(|| {
-            ApiError::bad_request(Some("status".into()), format!("unknown status {s:?}"))
-        })?),
+    // Query-string mistakes are 400s (the request is malformed), not 422s.
+    let bad_query = |e: spaceport_core::Error| {
+        ApiError::bad_request(e.field().map(str::to_string), e.to_string())
     };
-    let limit = match p.limit.as_deref() {
-        None | Some("") => 20,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(
-                    Some("limit".into()),
-                    format!("limit = {l:?} must be an integer from 1 to 100"),
-                ));
-            }
-        },
-    };
+    let status = parse_status_filter(p.status.as_deref()).map_err(bad_query)?;
+    let limit = parse_page_limit(p.limit.as_deref()).map_err(bad_query)?;
     let page = st
-        .steps
-        .store
+        .api
         .list(&ListQuery {
             status,
             pipeline: p.pipeline.filter(|s| !s.is_empty()),
@@ -352,7 +290,7 @@ async fn get_run(
 ) -> ApiResult<Json<RunView>> {
     let id = run_id(&id)?;
     let run = match p.wait.as_deref() {
-        None | Some("") => st.steps.get(&id).await?,
+        None | Some("") => st.api.get(&id).await?,
         Some(w) => {
             let secs: f64 = w
                 .parse()
@@ -364,7 +302,7 @@ async fn get_run(
                         format!("wait = {w:?} must be a number of seconds"),
                     )
                 })?;
-            st.steps
+            st.api
                 .wait(&id, None, Duration::from_secs_f64(secs.min(60.0)))
                 .await?
         }
@@ -375,7 +313,7 @@ async fn get_run(
 /// Queues a run created with `"start": "manual"` once its inputs have landed.
 #[utoipa::path(post, path = "/v1/runs/{id}/start", params(("id" = String, Path)), responses((status = 200, body = RunView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn start_run(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<RunView>> {
-    let run = st.steps.start(&run_id(&id)?).await?;
+    let run = st.api.start(&run_id(&id)?).await?;
     Ok(Json(full_view(&st, &run).await?))
 }
 
@@ -385,14 +323,14 @@ async fn cancel_run(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RunView>> {
-    let run = st.steps.cancel(&run_id(&id)?).await?;
+    let run = st.api.cancel(&run_id(&id)?).await?;
     Ok(Json(full_view(&st, &run).await?))
 }
 
 /// A new run with the same inputs and settings (`retry_of` set).
 #[utoipa::path(post, path = "/v1/runs/{id}/retry", params(("id" = String, Path)), responses((status = 201, body = RunView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn retry_run(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let run = st.steps.retry(&run_id(&id)?).await?;
+    let run = st.api.retry(&run_id(&id)?).await?;
     Ok((StatusCode::CREATED, Json(full_view(&st, &run).await?)).into_response())
 }
 
@@ -402,7 +340,7 @@ async fn delete_run(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RunView>> {
-    let run = st.steps.delete(&run_id(&id)?).await?;
+    let run = st.api.delete(&run_id(&id)?).await?;
     Ok(Json(full_view(&st, &run).await?))
 }
 
@@ -413,7 +351,7 @@ async fn get_artifact(
     State(st): State<AppState>,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (_, url, _) = st.steps.artifact(&run_id(&id)?, &name).await?;
+    let (_, url, _) = st.api.artifact(&run_id(&id)?, &name).await?;
     Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
 }
 
@@ -446,7 +384,7 @@ async fn upload(
     let meta = blobs
         .accept_upload(&key, query.as_deref().unwrap_or(""), ct, Box::pin(stream))
         .await?;
-    st.steps.input_landed(&key, &meta).await?;
+    st.api.input_landed(&key, &meta).await?;
     Ok(Json(json!({"size": meta.size, "sha256": meta.sha256})))
 }
 

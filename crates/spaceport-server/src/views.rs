@@ -5,52 +5,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use spaceport_core::{InputState, Run};
 use spaceport_steps::Upload;
 use utoipa::ToSchema;
 
-/// `POST /v1/runs`.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateRunRequest {
-    /// The pipeline's name (`vggt`).
-    pub pipeline: String,
-    /// Settings; see the pipeline's JSON Schema. Missing ones take their defaults.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub settings: Map<String, Value>,
-    /// Declared files per input slot.
-    #[serde(default)]
-    pub inputs: BTreeMap<String, Vec<DeclaredInput>>,
-    /// Webhook target (deliveries come in a later version of this server).
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub webhook: Option<Value>,
-    /// Seconds until the run is ended `expired` if not finished.
-    #[serde(default)]
-    pub deadline_s: Option<u64>,
-    /// Free-form client data, returned as given (at most 16 KiB).
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub metadata: Map<String, Value>,
-    /// `auto` (queue when every input has landed) or `manual` (wait for `POST /start`).
-    #[serde(default)]
-    pub start: Option<String>,
-}
-
-/// One declared input file.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeclaredInput {
-    pub filename: Option<String>,
-    pub content_type: Option<String>,
-    /// Exact size in bytes; the upload must match it.
-    pub size: Option<u64>,
-    /// A URL to fetch the file from instead of uploading it.
-    pub url: Option<String>,
-}
+pub use spaceport_core::create::{CreateRunRequest, DeclaredInput};
 
 /// Where to send one declared file.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -203,7 +164,7 @@ impl RunView {
                 message: run.progress.message.clone(),
             },
             backend: BackendView {
-                kind: run.backend.kind.clone(),
+                kind: run.backend.kind.to_string(),
                 target: run.backend.target.clone(),
                 attempt: run.backend.attempt,
             },

@@ -2,25 +2,58 @@
 //! memory), records size, sha256 and content type, and marks the run succeeded. Artifacts are
 //! written to fixed keys, so a repeated fetch overwrites instead of duplicating.
 
-use spaceport_core::{Artifact, Error, ErrorCode, Progress, Run, RunId, Status};
+use std::sync::Arc;
 
-use crate::{JobState, Mutated, Outcome, Steps};
+use async_trait::async_trait;
+use spaceport_core::ports::{BlobStore, QueueName, SpaceBackend};
+use spaceport_core::{Artifact, Error, ErrorCode, Run, RunId, Status};
 
-impl Steps {
+use crate::runs::{Mutated, Runs};
+use crate::{Outcome, Step, artifacts};
+
+/// The fetch-artifact step.
+pub struct FetchArtifact {
+    runs: Runs,
+    blobs: Arc<dyn BlobStore>,
+    space: Arc<dyn SpaceBackend>,
+}
+
+#[async_trait]
+impl Step for FetchArtifact {
+    fn queue(&self) -> QueueName {
+        QueueName::FetchArtifact
+    }
+
+    async fn run(&self, id: &RunId) -> Result<Outcome, Error> {
+        self.fetch(id).await
+    }
+}
+
+impl FetchArtifact {
+    /// The step over its ports.
+    pub fn new(
+        runs: Runs,
+        blobs: Arc<dyn BlobStore>,
+        space: Arc<dyn SpaceBackend>,
+    ) -> FetchArtifact {
+        FetchArtifact { runs, blobs, space }
+    }
+
     /// Handles a fetch-artifact message.
-    pub async fn fetch_artifact(&self, id: &RunId) -> Result<Outcome, Error> {
-        let Some(run) = self.claim(id, Status::Fetching).await? else {
+    pub async fn fetch(&self, id: &RunId) -> Result<Outcome, Error> {
+        let runs = &self.runs;
+        let Some(run) = runs.claim(id, Status::Fetching).await? else {
             return Ok(Outcome::Done);
         };
         match self.download_all(&run).await {
-            Ok(artifacts) => {
-                let now = self.clock.now();
-                let m = self
+            Ok(stored) => {
+                let now = runs.clock.now();
+                let m = runs
                     .mutate(id, |run| {
                         if run.status != Status::Fetching {
                             return Ok(false);
                         }
-                        record_success(run, &artifacts, now)?;
+                        artifacts::record_success(run, &stored, now)?;
                         Ok(true)
                     })
                     .await?;
@@ -30,27 +63,24 @@ impl Steps {
                 Ok(Outcome::Done)
             }
             Err(e) => {
-                let (code, retryable, message) = self
+                let (code, retryable, message) = runs
                     .classify(id, e, ErrorCode::ArtifactDownloadFailed)
                     .await?;
-                let tries_max = self.config.fetch_tries;
+                let tries_max = runs.config.fetch_tries;
                 let mut retry_in = None;
-                let now = self.clock.now();
-                let backoff = |t: u32| self.backoff(t);
-                self.mutate(id, |run| {
+                let now = runs.clock.now();
+                runs.mutate(id, |run| {
+                    retry_in = None;
                     if run.status != Status::Fetching {
                         return Ok(false);
                     }
-                    let mut job = JobState::of(run);
+                    let job = run.job.get_or_insert_default();
                     job.lease = None;
                     if retryable && job.fetch_tries + 1 < tries_max {
                         job.fetch_tries += 1;
-                        retry_in = Some(backoff(job.fetch_tries - 1));
-                        job.store(run)?;
+                        retry_in = Some(runs.backoff(job.fetch_tries - 1));
                         return Ok(true);
                     }
-                    retry_in = None;
-                    job.store(run)?;
                     let code = if code == ErrorCode::SpaceUnavailable {
                         ErrorCode::ArtifactDownloadFailed
                     } else {
@@ -65,14 +95,14 @@ impl Steps {
                     Ok(true)
                 })
                 .await?;
-                Ok(retry_in.map(Outcome::RetryAfter).unwrap_or(Outcome::Done))
+                Ok(retry_in.map_or(Outcome::Done, Outcome::RetryAfter))
             }
         }
     }
 
     async fn download_all(&self, run: &Run) -> Result<Vec<Artifact>, Error> {
-        let pipeline = self.pipelines.get(&run.pipeline)?;
-        let job = JobState::of(run);
+        let pipeline = self.runs.pipelines.get(&run.pipeline)?;
+        let job = run.job();
         let (Some(handle), Some(outputs)) = (job.handle, job.outputs) else {
             return Err(Error::upstream(
                 ErrorCode::SpaceProtocol,
@@ -80,7 +110,7 @@ impl Steps {
                 "the job completed without outputs",
             ));
         };
-        let mut artifacts = vec![];
+        let mut stored = vec![];
         for (name, spec) in &pipeline.outputs {
             let index = spec.from.map(|f| f.index).unwrap_or(0);
             let file = outputs.get(index).filter(|v| !v.is_null()).ok_or_else(|| {
@@ -91,36 +121,18 @@ impl Steps {
                 )
             })?;
             let (body, _backend_type) = self.space.download(&handle, file).await?;
-            let key = Run::artifact_key(&run.id, name, &spec.filename);
-            let meta = self.blobs.put(&key, &spec.content_type, body).await?;
-            artifacts.push(Artifact {
-                name: name.clone(),
-                filename: spec.filename.clone(),
-                content_type: spec.content_type.clone(),
-                size: meta.size,
-                sha256: meta.sha256,
-                key,
-                meta: Default::default(),
-            });
+            stored.push(
+                artifacts::store(
+                    self.blobs.as_ref(),
+                    &run.id,
+                    name,
+                    spec,
+                    body,
+                    Default::default(),
+                )
+                .await?,
+            );
         }
-        Ok(artifacts)
+        Ok(stored)
     }
-}
-
-/// Ends a `fetching` run `succeeded` with its artifacts, dropping the worker's lease.
-pub(crate) fn record_success(
-    run: &mut Run,
-    artifacts: &[Artifact],
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), Error> {
-    let mut job = JobState::of(run);
-    job.lease = None;
-    job.store(run)?;
-    run.artifacts = artifacts.to_vec();
-    run.progress = Progress {
-        stage: Some("done".into()),
-        fraction: Some(1.0),
-        ..Progress::default()
-    };
-    run.transition(Status::Succeeded, now)
 }

@@ -1,27 +1,36 @@
 //! The steps of a run as plain async functions over the ports, shared by the local runner and
-//! the Lambda binaries: accept-upload (the service operations), submit-space, poll-status,
-//! fetch-artifact and the deadline sweeper. Every change is a conditional write, so a duplicate or
-//! late message changes nothing.
+//! the Lambda binaries. Each step is a struct holding only the ports it uses (submit-space,
+//! poll-status, fetch-artifact, reconstruct, the sweeper, and `Accept`, the API's operations);
+//! `Steps` builds them all from one process's `Ports`. Every change is a conditional write, so a
+//! duplicate or late message changes nothing.
 
+mod accept;
+mod artifacts;
 mod fetch;
-mod job;
+mod inputs;
 mod poll;
 mod reconstruct;
 pub mod runner;
-mod service;
+mod runs;
 mod submit;
 mod sweep;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use spaceport_core::ports::{
     BlobStore, Clock, ModelRunner, Queue, QueueName, RunStore, SpaceBackend, StepMessage,
 };
-use spaceport_core::{Error, ErrorCode, PipelineSet, Run, RunId};
+use spaceport_core::{Error, PipelineSet, RunId};
 
-pub use job::{JobState, Lease};
-pub use service::{Created, NewRun, Upload};
+pub use accept::{Accept, Created, Upload};
+pub use fetch::FetchArtifact;
+pub use poll::PollStatus;
+pub use reconstruct::Reconstruct;
+pub use runs::Runs;
+pub use submit::SubmitSpace;
+pub use sweep::Sweeper;
 
 /// What a step asks of the runner once it has handled a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +39,40 @@ pub enum Outcome {
     Done,
     /// Not yet: make the message visible again after this long.
     RetryAfter(Duration),
+}
+
+/// What becomes of a message once its step returned: `None` deletes it, `Some(d)` makes it
+/// visible again after `d`. A failed step is retried after a delay that doubles with each
+/// receive (2 s … 32 s), so a peer that is down is not hammered; the queue's receive limit
+/// dead-letters it in the end. The local runner and the Lambda glue both settle through this.
+pub fn settle(result: &Result<Outcome, Error>, receive_count: u32) -> Option<Duration> {
+    match result {
+        Ok(Outcome::Done) => None,
+        Ok(Outcome::RetryAfter(delay)) => Some(*delay),
+        Err(_) => Some(Duration::from_secs(1 << receive_count.min(5))),
+    }
+}
+
+/// One step: the queue it consumes and what it does with the run a message names.
+#[async_trait]
+pub trait Step: Send + Sync {
+    /// The queue whose messages this step handles.
+    fn queue(&self) -> QueueName;
+
+    /// Moves the run on as far as this step goes.
+    async fn run(&self, id: &RunId) -> Result<Outcome, Error>;
+}
+
+/// Handles one message body of `step`'s queue. A body that is not a step message is logged and
+/// dropped (retrying cannot fix it).
+pub async fn handle_message(step: &dyn Step, body: &str) -> Result<Outcome, Error> {
+    match serde_json::from_str::<StepMessage>(body) {
+        Ok(msg) => step.run(&msg.run_id).await,
+        Err(e) => {
+            tracing::error!(queue = step.queue().as_str(), error = %e, "dropping a malformed step message");
+            Ok(Outcome::Done)
+        }
+    }
 }
 
 /// Tunables of the steps.
@@ -70,165 +113,115 @@ impl Default for StepsConfig {
     }
 }
 
-/// The steps, wired to their ports.
+/// Every port one process has. Each step takes the ones it uses from here.
 #[derive(Clone)]
-pub struct Steps {
-    pub pipelines: Arc<PipelineSet>,
+pub struct Ports {
     pub store: Arc<dyn RunStore>,
     pub queue: Arc<dyn Queue>,
     pub blobs: Arc<dyn BlobStore>,
+    /// Talks to Gradio Spaces (submit, watch, download, cancel).
     pub space: Arc<dyn SpaceBackend>,
-    pub clock: Arc<dyn Clock>,
-    pub config: StepsConfig,
-    /// Runs local models for ONNX pipelines (the `reconstruct` step); `None` where this process
-    /// has no model runtime.
+    /// Runs local models; `None` where this process has no model runtime.
     pub model: Option<Arc<dyn ModelRunner>>,
-    /// Names this worker in leases.
-    pub worker_id: String,
+    pub clock: Arc<dyn Clock>,
 }
 
-/// A run after a change: whether it was changed now, or was already as wanted.
-pub(crate) enum Mutated {
-    Changed(Run),
-    Unchanged(Run),
+/// The steps of one process, built from its ports: each accessor hands out one step holding
+/// only what it needs.
+#[derive(Clone)]
+pub struct Steps {
+    pub ports: Ports,
+    runs: Runs,
 }
 
 impl Steps {
-    /// Wires the steps.
-    pub fn new(
-        pipelines: Arc<PipelineSet>,
-        store: Arc<dyn RunStore>,
-        queue: Arc<dyn Queue>,
-        blobs: Arc<dyn BlobStore>,
-        space: Arc<dyn SpaceBackend>,
-        clock: Arc<dyn Clock>,
-        config: StepsConfig,
-    ) -> Self {
-        let worker_id = format!("wrk_{:016x}", rand::random::<u64>());
-        Steps {
+    /// Wires the steps; one worker id names this process in leases.
+    pub fn new(pipelines: Arc<PipelineSet>, ports: Ports, config: StepsConfig) -> Steps {
+        let runs = Runs::new(
             pipelines,
-            store,
-            queue,
-            blobs,
-            space,
-            clock,
+            ports.store.clone(),
+            ports.queue.clone(),
+            ports.clock.clone(),
             config,
-            model: None,
-            worker_id,
+        );
+        Steps { ports, runs }
+    }
+
+    /// The run-state operations every step shares (store, queue, clock, pipelines, tunables).
+    pub fn runs(&self) -> &Runs {
+        &self.runs
+    }
+
+    /// The API's operations (accept-upload).
+    pub fn accept(&self) -> Accept {
+        Accept::new(
+            self.runs.clone(),
+            self.ports.blobs.clone(),
+            self.ports.space.clone(),
+        )
+    }
+
+    /// submit-space, falling back to the local model runner when this process has one.
+    pub fn submit_space(&self) -> SubmitSpace {
+        SubmitSpace::new(
+            self.runs.clone(),
+            self.ports.blobs.clone(),
+            self.ports.space.clone(),
+            self.ports.model.clone(),
+        )
+    }
+
+    /// poll-status.
+    pub fn poll_status(&self) -> PollStatus {
+        PollStatus::new(self.runs.clone(), self.ports.space.clone())
+    }
+
+    /// fetch-artifact.
+    pub fn fetch_artifact(&self) -> FetchArtifact {
+        FetchArtifact::new(
+            self.runs.clone(),
+            self.ports.blobs.clone(),
+            self.ports.space.clone(),
+        )
+    }
+
+    /// reconstruct (it hands messages back when this process has no model runner).
+    pub fn reconstruct(&self) -> Reconstruct {
+        Reconstruct::new(
+            self.runs.clone(),
+            self.ports.blobs.clone(),
+            self.ports.model.clone(),
+        )
+    }
+
+    /// The sweeper.
+    pub fn sweeper(&self) -> Sweeper {
+        Sweeper::new(self.runs.clone(), self.ports.space.clone())
+    }
+
+    /// The step that consumes `queue` in this process, if it has one.
+    pub fn step(&self, queue: QueueName) -> Option<Arc<dyn Step>> {
+        match queue {
+            QueueName::SubmitSpace => Some(Arc::new(self.submit_space())),
+            QueueName::PollStatus => Some(Arc::new(self.poll_status())),
+            QueueName::FetchArtifact => Some(Arc::new(self.fetch_artifact())),
+            QueueName::Reconstruct => Some(Arc::new(self.reconstruct())),
+            // Webhook delivery is not built yet (a later issue adds its step).
+            QueueName::NotifyWebhook => None,
         }
     }
 
-    /// The same steps with a local model runner (for `reconstruct`).
-    pub fn with_model_runner(mut self, runner: Arc<dyn ModelRunner>) -> Self {
-        self.model = Some(runner);
-        self
-    }
-
-    /// Handles one message of `queue`.
+    /// Handles one message of `queue` with this process's step for it.
     pub async fn handle(&self, queue: QueueName, body: &str) -> Result<Outcome, Error> {
-        let msg: StepMessage = match serde_json::from_str(body) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(queue = queue.as_str(), error = %e, "dropping a malformed step message");
-                return Ok(Outcome::Done);
-            }
-        };
-        match queue {
-            QueueName::SubmitSpace => self.submit_space(&msg.run_id).await,
-            QueueName::PollStatus => self.poll_status(&msg.run_id).await,
-            QueueName::FetchArtifact => self.fetch_artifact(&msg.run_id).await,
-            QueueName::Reconstruct => self.reconstruct(&msg.run_id).await,
-            QueueName::NotifyWebhook => {
+        match self.step(queue) {
+            Some(step) => handle_message(step.as_ref(), body).await,
+            None => {
                 tracing::warn!(
                     queue = queue.as_str(),
                     "no handler for this queue in this build; dropping"
                 );
                 Ok(Outcome::Done)
             }
-        }
-    }
-
-    /// Sends a step message for `run`.
-    pub(crate) async fn enqueue(
-        &self,
-        queue: QueueName,
-        run: &Run,
-        delay: Duration,
-    ) -> Result<(), Error> {
-        let body = serde_json::to_string(&StepMessage {
-            run_id: run.id.clone(),
-            version: run.version,
-        })
-        .map_err(|e| Error::Internal(e.to_string()))?;
-        self.queue.send(queue, &body, delay).await?;
-        Ok(())
-    }
-
-    /// Reads a run or fails `NotFound`.
-    pub(crate) async fn load(&self, id: &RunId) -> Result<Run, Error> {
-        self.store.get(id).await?.ok_or_else(|| Error::NotFound {
-            what: "run",
-            id: id.to_string(),
-        })
-    }
-
-    /// Applies `f` to the stored run with a conditional write, re-reading and re-deciding on a
-    /// conflict. `f` returns `Ok(false)` to leave the run as it is.
-    pub(crate) async fn mutate<F>(&self, id: &RunId, mut f: F) -> Result<Mutated, Error>
-    where
-        F: FnMut(&mut Run) -> Result<bool, Error>,
-    {
-        for _ in 0..32 {
-            let mut run = self.load(id).await?;
-            let prev = run.version;
-            if !f(&mut run)? {
-                return Ok(Mutated::Unchanged(run));
-            }
-            run.version = prev + 1;
-            match self.store.update(&run, prev).await {
-                Ok(()) => return Ok(Mutated::Changed(run)),
-                Err(Error::VersionConflict { .. }) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::Internal(format!(
-            "run {id} kept changing under a write"
-        )))
-    }
-
-    /// What a run records of a step's failure: `(code, retryable, message)`. Storage trouble is
-    /// not the run's: our lease is released (a live lease of ours would turn the retry away) and
-    /// the error goes back to the runner to retry. Anything else unexpected is `other_code`.
-    pub(crate) async fn classify(
-        &self,
-        id: &RunId,
-        err: Error,
-        other_code: ErrorCode,
-    ) -> Result<(ErrorCode, bool, String), Error> {
-        match err {
-            Error::Upstream {
-                code,
-                retryable,
-                message,
-            } => Ok((code, retryable, message)),
-            e @ Error::Storage { .. } => {
-                self.release(id).await?;
-                Err(e)
-            }
-            other => Ok((other_code, false, other.to_string())),
-        }
-    }
-
-    fn backoff(&self, tries: u32) -> Duration {
-        let factor = 1u32 << tries.min(6);
-        self.config.backoff * factor
-    }
-}
-
-impl Mutated {
-    pub(crate) fn run(&self) -> &Run {
-        match self {
-            Mutated::Changed(r) | Mutated::Unchanged(r) => r,
         }
     }
 }

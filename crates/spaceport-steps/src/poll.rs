@@ -2,14 +2,16 @@
 //! result), storing queue rank, ETA and progress on the run; classifies the end; and starts a new
 //! attempt when the Space lost the job. A lease with heartbeats keeps a second poller away.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Duration as ChronoDuration;
+use async_trait::async_trait;
 use futures::StreamExt;
-use spaceport_core::ports::{QueueName, SpaceEvent};
-use spaceport_core::{Error, ErrorCode, Progress, Run, RunId, Status};
+use spaceport_core::ports::{QueueName, SpaceBackend, SpaceEvent};
+use spaceport_core::{Error, ErrorCode, JobState, Progress, RunId, Status, lease};
 
-use crate::{JobState, Lease, Mutated, Outcome, Steps};
+use crate::runs::{Mutated, Runs, cancel_at_backend};
+use crate::{Outcome, Step};
 
 /// The most often progress is written to the run.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -23,13 +25,36 @@ enum End {
     WindowClosed,
 }
 
-impl Steps {
+/// The poll-status step.
+pub struct PollStatus {
+    runs: Runs,
+    space: Arc<dyn SpaceBackend>,
+}
+
+#[async_trait]
+impl Step for PollStatus {
+    fn queue(&self) -> QueueName {
+        QueueName::PollStatus
+    }
+
+    async fn run(&self, id: &RunId) -> Result<Outcome, Error> {
+        self.poll(id).await
+    }
+}
+
+impl PollStatus {
+    /// The step over its ports.
+    pub fn new(runs: Runs, space: Arc<dyn SpaceBackend>) -> PollStatus {
+        PollStatus { runs, space }
+    }
+
     /// Handles a poll-status message.
-    pub async fn poll_status(&self, id: &RunId) -> Result<Outcome, Error> {
-        let Some(run) = self.claim(id, Status::Running).await? else {
+    pub async fn poll(&self, id: &RunId) -> Result<Outcome, Error> {
+        let runs = &self.runs;
+        let Some(run) = runs.claim(id, Status::Running).await? else {
             return Ok(Outcome::Done);
         };
-        let job = JobState::of(&run);
+        let job = run.job();
         let Some(handle) = job.handle else {
             self.lost(id, "the run has no job handle").await?;
             return Ok(Outcome::Done);
@@ -42,29 +67,27 @@ impl Steps {
             .await?;
             return Ok(Outcome::Done);
         }
-        let me = self.worker_id.clone();
-        self.mutate(id, |run| {
-            let mut job = JobState::of(run);
-            if run.status != Status::Running || job.lease.as_ref().is_none_or(|l| l.holder != me) {
+        let me = runs.worker_id().to_string();
+        runs.mutate(id, |run| {
+            if run.status != Status::Running || !run.job().held_by(&me) {
                 return Ok(false);
             }
-            job.stream_opened = true;
-            job.store(run)?;
+            run.job.get_or_insert_default().stream_opened = true;
             Ok(true)
         })
         .await?;
         let mut events = match self.space.watch(&handle).await {
             Ok(s) => s,
             Err(e) => {
-                self.release(id).await?;
+                runs.release(id).await?;
                 return Err(e);
             }
         };
 
-        let heartbeat = self.config.heartbeat;
-        let window_end = tokio::time::Instant::now() + self.config.poll_window;
+        let heartbeat = runs.config.heartbeat;
+        let window_end = tokio::time::Instant::now() + runs.config.poll_window;
         let deadline = {
-            let left = (run.deadline_at - self.clock.now())
+            let left = (run.deadline_at - runs.clock.now())
                 .to_std()
                 .unwrap_or(Duration::ZERO);
             tokio::time::Instant::now() + left
@@ -80,7 +103,7 @@ impl Steps {
                     Some(Ok(SpaceEvent::Progress(p))) => {
                         if last_write.elapsed() >= PROGRESS_EVERY {
                             last_write = tokio::time::Instant::now();
-                            if !self.renew(id, Some(p)).await? {
+                            if !runs.renew(id, Some(p)).await? {
                                 break End::Released;
                             }
                         } else {
@@ -93,13 +116,13 @@ impl Steps {
                     }
                     Some(Ok(SpaceEvent::Failed { code, message })) => {
                         let retryable = code == ErrorCode::SpaceQuotaExceeded;
-                        self.fail_run(id, code, &format!("the Space failed: {message}"), retryable).await?;
+                        runs.fail_run(id, code, &format!("the Space failed: {message}"), retryable).await?;
                         break End::Done;
                     }
                     Some(Ok(SpaceEvent::Cancelled)) => {
                         // The run's own state says whether we cancelled it; if not, someone else
                         // stopped the job at the Space and it must run again.
-                        let run = self.load(id).await?;
+                        let run = runs.load(id).await?;
                         if run.status == Status::Running {
                             self.lost(id, "the Space cancelled the job").await?;
                         }
@@ -111,7 +134,7 @@ impl Steps {
                     }
                     Some(Err(e)) if !e.retryable() => {
                         let code = match &e { Error::Upstream { code, .. } => *code, _ => ErrorCode::SpaceProtocol };
-                        self.fail_run(id, code, &e.to_string(), false).await?;
+                        runs.fail_run(id, code, &e.to_string(), false).await?;
                         break End::Done;
                     }
                     Some(Err(e)) => {
@@ -126,12 +149,12 @@ impl Steps {
                 _ = tokio::time::sleep_until(next_beat) => {
                     next_beat += heartbeat;
                     last_write = tokio::time::Instant::now();
-                    if !self.renew(id, progress.take()).await? {
+                    if !runs.renew(id, progress.take()).await? {
                         break End::Released;
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
-                    self.expire_run(id).await?;
+                    runs.expire_run(id).await?;
                     break End::Released;
                 }
                 _ = tokio::time::sleep_until(window_end) => {
@@ -142,12 +165,12 @@ impl Steps {
         match end {
             End::Done => Ok(Outcome::Done),
             End::Released => {
-                let run = self.load(id).await?;
+                let run = runs.load(id).await?;
                 if run.status.is_terminal()
-                    && let Some(h) = JobState::of(&run).handle
                     && run.status != Status::Succeeded
+                    && let Some(h) = run.job_handle()
                 {
-                    self.cancel_at_backend(&run, &h).await;
+                    cancel_at_backend(self.space.as_ref(), &run, h).await;
                 }
                 Ok(Outcome::Done)
             }
@@ -162,98 +185,17 @@ impl Steps {
         }
     }
 
-    /// Takes the lease on a run in `status`; `None` when any live lease is held on it (another
-    /// worker's, or another handler's in this process), or the run is no longer in that status.
-    pub(crate) async fn claim(&self, id: &RunId, status: Status) -> Result<Option<Run>, Error> {
-        let now = self.clock.now();
-        let me = self.worker_id.clone();
-        let until = now + ChronoDuration::from_std(self.config.lease).unwrap_or_default();
-        let mutated = self
-            .mutate(id, |run| {
-                if run.status != status {
-                    return Ok(false);
-                }
-                if run.past_deadline(now) {
-                    run.expire(now)?;
-                    return Ok(true);
-                }
-                let mut job = JobState::of(run);
-                // Any live lease, this worker's own included: a duplicate message handled at the
-                // same time in this very process must not watch (or fetch) a second time.
-                if job.lease.as_ref().is_some_and(|l| l.until > now) {
-                    return Ok(false);
-                }
-                job.lease = Some(Lease {
-                    holder: me.clone(),
-                    until,
-                });
-                job.store(run)?;
-                Ok(true)
-            })
-            .await?;
-        Ok(match mutated {
-            Mutated::Changed(run) if run.status == status => Some(run),
-            _ => None,
-        })
-    }
-
-    /// Renews our lease and stores the latest progress; false when the run is no longer ours.
-    pub(crate) async fn renew(
-        &self,
-        id: &RunId,
-        progress: Option<Progress>,
-    ) -> Result<bool, Error> {
-        let now = self.clock.now();
-        let me = self.worker_id.clone();
-        let until = now + ChronoDuration::from_std(self.config.lease).unwrap_or_default();
-        let mut ours = false;
-        self.mutate(id, |run| {
-            let mut job = JobState::of(run);
-            ours = !run.status.is_terminal() && job.lease.as_ref().is_some_and(|l| l.holder == me);
-            if !ours {
-                return Ok(false);
-            }
-            job.lease = Some(Lease {
-                holder: me.clone(),
-                until,
-            });
-            job.store(run)?;
-            if let Some(p) = &progress {
-                run.progress = p.clone();
-            }
-            Ok(true)
-        })
-        .await?;
-        Ok(ours)
-    }
-
-    /// Drops our lease so another worker can take the run at once.
-    pub(crate) async fn release(&self, id: &RunId) -> Result<(), Error> {
-        let me = self.worker_id.clone();
-        self.mutate(id, |run| {
-            let mut job = JobState::of(run);
-            if job.lease.as_ref().is_none_or(|l| l.holder != me) {
-                return Ok(false);
-            }
-            job.lease = None;
-            job.store(run)?;
-            Ok(true)
-        })
-        .await?;
-        Ok(())
-    }
-
     async fn completed(&self, id: &RunId, outputs: Vec<serde_json::Value>) -> Result<(), Error> {
-        let now = self.clock.now();
-        let mutated = self
+        let runs = &self.runs;
+        let now = runs.clock.now();
+        let mutated = runs
             .mutate(id, |run| {
                 if run.status != Status::Running {
                     return Ok(false);
                 }
-                let mut job = JobState::of(run);
+                let job = run.job.get_or_insert_default();
                 job.outputs = Some(outputs.clone());
-                job.lease = None;
-                job.store(run)?;
+                lease::clear(run);
                 run.transition(Status::Fetching, now)?;
                 run.progress = Progress {
                     stage: Some("fetching".into()),
@@ -264,16 +206,16 @@ impl Steps {
             })
             .await?;
         if let Mutated::Changed(run) = mutated {
-            self.enqueue(QueueName::FetchArtifact, &run, Duration::ZERO)
-                .await?;
+            runs.hand_on(&run).await?;
         }
         Ok(())
     }
 
     /// The backend lost the job: submit it again as a new attempt (submit-space enforces the limit).
     pub(crate) async fn lost(&self, id: &RunId, reason: &str) -> Result<(), Error> {
-        let now = self.clock.now();
-        let mutated = self
+        let runs = &self.runs;
+        let now = runs.clock.now();
+        let mutated = runs
             .mutate(id, |run| {
                 if run.status != Status::Running {
                     return Ok(false);
@@ -284,60 +226,18 @@ impl Steps {
                     message: Some(reason.to_string()),
                     ..Progress::default()
                 };
-                let job = JobState {
-                    handle: JobState::of(run).handle,
+                // Keep only the handle: submit-space cancels the old job before joining again.
+                run.job = Some(JobState {
+                    handle: run.job().handle,
                     ..JobState::default()
-                };
-                job.store(run)?;
+                });
                 Ok(true)
             })
             .await?;
         if let Mutated::Changed(run) = mutated {
             tracing::info!(run = %run.id, attempt = run.backend.attempt, reason, "the backend lost the job; submitting again");
-            self.enqueue(QueueName::SubmitSpace, &run, Duration::ZERO)
-                .await?;
+            runs.hand_on(&run).await?;
         }
         Ok(())
-    }
-
-    /// Ends a live run `failed`.
-    pub(crate) async fn fail_run(
-        &self,
-        id: &RunId,
-        code: ErrorCode,
-        message: &str,
-        retryable: bool,
-    ) -> Result<(), Error> {
-        let now = self.clock.now();
-        self.mutate(id, |run| {
-            if run.status.is_terminal() {
-                return Ok(false);
-            }
-            let mut job = JobState::of(run);
-            job.lease = None;
-            job.store(run)?;
-            run.fail(code, message, retryable, now)?;
-            Ok(true)
-        })
-        .await?;
-        Ok(())
-    }
-
-    /// Ends a live run `expired`.
-    pub(crate) async fn expire_run(&self, id: &RunId) -> Result<bool, Error> {
-        let now = self.clock.now();
-        let m = self
-            .mutate(id, |run| {
-                if run.status.is_terminal() || !run.past_deadline(now) {
-                    return Ok(false);
-                }
-                let mut job = JobState::of(run);
-                job.lease = None;
-                job.store(run)?;
-                run.expire(now)?;
-                Ok(true)
-            })
-            .await?;
-        Ok(matches!(m, Mutated::Changed(_)))
     }
 }

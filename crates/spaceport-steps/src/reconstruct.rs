@@ -5,24 +5,54 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Duration as ChronoDuration;
-use spaceport_core::pipeline::{BackendSpec, InputOrder};
-use spaceport_core::ports::{ModelInput, ModelJob};
-use spaceport_core::{Artifact, Error, ErrorCode, Progress, Run, RunId, Status};
+use async_trait::async_trait;
+use spaceport_core::pipeline::BackendSpec;
+use spaceport_core::ports::{BlobStore, ModelInput, ModelJob, ModelRunner, QueueName};
+use spaceport_core::{Artifact, Error, ErrorCode, Progress, Run, RunId, Status, lease};
 
-use crate::{JobState, Lease, Mutated, Outcome, Steps};
+use crate::runs::{Mutated, Runs};
+use crate::{Outcome, Step, artifacts, inputs};
 
-impl Steps {
+/// The reconstruct step.
+pub struct Reconstruct {
+    runs: Runs,
+    blobs: Arc<dyn BlobStore>,
+    /// `None` in a process without a model runtime: it hands messages back for one that has.
+    model: Option<Arc<dyn ModelRunner>>,
+}
+
+#[async_trait]
+impl Step for Reconstruct {
+    fn queue(&self) -> QueueName {
+        QueueName::Reconstruct
+    }
+
+    async fn run(&self, id: &RunId) -> Result<Outcome, Error> {
+        self.reconstruct(id).await
+    }
+}
+
+impl Reconstruct {
+    /// The step over its ports.
+    pub fn new(
+        runs: Runs,
+        blobs: Arc<dyn BlobStore>,
+        model: Option<Arc<dyn ModelRunner>>,
+    ) -> Reconstruct {
+        Reconstruct { runs, blobs, model }
+    }
+
     /// Handles a reconstruct message.
     pub async fn reconstruct(&self, id: &RunId) -> Result<Outcome, Error> {
         let Some(runner) = self.model.clone() else {
             // Not this process's job: another worker with a model runtime takes it.
             return Ok(Outcome::RetryAfter(Duration::from_secs(5)));
         };
-        let now = self.clock.now();
-        let me = self.worker_id.clone();
-        let until = now + ChronoDuration::from_std(self.config.lease).unwrap_or_default();
-        let claimed = self
+        let runs = &self.runs;
+        let now = runs.clock.now();
+        let me = runs.worker_id().to_string();
+        let until = runs.lease_until(now);
+        let claimed = runs
             .mutate(id, |run| {
                 if !matches!(
                     run.status,
@@ -34,9 +64,8 @@ impl Steps {
                     run.expire(now)?;
                     return Ok(true);
                 }
-                let mut job = JobState::of(run);
                 // Any live lease, ours included: a duplicate handled at the same time must not run the model twice.
-                if job.lease.as_ref().is_some_and(|l| l.until > now) {
+                if !lease::claim(run, &me, now, until) {
                     return Ok(false);
                 }
                 if run.status == Status::Submitting {
@@ -47,11 +76,6 @@ impl Steps {
                     fraction: Some(0.0),
                     ..Progress::default()
                 };
-                job.lease = Some(Lease {
-                    holder: me.clone(),
-                    until,
-                });
-                job.store(run)?;
                 Ok(true)
             })
             .await?;
@@ -61,19 +85,17 @@ impl Steps {
         };
 
         match self.run_model(&run, runner).await {
-            Ok(artifacts) => {
-                let now = self.clock.now();
-                let me = self.worker_id.clone();
-                self.mutate(id, |run| {
-                    let job = JobState::of(run);
-                    if run.status.is_terminal() || job.lease.as_ref().is_none_or(|l| l.holder != me)
-                    {
+            Ok(stored) => {
+                let now = runs.clock.now();
+                let me = runs.worker_id().to_string();
+                runs.mutate(id, |run| {
+                    if run.status.is_terminal() || !run.job().held_by(&me) {
                         return Ok(false);
                     }
                     if run.status == Status::Running {
                         run.transition(Status::Fetching, now)?;
                     }
-                    crate::fetch::record_success(run, &artifacts, now)?;
+                    artifacts::record_success(run, &stored, now)?;
                     Ok(true)
                 })
                 .await?;
@@ -81,8 +103,8 @@ impl Steps {
             }
             Err(e) => {
                 let (code, retryable, message) =
-                    self.classify(id, e, ErrorCode::ModelError).await?;
-                self.fail_run(id, code, &message, retryable).await?;
+                    runs.classify(id, e, ErrorCode::ModelError).await?;
+                runs.fail_run(id, code, &message, retryable).await?;
                 Ok(Outcome::Done)
             }
         }
@@ -91,12 +113,13 @@ impl Steps {
     async fn run_model(
         &self,
         run: &Run,
-        runner: Arc<dyn spaceport_core::ports::ModelRunner>,
+        runner: Arc<dyn ModelRunner>,
     ) -> Result<Vec<Artifact>, Error> {
-        let declared = self.pipelines.get(&run.pipeline)?;
+        let runs = &self.runs;
+        let declared = runs.pipelines.get(&run.pipeline)?;
         // A Space pipeline whose run fell back to its ONNX fallback runs the fallback's model.
         let pipeline = match (&declared.backend, &declared.fallback) {
-            (BackendSpec::Space { .. }, Some(fb)) => self.pipelines.get(fb)?,
+            (BackendSpec::Space { .. }, Some(fb)) => runs.pipelines.get(fb)?,
             _ => declared,
         };
         let BackendSpec::Onnx {
@@ -110,28 +133,13 @@ impl Steps {
                 pipeline.name
             )));
         };
-        let mut inputs = vec![];
-        for (slot, files) in &run.inputs {
-            let mut files: Vec<_> = files.iter().collect();
-            if pipeline
-                .inputs
-                .get(slot)
-                .is_none_or(|s| s.order == InputOrder::Filename)
-            {
-                files.sort_by(|a, b| a.filename.cmp(&b.filename));
-            }
+        let mut model_inputs = vec![];
+        for (slot, files) in inputs::ordered(pipeline, run) {
             for f in files {
-                let bytes = self.read_blob(&f.key).await.map_err(|e| match e {
-                    Error::NotFound { .. } => Error::upstream(
-                        ErrorCode::UploadMissing,
-                        false,
-                        format!("input {slot} file {:?} is missing from storage", f.filename),
-                    ),
-                    other => other,
-                })?;
-                inputs.push(ModelInput {
+                let body = inputs::open(self.blobs.as_ref(), slot, f).await?;
+                model_inputs.push(ModelInput {
                     filename: f.filename.clone(),
-                    bytes: bytes.into(),
+                    bytes: inputs::read_all(body).await?.into(),
                 });
             }
         }
@@ -146,7 +154,7 @@ impl Steps {
             io: io.clone(),
             preprocess: preprocess.clone(),
             settings: run.settings.clone(),
-            inputs,
+            inputs: model_inputs,
             out_dir: out_dir.clone(),
         };
         // Progress comes from the runner's thread; the latest is stored by a heartbeat task that
@@ -165,9 +173,9 @@ impl Steps {
         let result = loop {
             tokio::select! {
                 r = &mut work => break r,
-                _ = tokio::time::sleep(self.config.heartbeat) => {
+                _ = tokio::time::sleep(runs.config.heartbeat) => {
                     let p = latest.lock().ok().and_then(|mut l| l.take());
-                    if !self.renew(&run.id, p).await? {
+                    if !runs.renew(&run.id, p).await? {
                         // Cancelled or expired meanwhile: stop waiting (the runner finishes its frame and is dropped).
                         let _ = tokio::fs::remove_dir_all(&out_dir).await;
                         return Err(Error::InvalidState("the run ended while the model ran".into()));
@@ -177,7 +185,7 @@ impl Steps {
         };
         let stored = async {
             let files = result?;
-            let _ = self
+            let _ = runs
                 .renew(
                     &run.id,
                     Some(Progress {
@@ -187,7 +195,7 @@ impl Steps {
                     }),
                 )
                 .await?;
-            let mut artifacts = vec![];
+            let mut stored = vec![];
             for (name, spec) in &pipeline.outputs {
                 let file = files.iter().find(|f| &f.name == name).ok_or_else(|| {
                     Error::upstream(
@@ -200,19 +208,19 @@ impl Steps {
                     .await
                     .map_err(|e| Error::storage(format!("opening {}", file.path.display()), e))?;
                 let stream = Box::pin(tokio_util::io::ReaderStream::new(body));
-                let key = Run::artifact_key(&run.id, name, &spec.filename);
-                let meta = self.blobs.put(&key, &spec.content_type, stream).await?;
-                artifacts.push(Artifact {
-                    name: name.clone(),
-                    filename: spec.filename.clone(),
-                    content_type: spec.content_type.clone(),
-                    size: meta.size,
-                    sha256: meta.sha256,
-                    key,
-                    meta: file.meta.clone(),
-                });
+                stored.push(
+                    artifacts::store(
+                        self.blobs.as_ref(),
+                        &run.id,
+                        name,
+                        spec,
+                        stream,
+                        file.meta.clone(),
+                    )
+                    .await?,
+                );
             }
-            Ok(artifacts)
+            Ok(stored)
         }
         .await;
         let _ = tokio::fs::remove_dir_all(&out_dir).await;

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use spaceport_core::ports::QueueName;
+use spaceport_core::ports::{Delivery, Queue, QueueName};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Outcome, Steps};
+use crate::{Step, Steps, Sweeper, handle_message, settle};
 
 /// Tunables of the local runner.
 #[derive(Debug, Clone)]
@@ -55,15 +55,28 @@ pub const LOCAL_QUEUES: [QueueName; 4] = [
 ];
 
 impl Runner {
-    /// Starts one worker loop per queue in `queues` and the sweeper.
+    /// Starts one worker loop per queue in `queues` (with this process's step for it) and the
+    /// sweeper.
     pub fn start(steps: Steps, queues: &[QueueName], config: RunnerConfig) -> Runner {
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let steps = Arc::new(steps);
         for &q in queues {
-            tasks.spawn(worker_loop(steps.clone(), q, config.clone(), stop.clone()));
+            let Some(step) = steps.step(q) else {
+                tracing::warn!(queue = q.as_str(), "no step for this queue in this build");
+                continue;
+            };
+            tasks.spawn(worker_loop(
+                steps.ports.queue.clone(),
+                step,
+                config.clone(),
+                stop.clone(),
+            ));
         }
-        tasks.spawn(sweeper_loop(steps, config, stop.clone()));
+        tasks.spawn(sweeper_loop(
+            Arc::new(steps.sweeper()),
+            config,
+            stop.clone(),
+        ));
         Runner { stop, tasks }
     }
 
@@ -82,11 +95,12 @@ impl Drop for Runner {
 }
 
 async fn worker_loop(
-    steps: Arc<Steps>,
-    queue: QueueName,
+    queues: Arc<dyn Queue>,
+    step: Arc<dyn Step>,
     config: RunnerConfig,
     stop: CancellationToken,
 ) {
+    let queue = step.queue();
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let mut handlers = JoinSet::new();
     loop {
@@ -100,7 +114,7 @@ async fn worker_loop(
         }
         let received = tokio::select! {
             _ = stop.cancelled() => break,
-            r = steps.queue.receive(queue, free, config.visibility) => r,
+            r = queues.receive(queue, free, config.visibility) => r,
         };
         let deliveries = match received {
             Ok(d) => d,
@@ -118,61 +132,46 @@ async fn worker_loop(
         }
         for d in deliveries {
             let permit = slots.clone().acquire_owned().await.expect("semaphore open");
-            let steps = steps.clone();
-            let config = config.clone();
+            let (queues, step, config) = (queues.clone(), step.clone(), config.clone());
             handlers.spawn(async move {
                 let _permit = permit;
-                handle_one(&steps, queue, d, &config).await;
+                handle_one(queues.as_ref(), step.as_ref(), d, &config).await;
             });
         }
     }
     handlers.abort_all();
 }
 
-async fn handle_one(
-    steps: &Steps,
-    queue: QueueName,
-    d: spaceport_core::ports::Delivery,
-    config: &RunnerConfig,
-) {
-    let work = steps.handle(queue, &d.body);
+async fn handle_one(queues: &dyn Queue, step: &dyn Step, d: Delivery, config: &RunnerConfig) {
+    let queue = step.queue();
+    let work = handle_message(step, &d.body);
     tokio::pin!(work);
     let beat = config.visibility / 3;
     let result = loop {
         tokio::select! {
             r = &mut work => break r,
             _ = tokio::time::sleep(beat) => {
-                if let Err(e) = steps.queue.change_visibility(queue, &d.receipt, config.visibility).await {
+                if let Err(e) = queues.change_visibility(queue, &d.receipt, config.visibility).await {
                     tracing::warn!(queue = queue.as_str(), error = %e, "could not extend a message's visibility");
                 }
             }
         }
     };
-    let settle = match result {
-        Ok(Outcome::Done) => steps.queue.delete(queue, &d.receipt).await,
-        Ok(Outcome::RetryAfter(delay)) => {
-            steps
-                .queue
-                .change_visibility(queue, &d.receipt, delay)
-                .await
-        }
-        Err(e) => {
-            let delay = Duration::from_secs(1 << d.receive_count.min(5));
-            tracing::warn!(queue = queue.as_str(), message = %d.message_id, error = %e, retry_in_s = delay.as_secs(), "step failed; will retry");
-            steps
-                .queue
-                .change_visibility(queue, &d.receipt, delay)
-                .await
-        }
+    if let Err(e) = &result {
+        tracing::warn!(queue = queue.as_str(), message = %d.message_id, error = %e, "step failed; will retry");
+    }
+    let settled = match settle(&result, d.receive_count) {
+        None => queues.delete(queue, &d.receipt).await,
+        Some(delay) => queues.change_visibility(queue, &d.receipt, delay).await,
     };
-    if let Err(e) = settle {
+    if let Err(e) = settled {
         tracing::warn!(queue = queue.as_str(), error = %e, "could not settle a message");
     }
 }
 
-async fn sweeper_loop(steps: Arc<Steps>, config: RunnerConfig, stop: CancellationToken) {
+async fn sweeper_loop(sweeper: Arc<Sweeper>, config: RunnerConfig, stop: CancellationToken) {
     loop {
-        if let Err(e) = steps.sweep(config.stall_after).await {
+        if let Err(e) = sweeper.sweep(config.stall_after).await {
             tracing::warn!(error = %e, "sweep failed");
         }
         tokio::select! {

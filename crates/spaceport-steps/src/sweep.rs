@@ -1,64 +1,64 @@
-//! The sweeper: ends runs past their deadline (`expired`, stopping the job at the backend) and
-//! re-sends the message of a run whose worker vanished (a lapsed lease, a message lost between a
-//! write and its send), so a crash at any point loses nothing.
+//! The sweeper: ends runs past their deadline (`expired`, stopping the job at the backend),
+//! re-sends the message of every run whose worker vanished (a lapsed lease, a message lost
+//! between a write and its send) to the step the routing table names, and forgets day-old
+//! idempotency keys, so a crash at any point loses nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use spaceport_core::ports::{IDEMPOTENCY_TTL, ListQuery, QueueName};
-use spaceport_core::{Error, Status};
+use spaceport_core::Error;
+use spaceport_core::ports::{IDEMPOTENCY_TTL, SpaceBackend};
 
-use crate::{JobState, Steps};
+use crate::runs::{Runs, cancel_at_backend};
 
-impl Steps {
-    /// One sweep: expires overdue runs and re-queues stalled ones. Returns how many it touched.
+/// Stalled runs read per page.
+const STALLED_PAGE: usize = 100;
+
+/// The sweeper.
+pub struct Sweeper {
+    runs: Runs,
+    space: Arc<dyn SpaceBackend>,
+}
+
+impl Sweeper {
+    /// The sweeper over its ports.
+    pub fn new(runs: Runs, space: Arc<dyn SpaceBackend>) -> Sweeper {
+        Sweeper { runs, space }
+    }
+
+    /// One sweep: expires overdue runs and re-queues every stalled one (a run is stalled once
+    /// nothing moved it for `stall_after` past its lease, or past when it was queued). Returns
+    /// how many runs it touched.
     pub async fn sweep(&self, stall_after: Duration) -> Result<usize, Error> {
-        let now = self.clock.now();
+        let runs = &self.runs;
+        let now = runs.clock.now();
         let mut touched = 0;
         let key_ttl = chrono::Duration::from_std(IDEMPOTENCY_TTL).unwrap_or_default();
-        self.store.purge_idempotency_keys(now - key_ttl).await?;
-        for id in self.store.overdue(now, 100).await? {
-            if self.expire_run(&id).await? {
+        runs.store.purge_idempotency_keys(now - key_ttl).await?;
+        for id in runs.store.overdue(now, 100).await? {
+            if runs.expire_run(&id).await? {
                 touched += 1;
-                let run = self.load(&id).await?;
-                if let Some(h) = JobState::of(&run).handle {
-                    self.cancel_at_backend(&run, &h).await;
+                let run = runs.load(&id).await?;
+                if let Some(h) = run.job_handle() {
+                    cancel_at_backend(self.space.as_ref(), &run, h).await;
                 }
             }
         }
-        let stall = chrono::Duration::from_std(stall_after).unwrap_or_default();
-        for (status, queue) in [
-            (Status::Queued, QueueName::SubmitSpace),
-            (Status::Submitting, QueueName::SubmitSpace),
-            (Status::Running, QueueName::PollStatus),
-            (Status::Fetching, QueueName::FetchArtifact),
-        ] {
-            let page = self
+        let before = now - chrono::Duration::from_std(stall_after).unwrap_or_default();
+        let mut after = None;
+        loop {
+            let page = runs
                 .store
-                .list(&ListQuery {
-                    status: Some(status),
-                    limit: 100,
-                    ..ListQuery::default()
-                })
+                .stalled(before, after.as_ref(), STALLED_PAGE)
                 .await?;
-            for run in page.runs {
-                // Runs on a local model are redone by the reconstruct worker from any live status.
-                let queue = match (run.backend.kind.as_str(), status) {
-                    ("space", _) | (_, Status::Queued) => queue,
-                    _ => QueueName::Reconstruct,
-                };
-                let job = JobState::of(&run);
-                let stalled = match &job.lease {
-                    Some(l) => l.until + stall < now,
-                    None => run
-                        .queued_at
-                        .or(Some(run.created_at))
-                        .is_some_and(|t| t + stall < now),
-                };
-                if stalled {
-                    tracing::info!(run = %run.id, status = %run.status, "re-sending the message of a stalled run");
-                    self.enqueue(queue, &run, Duration::ZERO).await?;
-                    touched += 1;
-                }
+            for run in &page.runs {
+                tracing::info!(run = %run.id, status = %run.status, "re-sending the message of a stalled run");
+                runs.hand_on(run).await?;
+                touched += 1;
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
             }
         }
         Ok(touched)

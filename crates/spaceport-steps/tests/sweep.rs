@@ -1,4 +1,4 @@
-//! The sweeper on the embedded adapters with a clock the test moves.
+//! The sweeper and the lease records on the embedded adapters, with a clock the test moves.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use spaceport_core::PipelineSet;
-use spaceport_core::ports::{Clock, Idempotency};
+use spaceport_core::ports::{Clock, Idempotency, Queue, QueueName, RunStore, StepMessage};
+use spaceport_core::{
+    BackendKind, CreateRunRequest, JobState, Lease, PipelineSet, Run, RunId, Status,
+};
 use spaceport_gradio::{ClientOptions, GradioBackend};
 use spaceport_local::LocalStack;
-use spaceport_steps::{Steps, StepsConfig};
+use spaceport_steps::{Ports, Steps, StepsConfig};
 
 struct ManualClock(Mutex<DateTime<Utc>>);
 
@@ -26,26 +28,34 @@ impl ManualClock {
     }
 }
 
+fn steps_on(local: &LocalStack, clock: Arc<dyn Clock>) -> Steps {
+    let pipelines_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines");
+    Steps::new(
+        Arc::new(PipelineSet::load_dir(&pipelines_dir).unwrap()),
+        Ports {
+            store: local.store.clone(),
+            queue: local.queue.clone(),
+            blobs: local.blobs.clone(),
+            space: Arc::new(GradioBackend::new(ClientOptions::default())),
+            model: None,
+            clock,
+        },
+        StepsConfig::default(),
+    )
+}
+
 #[tokio::test]
 async fn the_sweeper_forgets_idempotency_keys_after_a_day_and_keeps_their_runs() {
     let dir = tempfile::tempdir().unwrap();
     let local = LocalStack::open(dir.path(), "http://127.0.0.1").unwrap();
     let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
-    let pipelines_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines");
-    let steps = Steps::new(
-        Arc::new(PipelineSet::load_dir(&pipelines_dir).unwrap()),
-        local.store.clone(),
-        local.queue.clone(),
-        local.blobs.clone(),
-        Arc::new(GradioBackend::new(ClientOptions::default())),
-        clock.clone(),
-        StepsConfig::default(),
-    );
+    let steps = steps_on(&local, clock.clone());
+    let api = steps.accept();
     let key = Idempotency {
         key: "order-17".into(),
         request_hash: "h".into(),
     };
-    let new = || {
+    let new = || -> CreateRunRequest {
         serde_json::from_value(json!({
             "pipeline": "vggt",
             "inputs": {"images": [{"filename": "a.png", "content_type": "image/png", "size": 10}]},
@@ -53,20 +63,217 @@ async fn the_sweeper_forgets_idempotency_keys_after_a_day_and_keeps_their_runs()
         }))
         .unwrap()
     };
-    let first = steps.create(new(), Some(key.clone())).await.unwrap();
+    let first = api.create(&new(), Some(key.clone())).await.unwrap();
     assert!(!first.existing);
 
     clock.advance(chrono::Duration::hours(23));
-    steps.sweep(Duration::from_secs(10)).await.unwrap();
-    let again = steps.create(new(), Some(key.clone())).await.unwrap();
+    steps
+        .sweeper()
+        .sweep(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let again = api.create(&new(), Some(key.clone())).await.unwrap();
     assert!(again.existing, "within a day the key still answers");
     assert_eq!(again.run.id, first.run.id);
 
     clock.advance(chrono::Duration::hours(1) + chrono::Duration::seconds(5));
-    steps.sweep(Duration::from_secs(10)).await.unwrap();
-    let later = steps.create(new(), Some(key)).await.unwrap();
+    steps
+        .sweeper()
+        .sweep(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let later = api.create(&new(), Some(key)).await.unwrap();
     assert!(!later.existing, "after a day the key is forgotten");
     assert_ne!(later.run.id, first.run.id);
-    let kept = steps.store.get(&first.run.id).await.unwrap().expect("kept");
+    let kept = steps
+        .ports
+        .store
+        .get(&first.run.id)
+        .await
+        .unwrap()
+        .expect("kept");
     assert_eq!(kept.id, first.run.id, "the first run stays");
+}
+
+/// A run of `kind` moved to `status` an hour ago, with a lease that lapsed then (or none).
+fn stalled_run(kind: BackendKind, status: Status, leased: bool, now: DateTime<Utc>) -> Run {
+    let long_ago = now - chrono::Duration::hours(1);
+    let mut run = spaceport_contract::sample_run("vggt", long_ago);
+    run.backend.kind = kind;
+    let path: &[Status] = match status {
+        Status::Queued => &[Status::Queued],
+        Status::Submitting => &[Status::Queued, Status::Submitting],
+        Status::Running => &[Status::Queued, Status::Submitting, Status::Running],
+        _ => &[
+            Status::Queued,
+            Status::Submitting,
+            Status::Running,
+            Status::Fetching,
+        ],
+    };
+    for s in path {
+        run.transition(*s, long_ago).unwrap();
+    }
+    run.deadline_at = now + chrono::Duration::hours(1);
+    if leased {
+        run.job = Some(JobState {
+            lease: Some(Lease {
+                holder: "wrk_gone".into(),
+                until: long_ago,
+            }),
+            ..JobState::default()
+        });
+    }
+    run
+}
+
+#[tokio::test]
+async fn the_sweeper_resends_every_stalled_run_past_a_page_to_the_step_its_kind_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalStack::open(dir.path(), "http://127.0.0.1").unwrap();
+    let now = Utc::now();
+    let steps = steps_on(&local, Arc::new(ManualClock(Mutex::new(now))));
+    let mut want = vec![];
+    // More queued runs than a page holds, then one of every other live kind and status.
+    for _ in 0..130 {
+        want.push((
+            stalled_run(BackendKind::Space, Status::Queued, false, now),
+            QueueName::SubmitSpace,
+        ));
+    }
+    for (kind, status, queue) in [
+        (
+            BackendKind::Space,
+            Status::Submitting,
+            QueueName::SubmitSpace,
+        ),
+        (BackendKind::Space, Status::Running, QueueName::PollStatus),
+        (
+            BackendKind::Space,
+            Status::Fetching,
+            QueueName::FetchArtifact,
+        ),
+        (BackendKind::Onnx, Status::Queued, QueueName::SubmitSpace),
+        (BackendKind::Onnx, Status::Running, QueueName::Reconstruct),
+        (BackendKind::Onnx, Status::Fetching, QueueName::Reconstruct),
+    ] {
+        for _ in 0..3 {
+            want.push((
+                stalled_run(kind, status, status != Status::Queued, now),
+                queue,
+            ));
+        }
+    }
+    for (run, _) in &want {
+        local.store.insert(run, None).await.unwrap();
+    }
+    // Not stalled: a live lease, a run still waiting for its inputs, a finished run.
+    let mut live = stalled_run(BackendKind::Space, Status::Running, true, now);
+    if let Some(job) = live.job.as_mut() {
+        job.lease.as_mut().unwrap().until = now + chrono::Duration::seconds(30);
+    }
+    let mut created = spaceport_contract::sample_run("vggt", now - chrono::Duration::hours(1));
+    created.deadline_at = now + chrono::Duration::hours(1);
+    let mut done = stalled_run(BackendKind::Space, Status::Queued, false, now);
+    done.transition(Status::Cancelled, now).unwrap();
+    for run in [&live, &created, &done] {
+        local.store.insert(run, None).await.unwrap();
+    }
+
+    let touched = steps
+        .sweeper()
+        .sweep(Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(touched, want.len(), "every stalled run re-sent once");
+    for queue in QueueName::ALL {
+        let mut sent: Vec<RunId> = vec![];
+        loop {
+            let got = local
+                .queue
+                .receive(queue, 10, Duration::from_secs(600))
+                .await
+                .unwrap();
+            if got.is_empty() {
+                break;
+            }
+            for d in got {
+                let msg: StepMessage = serde_json::from_str(&d.body).unwrap();
+                sent.push(msg.run_id);
+            }
+        }
+        let mut expected: Vec<RunId> = want
+            .iter()
+            .filter(|(_, q)| *q == queue)
+            .map(|(r, _)| r.id.clone())
+            .collect();
+        sent.sort();
+        expected.sort();
+        assert_eq!(
+            sent,
+            expected,
+            "{} got exactly its stalled runs",
+            queue.as_str()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_run_whose_job_record_does_not_decode_fails_loudly_and_keeps_its_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalStack::open(dir.path(), "http://127.0.0.1").unwrap();
+    let now = Utc::now();
+    let steps = steps_on(&local, Arc::new(ManualClock(Mutex::new(now))));
+    let mut run = stalled_run(BackendKind::Space, Status::Running, true, now);
+    if let Some(job) = run.job.as_mut() {
+        job.lease.as_mut().unwrap().until = now + chrono::Duration::seconds(30);
+        job.handle = Some(json!({"root": "http://127.0.0.1:9"}));
+    }
+    local.store.insert(&run, None).await.unwrap();
+    // A record another build wrote wrongly: the lease's end is not a time.
+    let conn = rusqlite::Connection::open(local.db.path()).unwrap();
+    conn.execute(
+        "UPDATE runs SET body = json_set(body, '$.job.lease.until', 'soon') WHERE id = ?1",
+        [run.id.as_str()],
+    )
+    .unwrap();
+    let before: String = conn
+        .query_row(
+            "SELECT body FROM runs WHERE id = ?1",
+            [run.id.as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+
+    let msg = serde_json::to_string(&StepMessage {
+        run_id: run.id.clone(),
+        version: run.version,
+    })
+    .unwrap();
+    for queue in [
+        QueueName::PollStatus,
+        QueueName::SubmitSpace,
+        QueueName::FetchArtifact,
+    ] {
+        let err = steps.handle(queue, &msg).await.unwrap_err();
+        assert!(
+            err.to_string().contains(run.id.as_str()),
+            "{}: the error names the run: {err}",
+            queue.as_str()
+        );
+        assert!(!err.retryable(), "retrying cannot fix a bad record: {err}");
+    }
+    let err = steps.ports.store.get(&run.id).await.unwrap_err();
+    assert!(err.to_string().contains(run.id.as_str()), "{err}");
+    let after: String = conn
+        .query_row(
+            "SELECT body FROM runs WHERE id = ?1",
+            [run.id.as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        after, before,
+        "nothing rewrote the record (its lease is kept)"
+    );
 }

@@ -4,16 +4,15 @@
 //! EventBridge's schedule, which runs the sweeper (expires overdue runs, re-sends stalled ones,
 //! forgets day-old idempotency keys).
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use std::time::Duration;
 
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use futures::StreamExt;
 use lambda_runtime::Diagnostic;
 use serde_json::{Map, Value, json};
 use spaceport_core::Error;
-use spaceport_steps::Steps;
+use spaceport_steps::{Accept, Sweeper};
 use tower::ServiceExt;
 
 /// The largest response body the API produces (a page of 100 runs is far below it).
@@ -35,15 +34,18 @@ impl From<InvalidEvent> for Diagnostic {
 /// A run whose worker's lease lapsed this long ago is re-sent by the sweeper.
 pub const STALL_AFTER: Duration = Duration::from_secs(60);
 
+/// What the function serves events with: the API's operations, the sweeper and the API's router.
+pub struct AcceptUpload {
+    pub api: Accept,
+    pub sweeper: Sweeper,
+    pub router: axum::Router,
+}
+
 /// Handles one invocation: an SQS batch of S3 notifications, the sweeper's schedule, or an
 /// HTTP request.
-pub async fn handle(
-    steps: &Steps,
-    router: &axum::Router,
-    event: Value,
-) -> Result<Value, InvalidEvent> {
+pub async fn handle(f: &AcceptUpload, event: Value) -> Result<Value, InvalidEvent> {
     if event["source"] == "aws.events" && event["detail-type"] == "Scheduled Event" {
-        return match steps.sweep(STALL_AFTER).await {
+        return match f.sweeper.sweep(STALL_AFTER).await {
             Ok(touched) => Ok(json!({ "swept": touched })),
             // The next tick tries again; an error here only shows in the function's metrics.
             Err(e) => Err(InvalidEvent(format!("the sweep failed: {e}"))),
@@ -52,10 +54,10 @@ pub async fn handle(
     if event.get("Records").is_some() {
         let batch: SqsEvent = serde_json::from_value(event)
             .map_err(|e| InvalidEvent(format!("an SQS batch that does not parse: {e}")))?;
-        let response = uploads_landed(steps, batch).await;
+        let response = uploads_landed(&f.api, batch).await;
         return serde_json::to_value(response).map_err(|e| InvalidEvent(e.to_string()));
     }
-    http(router, event).await
+    http(&f.router, event).await
 }
 
 /// Serves an API Gateway / ALB request with the API's router; the answer has the fields of both
@@ -105,39 +107,25 @@ async fn http(router: &axum::Router, event: Value) -> Result<Value, InvalidEvent
     }))
 }
 
-/// How many notifications of a batch are handled at once.
-const CONCURRENCY: usize = 10;
-
 /// Records each created object named in a batch of S3 notifications; a message whose inputs
 /// could not be recorded comes back (partial batch response).
-pub async fn uploads_landed(steps: &Steps, batch: SqsEvent) -> SqsBatchResponse {
-    let failed: Vec<String> = futures::stream::iter(batch.records)
-        .map(|m| async move {
-            let id = m.message_id.clone().unwrap_or_default();
-            match notification(steps, &m).await {
-                Ok(()) => None,
-                Err(e) => {
-                    tracing::warn!(message = %id, error = %e, "could not record an upload; will retry");
-                    Some(id)
-                }
+pub async fn uploads_landed(api: &Accept, batch: SqsEvent) -> SqsBatchResponse {
+    spaceport_aws::batch_response(batch.records, |m| async move {
+        match notification(api, &m).await {
+            Ok(()) => true,
+            Err(e) => {
+                let id = m.message_id.as_deref().unwrap_or_default();
+                tracing::warn!(message = %id, error = %e, "could not record an upload; will retry");
+                false
             }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .filter_map(|failed| async move { failed })
-        .collect()
-        .await;
-    let mut response = SqsBatchResponse::default();
-    for id in failed {
-        let mut f = BatchItemFailure::default();
-        f.item_identifier = id;
-        response.batch_item_failures.push(f);
-    }
-    response
+        }
+    })
+    .await
 }
 
 /// One S3 notification: every `ObjectCreated:*` record's key is recorded as landed. S3's test
 /// event and other kinds are ignored; keys that name no run's input are ignored by the step.
-async fn notification(steps: &Steps, m: &SqsMessage) -> Result<(), Error> {
+async fn notification(api: &Accept, m: &SqsMessage) -> Result<(), Error> {
     let Some(body) = m.body.as_deref() else {
         return Ok(());
     };
@@ -155,10 +143,10 @@ async fn notification(steps: &Steps, m: &SqsMessage) -> Result<(), Error> {
         };
         let key = decode_key(key);
         // The object may be gone again (a retried run deleted it): nothing to record then.
-        let Some(meta) = steps.blobs.head(&key).await? else {
+        let Some(meta) = api.blobs().head(&key).await? else {
             continue;
         };
-        steps.input_landed(&key, &meta).await?;
+        api.input_landed(&key, &meta).await?;
     }
     Ok(())
 }

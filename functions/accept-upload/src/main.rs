@@ -1,31 +1,24 @@
-//! The accept-upload Lambda: the HTTP API behind API Gateway, and the S3 object-created events
-//! (delivered through SQS) that mark inputs as landed. Wiring only.
+//! The accept-upload Lambda: the HTTP API behind API Gateway, the S3 object-created events
+//! (delivered through SQS) that mark inputs as landed, and the sweeper's schedule. Wiring only.
 
-use std::sync::Arc;
-
+use accept_upload::handler::{self, AcceptUpload};
 use lambda_runtime::{LambdaEvent, service_fn};
-use spaceport_aws::FunctionConfig;
 use spaceport_core::ports::QueueName;
-use spaceport_gradio::{ClientOptions, GradioBackend};
-use spaceport_server::{AppState, app};
-
-use accept_upload::handler;
+use spaceport_stack::{Config, Stack};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     spaceport_aws::init_tracing();
-    let cfg = FunctionConfig::from_env(QueueName::SubmitSpace)?;
-    let sdk = spaceport_aws::load_sdk_config().await;
-    let options = ClientOptions::with_token(cfg.hf_token.clone());
-    // Cancelling a run stops its job at the Space, so the API holds a Space backend too.
-    let steps = cfg.steps(&sdk, Arc::new(GradioBackend::new(options)));
-    let router = app(AppState {
-        steps: steps.clone(),
-        signed_blobs: None,
-    });
-    let (steps, router) = (&steps, &router);
+    // A run whose inputs landed goes to submit-space; cancelling also stops the job at its Space.
+    let cfg = Config::load(None)?.require_queue(QueueName::SubmitSpace)?;
+    let stack = Stack::from_config(&cfg).await?;
+    let function = &AcceptUpload {
+        api: stack.steps.accept(),
+        sweeper: stack.steps.sweeper(),
+        router: stack.app(),
+    };
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| {
-        handler::handle(steps, router, ev.payload)
+        handler::handle(function, ev.payload)
     }))
     .await
 }

@@ -2,38 +2,33 @@
 //! the API's router (the shapes of `events/accept-upload/example-apigw-*.json`), and S3's own
 //! object-created notifications, delivered by moto to SQS, queueing the run.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use accept_upload::handler;
+use accept_upload::handler::{self, AcceptUpload};
 use aws_config::SdkConfig;
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
-use spaceport_aws::{AwsConfig, AwsStack, FunctionConfig};
+use spaceport_core::CreateRunRequest;
 use spaceport_core::ports::QueueName;
-use spaceport_gradio::{ClientOptions, GradioBackend};
-use spaceport_server::{AppState, app};
 use spaceport_steps::Steps;
-use spaceport_testkit::{MotoServer, png, repo_root};
+use spaceport_testkit::aws::AwsEnv;
+use spaceport_testkit::{png, repo_root};
 
 struct Env {
-    _moto: MotoServer,
+    aws_env: AwsEnv,
     sdk: SdkConfig,
-    aws: AwsConfig,
     uploads_url: String,
 }
 
 async fn env() -> Env {
-    let moto = MotoServer::start().unwrap();
-    let sdk = spaceport_aws::emulator_sdk_config(moto.url(), "testing").await;
-    let prefix = format!("a{:08x}", rand::random::<u32>());
-    let aws = AwsStack::provision(&sdk, &prefix, 5, true).await.unwrap();
+    let aws_env = AwsEnv::start("a", 5).await.unwrap();
+    let (sdk, aws) = (aws_env.sdk.clone(), aws_env.aws.clone());
     // S3 → SQS notifications of created objects, as the template wires them.
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let uploads_url = sqs
         .create_queue()
-        .queue_name(format!("{prefix}-uploads"))
+        .queue_name(format!("{}-uploads", aws.runs_table))
         .send()
         .await
         .unwrap()
@@ -72,44 +67,28 @@ async fn env() -> Env {
         .await
         .unwrap();
     Env {
-        _moto: moto,
+        aws_env,
         sdk,
-        aws,
         uploads_url,
     }
 }
 
-/// The steps and router the function wires, on `env` (with `runs_table` overriding the table).
-fn function(env: &Env, runs_table: Option<&str>) -> (Steps, axum::Router) {
-    let mut vars: Vec<(String, String)> = vec![
-        (
-            "RUNS_TABLE".into(),
-            runs_table.unwrap_or(&env.aws.runs_table).to_owned(),
-        ),
-        ("BLOBS_BUCKET".into(), env.aws.blobs_bucket.clone()),
-        ("S3_FORCE_PATH_STYLE".into(), "true".into()),
-        (
-            "PIPELINES_DIR".into(),
-            repo_root().join("pipelines").display().to_string(),
-        ),
-    ];
-    for (q, urls) in &env.aws.queues {
-        vars.push((
-            spaceport_aws::sqs::queue_url_var(*q).into(),
-            urls.url.clone(),
-        ));
+/// The steps and the function's handler state it wires, on `env` (with `runs_table` overriding
+/// the table).
+async fn function(env: &Env, runs_table: Option<&str>) -> (Steps, AcceptUpload) {
+    let pipelines = repo_root().join("pipelines").display().to_string();
+    let mut extra = vec![("SPACEPORT_PIPELINES_DIR", pipelines.as_str())];
+    if let Some(t) = runs_table {
+        extra.push(("SPACEPORT_RUNS_TABLE", t));
     }
-    let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let cfg = FunctionConfig::from_vars(get, QueueName::SubmitSpace).unwrap();
-    let steps = cfg.steps(
-        &env.sdk,
-        Arc::new(GradioBackend::new(ClientOptions::default())),
-    );
-    let router = app(AppState {
-        steps: steps.clone(),
-        signed_blobs: None,
-    });
-    (steps, router)
+    let cfg = env.aws_env.config(&extra);
+    let stack = env.aws_env.stack(&cfg).await;
+    let f = AcceptUpload {
+        api: stack.steps.accept(),
+        sweeper: stack.steps.sweeper(),
+        router: stack.app(),
+    };
+    (stack.steps, f)
 }
 
 fn example(name: &str) -> Value {
@@ -189,22 +168,18 @@ async fn batch_from(env: &Env, url: &str) -> (Value, Vec<String>) {
 #[tokio::test]
 async fn an_api_request_creates_a_run_and_s3s_notification_queues_it() {
     let env = env().await;
-    let (steps, router) = function(&env, None);
+    let (steps, f) = function(&env, None).await;
     let image = png(40, 30, 4);
     let mut create = example("example-apigw-create-run.json");
     let mut body: Value = serde_json::from_str(create["body"].as_str().unwrap()).unwrap();
     body["inputs"]["images"][0]["size"] = json!(image.len());
     create["body"] = json!(body.to_string());
 
-    let (status, run) = answer(
-        &handler::handle(&steps, &router, create.clone())
-            .await
-            .unwrap(),
-    );
+    let (status, run) = answer(&handler::handle(&f, create.clone()).await.unwrap());
     assert_eq!(status, 201, "{run}");
     assert_eq!(run["status"], "created");
     let id = run["id"].as_str().unwrap().to_owned();
-    let (status, again) = answer(&handler::handle(&steps, &router, create).await.unwrap());
+    let (status, again) = answer(&handler::handle(&f, create).await.unwrap());
     assert_eq!(
         (status, again["id"].as_str()),
         (200, Some(id.as_str())),
@@ -228,36 +203,33 @@ async fn an_api_request_creates_a_run_and_s3s_notification_queues_it() {
             .any(|b| b.contains("ObjectCreated:Put") && b.contains(&id)),
         "moto's notification names the object: {bodies:?}"
     );
-    let response = handler::handle(&steps, &router, batch).await.unwrap();
+    let response = handler::handle(&f, batch).await.unwrap();
     assert_eq!(response, json!({"batchItemFailures": []}));
 
     let (status, got) = answer(
-        &handler::handle(
-            &steps,
-            &router,
-            request("GET", &format!("/v1/runs/{id}"), None),
-        )
-        .await
-        .unwrap(),
+        &handler::handle(&f, request("GET", &format!("/v1/runs/{id}"), None))
+            .await
+            .unwrap(),
     );
     assert_eq!(status, 200, "{got}");
     assert_eq!(got["status"], "queued", "{got}");
     assert_eq!(got["inputs"]["images"][0]["state"], "landed");
-    let stats = steps.queue.stats(QueueName::SubmitSpace).await.unwrap();
+    let stats = steps
+        .ports
+        .queue
+        .stats(QueueName::SubmitSpace)
+        .await
+        .unwrap();
     assert_eq!(stats.depth, 1, "the run waits for submit-space");
 }
 
 #[tokio::test]
 async fn the_example_notification_for_an_unknown_run_is_handled_and_dropped() {
     let env = env().await;
-    let (steps, router) = function(&env, None);
-    let response = handler::handle(
-        &steps,
-        &router,
-        example("example-sqs-s3-object-created.json"),
-    )
-    .await
-    .unwrap();
+    let (_, f) = function(&env, None).await;
+    let response = handler::handle(&f, example("example-sqs-s3-object-created.json"))
+        .await
+        .unwrap();
     assert_eq!(response, json!({"batchItemFailures": []}));
 }
 
@@ -265,21 +237,18 @@ async fn the_example_notification_for_an_unknown_run_is_handled_and_dropped() {
 async fn a_notification_that_cannot_be_recorded_comes_back() {
     let env = env().await;
     // The object exists, but the run table cannot be reached.
-    let (steps, router) = function(&env, Some("no-such-table"));
+    let (steps, f) = function(&env, Some("no-such-table")).await;
     let key = "runs/run_01JD8X5V3W0000000000000000/inputs/images/0";
     let body = futures::stream::iter([Ok(bytes::Bytes::from_static(b"0123456789"))]);
     steps
+        .ports
         .blobs
         .put(key, "image/png", Box::pin(body))
         .await
         .unwrap();
-    let response = handler::handle(
-        &steps,
-        &router,
-        example("example-sqs-s3-object-created.json"),
-    )
-    .await
-    .unwrap();
+    let response = handler::handle(&f, example("example-sqs-s3-object-created.json"))
+        .await
+        .unwrap();
     assert_eq!(
         response,
         json!({"batchItemFailures": [{"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"}]})
@@ -289,11 +258,10 @@ async fn a_notification_that_cannot_be_recorded_comes_back() {
 #[tokio::test]
 async fn bad_requests_get_the_apis_error_body_and_unreadable_events_an_error_type() {
     let env = env().await;
-    let (steps, router) = function(&env, None);
+    let (_, f) = function(&env, None).await;
     let (status, body) = answer(
         &handler::handle(
-            &steps,
-            &router,
+            &f,
             request(
                 "POST",
                 "/v1/runs",
@@ -314,13 +282,13 @@ async fn bad_requests_get_the_apis_error_body_and_unreadable_events_an_error_typ
     );
 
     let (status, body) = answer(
-        &handler::handle(&steps, &router, request("GET", "/v1/runs/run_nope", None))
+        &handler::handle(&f, request("GET", "/v1/runs/run_nope", None))
             .await
             .unwrap(),
     );
     assert!((400..500).contains(&status), "{status} {body}");
 
-    let err = handler::handle(&steps, &router, json!({"hello": "world"}))
+    let err = handler::handle(&f, json!({"hello": "world"}))
         .await
         .unwrap_err();
     let diagnostic: lambda_runtime::Diagnostic = err.into();
@@ -330,20 +298,20 @@ async fn bad_requests_get_the_apis_error_body_and_unreadable_events_an_error_typ
 #[tokio::test]
 async fn the_scheduled_sweep_expires_a_run_past_its_deadline() {
     let env = env().await;
-    let (steps, router) = function(&env, None);
-    let new = serde_json::from_value(json!({
+    let (steps, f) = function(&env, None).await;
+    let new: CreateRunRequest = serde_json::from_value(json!({
         "pipeline": "vggt",
         "inputs": {"images": [{"filename": "a.png", "content_type": "image/png", "size": 10}]},
         "deadline_s": 1,
     }))
     .unwrap();
-    let id = steps.create(new, None).await.unwrap().run.id;
+    let id = steps.accept().create(&new, None).await.unwrap().run.id;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let response = handler::handle(&steps, &router, example("example-eventbridge-sweep.json"))
+    let response = handler::handle(&f, example("example-eventbridge-sweep.json"))
         .await
         .unwrap();
     assert_eq!(response, json!({"swept": 1}));
-    let run = steps.store.get(&id).await.unwrap().unwrap();
+    let run = steps.ports.store.get(&id).await.unwrap().unwrap();
     assert_eq!(run.status.as_str(), "expired");
     assert_eq!(run.error.unwrap().code.as_str(), "deadline_exceeded");
 }

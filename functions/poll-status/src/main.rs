@@ -1,17 +1,14 @@
-//! The poll-status Lambda: holds a Space job's event stream to its end, storing queue rank, ETA and progress. Each SQS batch goes to the step through
-//! `spaceport_aws::handle_sqs_batch` (a partial batch response). Wiring only.
-
-use std::sync::Arc;
+//! The poll-status Lambda: holds a Space job's event stream to its end, storing queue rank, ETA and progress.
+//! Each SQS batch goes to the step, answered with a partial batch response. Wiring only.
 
 use spaceport_core::ports::QueueName;
-use spaceport_gradio::{ClientOptions, GradioBackend};
+use spaceport_stack::{Config, Stack};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    spaceport_aws::function::serve_queue(QueueName::PollStatus, |cfg| {
-        Arc::new(GradioBackend::new(ClientOptions::with_token(
-            cfg.hf_token.clone(),
-        )))
-    })
-    .await
+    spaceport_aws::init_tracing();
+    let cfg = Config::load(None)?.require_queue(QueueName::PollStatus)?;
+    let stack = Stack::from_config(&cfg).await?;
+    let queues = stack.steps.ports.queue.clone();
+    spaceport_aws::serve_step(stack.steps.poll_status(), queues).await
 }

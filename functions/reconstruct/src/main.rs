@@ -2,29 +2,20 @@
 //! (`AWS_LAMBDA_RUNTIME_API` is set), else a long-running worker (the GPU container) holding one
 //! ONNX Runtime session for its whole life. Wiring only.
 
-use std::time::Duration;
-
-use lambda_runtime::{LambdaEvent, service_fn};
 use reconstruct::handler;
+use spaceport_core::ports::QueueName;
+use spaceport_stack::{Config, Stack};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     spaceport_aws::init_tracing();
-    let cfg = handler::Config::from_env()?;
-    let sdk = match cfg.backend {
-        handler::Backend::Aws(_) => Some(spaceport_aws::load_sdk_config().await),
-        handler::Backend::Local { .. } => None,
-    };
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        let steps = handler::steps(&cfg, sdk.as_ref(), Duration::ZERO).await?;
-        let steps = &steps;
-        return lambda_runtime::run(service_fn(move |ev: LambdaEvent<_>| async move {
-            Ok::<_, std::convert::Infallible>(handler::handle_batch(steps, ev.payload).await)
-        }))
-        .await;
+    let cfg = Config::load(None)?.require_queue(QueueName::Reconstruct)?;
+    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let stack = Stack::open(&cfg, handler::open_options(&cfg, in_lambda)).await?;
+    if in_lambda {
+        return handler::serve_lambda(stack).await;
     }
-    let steps = handler::steps(&cfg, sdk.as_ref(), Duration::from_secs(10)).await?;
-    tracing::info!(backend = ?cfg.backend, provider = ?cfg.model.provider, max_frames = cfg.model.max_frames, "reconstruct worker serving");
-    handler::serve(steps, cfg.concurrency).await?;
+    tracing::info!(storage = ?cfg.storage, provider = ?cfg.model_provider, max_frames = ?cfg.max_frames, "reconstruct worker serving");
+    handler::serve_worker(stack, handler::runner_config(&cfg)).await?;
     Ok(())
 }

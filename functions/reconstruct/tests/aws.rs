@@ -3,41 +3,39 @@
 //! `events/reconstruct/example-sqs-batch.json`) with a partial batch response, and the binary in
 //! worker mode long-polls SQS and finishes a run on its own.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use futures::StreamExt;
-use reconstruct::handler::{self, Config};
+use reconstruct::handler;
 use serde_json::{Value, json};
 use spaceport_aws::AwsConfig;
 use spaceport_core::ports::{QueueName, StepMessage};
-use spaceport_core::{Run, RunId, Status};
+use spaceport_core::{CreateRunRequest, Run, RunId, Status};
+use spaceport_stack::{Config, OpenOptions, Stack, Storage};
 use spaceport_steps::Steps;
-use spaceport_testkit::{MotoServer, demo_model, gltf_validate, ort_dylib, png, repo_root};
+use spaceport_testkit::aws::AwsEnv;
+use spaceport_testkit::{demo_model, gltf_validate, ort_dylib, png, repo_root};
 
 struct Env {
-    moto: MotoServer,
+    aws_env: AwsEnv,
     sdk: SdkConfig,
     aws: AwsConfig,
     dir: tempfile::TempDir,
 }
 
 async fn env() -> Env {
-    let moto = MotoServer::start().unwrap();
-    let sdk = spaceport_aws::emulator_sdk_config(moto.url(), "testing").await;
-    let prefix = format!("r{:08x}", rand::random::<u32>());
-    let aws = spaceport_aws::AwsStack::provision(&sdk, &prefix, 3, true)
-        .await
-        .unwrap();
+    let aws_env = AwsEnv::start("r", 3).await.unwrap();
+    let (sdk, aws) = (aws_env.sdk.clone(), aws_env.aws.clone());
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("models")).unwrap();
     demo_model(&dir.path().join("models"), "vggt.onnx", &[]);
     Env {
-        moto,
+        aws_env,
         sdk,
         aws,
         dir,
@@ -45,35 +43,45 @@ async fn env() -> Env {
 }
 
 /// The function's variables for this environment (what the template sets on AWS).
-fn vars(env: &Env) -> HashMap<String, String> {
-    let mut v: HashMap<String, String> = HashMap::from([
-        ("RUNS_TABLE".into(), env.aws.runs_table.clone()),
-        ("BLOBS_BUCKET".into(), env.aws.blobs_bucket.clone()),
-        ("S3_FORCE_PATH_STYLE".into(), "true".into()),
-        ("MODEL_DIR".into(), env.dir.path().display().to_string()),
+fn vars(env: &Env) -> Vec<(String, String)> {
+    let mut v = env.aws_env.vars();
+    v.extend([
         (
-            "PIPELINES_DIR".into(),
+            "SPACEPORT_MODEL_DIR".to_owned(),
+            env.dir.path().display().to_string(),
+        ),
+        (
+            "SPACEPORT_PIPELINES_DIR".to_owned(),
             repo_root().join("pipelines").display().to_string(),
         ),
-        ("ORT_DYLIB_PATH".into(), ort_dylib().display().to_string()),
+        (
+            "ORT_DYLIB_PATH".to_owned(),
+            ort_dylib().display().to_string(),
+        ),
     ]);
-    for (q, urls) in &env.aws.queues {
-        let name = spaceport_aws::sqs::queue_url_var(*q);
-        v.insert(name.into(), urls.url.clone());
-        if let Some(dlq) = &urls.dlq_url {
-            v.insert(name.replace("_QUEUE_URL", "_DLQ_URL"), dlq.clone());
-        }
-    }
     v
 }
 
+/// The steps the function builds from its variables (`extra` on top), as in a Lambda.
+async fn steps_with(env: &Env, extra: &[(&str, &str)]) -> Steps {
+    let mut vars = vars(env);
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let cfg = Config::from_sources(None, vars).unwrap();
+    assert_eq!(cfg.storage, Storage::Aws);
+    let opts = OpenOptions {
+        sdk: Some(env.sdk.clone()),
+        ..handler::open_options(&cfg, true)
+    };
+    Stack::open(&cfg, opts).await.unwrap().steps
+}
+
 async fn steps(env: &Env) -> Steps {
-    let vars = vars(env);
-    let cfg = Config::from_vars(|k| vars.get(k).cloned()).unwrap();
-    assert!(matches!(cfg.backend, handler::Backend::Aws(_)));
-    handler::steps(&cfg, Some(&env.sdk), Duration::ZERO)
-        .await
-        .unwrap()
+    steps_with(env, &[]).await
+}
+
+/// What the Lambda answers a batch with.
+async fn handle_batch(steps: &Steps, event: SqsEvent) -> SqsBatchResponse {
+    spaceport_aws::handle_sqs_batch(&steps.reconstruct(), steps.ports.queue.as_ref(), event).await
 }
 
 /// Creates a `vggt-onnx` run, uploads `images` through the presigned URLs over HTTP, records
@@ -84,13 +92,13 @@ async fn queued_run(steps: &Steps, images: &[(&str, Vec<u8>)]) -> RunId {
         .iter()
         .map(|(name, bytes)| json!({"filename": name, "content_type": "image/png", "size": bytes.len()}))
         .collect();
-    let new = serde_json::from_value(json!({
+    let new: CreateRunRequest = serde_json::from_value(json!({
         "pipeline": "vggt-onnx",
         "settings": {"conf_thres": 10, "show_cam": true},
         "inputs": {"images": declared},
     }))
     .unwrap();
-    let created = steps.create(new, None).await.unwrap();
+    let created = steps.accept().create(&new, None).await.unwrap();
     let http = reqwest::Client::new();
     for (upload, (_, bytes)) in created.uploads.iter().zip(images) {
         let mut put = http.put(&upload.url).body(bytes.clone());
@@ -105,8 +113,14 @@ async fn queued_run(steps: &Steps, images: &[(&str, Vec<u8>)]) -> RunId {
         .map(|f| f.key.clone())
         .collect();
     for key in &keys {
-        let meta = steps.blobs.head(key).await.unwrap().expect("uploaded");
-        steps.input_landed(key, &meta).await.unwrap();
+        let meta = steps
+            .ports
+            .blobs
+            .head(key)
+            .await
+            .unwrap()
+            .expect("uploaded");
+        steps.accept().input_landed(key, &meta).await.unwrap();
     }
     let id = created.run.id.clone();
     assert_eq!(stored(steps, &id).await.status, Status::Queued);
@@ -121,6 +135,7 @@ async fn queued_run(steps: &Steps, images: &[(&str, Vec<u8>)]) -> RunId {
 
 async fn stored(steps: &Steps, id: &RunId) -> Run {
     steps
+        .ports
         .store
         .get(id)
         .await
@@ -130,7 +145,7 @@ async fn stored(steps: &Steps, id: &RunId) -> Run {
 
 /// Receives the reconstruct queue's next message as Lambda's poller would hand it over: the
 /// example event with this message's id, receipt, body and receive count.
-async fn lambda_event(env: &Env) -> aws_lambda_events::event::sqs::SqsEvent {
+async fn lambda_event(env: &Env) -> SqsEvent {
     let sqs = aws_sdk_sqs::Client::new(&env.sdk);
     let url = &env.aws.queues[&QueueName::Reconstruct].url;
     let until = Instant::now() + Duration::from_secs(10);
@@ -174,7 +189,7 @@ async fn save_artifact(steps: &Steps, run: &Run, name: &str, to: &Path) -> Vec<u
         .iter()
         .find(|a| a.name == name)
         .unwrap_or_else(|| panic!("artifact {name} in {:?}", run.artifacts));
-    let mut body = steps.blobs.get(&a.key).await.unwrap();
+    let mut body = steps.ports.blobs.get(&a.key).await.unwrap();
     let mut bytes = Vec::new();
     while let Some(c) = body.next().await {
         bytes.extend_from_slice(&c.unwrap());
@@ -194,7 +209,7 @@ async fn the_lambda_handler_reconstructs_a_run_and_reports_no_failures() {
     )
     .await;
 
-    let response = handler::handle_batch(&steps, lambda_event(&env).await).await;
+    let response = handle_batch(&steps, lambda_event(&env).await).await;
     assert_eq!(
         serde_json::to_value(&response).unwrap(),
         json!({"batchItemFailures": []}),
@@ -208,7 +223,7 @@ async fn the_lambda_handler_reconstructs_a_run_and_reports_no_failures() {
     assert_eq!(report["issues"]["numErrors"], 0, "{report}");
     let npz = save_artifact(&steps, &run, "predictions", &env.dir.path().join("p.npz")).await;
     assert_eq!(&npz[..2], b"PK", "predictions.npz is a zip archive");
-    drop(env.moto);
+    drop(env.aws_env);
 }
 
 #[tokio::test]
@@ -221,7 +236,7 @@ async fn a_corrupt_image_fails_the_run_with_input_invalid_and_consumes_the_messa
     )
     .await;
     let event = lambda_event(&env).await;
-    let response = handler::handle_batch(&steps, event).await;
+    let response = handle_batch(&steps, event).await;
     assert!(
         response.batch_item_failures.is_empty(),
         "a run that failed for good is handled: {response:?}"
@@ -237,25 +252,21 @@ async fn a_failing_step_returns_its_message_as_a_batch_item_failure_after_a_back
     let env = env().await;
     // The run table is unreachable (it does not exist): every read fails, retryably or not,
     // and the message must come back rather than be deleted.
-    let mut vars = vars(&env);
-    vars.insert("RUNS_TABLE".into(), "no-such-table".into());
-    let cfg = Config::from_vars(|k| vars.get(k).cloned()).unwrap();
-    let steps = handler::steps(&cfg, Some(&env.sdk), Duration::ZERO)
-        .await
-        .unwrap();
+    let steps = steps_with(&env, &[("SPACEPORT_RUNS_TABLE", "no-such-table")]).await;
     let msg = serde_json::to_string(&StepMessage {
         run_id: RunId::new(chrono::Utc::now().timestamp_millis() as u64, 7),
         version: 1,
     })
     .unwrap();
     steps
+        .ports
         .queue
         .send(QueueName::Reconstruct, &msg, Duration::ZERO)
         .await
         .unwrap();
     let event = lambda_event(&env).await;
     let message_id = event.records[0].message_id.clone().unwrap();
-    let response = handler::handle_batch(&steps, event).await;
+    let response = handle_batch(&steps, event).await;
     let handled = Instant::now();
     let failed: Vec<_> = response
         .batch_item_failures
@@ -269,6 +280,7 @@ async fn a_failing_step_returns_its_message_as_a_batch_item_failure_after_a_back
     );
     // Its visibility was set to the first backoff (2 s), not the 60 s it was received with.
     let again = steps
+        .ports
         .queue
         .receive(QueueName::Reconstruct, 1, Duration::from_secs(60))
         .await
@@ -283,6 +295,7 @@ async fn a_failing_step_returns_its_message_as_a_batch_item_failure_after_a_back
         Some(d) => d,
         None => loop {
             let got = steps
+                .ports
                 .queue
                 .receive(QueueName::Reconstruct, 1, Duration::from_secs(60))
                 .await
@@ -324,7 +337,7 @@ async fn the_worker_binary_long_polls_sqs_and_finishes_a_run() {
     for (k, v) in vars(&env) {
         cmd.env(k, v);
     }
-    for (k, v) in env.moto.env() {
+    for (k, v) in env.aws_env.moto.env() {
         cmd.env(k, v);
     }
     let _worker = Worker(cmd.spawn().unwrap());

@@ -1,8 +1,11 @@
-//! Gradio's output diffs (`sse_v2.1`+): a generator's later `process_generating` messages carry,
-//! per output, a list of `[op, path, value]` edits against the previous value
+//! Gradio's output diffs (`sse_v2` onwards): a generator's later `process_generating` messages
+//! carry, per output, a list of `[op, path, value]` edits against the previous value
 //! (`replace`, `append`, `add`, `delete`), as gradio_client's `apply_diff` applies them.
 
 use serde_json::Value;
+use spaceport_core::Error;
+
+use super::protocol_error;
 
 /// Applies one output's edit list to its previous value.
 pub fn apply_diff(mut target: Value, diff: &Value) -> Result<Value, String> {
@@ -23,6 +26,48 @@ pub fn apply_diff(mut target: Value, diff: &Value) -> Result<Value, String> {
         target = apply_edit(target, path, op, parts[2].clone())?;
     }
     Ok(target)
+}
+
+/// A generator's running output: the first `process_generating` is the full value, later ones
+/// are per-output diffs against it.
+#[derive(Debug, Default, Clone)]
+pub struct GeneratingState {
+    current: Option<Vec<Value>>,
+}
+
+impl GeneratingState {
+    /// Applies one `process_generating` output and returns the full current values.
+    pub fn apply(&mut self, output: &Value) -> Result<Vec<Value>, Error> {
+        let data = output
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                protocol_error(format!("process_generating without data: {output:.200}"))
+            })?;
+        let next = match self.current.take() {
+            None => data.clone(),
+            Some(prev) => {
+                if prev.len() != data.len() {
+                    return Err(protocol_error(format!(
+                        "a diff for {} outputs against {}",
+                        data.len(),
+                        prev.len()
+                    )));
+                }
+                prev.into_iter()
+                    .zip(data)
+                    .map(|(p, d)| apply_diff(p, d).map_err(protocol_error))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        self.current = Some(next.clone());
+        Ok(next)
+    }
+
+    /// The last full values, if any arrived.
+    pub fn current(&self) -> Option<&[Value]> {
+        self.current.as_deref()
+    }
 }
 
 fn apply_edit(mut target: Value, path: &[Value], op: &str, value: Value) -> Result<Value, String> {

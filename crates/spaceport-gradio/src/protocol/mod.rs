@@ -1,13 +1,22 @@
-//! Gradio's wire protocols. `/config` names one; each has its own module that turns the server's
-//! frames into [`Message`]s. Only `sse_v3` (Gradio 5.x–6.x) is spoken today; `ws` (3.x) and
-//! `sse`/`sse_v1`/`sse_v2`/`sse_v2.1` (4.x) are recognised and refused with `space_protocol`.
+//! Gradio's wire protocols. `/config` names one, and `wire` is the one place a protocol meets
+//! the module that speaks it: join, open and cancel all go through it. Only `sse_v3` (Gradio
+//! 4.38–6.x) is spoken today; `ws` (3.x) and `sse`/`sse_v1`/`sse_v2`/`sse_v2.1` (4.x) are refused.
 
 pub mod diff;
-pub mod sse_v3;
+pub mod message;
+pub mod queue;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use spaceport_core::{Error, ErrorCode};
+
+use crate::client::{Cookies, GradioClient};
+use crate::config::{Endpoint, SpaceConfig};
+use crate::handle::JobHandle;
+use crate::stream::JobStream;
+
+pub use message::{Message, ProgressUnit};
 
 /// A queue protocol as `/config` spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -18,10 +27,13 @@ pub enum Protocol {
     /// Gradio 4.0: SSE, one stream per job.
     #[serde(rename = "sse")]
     Sse,
+    /// Gradio 4.15: join, then a session stream that ends by EOF; full data in every update.
     #[serde(rename = "sse_v1")]
     SseV1,
+    /// Gradio 4.17: as `sse_v1`, with diffs after a generator's first update.
     #[serde(rename = "sse_v2")]
     SseV2,
+    /// Gradio 4.2x: as `sse_v2` (not measured).
     #[serde(rename = "sse_v2.1")]
     SseV2_1,
     /// Gradio 4.3x–6.x: join, then one stream per session carrying every event.
@@ -62,19 +74,12 @@ impl Protocol {
 
     /// Whether this client can join and stream jobs with it.
     pub fn is_supported(self) -> bool {
-        matches!(self, Protocol::SseV3)
+        wire(self).is_ok()
     }
 
     /// Fails with `space_protocol` unless the protocol is supported.
     pub fn ensure_supported(self) -> Result<(), Error> {
-        if self.is_supported() {
-            Ok(())
-        } else {
-            Err(protocol_error(format!(
-                "Gradio protocol {:?} is not supported yet (only sse_v3, Gradio 5.x-6.x)",
-                self.as_str()
-            )))
-        }
+        wire(self).map(drop)
     }
 }
 
@@ -89,96 +94,118 @@ pub fn protocol_error(message: impl Into<String>) -> Error {
     Error::upstream(ErrorCode::SpaceProtocol, false, message)
 }
 
-/// One step of a `gr.Progress` report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ProgressUnit {
-    #[serde(default)]
-    pub index: Option<f64>,
-    #[serde(default)]
-    pub length: Option<f64>,
-    #[serde(default)]
-    pub unit: Option<String>,
-    #[serde(default)]
-    pub progress: Option<f64>,
-    #[serde(default)]
-    pub desc: Option<String>,
+/// What speaks one protocol: joins a call, then opens or cancels the joined job from its handle
+/// (in any process). The client reaches it only through `wire`.
+#[async_trait]
+pub(crate) trait Wire: Sync {
+    /// Joins `endpoint` with positional `data` in the session `session_hash`.
+    async fn join(
+        &self,
+        client: &GradioClient,
+        config: &SpaceConfig,
+        endpoint: &Endpoint,
+        data: &[Value],
+        session_hash: &str,
+        cookies: &Cookies,
+    ) -> Result<JobHandle, Error>;
+
+    /// Opens the joined job's event stream; the caller holds it to the end.
+    async fn open(&self, client: &GradioClient, handle: &JobHandle) -> Result<JobStream, Error>;
+
+    /// Cancels the joined job, queued or running.
+    async fn cancel(&self, client: &GradioClient, handle: &JobHandle) -> Result<(), Error>;
 }
 
-impl ProgressUnit {
-    /// The fraction done, from `progress` or `index / length`.
-    pub fn fraction(&self) -> Option<f64> {
-        if let Some(p) = self.progress {
-            return Some(p.clamp(0.0, 1.0));
-        }
-        match (self.index, self.length) {
-            (Some(i), Some(l)) if l > 0.0 => Some((i / l).clamp(0.0, 1.0)),
-            _ => None,
-        }
+/// The module that speaks `protocol`, or `space_protocol` when none does yet. Each refused arm
+/// says where its module goes; adding one is a module and its arm here.
+pub(crate) fn wire(protocol: Protocol) -> Result<&'static dyn Wire, Error> {
+    match protocol {
+        Protocol::SseV3 => Ok(&queue::sse_v3::SseV3),
+        // The rest of the queue family (gradio-protocol-legacy.md §7): same join and session
+        // stream, a module beside `queue/sse_v3.rs` each for its stream end, diffs and cancel.
+        Protocol::SseV1 | Protocol::SseV2 | Protocol::SseV2_1 => Err(unsupported(protocol)),
+        // Gradio 4.0–4.14, one stream per job; not measured yet.
+        Protocol::Sse => Err(unsupported(protocol)),
+        // Gradio 3.x, one websocket per job and no event_id (gradio-protocol-legacy.md §8): a
+        // `protocol/ws.rs` and a `JobHandle` variant of its own.
+        Protocol::Ws => Err(unsupported(protocol)),
     }
 }
 
-/// A queue message, whatever the protocol that carried it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Message {
-    /// The job waits in the queue.
-    Estimation {
-        event_id: Option<String>,
-        rank: Option<u64>,
-        queue_size: Option<u64>,
-        rank_eta: Option<f64>,
-    },
-    /// A worker took the job.
-    ProcessStarts {
-        event_id: Option<String>,
-        eta: Option<f64>,
-    },
-    /// `gr.Progress` steps.
-    Progress {
-        event_id: Option<String>,
-        units: Vec<ProgressUnit>,
-    },
-    /// `gr.Info`/`gr.Warning` or a log line.
-    Log {
-        event_id: Option<String>,
-        log: String,
-        level: Option<String>,
-    },
-    /// Keeps the stream alive.
-    Heartbeat,
-    /// A generator's intermediate output (`output.data`, diffs after the first).
-    ProcessGenerating {
-        event_id: Option<String>,
-        output: Value,
-    },
-    /// The job ended: `success` false carries the error in `output.error`.
-    ProcessCompleted {
-        event_id: Option<String>,
-        success: bool,
-        output: Value,
-        title: Option<String>,
-    },
-    /// The session has nothing pending; the server ends the response.
-    CloseStream,
-    /// The server does not know the session (or failed); the stream is cut after it.
-    UnexpectedError {
-        message: String,
-        session_not_found: bool,
-    },
-    /// Any other `msg` (kept so a new server does not break an old client).
-    Other { msg: String, raw: Value },
+fn unsupported(protocol: Protocol) -> Error {
+    protocol_error(format!(
+        "Gradio protocol {:?} is not supported yet (only sse_v3, Gradio 5.x-6.x)",
+        protocol.as_str()
+    ))
 }
 
-impl Message {
-    /// The event the message is about, if any.
-    pub fn event_id(&self) -> Option<&str> {
-        match self {
-            Message::Estimation { event_id, .. }
-            | Message::ProcessStarts { event_id, .. }
-            | Message::Progress { event_id, .. }
-            | Message::Log { event_id, .. }
-            | Message::ProcessGenerating { event_id, .. }
-            | Message::ProcessCompleted { event_id, .. } => event_id.as_deref(),
-            _ => None,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientOptions;
+    use serde_json::json;
+
+    fn space_protocol(e: &Error) -> bool {
+        matches!(
+            e,
+            Error::Upstream {
+                code: ErrorCode::SpaceProtocol,
+                retryable: false,
+                ..
+            }
+        )
+    }
+
+    #[test]
+    fn only_sse_v3_is_spoken_and_the_rest_are_refused_as_before() {
+        for p in Protocol::ALL {
+            assert_eq!(p.is_supported(), p == Protocol::SseV3, "{p}");
+            assert_eq!(Protocol::parse(p.as_str()).unwrap(), p);
+        }
+        let e = Protocol::SseV2.ensure_supported().unwrap_err();
+        assert!(space_protocol(&e), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "Gradio protocol \"sse_v2\" is not supported yet (only sse_v3, Gradio 5.x-6.x)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_handle_naming_an_unsupported_protocol_decodes_but_is_refused() {
+        // Port 9 (discard) is never reached: the refusal comes before any request.
+        let client = GradioClient::new("http://127.0.0.1:9", ClientOptions::default()).unwrap();
+        for p in Protocol::ALL.into_iter().filter(|p| *p != Protocol::SseV3) {
+            let handle = JobHandle::from_json(&json!({
+                "root": "http://127.0.0.1:9", "api_prefix": "", "protocol": p.as_str(),
+                "fn_index": 3, "session_hash": "s", "event_id": "e", "cookies": "",
+            }))
+            .unwrap();
+            assert_eq!(handle.protocol(), p);
+            let expected = p.ensure_supported().unwrap_err().to_string();
+            let open = client.open(&handle).await.err().expect("open refuses");
+            let cancel = client.cancel(&handle).await.unwrap_err();
+            let config = SpaceConfig {
+                version: None,
+                protocol: p,
+                api_prefix: String::new(),
+                root: None,
+                endpoints: vec![],
+            };
+            let endpoint = Endpoint {
+                fn_index: 3,
+                api_name: None,
+                trigger_id: None,
+                inputs: 0,
+                outputs: 0,
+            };
+            let join = client
+                .join(&config, &endpoint, &[], "s", &Cookies::default())
+                .await
+                .unwrap_err();
+            for e in [open, cancel, join] {
+                assert!(space_protocol(&e), "{p}: {e:?}");
+                assert_eq!(e.to_string(), expected);
+            }
         }
     }
 }

@@ -1,39 +1,23 @@
 //! accept-upload: the operations behind the HTTP API — create a run (with Idempotency-Key),
 //! hand out presigned uploads, record landed inputs and queue the run when all are there; start,
-//! cancel (reaching the backend), retry, delete, artifacts and waiting for a change.
+//! cancel (reaching the backend), retry, delete, artifacts, listing and waiting for a change.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use spaceport_core::pipeline::DeclaredFile;
-use spaceport_core::ports::{BlobMeta, Idempotency, InsertOutcome, QueueName};
+use spaceport_core::ports::{
+    BlobMeta, BlobStore, Idempotency, InsertOutcome, ListQuery, RunPage, SpaceBackend,
+};
 use spaceport_core::{
-    Artifact, BackendInfo, Error, InputFile, InputState, Progress, Run, RunId, StartMode, Status,
+    Artifact, BackendInfo, CreateRunRequest, Error, InputFile, InputState, Progress, Run, RunId,
+    StartMode, Status, validate_create,
 };
 
-use crate::{JobState, Mutated, Steps};
-
-/// A validated request to create a run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct NewRun {
-    pub pipeline: String,
-    #[serde(default)]
-    pub settings: Map<String, Value>,
-    #[serde(default)]
-    pub inputs: BTreeMap<String, Vec<DeclaredFile>>,
-    #[serde(default)]
-    pub deadline_s: Option<u64>,
-    #[serde(default)]
-    pub metadata: Map<String, Value>,
-    #[serde(default)]
-    pub start: StartMode,
-    #[serde(default)]
-    pub webhook: Option<Value>,
-}
+use crate::inputs;
+use crate::runs::{Mutated, Runs, cancel_at_backend};
 
 /// Where to upload one declared input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,56 +42,42 @@ pub struct Created {
     pub existing: bool,
 }
 
-const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// The API's operations over the run store, the queues, the blob store and (to stop jobs) the
+/// Space backend.
+#[derive(Clone)]
+pub struct Accept {
+    runs: Runs,
+    blobs: Arc<dyn BlobStore>,
+    space: Arc<dyn SpaceBackend>,
+}
 
-impl Steps {
-    /// Creates a run and its upload URLs. With `idempotency`, the same key and body return the
-    /// same run; the same key with another body is a conflict. A rejected request stores nothing.
+impl Accept {
+    /// The operations over their ports.
+    pub fn new(runs: Runs, blobs: Arc<dyn BlobStore>, space: Arc<dyn SpaceBackend>) -> Accept {
+        Accept { runs, blobs, space }
+    }
+
+    /// The run operations shared with the steps (store, queues, pipelines, tunables).
+    pub fn runs(&self) -> &Runs {
+        &self.runs
+    }
+
+    /// The blob store (for `/readyz` and artifact URLs).
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    /// Creates a run and its upload URLs. The request is checked by core's `validate_create`
+    /// first; with `idempotency`, the same key and body return the same run and the same key
+    /// with another body is a conflict. A rejected request stores nothing.
     pub async fn create(
         &self,
-        new: NewRun,
+        req: &CreateRunRequest,
         idempotency: Option<Idempotency>,
     ) -> Result<Created, Error> {
-        let pipeline = self.pipelines.get(&new.pipeline).map_err(|_| {
-            let known: Vec<&str> = self.pipelines.iter().map(|p| p.name.as_str()).collect();
-            Error::validation(
-                "pipeline",
-                format!(
-                    "unknown pipeline {:?} (known: {})",
-                    new.pipeline,
-                    known.join(", ")
-                ),
-            )
-        })?;
-        let settings = pipeline.resolve_settings(&new.settings)?;
-        pipeline.check_inputs(&new.inputs)?;
-        let deadline_s = new.deadline_s.unwrap_or(pipeline.deadline_s);
-        if deadline_s == 0 || deadline_s > pipeline.max_deadline_s {
-            return Err(Error::validation(
-                "deadline_s",
-                format!(
-                    "deadline_s = {deadline_s} is out of range [1, {}]",
-                    pipeline.max_deadline_s
-                ),
-            ));
-        }
-        if Value::Object(new.metadata.clone()).to_string().len() > MAX_METADATA_BYTES {
-            return Err(Error::validation(
-                "metadata",
-                format!("metadata is larger than {MAX_METADATA_BYTES} bytes"),
-            ));
-        }
-        if let Some(hook) = &new.webhook {
-            let url = hook.get("url").and_then(Value::as_str).unwrap_or("");
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(Error::validation(
-                    "webhook.url",
-                    "webhook.url must be an http(s) URL",
-                ));
-            }
-        }
-
-        let now = self.clock.now();
+        let new = validate_create(&self.runs.pipelines, req)?;
+        let pipeline = self.runs.pipelines.get(&new.pipeline)?;
+        let now = self.runs.clock.now();
         let id = RunId::new(now.timestamp_millis().max(0) as u64, rand::random());
         let inputs = new
             .inputs
@@ -134,11 +104,11 @@ impl Steps {
             pipeline: pipeline.name.clone(),
             status: Status::Created,
             version: 1,
-            settings,
+            settings: new.settings.clone(),
             inputs,
             progress: Progress::default(),
             backend: BackendInfo {
-                kind: pipeline.backend_kind().into(),
+                kind: pipeline.backend_kind(),
                 target: pipeline.target().into(),
                 attempt: 0,
             },
@@ -149,7 +119,7 @@ impl Steps {
             queued_at: None,
             started_at: None,
             finished_at: None,
-            deadline_at: now + chrono::Duration::seconds(deadline_s as i64),
+            deadline_at: now + chrono::Duration::seconds(new.deadline_s as i64),
             cancel_requested_at: None,
             deleted_at: None,
             metadata: new.metadata.clone(),
@@ -157,7 +127,7 @@ impl Steps {
             retry_of: None,
             webhook: new.webhook.clone(),
         };
-        match self.store.insert(&run, idempotency.as_ref()).await? {
+        match self.runs.store.insert(&run, idempotency.as_ref()).await? {
             InsertOutcome::Inserted => {
                 let uploads = self.uploads(&run).await?;
                 Ok(Created {
@@ -190,7 +160,7 @@ impl Steps {
                 }
                 let t = self
                     .blobs
-                    .presign_upload(&f.key, &f.content_type, f.size, self.config.upload_ttl)
+                    .presign_upload(&f.key, &f.content_type, f.size, self.runs.config.upload_ttl)
                     .await?;
                 out.push(Upload {
                     slot: slot.clone(),
@@ -212,8 +182,9 @@ impl Steps {
         let Some(id) = run_id_of_key(key) else {
             return Ok(None);
         };
-        let now = self.clock.now();
+        let now = self.runs.clock.now();
         let mutated = self
+            .runs
             .mutate(&id, |run| {
                 if run.status != Status::Created {
                     return Ok(false);
@@ -237,16 +208,16 @@ impl Steps {
         if let Mutated::Changed(run) = &mutated
             && run.status == Status::Queued
         {
-            self.enqueue(QueueName::SubmitSpace, run, Duration::ZERO)
-                .await?;
+            self.runs.hand_on(run).await?;
         }
         Ok(Some(mutated.run().clone()))
     }
 
     /// `POST /runs/{id}/start`: queues a run whose inputs have all landed.
     pub async fn start(&self, id: &RunId) -> Result<Run, Error> {
-        let now = self.clock.now();
+        let now = self.runs.clock.now();
         let mutated = self
+            .runs
             .mutate(id, |run| {
                 if run.status.is_terminal() {
                     return Err(Error::InvalidState(format!(
@@ -278,16 +249,16 @@ impl Steps {
             })
             .await?;
         if let Mutated::Changed(run) = &mutated {
-            self.enqueue(QueueName::SubmitSpace, run, Duration::ZERO)
-                .await?;
+            self.runs.hand_on(run).await?;
         }
         Ok(mutated.run().clone())
     }
 
     /// `POST /runs/{id}/cancel`: ends the run `cancelled` and stops the job at the backend.
     pub async fn cancel(&self, id: &RunId) -> Result<Run, Error> {
-        let now = self.clock.now();
+        let now = self.runs.clock.now();
         let mutated = self
+            .runs
             .mutate(id, |run| {
                 if run.status.is_terminal() {
                     return Err(Error::InvalidState(format!(
@@ -301,22 +272,15 @@ impl Steps {
             })
             .await?;
         let run = mutated.run().clone();
-        if let Some(handle) = JobState::of(&run).handle {
-            self.cancel_at_backend(&run, &handle).await;
+        if let Some(handle) = run.job_handle() {
+            cancel_at_backend(self.space.as_ref(), &run, handle).await;
         }
         Ok(run)
     }
 
-    /// Stops a job at the backend; failures are logged, not returned (the run is already final).
-    pub(crate) async fn cancel_at_backend(&self, run: &Run, handle: &Value) {
-        if let Err(e) = self.space.cancel(handle).await {
-            tracing::warn!(run = %run.id, error = %e, "could not cancel the job at the backend");
-        }
-    }
-
     /// `POST /runs/{id}/retry`: a new run with the same inputs and settings, `retry_of` set.
     pub async fn retry(&self, id: &RunId) -> Result<Run, Error> {
-        let old = self.load(id).await?;
+        let old = self.runs.load(id).await?;
         if !old.status.is_terminal() {
             return Err(Error::InvalidState(format!(
                 "run {} is still {}; retry a finished run",
@@ -340,7 +304,7 @@ impl Steps {
                 old.id
             )));
         }
-        let now = self.clock.now();
+        let now = self.runs.clock.now();
         let new_id = RunId::new(now.timestamp_millis().max(0) as u64, rand::random());
         let mut inputs = BTreeMap::new();
         for (slot, files) in &old.inputs {
@@ -384,15 +348,14 @@ impl Steps {
             ..old
         };
         run.transition(Status::Queued, now)?;
-        self.store.insert(&run, None).await?;
-        self.enqueue(QueueName::SubmitSpace, &run, Duration::ZERO)
-            .await?;
+        self.runs.store.insert(&run, None).await?;
+        self.runs.hand_on(&run).await?;
         Ok(run)
     }
 
     /// `DELETE /runs/{id}`: deletes a finished run's inputs and artifacts; the record stays, marked.
     pub async fn delete(&self, id: &RunId) -> Result<Run, Error> {
-        let run = self.load(id).await?;
+        let run = self.runs.load(id).await?;
         if !run.status.is_terminal() {
             return Err(Error::InvalidState(format!(
                 "run {} is still {}; cancel it before deleting",
@@ -405,8 +368,9 @@ impl Steps {
         for a in &run.artifacts {
             self.blobs.delete(&a.key).await?;
         }
-        let now = self.clock.now();
+        let now = self.runs.clock.now();
         let mutated = self
+            .runs
             .mutate(id, |run| {
                 if run.deleted_at.is_some() {
                     return Ok(false);
@@ -424,7 +388,7 @@ impl Steps {
 
     /// Reads a run.
     pub async fn get(&self, id: &RunId) -> Result<Run, Error> {
-        self.load(id).await
+        self.runs.load(id).await
     }
 
     /// Waits up to `timeout` for the run's status to differ from `from` (the status when the wait
@@ -435,7 +399,7 @@ impl Steps {
         from: Option<Status>,
         timeout: Duration,
     ) -> Result<Run, Error> {
-        let first = self.load(id).await?;
+        let first = self.runs.load(id).await?;
         let from = from.unwrap_or(first.status);
         let until = tokio::time::Instant::now() + timeout;
         let mut run = first;
@@ -443,7 +407,7 @@ impl Steps {
         {
             tokio::time::sleep(Duration::from_millis(20).min(until - tokio::time::Instant::now()))
                 .await;
-            run = self.load(id).await?;
+            run = self.runs.load(id).await?;
         }
         Ok(run)
     }
@@ -454,7 +418,7 @@ impl Steps {
         id: &RunId,
         name: &str,
     ) -> Result<(Artifact, String, DateTime<Utc>), Error> {
-        let run = self.load(id).await?;
+        let run = self.runs.load(id).await?;
         let a = run
             .artifacts
             .iter()
@@ -466,19 +430,19 @@ impl Steps {
             })?;
         let (url, exp) = self
             .blobs
-            .presign_download(&a.key, Some(&a.filename), self.config.download_ttl)
+            .presign_download(&a.key, Some(&a.filename), self.runs.config.download_ttl)
             .await?;
         Ok((a, url, exp))
     }
 
-    /// Streams an input's bytes (for the CLI and tests).
+    /// Runs newest first, filtered, one page at a time.
+    pub async fn list(&self, query: &ListQuery) -> Result<RunPage, Error> {
+        self.runs.store.list(query).await
+    }
+
+    /// Reads a blob whole (for the CLI and tests).
     pub async fn read_blob(&self, key: &str) -> Result<Vec<u8>, Error> {
-        let mut s = self.blobs.get(key).await?;
-        let mut out = vec![];
-        while let Some(chunk) = s.next().await {
-            out.extend_from_slice(&chunk.map_err(|e| Error::storage("reading a blob", e))?);
-        }
-        Ok(out)
+        inputs::read_all(self.blobs.get(key).await?).await
     }
 }
 

@@ -1,23 +1,26 @@
-//! What the steps keep about a run's backend job, stored in `Run::job` (hidden from the API):
-//! the Space's job handle, its outputs once complete, retry counters and the lease of the worker
-//! that currently holds the job.
+//! What the steps keep about a run's backend job, stored on the run and hidden from the API: the
+//! backend's job handle, its outputs once complete, retry counters and the lease of the worker
+//! that holds the job. Typed, so a record that does not decode is an error naming the run, never
+//! a silent default that would drop a live lease.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use spaceport_core::{Error, Run};
 
 /// A worker's time-limited claim on a run; renewed by heartbeats, taken over once it lapses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lease {
+    /// The worker holding it (`wrk_…`).
     pub holder: String,
+    /// When it lapses unless renewed.
     pub until: DateTime<Utc>,
 }
 
 /// The backend job of a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobState {
-    /// The backend's job handle (for a Space: root, session_hash, event_id …).
+    /// The backend's job handle (for a Space: root, session_hash, event_id …); opaque here, the
+    /// backend that wrote it reads it.
     #[serde(default)]
     pub handle: Option<Value>,
     /// The last call's outputs once the job completed.
@@ -39,18 +42,9 @@ pub struct JobState {
 }
 
 impl JobState {
-    /// The job state stored on `run` (empty when none).
-    pub fn of(run: &Run) -> JobState {
-        run.job
-            .as_ref()
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default()
-    }
-
-    /// Stores this job state on `run`.
-    pub fn store(&self, run: &mut Run) -> Result<(), Error> {
-        run.job = Some(serde_json::to_value(self).map_err(|e| Error::Internal(e.to_string()))?);
-        Ok(())
+    /// Whether any worker (`me` included) holds a lease that is still live at `now`.
+    pub fn leased(&self, now: DateTime<Utc>) -> bool {
+        self.lease.as_ref().is_some_and(|l| l.until > now)
     }
 
     /// Whether a worker other than `me` holds a live lease at `now`.
@@ -58,5 +52,10 @@ impl JobState {
         self.lease
             .as_ref()
             .is_some_and(|l| l.holder != me && l.until > now)
+    }
+
+    /// Whether `me` holds the lease (live or lapsed: nobody took it over).
+    pub fn held_by(&self, me: &str) -> bool {
+        self.lease.as_ref().is_some_and(|l| l.holder == me)
     }
 }

@@ -2,190 +2,22 @@
 //! tests/peers/vggt_mirror). Tests whose assertions depend on the Space's single worker (queue
 //! rank, cancel) start their own mirror; the others share one per test binary.
 
-use std::sync::{Arc, Mutex, OnceLock};
+mod support;
+
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use bytes::Bytes;
+use anyhow::Result;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use spaceport_core::pipeline::{BackendSpec, Pipeline};
-use spaceport_core::ports::{JobInput, SpaceBackend, SpaceEvent, SpaceJob};
-use spaceport_core::{Error, ErrorCode, RunId};
+use spaceport_core::ErrorCode;
+use spaceport_core::pipeline::BackendSpec;
+use spaceport_core::ports::{SpaceBackend, SpaceEvent};
 use spaceport_gradio::{
-    ClientOptions, Cookies, GradioBackend, GradioClient, JobHandle, Protocol, Token,
+    ClientOptions, Cookies, GradioBackend, GradioClient, JobHandle, Protocol, QueueJob, Token,
 };
-use spaceport_testkit::{MirrorSpace, free_port, gltf_validate, repo_root};
+use spaceport_testkit::{MirrorSpace, free_port, gltf_validate};
 
-const EVENT_WAIT: Duration = Duration::from_secs(90);
-
-fn shared() -> &'static MirrorSpace {
-    static MIRROR: OnceLock<MirrorSpace> = OnceLock::new();
-    MIRROR.get_or_init(|| MirrorSpace::start().expect("starting the vggt mirror"))
-}
-
-fn vggt() -> Pipeline {
-    let path = repo_root().join("pipelines/vggt.toml");
-    let text = std::fs::read_to_string(&path).expect("reading pipelines/vggt.toml");
-    Pipeline::from_toml("vggt.toml", &text).expect("loading vggt.toml")
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = repo_root()
-        .join("crates/spaceport-gradio/tests/fixtures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Input files named `names`, with the fixtures' pixels in turn.
-fn images(names: &[&str]) -> Vec<JobInput> {
-    let pixels = ["red.png", "green.png", "blue.png"];
-    names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let bytes = Bytes::from(fixture(pixels[i % pixels.len()]));
-            JobInput {
-                filename: name.to_string(),
-                content_type: "image/png".into(),
-                size: bytes.len() as u64,
-                body: futures::stream::once(async move { Ok(bytes) }).boxed(),
-            }
-        })
-        .collect()
-}
-
-fn default_settings() -> serde_json::Map<String, Value> {
-    let p = vggt();
-    let resolved = p.resolve_settings(&Default::default()).unwrap();
-    p.backend_settings(&resolved)
-}
-
-fn job(url: &str, names: &[&str], settings: serde_json::Map<String, Value>) -> SpaceJob {
-    let BackendSpec::Space { space, calls, .. } = vggt().backend else {
-        panic!("vggt is a Space pipeline")
-    };
-    SpaceJob {
-        run_id: RunId::new(1, rand_u128()),
-        space,
-        url: url.to_string(),
-        calls,
-        settings,
-        inputs: [("images".to_string(), images(names))].into(),
-    }
-}
-
-fn rand_u128() -> u128 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(Instant::now()) as u128
-}
-
-fn backend() -> GradioBackend {
-    GradioBackend::new(ClientOptions::default())
-}
-
-/// Watches a job to its end (bounded), returning every event.
-async fn events(backend: &GradioBackend, handle: &Value) -> Result<Vec<SpaceEvent>> {
-    let mut stream = backend.watch(handle).await?;
-    let mut out = vec![];
-    tokio::time::timeout(EVENT_WAIT, async {
-        while let Some(ev) = stream.next().await {
-            out.push(ev?);
-        }
-        Ok::<_, Error>(())
-    })
-    .await
-    .context("the job did not end in time")??;
-    Ok(out)
-}
-
-fn last(events: &[SpaceEvent]) -> &SpaceEvent {
-    events.last().expect("at least one event")
-}
-
-fn completed(events: &[SpaceEvent]) -> Vec<Value> {
-    match last(events) {
-        SpaceEvent::Completed { outputs } => outputs.clone(),
-        other => panic!("expected Completed, got {other:?} after {events:?}"),
-    }
-}
-
-/// The mirror's log output: `SETTINGS {json}` and `IMAGES a,b` lines.
-fn echoed(outputs: &[Value]) -> (Value, Vec<String>) {
-    let log = outputs[1].as_str().expect("output 1 is the Markdown log");
-    let settings = log
-        .lines()
-        .find_map(|l| l.strip_prefix("SETTINGS "))
-        .expect("a SETTINGS line");
-    let images = log
-        .lines()
-        .find_map(|l| l.strip_prefix("IMAGES "))
-        .expect("an IMAGES line");
-    (
-        serde_json::from_str(settings).unwrap(),
-        images.split(',').map(str::to_string).collect(),
-    )
-}
-
-fn upstream_code(e: &Error) -> (ErrorCode, bool) {
-    match e {
-        Error::Upstream {
-            code, retryable, ..
-        } => (*code, *retryable),
-        other => panic!("expected an upstream error, got {other:?}"),
-    }
-}
-
-/// A job whose events are collected in the background, with their arrival times.
-struct Watched {
-    events: Arc<Mutex<Vec<(Instant, SpaceEvent)>>>,
-    task: tokio::task::JoinHandle<Result<()>>,
-}
-
-impl Watched {
-    async fn start(backend: &GradioBackend, handle: &Value) -> Result<Watched> {
-        let mut stream = backend.watch(handle).await?;
-        let events = Arc::new(Mutex::new(vec![]));
-        let sink = events.clone();
-        let task = tokio::spawn(async move {
-            while let Some(ev) = stream.next().await {
-                sink.lock().unwrap().push((Instant::now(), ev?));
-            }
-            Ok(())
-        });
-        Ok(Watched { events, task })
-    }
-
-    fn snapshot(&self) -> Vec<(Instant, SpaceEvent)> {
-        self.events.lock().unwrap().clone()
-    }
-
-    /// Waits until an event satisfies `pred`; returns when it arrived.
-    async fn wait_for(&self, what: &str, pred: impl Fn(&SpaceEvent) -> bool) -> Result<Instant> {
-        let start = Instant::now();
-        while start.elapsed() < EVENT_WAIT {
-            if let Some((t, _)) = self.snapshot().into_iter().find(|(_, e)| pred(e)) {
-                return Ok(t);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!(
-            "no {what} event within {EVENT_WAIT:?}: {:?}",
-            self.snapshot()
-        )
-    }
-
-    async fn end(self) -> Result<Vec<(Instant, SpaceEvent)>> {
-        tokio::time::timeout(EVENT_WAIT, self.task)
-            .await
-            .context("the job did not end in time")???;
-        Ok(self.events.lock().unwrap().clone())
-    }
-}
-
-fn is_stage(e: &SpaceEvent, stage: &str) -> bool {
-    matches!(e, SpaceEvent::Progress(p) if p.stage.as_deref() == Some(stage))
-}
+use support::*;
 
 #[tokio::test]
 async fn discovery_reads_the_vggt_api_as_the_pipeline_assumes() -> Result<()> {
@@ -365,7 +197,7 @@ async fn a_wrong_port_is_space_unavailable_and_retryable() -> Result<()> {
         "{err}"
     );
 
-    let handle = JobHandle {
+    let handle = JobHandle::Queue(QueueJob {
         root: url,
         api_prefix: "/gradio_api".into(),
         protocol: Protocol::SseV3,
@@ -373,7 +205,7 @@ async fn a_wrong_port_is_space_unavailable_and_retryable() -> Result<()> {
         session_hash: "nosuchsession".into(),
         event_id: "nosuchevent".into(),
         cookies: String::new(),
-    }
+    })
     .to_json();
     let err = backend.watch(&handle).await.err().expect("watch fails");
     assert_eq!(
@@ -404,7 +236,7 @@ async fn a_handle_as_json_is_picked_up_by_a_fresh_backend_and_streams_to_complet
     // The job runs and its messages wait at the Space while nobody reads them.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let handle: Value = serde_json::from_str(&stored)?;
-    let parsed = JobHandle::from_json(&handle)?;
+    let JobHandle::Queue(parsed) = JobHandle::from_json(&handle)?;
     assert_eq!(parsed.root, mirror.url());
     assert_eq!(parsed.protocol, Protocol::SseV3);
 
@@ -421,7 +253,7 @@ async fn a_handle_as_json_is_picked_up_by_a_fresh_backend_and_streams_to_complet
 #[tokio::test]
 async fn an_unknown_session_hash_is_lost() -> Result<()> {
     let mirror = shared();
-    let handle = JobHandle {
+    let handle = JobHandle::Queue(QueueJob {
         root: mirror.url().to_string(),
         api_prefix: "/gradio_api".into(),
         protocol: Protocol::SseV3,
@@ -429,7 +261,7 @@ async fn an_unknown_session_hash_is_lost() -> Result<()> {
         session_hash: "neverjoined1".into(),
         event_id: "0123456789abcdef".into(),
         cookies: String::new(),
-    }
+    })
     .to_json();
     let evs = events(&backend(), &handle).await?;
     assert!(matches!(last(&evs), SpaceEvent::Lost { .. }), "{evs:?}");
@@ -608,9 +440,12 @@ async fn the_token_never_shows_in_debug_output_or_errors() -> Result<()> {
         .await
         .unwrap_err();
     assert!(!format!("{err} {err:?}").contains(SECRET));
-    let mut h = JobHandle::from_json(&handle)?;
+    let JobHandle::Queue(mut h) = JobHandle::from_json(&handle)?;
     h.api_prefix = "/nope".into();
-    let err = backend.cancel(&h.to_json()).await.unwrap_err();
+    let err = backend
+        .cancel(&JobHandle::Queue(h).to_json())
+        .await
+        .unwrap_err();
     assert!(!format!("{err} {err:?}").contains(SECRET), "{err:?}");
     Ok(())
 }

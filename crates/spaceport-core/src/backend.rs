@@ -1,0 +1,112 @@
+//! The kinds of backend a run can be on, and the one table that says which step's queue moves a
+//! run of each kind on from each status. Adding a kind is a variant here and its step; every
+//! `match` on the kind (this table first) is where the compiler asks what the new kind does.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ports::QueueName;
+use crate::status::Status;
+
+/// What runs a job. Serde spells it as stored runs and the API always have (`space`, `onnx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// A Gradio Space: submit-space → poll-status → fetch-artifact.
+    Space,
+    /// A local ONNX model: the reconstruct worker does the whole job.
+    Onnx,
+}
+
+impl BackendKind {
+    /// Every kind.
+    pub const ALL: [BackendKind; 2] = [BackendKind::Space, BackendKind::Onnx];
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Space => "space",
+            BackendKind::Onnx => "onnx",
+        }
+    }
+
+    /// The queue whose step moves a run of this kind on from `status`; `None` where nothing does
+    /// (a `created` run waits for its inputs, a terminal run never moves again).
+    ///
+    /// Every queued run goes to submit-space first: it claims the run (`queued → submitting`,
+    /// counting the attempt) whatever the kind, then hands it to the kind's own step.
+    pub fn queue_for(self, status: Status) -> Option<QueueName> {
+        use Status::*;
+        match (self, status) {
+            (_, Created | Succeeded | Failed | Cancelled | Expired) => None,
+            (_, Queued) => Some(QueueName::SubmitSpace),
+            (BackendKind::Space, Submitting) => Some(QueueName::SubmitSpace),
+            (BackendKind::Space, Running) => Some(QueueName::PollStatus),
+            (BackendKind::Space, Fetching) => Some(QueueName::FetchArtifact),
+            // One worker runs the model and stores its files, so it redoes the whole job from
+            // any live status after a crash.
+            (BackendKind::Onnx, Submitting | Running | Fetching) => Some(QueueName::Reconstruct),
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Lets code and tests compare a kind with its wire spelling.
+impl PartialEq<&str> for BackendKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_routing_table_sends_each_live_status_to_its_step() {
+        use BackendKind::*;
+        use QueueName::*;
+        use Status::*;
+        let want = [
+            (Space, Queued, SubmitSpace),
+            (Space, Submitting, SubmitSpace),
+            (Space, Running, PollStatus),
+            (Space, Fetching, FetchArtifact),
+            (Onnx, Queued, SubmitSpace),
+            (Onnx, Submitting, Reconstruct),
+            (Onnx, Running, Reconstruct),
+            (Onnx, Fetching, Reconstruct),
+        ];
+        for (kind, status, queue) in want {
+            assert_eq!(kind.queue_for(status), Some(queue), "{kind} {status}");
+        }
+        // Every (kind, non-terminal status) but `created` is covered above.
+        for kind in BackendKind::ALL {
+            for status in Status::ALL {
+                let listed = want.iter().any(|(k, s, _)| *k == kind && *s == status);
+                assert_eq!(
+                    kind.queue_for(status).is_some(),
+                    listed,
+                    "{kind} {status}: only the statuses listed move on"
+                );
+                if status.is_terminal() || status == Created {
+                    assert_eq!(kind.queue_for(status), None, "{kind} {status}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_keep_their_stored_spelling() {
+        for kind in BackendKind::ALL {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, kind.as_str());
+            assert_eq!(serde_json::from_value::<BackendKind>(json).unwrap(), kind);
+        }
+        assert!(serde_json::from_str::<BackendKind>("\"gpu\"").is_err());
+    }
+}

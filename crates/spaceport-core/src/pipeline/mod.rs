@@ -1,0 +1,19 @@
+//! Pipelines are data: one TOML file per pipeline under `pipelines/` says what inputs it takes, its
+//! user-facing settings (with backend spellings), how its backend is called and which outputs become
+//! artifacts. Everything is checked at load, so a bad file fails naming the file and the key.
+
+mod inputs;
+mod load;
+mod schema;
+mod set;
+mod settings;
+mod spec;
+
+pub use inputs::{DeclaredFile, check_filename};
+pub use load::LoadError;
+pub use schema::BackendDescription;
+pub use set::{BUILTIN_PIPELINES, PipelineSet};
+pub use spec::{
+    Arg, ArgSpec, BackendSpec, CallSpec, FileForm, InputOrder, InputSpec, OutputRef, OutputSpec,
+    Pipeline, SettingSpec, space_base_url, toml_to_json,
+};

@@ -1,0 +1,140 @@
+//! Every pipeline of a deployment, loaded together so fallbacks can be checked, with the
+//! per-deployment overrides (a Space's URL, a model's path) and the pipelines built into the binary.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::load::{LoadError, load_err};
+use super::spec::{BackendSpec, Pipeline};
+use crate::error::Error;
+
+/// The pipelines built into every binary (the CLI, the functions, the edge), as `(file, text)`.
+pub const BUILTIN_PIPELINES: &[(&str, &str)] = &[
+    ("vggt.toml", include_str!("../../../../pipelines/vggt.toml")),
+    (
+        "vggt-onnx.toml",
+        include_str!("../../../../pipelines/vggt-onnx.toml"),
+    ),
+];
+
+/// Every pipeline of a deployment, checked together (fallbacks must exist).
+#[derive(Debug, Clone, Default)]
+pub struct PipelineSet {
+    pipelines: BTreeMap<String, Pipeline>,
+}
+
+impl PipelineSet {
+    /// Loads every `*.toml` under `dir`. The file stem must equal the pipeline's name.
+    pub fn load_dir(dir: &Path) -> Result<PipelineSet, LoadError> {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| load_err(&dir.display().to_string(), "", e.to_string()))?;
+        let mut files = vec![];
+        for entry in entries {
+            let path = entry
+                .map_err(|e| load_err(&dir.display().to_string(), "", e.to_string()))?
+                .path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| load_err(&path.display().to_string(), "", e.to_string()))?;
+                files.push((path.display().to_string(), text));
+            }
+        }
+        files.sort();
+        PipelineSet::from_files(files.iter().map(|(f, t)| (f.as_str(), t.as_str())))
+    }
+
+    /// The pipelines built into the binary.
+    pub fn builtin() -> PipelineSet {
+        PipelineSet::from_files(BUILTIN_PIPELINES.iter().copied())
+            .expect("the built-in pipelines load (tested)")
+    }
+
+    /// Loads pipelines from `(file name, text)` pairs.
+    pub fn from_files<'a>(
+        files: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<PipelineSet, LoadError> {
+        let mut pipelines = BTreeMap::new();
+        for (file, text) in files {
+            let p = Pipeline::from_toml(file, text)?;
+            let stem = Path::new(file)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("");
+            if stem != p.name {
+                return Err(load_err(
+                    file,
+                    "name",
+                    format!("{:?} must match the file name {stem:?}", p.name),
+                ));
+            }
+            pipelines.insert(p.name.clone(), p);
+        }
+        for p in pipelines.values() {
+            if let Some(fb) = &p.fallback
+                && (!pipelines.contains_key(fb) || fb == &p.name)
+            {
+                return Err(load_err(
+                    &format!("{}.toml", p.name),
+                    "fallback",
+                    format!("no other pipeline named {fb:?}"),
+                ));
+            }
+        }
+        Ok(PipelineSet { pipelines })
+    }
+
+    /// The pipeline called `name`.
+    pub fn get(&self, name: &str) -> Result<&Pipeline, Error> {
+        self.pipelines.get(name).ok_or_else(|| Error::NotFound {
+            what: "pipeline",
+            id: name.to_string(),
+        })
+    }
+
+    /// Every pipeline, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Pipeline> {
+        self.pipelines.values()
+    }
+
+    /// Replaces a Space pipeline's base URL (a duplicated or local Space).
+    pub fn set_space_url(&mut self, name: &str, new_url: &str) -> Result<(), Error> {
+        let p = self
+            .pipelines
+            .get_mut(name)
+            .ok_or_else(|| Error::NotFound {
+                what: "pipeline",
+                id: name.to_string(),
+            })?;
+        match &mut p.backend {
+            BackendSpec::Space { url, .. } => {
+                *url = Some(new_url.trim_end_matches('/').to_string());
+                Ok(())
+            }
+            BackendSpec::Onnx { .. } => Err(Error::validation(
+                "space_url",
+                format!("pipeline {name:?} does not call a Space"),
+            )),
+        }
+    }
+
+    /// Replaces an ONNX pipeline's model path.
+    pub fn set_model(&mut self, name: &str, path: &str) -> Result<(), Error> {
+        let p = self
+            .pipelines
+            .get_mut(name)
+            .ok_or_else(|| Error::NotFound {
+                what: "pipeline",
+                id: name.to_string(),
+            })?;
+        match &mut p.backend {
+            BackendSpec::Onnx { model, .. } => {
+                *model = path.to_string();
+                Ok(())
+            }
+            BackendSpec::Space { .. } => Err(Error::validation(
+                "model",
+                format!("pipeline {name:?} does not run a local model"),
+            )),
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! What a pipeline file says, as types: input slots, settings with their backend spellings, the
+//! backend (a Space and its calls, or a local model) and the artifacts. Serde reads the TOML
+//! straight into these; `load` checks what serde cannot.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::backend::BackendKind;
+
+/// One input slot: how many files and of which kinds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub min: usize,
+    pub max: usize,
+    pub content_types: Vec<String>,
+    pub max_bytes: u64,
+    /// `filename` sorts the slot's files by filename before they reach the backend; `given` keeps them.
+    #[serde(default)]
+    pub order: InputOrder,
+}
+
+/// The order files of a slot reach the backend in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputOrder {
+    #[default]
+    Filename,
+    Given,
+}
+
+/// A user-facing setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SettingSpec {
+    Number {
+        #[serde(default)]
+        description: Option<String>,
+        #[serde(default)]
+        minimum: Option<f64>,
+        #[serde(default)]
+        maximum: Option<f64>,
+        #[serde(default)]
+        default: Option<f64>,
+    },
+    Integer {
+        #[serde(default)]
+        description: Option<String>,
+        #[serde(default)]
+        minimum: Option<i64>,
+        #[serde(default)]
+        maximum: Option<i64>,
+        #[serde(default)]
+        default: Option<i64>,
+    },
+    Boolean {
+        #[serde(default)]
+        description: Option<String>,
+        #[serde(default)]
+        default: Option<bool>,
+    },
+    String {
+        #[serde(default)]
+        description: Option<String>,
+        #[serde(default)]
+        max_length: Option<usize>,
+        #[serde(default)]
+        default: Option<String>,
+    },
+    /// A choice among user spellings, each mapped to the backend's spelling.
+    Enum {
+        #[serde(default)]
+        description: Option<String>,
+        values: BTreeMap<String, toml::Value>,
+        #[serde(default)]
+        default: Option<String>,
+    },
+}
+
+/// Refers to output `index` of call number `call` (0-based) in the backend's sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputRef {
+    pub call: usize,
+    pub index: usize,
+}
+
+/// How a slot's files are shaped for a Gradio component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileForm {
+    /// A list of files (`gr.File(file_count="multiple")`).
+    Files,
+    /// One file (`gr.File`, `gr.Image` with type filepath): the slot's first file.
+    File,
+    /// A list of `{image, caption}` (`gr.Gallery`).
+    Gallery,
+}
+
+/// Where one positional argument of a call comes from, as written in the file: exactly one of
+/// `input`, `setting`, `value`, `null = true`, `output`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    #[serde(default, rename = "as", skip_serializing_if = "Option::is_none")]
+    pub form: Option<FileForm>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setting: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<toml::Value>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub null: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputRef>,
+}
+
+/// A positional argument, resolved and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    /// The files of an input slot, shaped as `form`.
+    Input { slot: String, form: FileForm },
+    /// A setting's value in the backend's spelling.
+    Setting(String),
+    /// A constant (JSON null for `null = true`).
+    Value(Value),
+    /// An output of an earlier call.
+    Output(OutputRef),
+}
+
+impl ArgSpec {
+    /// The resolved argument.
+    pub fn arg(&self) -> Arg {
+        if let Some(slot) = &self.input {
+            return Arg::Input {
+                slot: slot.clone(),
+                form: self.form.unwrap_or(FileForm::Files),
+            };
+        }
+        if let Some(s) = &self.setting {
+            return Arg::Setting(s.clone());
+        }
+        if let Some(v) = &self.value {
+            return Arg::Value(toml_to_json(v));
+        }
+        if let Some(o) = self.output {
+            return Arg::Output(o);
+        }
+        Arg::Value(Value::Null)
+    }
+}
+
+/// One Gradio call of a Space pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallSpec {
+    /// The endpoint's api_name, with its leading slash (`/gradio_demo`).
+    #[serde(default)]
+    pub api_name: Option<String>,
+    /// For unnamed endpoints (Gradio 3.x): the dependency index.
+    #[serde(default)]
+    pub fn_index: Option<usize>,
+    /// Positional inputs, in the endpoint's order.
+    pub inputs: Vec<ArgSpec>,
+}
+
+impl CallSpec {
+    /// The resolved positional arguments.
+    pub fn args(&self) -> Vec<Arg> {
+        self.inputs.iter().map(ArgSpec::arg).collect()
+    }
+}
+
+/// How the pipeline's jobs are run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BackendSpec {
+    /// A Gradio Space and the calls made to it.
+    Space {
+        /// The Space id (`facebook/vggt`).
+        space: String,
+        /// Base URL; by default `https://<owner>-<name>.hf.space`. Overridable per deployment.
+        #[serde(default)]
+        url: Option<String>,
+        calls: Vec<CallSpec>,
+    },
+    /// A local ONNX model run by the `reconstruct` worker.
+    Onnx {
+        /// Path of the `.onnx` file (relative paths resolve against the data directory).
+        model: String,
+        /// Model I/O names, when they differ from the VGGT export's.
+        #[serde(default)]
+        io: BTreeMap<String, String>,
+        /// Pre-processing mode: `pad` (default) or `crop`.
+        #[serde(default)]
+        preprocess: Option<String>,
+    },
+}
+
+/// One artifact a run produces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub content_type: String,
+    /// Name of the stored file (`scene.glb`).
+    pub filename: String,
+    /// For Space backends: which call output holds the file.
+    #[serde(default)]
+    pub from: Option<OutputRef>,
+}
+
+/// A pipeline, as loaded and checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    pub name: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Another pipeline that can do the same job when this one's backend is down.
+    #[serde(default)]
+    pub fallback: Option<String>,
+    /// Default run deadline in seconds (a request may ask for less or more, up to `max_deadline_s`).
+    #[serde(default = "default_deadline_s")]
+    pub deadline_s: u64,
+    #[serde(default = "default_max_deadline_s")]
+    pub max_deadline_s: u64,
+    /// How many times a job the backend lost is submitted again.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    pub backend: BackendSpec,
+    pub inputs: BTreeMap<String, InputSpec>,
+    #[serde(default)]
+    pub settings: BTreeMap<String, SettingSpec>,
+    pub outputs: BTreeMap<String, OutputSpec>,
+}
+
+fn default_deadline_s() -> u64 {
+    900
+}
+fn default_max_deadline_s() -> u64 {
+    86_400
+}
+fn default_max_attempts() -> u32 {
+    3
+}
+
+impl Pipeline {
+    /// The default deadline as a duration.
+    pub fn default_deadline(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.deadline_s as i64)
+    }
+
+    /// The Space id or model path, for `backend.target`.
+    pub fn target(&self) -> &str {
+        match &self.backend {
+            BackendSpec::Space { space, .. } => space,
+            BackendSpec::Onnx { model, .. } => model,
+        }
+    }
+
+    /// What kind of backend runs the jobs.
+    pub fn backend_kind(&self) -> BackendKind {
+        self.backend.kind()
+    }
+}
+
+impl BackendSpec {
+    /// The base URL a Space backend is reached at: its override, else the Hub's
+    /// `https://<owner>-<name>.hf.space`; `None` for other kinds.
+    pub fn space_url(&self) -> Option<String> {
+        match self {
+            BackendSpec::Space { space, url, .. } => {
+                Some(url.clone().unwrap_or_else(|| space_base_url(space)))
+            }
+            BackendSpec::Onnx { .. } => None,
+        }
+    }
+
+    /// What kind of backend this is.
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            BackendSpec::Space { .. } => BackendKind::Space,
+            BackendSpec::Onnx { .. } => BackendKind::Onnx,
+        }
+    }
+}
+
+/// Converts a TOML value to JSON.
+pub fn toml_to_json(v: &toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => json!(i),
+        toml::Value::Float(f) => json!(f),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// The base URL of a Space: `https://<owner>-<name>.hf.space` (lowercase, `_` and `.` become `-`).
+pub fn space_base_url(space: &str) -> String {
+    let host: String = space
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '_' || c == '.' {
+                '-'
+            } else {
+                c
+            }
+        })
+        .collect();
+    format!("https://{host}.hf.space")
+}

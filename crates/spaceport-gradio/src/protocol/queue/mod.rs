@@ -1,0 +1,239 @@
+//! The queue family (`sse_v1` … `sse_v3`, Gradio 4.15–6.x): `POST {prefix}/queue/join` with our
+//! session hash returns an `event_id`, and one `GET {prefix}/queue/data?session_hash=` stream
+//! carries every event of that session. What differs by version (stream end, diffs, cancel) is
+//! left to each protocol's module; the join and the session stream are shared here.
+
+pub mod sse_v3;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use serde_json::{Value, json};
+use spaceport_core::Error;
+
+use super::message::{Message, parse_message};
+use super::{Protocol, protocol_error};
+use crate::client::{Cookies, GradioClient};
+use crate::config::{Endpoint, SpaceConfig};
+use crate::handle::QueueJob;
+use crate::sse::SseParser;
+
+/// The join endpoint.
+pub fn join_url(base: &str, api_prefix: &str) -> String {
+    format!("{base}{api_prefix}/queue/join")
+}
+
+/// The session's event stream.
+pub fn data_url(base: &str, api_prefix: &str, session_hash: &str) -> String {
+    format!("{base}{api_prefix}/queue/data?session_hash={session_hash}")
+}
+
+/// The body of a join.
+pub fn join_body(
+    data: &[Value],
+    fn_index: u64,
+    trigger_id: Option<u64>,
+    session_hash: &str,
+) -> Value {
+    json!({
+        "data": data,
+        "event_data": null,
+        "fn_index": fn_index,
+        "trigger_id": trigger_id,
+        "session_hash": session_hash,
+    })
+}
+
+/// Joins the queue in `session_hash`; the job it returns names `protocol`.
+pub(crate) async fn join(
+    client: &GradioClient,
+    protocol: Protocol,
+    config: &SpaceConfig,
+    endpoint: &Endpoint,
+    data: &[Value],
+    session_hash: &str,
+    cookies: &Cookies,
+) -> Result<QueueJob, Error> {
+    let doing = "joining the Space's queue";
+    let body = join_body(data, endpoint.fn_index, endpoint.trigger_id, session_hash);
+    let req = client
+        .http()
+        .post(join_url(client.base(), &config.api_prefix))
+        .timeout(client.options().request_timeout)
+        .json(&body);
+    let resp = client.send(doing, req, cookies).await?;
+    let v = client.json(doing, resp).await?;
+    let event_id = v
+        .get("event_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| protocol_error(format!("{doing}: no event_id in {v:.200}")))?;
+    Ok(QueueJob {
+        root: client.base().to_string(),
+        api_prefix: config.api_prefix.clone(),
+        protocol,
+        fn_index: endpoint.fn_index,
+        session_hash: session_hash.to_string(),
+        event_id: event_id.to_string(),
+        cookies: cookies.header(),
+    })
+}
+
+/// Opens the session's stream, keeping only `job`'s messages and the session-wide ones.
+pub(crate) async fn open(client: &GradioClient, job: &QueueJob) -> Result<SessionStream, Error> {
+    let cookies = Cookies::parse(&job.cookies);
+    let req = client
+        .http()
+        .get(data_url(client.base(), &job.api_prefix, &job.session_hash))
+        .header(reqwest::header::ACCEPT, "text/event-stream");
+    let resp = client
+        .send("opening the Space's event stream", req, &cookies)
+        .await?;
+    Ok(SessionStream {
+        body: resp.bytes_stream().boxed(),
+        parser: SseParser::new(),
+        pending: VecDeque::new(),
+        event_id: job.event_id.clone(),
+        idle: client.options().idle_timeout,
+    })
+}
+
+/// What reading a session stream gave.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// A message about our event or the whole session.
+    Message(Message),
+    /// The stream ended, broke or went silent: why.
+    Lost(String),
+}
+
+/// A session's `/queue/data` stream as the messages that concern one event.
+pub(crate) struct SessionStream {
+    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    parser: SseParser,
+    pending: VecDeque<String>,
+    event_id: String,
+    idle: Duration,
+}
+
+impl SessionStream {
+    /// The next message for our event; never waits longer than the idle timeout.
+    pub(crate) async fn next(&mut self) -> Result<Read, Error> {
+        loop {
+            while let Some(data) = self.pending.pop_front() {
+                let msg = parse_message(&data)?;
+                // One stream carries every event of the session: keep ours and the session-wide ones.
+                if msg.event_id().is_some_and(|id| id != self.event_id) {
+                    continue;
+                }
+                return Ok(Read::Message(msg));
+            }
+            match tokio::time::timeout(self.idle, self.body.next()).await {
+                Err(_) => {
+                    return Ok(Read::Lost(format!(
+                        "the Space sent nothing for {:?} (no heartbeat)",
+                        self.idle
+                    )));
+                }
+                Ok(None) => {
+                    return Ok(Read::Lost(
+                        "the Space ended the stream before the job completed".into(),
+                    ));
+                }
+                Ok(Some(Err(e))) => {
+                    return Ok(Read::Lost(format!(
+                        "the stream broke before the job completed: {e}"
+                    )));
+                }
+                Ok(Some(Ok(chunk))) => {
+                    for rec in self.parser.feed(&chunk) {
+                        self.pending.push_back(rec.data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads (and drops) what the Space sends within `wait`, at most one chunk.
+    pub(crate) async fn linger(&mut self, wait: Duration) {
+        let _ = tokio::time::timeout(wait, self.body.next()).await;
+    }
+}
+
+#[cfg(test)]
+impl SessionStream {
+    /// A stream over canned bytes, for the protocols' tests.
+    pub(crate) fn from_chunks(event_id: &str, chunks: Vec<&'static str>) -> SessionStream {
+        let body = futures::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok(Bytes::from_static(c.as_bytes()))),
+        );
+        SessionStream {
+            body: body.boxed(),
+            parser: SseParser::new(),
+            pending: VecDeque::new(),
+            event_id: event_id.to_string(),
+            idle: Duration::from_secs(5),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn reads(mut s: SessionStream) -> Vec<String> {
+        let mut out = vec![];
+        loop {
+            match s.next().await.unwrap() {
+                Read::Message(m) => out.push(format!("{m:?}")),
+                Read::Lost(reason) => {
+                    out.push(format!("lost: {reason}"));
+                    return out;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_stream_keeps_our_event_and_the_session_wide_messages() {
+        let s = SessionStream::from_chunks(
+            "ours",
+            vec![
+                "data: {\"msg\":\"process_starts\",\"event_id\":\"other\"}\n\n",
+                "data: {\"msg\":\"heartbeat\",\"event_id\":null}\n\ndata: {\"msg\":\"process_st",
+                "arts\",\"event_id\":\"ours\",\"eta\":1.5}\n\n",
+            ],
+        );
+        let got = reads(s).await;
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0], "Heartbeat");
+        assert!(got[1].contains("\"ours\""), "{got:?}");
+        assert_eq!(
+            got[2],
+            "lost: the Space ended the stream before the job completed"
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_on_the_stream_is_a_protocol_error() {
+        let mut s = SessionStream::from_chunks("e", vec!["data: not json\n\n"]);
+        let e = s.next().await.unwrap_err();
+        assert!(!e.retryable(), "{e}");
+    }
+
+    #[test]
+    fn the_join_body_carries_our_session_hash() {
+        let b = join_body(&[Value::from(1)], 4, Some(10), "sess");
+        assert_eq!(
+            b,
+            json!({"data": [1], "event_data": null, "fn_index": 4, "trigger_id": 10, "session_hash": "sess"})
+        );
+        assert_eq!(
+            data_url("http://h", "/gradio_api", "sess"),
+            "http://h/gradio_api/queue/data?session_hash=sess"
+        );
+    }
+}

@@ -1,0 +1,615 @@
+//! The one configuration of every Spaceport binary (the CLI, each Lambda, the reconstruct
+//! worker): defaults, then a TOML file, then environment variables, read by figment. Every
+//! setting has one file key and one variable, `SPACEPORT_` and the key in capitals; the only
+//! patterns are the per-pipeline overrides `SPACEPORT_SPACE_URL_<PIPELINE>` and
+//! `SPACEPORT_MODEL_<PIPELINE>`. Unknown keys and variables are errors, so a typo fails at start.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Value};
+use figment::{Figment, Profile};
+use serde::{Deserialize, Serialize};
+use spaceport_core::PipelineSet;
+use spaceport_core::ports::QueueName;
+use spaceport_steps::StepsConfig;
+use spaceport_steps::runner::RunnerConfig;
+
+/// The prefix of every variable.
+pub const ENV_PREFIX: &str = "SPACEPORT_";
+
+/// The variable naming a config file (default `./spaceport.toml`, when it exists).
+pub const CONFIG_FILE_VAR: &str = "SPACEPORT_CONFIG";
+
+/// Variables with the prefix that are not settings: the file above, and the CLI's log filter.
+const NOT_SETTINGS: &[&str] = &[CONFIG_FILE_VAR, "SPACEPORT_LOG"];
+
+/// A configuration that cannot be used; the message names the variable or file key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn err(message: impl Into<String>) -> ConfigError {
+    ConfigError(message.into())
+}
+
+/// A secret (a token): its Debug and its serialized form never show it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// Where runs, queues and blobs live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Storage {
+    /// SQLite and a blob directory under `data_dir` (one machine).
+    #[default]
+    Embedded,
+    /// DynamoDB (`runs_table`), SQS (`*_queue_url`) and S3 (`blobs_bucket`).
+    Aws,
+}
+
+/// Where local models run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelProvider {
+    #[default]
+    Cpu,
+    Cuda,
+    #[serde(rename = "tensorrt")]
+    TensorRt,
+}
+
+/// Per-pipeline overrides: a duplicated or local Space, or another model file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineOverride {
+    /// `SPACEPORT_SPACE_URL_<PIPELINE>`.
+    pub space_url: Option<String>,
+    /// `SPACEPORT_MODEL_<PIPELINE>` (relative paths resolve against the working directory).
+    pub model: Option<String>,
+}
+
+/// Every setting. Each field is a file key; its variable is `SPACEPORT_` and the key in
+/// capitals. README.md's configuration reference lists each (a test keeps them in step).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `embedded` (default) or `aws`.
+    pub storage: Storage,
+    /// The embedded stack's SQLite file and blobs (default `./spaceport-data`).
+    pub data_dir: Option<PathBuf>,
+    /// DynamoDB table of runs (`storage = "aws"`).
+    pub runs_table: Option<String>,
+    /// S3 bucket of inputs and artifacts (`storage = "aws"`).
+    pub blobs_bucket: Option<String>,
+    /// Path-style S3 URLs, for S3-compatible stores that do not route by host name.
+    pub s3_force_path_style: bool,
+    pub submit_queue_url: Option<String>,
+    pub submit_dlq_url: Option<String>,
+    pub poll_queue_url: Option<String>,
+    pub poll_dlq_url: Option<String>,
+    pub fetch_queue_url: Option<String>,
+    pub fetch_dlq_url: Option<String>,
+    pub webhook_queue_url: Option<String>,
+    pub webhook_dlq_url: Option<String>,
+    pub reconstruct_queue_url: Option<String>,
+    pub reconstruct_dlq_url: Option<String>,
+    /// Where `spaceport serve` listens (default `127.0.0.1:8080`).
+    pub bind: Option<String>,
+    /// A running Spaceport server for `spaceport run` and `runs` (else an in-process stack).
+    pub server: Option<String>,
+    /// A directory of pipeline files replacing the built-in ones.
+    pub pipelines_dir: Option<PathBuf>,
+    /// Per-pipeline overrides, by pipeline name.
+    pub pipelines: BTreeMap<String, PipelineOverride>,
+    /// Hugging Face token sent to Spaces (also read from `HF_TOKEN`); never logged.
+    pub hf_token: Option<Secret>,
+    /// Seconds a worker's claim on a run lasts without renewal (default 30).
+    pub lease_s: Option<u64>,
+    /// Seconds a received step message stays hidden between heartbeats (default 30).
+    pub visibility_s: Option<u64>,
+    /// Seconds one poll-status invocation holds a Space's stream (default a day; 840 on Lambda).
+    pub poll_window_s: Option<u64>,
+    /// Messages a worker handles at once per queue (default 8; the reconstruct worker 1).
+    pub concurrency: Option<usize>,
+    /// `cpu` (default), `cuda` or `tensorrt` (a GPU build; never a silent CPU fallback).
+    pub model_provider: ModelProvider,
+    /// What relative model paths resolve against (default: the data dir, or `.` on AWS).
+    pub model_dir: Option<PathBuf>,
+    /// The most images one local-model run takes (default 64; size it from memory).
+    pub max_frames: Option<usize>,
+    /// The ONNX Runtime library (also read from ort's own `ORT_DYLIB_PATH`).
+    pub ort_dylib_path: Option<PathBuf>,
+}
+
+/// The variable of a file key: `SPACEPORT_` and the key in capitals.
+pub fn env_var(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.to_ascii_uppercase())
+}
+
+/// The variable that overrides pipeline `name`'s Space URL (`SPACEPORT_SPACE_URL_VGGT_ONNX`).
+pub fn space_url_var(pipeline: &str) -> String {
+    format!(
+        "{ENV_PREFIX}SPACE_URL_{}",
+        pipeline.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// The variable that overrides pipeline `name`'s model path (`SPACEPORT_MODEL_VGGT_ONNX`).
+pub fn model_var(pipeline: &str) -> String {
+    format!(
+        "{ENV_PREFIX}MODEL_{}",
+        pipeline.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// The file keys of `queue`'s URL and its dead-letter queue's URL.
+pub fn queue_keys(queue: QueueName) -> (&'static str, &'static str) {
+    match queue {
+        QueueName::SubmitSpace => ("submit_queue_url", "submit_dlq_url"),
+        QueueName::PollStatus => ("poll_queue_url", "poll_dlq_url"),
+        QueueName::FetchArtifact => ("fetch_queue_url", "fetch_dlq_url"),
+        QueueName::NotifyWebhook => ("webhook_queue_url", "webhook_dlq_url"),
+        QueueName::Reconstruct => ("reconstruct_queue_url", "reconstruct_dlq_url"),
+    }
+}
+
+impl Config {
+    /// Every file key (the fields of `Config`).
+    pub fn keys() -> Vec<String> {
+        match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => vec![],
+        }
+    }
+
+    /// Defaults, then the file (`file`, else `$SPACEPORT_CONFIG`, else `./spaceport.toml` when it
+    /// exists), then the process's environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        let path = match file {
+            Some(p) => Some(p.to_path_buf()),
+            None => match vars.iter().find(|(k, _)| k == CONFIG_FILE_VAR) {
+                Some((_, p)) => Some(PathBuf::from(p)),
+                None => Some(PathBuf::from("spaceport.toml")).filter(|p| p.exists()),
+            },
+        };
+        let text = match &path {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| err(format!("reading {}: {e}", p.display())))?,
+            ),
+            None => None,
+        };
+        let name = path.as_ref().map(|p| p.display().to_string());
+        Config::from_sources(
+            text.as_deref().map(|t| (name.as_deref().unwrap_or(""), t)),
+            vars,
+        )
+    }
+
+    /// Defaults, then `file` (`(name, TOML text)`), then `vars` (variables other than ours are
+    /// ignored). For `load` and for tests.
+    pub fn from_sources(
+        file: Option<(&str, &str)>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some((name, text)) = file {
+            // Check the file on its own first, so its errors name the file, not the merge.
+            let _: Config = Figment::from(Toml::string(text))
+                .extract_lossy()
+                .map_err(|e| err(format!("{name}: {}", first_error(e))))?;
+            figment = figment.merge(Toml::string(text));
+        }
+        let (env, names) = env_dict(vars)?;
+        figment = figment.merge(Serialized::from(env, Profile::Default));
+        let cfg: Config = figment.extract_lossy().map_err(|e| {
+            let key = e.path.first().cloned().unwrap_or_default();
+            let var = names.get(&key).cloned().unwrap_or_else(|| env_var(&key));
+            err(format!("{var}: {}", first_error(e)))
+        })?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let positive = |key: &str, v: Option<u64>| match v {
+            Some(0) => Err(err(format!("{} ({key}) must be positive", env_var(key)))),
+            _ => Ok(()),
+        };
+        positive("lease_s", self.lease_s)?;
+        positive("visibility_s", self.visibility_s)?;
+        positive("poll_window_s", self.poll_window_s)?;
+        positive("concurrency", self.concurrency.map(|n| n as u64))?;
+        positive("max_frames", self.max_frames.map(|n| n as u64))?;
+        match self.storage {
+            Storage::Aws => {
+                for (key, v) in [
+                    ("runs_table", &self.runs_table),
+                    ("blobs_bucket", &self.blobs_bucket),
+                ] {
+                    if v.as_deref().is_none_or(str::is_empty) {
+                        return Err(err(format!(
+                            "{} ({key}) is required with storage = \"aws\"",
+                            env_var(key)
+                        )));
+                    }
+                }
+            }
+            Storage::Embedded => {
+                if self.runs_table.is_some() {
+                    return Err(err(format!(
+                        "{} is set but storage is embedded; set {}=aws to use DynamoDB, SQS and S3",
+                        env_var("runs_table"),
+                        env_var("storage")
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails naming the variable unless `queue`'s URL is set (on AWS; the embedded queues need
+    /// none). A function checks the queue it consumes at start.
+    pub fn require_queue(self, queue: QueueName) -> Result<Config, ConfigError> {
+        if self.storage == Storage::Aws && self.queue_urls(queue).is_none() {
+            let key = queue_keys(queue).0;
+            return Err(err(format!("{} ({key}) is required", env_var(key))));
+        }
+        Ok(self)
+    }
+
+    /// `queue`'s URL and its dead-letter queue's URL, when set.
+    pub fn queue_urls(&self, queue: QueueName) -> Option<(String, Option<String>)> {
+        let (url, dlq) = match queue {
+            QueueName::SubmitSpace => (&self.submit_queue_url, &self.submit_dlq_url),
+            QueueName::PollStatus => (&self.poll_queue_url, &self.poll_dlq_url),
+            QueueName::FetchArtifact => (&self.fetch_queue_url, &self.fetch_dlq_url),
+            QueueName::NotifyWebhook => (&self.webhook_queue_url, &self.webhook_dlq_url),
+            QueueName::Reconstruct => (&self.reconstruct_queue_url, &self.reconstruct_dlq_url),
+        };
+        let url = url.clone().filter(|u| !u.is_empty())?;
+        Some((url, dlq.clone().filter(|u| !u.is_empty())))
+    }
+
+    /// The data directory (default `./spaceport-data`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("spaceport-data"))
+    }
+
+    /// What relative model paths resolve against.
+    pub fn model_dir(&self) -> PathBuf {
+        match (&self.model_dir, self.storage) {
+            (Some(d), _) => d.clone(),
+            (None, Storage::Embedded) => self.data_dir(),
+            (None, Storage::Aws) => PathBuf::from("."),
+        }
+    }
+
+    /// The pipelines (built in, or `pipelines_dir`), with the overrides applied.
+    pub fn pipelines(&self) -> Result<PipelineSet, ConfigError> {
+        let mut set = match &self.pipelines_dir {
+            Some(dir) => PipelineSet::load_dir(dir).map_err(|e| {
+                err(format!(
+                    "{} ({}): {e}",
+                    env_var("pipelines_dir"),
+                    dir.display()
+                ))
+            })?,
+            None => PipelineSet::builtin(),
+        };
+        for (name, o) in &self.pipelines {
+            if let Some(u) = &o.space_url {
+                set.set_space_url(name, u)
+                    .map_err(|e| err(format!("{}: {e}", space_url_var(name))))?;
+            }
+            if let Some(m) = &o.model {
+                // An override given on this machine is relative to the working directory.
+                let m = std::path::absolute(m)
+                    .map_err(|e| err(format!("{}: {m:?}: {e}", model_var(name))))?;
+                set.set_model(name, &m.display().to_string())
+                    .map_err(|e| err(format!("{}: {e}", model_var(name))))?;
+            }
+        }
+        Ok(set)
+    }
+
+    /// The steps' tunables: `base` with the lease and poll window set here.
+    pub fn steps_config(&self, mut base: StepsConfig) -> StepsConfig {
+        if let Some(s) = self.lease_s {
+            base.lease = Duration::from_secs(s);
+            base.heartbeat = base.heartbeat.min(Duration::from_secs(s) / 3);
+        }
+        if let Some(s) = self.poll_window_s {
+            base.poll_window = Duration::from_secs(s);
+        }
+        base
+    }
+
+    /// The local runner's tunables: `base` with the visibility, concurrency and (from the
+    /// lease) the stall time set here.
+    pub fn runner_config(&self, mut base: RunnerConfig) -> RunnerConfig {
+        if let Some(s) = self.lease_s {
+            base.stall_after = base.stall_after.min(Duration::from_secs(s));
+        }
+        if let Some(s) = self.visibility_s {
+            base.visibility = Duration::from_secs(s);
+        }
+        if let Some(n) = self.concurrency {
+            base.concurrency = n;
+        }
+        base
+    }
+}
+
+/// The first message of a figment error (it chains one per bad key).
+fn first_error(e: figment::Error) -> String {
+    let mut e = e;
+    e.metadata = None;
+    e.path.clear();
+    e.to_string()
+}
+
+/// The settings `vars` give, as a dict keyed like the file, and the variable behind each
+/// top-level key (for error messages). Values stay strings: `extract_lossy` turns `"30"` into a
+/// number where a number is wanted and leaves a token such as `"12345"` a string.
+fn env_dict(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<(Dict, BTreeMap<String, String>), ConfigError> {
+    let keys = Config::keys();
+    let mut vars: Vec<(String, String)> = vars.into_iter().collect();
+    // Ours win over the ecosystem's own spellings, whatever the order they come in.
+    vars.sort_by_key(|(k, _)| k.starts_with(ENV_PREFIX));
+    let mut dict = Dict::new();
+    let mut names = BTreeMap::new();
+    for (var, value) in vars {
+        let key = match var.as_str() {
+            "HF_TOKEN" => "hf_token".to_owned(),
+            "ORT_DYLIB_PATH" => "ort_dylib_path".to_owned(),
+            v if !v.starts_with(ENV_PREFIX) || NOT_SETTINGS.contains(&v) => continue,
+            v => {
+                let name = v[ENV_PREFIX.len()..].to_ascii_lowercase();
+                if keys.contains(&name) {
+                    name
+                } else if let Some(p) = name.strip_prefix("space_url_") {
+                    format!("pipelines.{}.space_url", p.replace('_', "-"))
+                } else if let Some(p) = name.strip_prefix("model_") {
+                    format!("pipelines.{}.model", p.replace('_', "-"))
+                } else {
+                    return Err(err(format!(
+                        "unknown environment variable {var} (see the configuration reference in README.md)"
+                    )));
+                }
+            }
+        };
+        let top = key.split('.').next().unwrap_or_default().to_owned();
+        names.insert(top, var.clone());
+        merge(&mut dict, &key, Value::from(value));
+    }
+    Ok((dict, names))
+}
+
+/// Sets the dotted `key` in `dict`, creating the tables on the way.
+fn merge(dict: &mut Dict, key: &str, value: Value) {
+    match key.split_once('.') {
+        None => {
+            dict.insert(key.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let entry = dict
+                .entry(head.to_owned())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                merge(inner, rest, value);
+            } else {
+                let mut inner = Dict::new();
+                merge(&mut inner, rest, value);
+                *entry = Value::from(inner);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spaceport_core::pipeline::BackendSpec;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn env_overrides_file_and_names_pipelines() {
+        let cfg = Config::from_sources(
+            Some((
+                "spaceport.toml",
+                "bind = \"127.0.0.1:9000\"\nlease_s = 5\n[pipelines.vggt]\nspace_url = \"http://a\"\n",
+            )),
+            vars(&[
+                ("SPACEPORT_BIND", "127.0.0.1:9001"),
+                ("SPACEPORT_SPACE_URL_VGGT", "http://127.0.0.1:7860"),
+                ("SPACEPORT_MODEL_VGGT_ONNX", "/models/v.onnx"),
+                ("SPACEPORT_LEASE_S", "7"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.bind.as_deref(), Some("127.0.0.1:9001"));
+        assert_eq!(cfg.lease_s, Some(7));
+        let set = cfg.pipelines().unwrap();
+        let BackendSpec::Space { url, .. } = &set.get("vggt").unwrap().backend else {
+            panic!()
+        };
+        assert_eq!(url.as_deref(), Some("http://127.0.0.1:7860"));
+        let BackendSpec::Onnx { model, .. } = &set.get("vggt-onnx").unwrap().backend else {
+            panic!()
+        };
+        assert_eq!(model, "/models/v.onnx");
+    }
+
+    #[test]
+    fn unknown_settings_are_errors_naming_them() {
+        let e = Config::from_sources(Some(("f.toml", "bnd = 1")), vars(&[])).unwrap_err();
+        assert!(
+            e.to_string().contains("f.toml") && e.to_string().contains("bnd"),
+            "{e}"
+        );
+        let e = Config::from_sources(None, vars(&[("SPACEPORT_BINDD", "x")])).unwrap_err();
+        assert!(e.to_string().contains("SPACEPORT_BINDD"), "{e}");
+        // A pipeline override for a pipeline that does not exist fails when pipelines load.
+        let cfg =
+            Config::from_sources(None, vars(&[("SPACEPORT_SPACE_URL_NOPE", "http://x")])).unwrap();
+        let e = cfg.pipelines().unwrap_err();
+        assert!(e.to_string().contains("SPACEPORT_SPACE_URL_NOPE"), "{e}");
+        // Not settings: the CLI's log filter, the config file variable, other programs' variables.
+        Config::from_sources(
+            None,
+            vars(&[
+                ("SPACEPORT_LOG", "debug"),
+                ("RUST_LOG", "info"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let e = Config::from_sources(None, vars(&[("SPACEPORT_LEASE_S", "abc")])).unwrap_err();
+        assert!(e.to_string().contains("SPACEPORT_LEASE_S"), "{e}");
+        let e = Config::from_sources(None, vars(&[("SPACEPORT_LEASE_S", "0")])).unwrap_err();
+        assert!(e.to_string().contains("SPACEPORT_LEASE_S"), "{e}");
+        let e =
+            Config::from_sources(None, vars(&[("SPACEPORT_MODEL_PROVIDER", "gpu")])).unwrap_err();
+        assert!(e.to_string().contains("SPACEPORT_MODEL_PROVIDER"), "{e}");
+        let cfg =
+            Config::from_sources(None, vars(&[("SPACEPORT_MODEL_PROVIDER", "tensorrt")])).unwrap();
+        assert_eq!(cfg.model_provider, ModelProvider::TensorRt);
+    }
+
+    #[test]
+    fn tokens_stay_strings_and_never_show() {
+        let cfg = Config::from_sources(
+            None,
+            vars(&[
+                ("HF_TOKEN", "12345"),
+                ("SPACEPORT_HF_TOKEN", "hf_secret_value"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.hf_token.as_ref().unwrap().expose(), "hf_secret_value");
+        let shown = format!("{cfg:?} {}", serde_json::to_string(&cfg).unwrap());
+        assert!(!shown.contains("hf_secret_value"), "{shown}");
+        let cfg = Config::from_sources(None, vars(&[("HF_TOKEN", "12345")])).unwrap();
+        assert_eq!(
+            cfg.hf_token.unwrap().expose(),
+            "12345",
+            "a numeric token stays text"
+        );
+    }
+
+    #[test]
+    fn aws_storage_names_what_is_missing() {
+        let e = Config::from_sources(None, vars(&[("SPACEPORT_STORAGE", "aws")])).unwrap_err();
+        assert!(e.to_string().contains("SPACEPORT_RUNS_TABLE"), "{e}");
+        let e = Config::from_sources(
+            None,
+            vars(&[("SPACEPORT_STORAGE", "aws"), ("SPACEPORT_RUNS_TABLE", "t")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("SPACEPORT_BLOBS_BUCKET"), "{e}");
+        let cfg = Config::from_sources(
+            None,
+            vars(&[
+                ("SPACEPORT_STORAGE", "aws"),
+                ("SPACEPORT_RUNS_TABLE", "t"),
+                ("SPACEPORT_BLOBS_BUCKET", "b"),
+                ("SPACEPORT_SUBMIT_QUEUE_URL", "http://q/submit"),
+            ]),
+        )
+        .unwrap();
+        let e = cfg
+            .clone()
+            .require_queue(QueueName::PollStatus)
+            .unwrap_err();
+        assert!(e.to_string().contains("SPACEPORT_POLL_QUEUE_URL"), "{e}");
+        assert!(cfg.require_queue(QueueName::SubmitSpace).is_ok());
+        let e = Config::from_sources(None, vars(&[("SPACEPORT_RUNS_TABLE", "t")])).unwrap_err();
+        assert!(e.to_string().contains("SPACEPORT_STORAGE"), "{e}");
+    }
+
+    #[test]
+    fn variable_names_are_mechanical() {
+        assert_eq!(env_var("runs_table"), "SPACEPORT_RUNS_TABLE");
+        assert_eq!(
+            space_url_var("kolors-tryon"),
+            "SPACEPORT_SPACE_URL_KOLORS_TRYON"
+        );
+        assert_eq!(model_var("vggt-onnx"), "SPACEPORT_MODEL_VGGT_ONNX");
+        for q in QueueName::ALL {
+            let (url, dlq) = queue_keys(q);
+            assert!(Config::keys().contains(&url.to_string()), "{url}");
+            assert!(Config::keys().contains(&dlq.to_string()), "{dlq}");
+        }
+    }
+
+    #[test]
+    fn the_readme_lists_every_setting_once_with_its_variable() {
+        let readme = include_str!("../../../README.md");
+        let keys = Config::keys();
+        for key in keys.iter().filter(|k| *k != "pipelines") {
+            let row = format!("| `{key}` | `{}`", env_var(key));
+            assert_eq!(readme.matches(&row).count(), 1, "README.md: one row {row}");
+        }
+        for (field, var) in [("space_url", "SPACE_URL"), ("model", "MODEL")] {
+            let row = format!("| `[pipelines.NAME] {field}` | `SPACEPORT_{var}_<NAME>`");
+            assert_eq!(readme.matches(&row).count(), 1, "README.md: one row {row}");
+        }
+        // No row names a setting that does not exist.
+        let table = readme
+            .split("| key (`spaceport.toml`) | variable |")
+            .nth(1)
+            .expect("README.md has the configuration reference table");
+        for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+            let key = line.split('`').nth(1).unwrap_or_default();
+            assert!(
+                keys.iter().any(|k| k == key) || key.starts_with("[pipelines.NAME]"),
+                "README.md lists {key:?}, which is no setting"
+            );
+        }
+    }
+}

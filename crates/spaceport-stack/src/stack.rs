@@ -1,0 +1,228 @@
+//! `Stack::from_config`: the one factory that turns a `Config` into ports — the embedded adapters
+//! (SQLite + a blob directory) or the AWS ones (DynamoDB, SQS, S3), the Gradio client with the
+//! HF token, and the ONNX runner where the binary has one — and the steps over them. The CLI,
+//! every Lambda and the reconstruct worker build themselves through it and nothing else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use spaceport_core::PipelineSet;
+use spaceport_core::ports::{
+    BlobStore, ModelRunner, Queue, RunStore, SignedBlobs, SpaceBackend, SystemClock,
+};
+use spaceport_gradio::{ClientOptions, GradioBackend};
+use spaceport_server::AppState;
+use spaceport_steps::{Ports, Steps, StepsConfig};
+
+use crate::config::{Config, ConfigError, Storage};
+
+/// Why a stack could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store, queue or blob store could not be opened.
+    #[error("opening the {what}: {source}")]
+    Open {
+        what: &'static str,
+        #[source]
+        source: spaceport_core::Error,
+    },
+    /// The configuration asks for something this binary was built without.
+    #[error("{0}")]
+    NotBuilt(String),
+}
+
+/// How to open a stack beyond what the configuration says (what a binary decides in code).
+#[derive(Clone)]
+pub struct OpenOptions {
+    /// The steps' tunables (the configuration's lease and poll window applied on top).
+    pub steps: StepsConfig,
+    /// Where the embedded blob store's signed URLs point (the API server's address).
+    pub blob_base_url: String,
+    /// How long an SQS receive waits for a message (a long-running worker's long poll; zero
+    /// where Lambda hands the function its messages).
+    pub receive_wait: Duration,
+    /// An SDK configuration to use instead of the standard chain (tests, emulators).
+    #[cfg(feature = "aws")]
+    pub sdk: Option<aws_config::SdkConfig>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            steps: StepsConfig::default(),
+            blob_base_url: "http://127.0.0.1".into(),
+            receive_wait: Duration::ZERO,
+            #[cfg(feature = "aws")]
+            sdk: None,
+        }
+    }
+}
+
+/// A binary's ports and steps, built from its configuration.
+pub struct Stack {
+    pub pipelines: Arc<PipelineSet>,
+    /// The steps over the ports (`steps.ports` holds each port).
+    pub steps: Steps,
+    /// The blob store's own URL endpoints, when the API server serves them (embedded storage).
+    pub signed_blobs: Option<Arc<dyn SignedBlobs>>,
+    /// The embedded adapters, when storage is embedded.
+    pub local: Option<Local>,
+}
+
+/// The embedded adapters' handle (nothing in a binary built without them).
+#[cfg(feature = "embedded")]
+pub type Local = spaceport_local::LocalStack;
+/// The embedded adapters' handle (nothing in a binary built without them).
+#[cfg(not(feature = "embedded"))]
+pub type Local = std::convert::Infallible;
+
+type StoragePorts = (
+    Arc<dyn RunStore>,
+    Arc<dyn Queue>,
+    Arc<dyn BlobStore>,
+    Option<Arc<dyn SignedBlobs>>,
+);
+
+impl Stack {
+    /// The stack the configuration describes, with default options.
+    pub async fn from_config(cfg: &Config) -> Result<Stack, StackError> {
+        Stack::open(
+            cfg,
+            OpenOptions {
+                steps: cfg.steps_config(StepsConfig::default()),
+                ..OpenOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// The stack the configuration describes, opened with `opts`.
+    pub async fn open(cfg: &Config, opts: OpenOptions) -> Result<Stack, StackError> {
+        let pipelines = Arc::new(cfg.pipelines()?);
+        let ((store, queue, blobs, signed_blobs), local): (StoragePorts, Option<Local>) =
+            match cfg.storage {
+                #[cfg(feature = "embedded")]
+                Storage::Embedded => {
+                    let (ports, local) = embedded_ports(cfg, &opts).await?;
+                    (ports, Some(local))
+                }
+                #[cfg(feature = "aws")]
+                Storage::Aws => (aws_ports(cfg, &opts).await?, None),
+                #[allow(unreachable_patterns)]
+                other => {
+                    return Err(StackError::NotBuilt(format!(
+                        "storage {other:?} is not built into this binary (cargo feature {:?})",
+                        match other {
+                            Storage::Embedded => "embedded",
+                            Storage::Aws => "aws",
+                        }
+                    )));
+                }
+            };
+        let space: Arc<dyn SpaceBackend> = Arc::new(GradioBackend::new(ClientOptions::with_token(
+            cfg.hf_token.as_ref().map(|t| t.expose().to_owned()),
+        )));
+        let ports = Ports {
+            store,
+            queue,
+            blobs,
+            space,
+            model: model_runner(cfg),
+            clock: Arc::new(SystemClock),
+        };
+        let steps = Steps::new(pipelines.clone(), ports, opts.steps);
+        Ok(Stack {
+            pipelines,
+            steps,
+            signed_blobs,
+            local,
+        })
+    }
+
+    /// The HTTP API over this stack (what `spaceport serve` and the accept-upload Lambda mount).
+    pub fn app(&self) -> axum::Router {
+        spaceport_server::app(AppState {
+            api: self.steps.accept(),
+            signed_blobs: self.signed_blobs.clone(),
+        })
+    }
+}
+
+#[cfg(feature = "embedded")]
+async fn embedded_ports(
+    cfg: &Config,
+    opts: &OpenOptions,
+) -> Result<(StoragePorts, spaceport_local::LocalStack), StackError> {
+    let data_dir = cfg.data_dir();
+    let base = opts.blob_base_url.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || spaceport_local::LocalStack::open(&data_dir, &base))
+            .await
+            .map_err(|e| StackError::Open {
+                what: "data dir",
+                source: spaceport_core::Error::Internal(e.to_string()),
+            })?
+            .map_err(|source| StackError::Open {
+                what: "data dir",
+                source,
+            })?;
+    let ports: StoragePorts = (
+        opened.store.clone(),
+        opened.queue.clone(),
+        opened.blobs.clone(),
+        Some(opened.blobs.clone()),
+    );
+    Ok((ports, opened))
+}
+
+#[cfg(feature = "aws")]
+async fn aws_ports(cfg: &Config, opts: &OpenOptions) -> Result<StoragePorts, StackError> {
+    use spaceport_aws::{AwsConfig, AwsStack, QueueUrls};
+    let sdk = match &opts.sdk {
+        Some(sdk) => sdk.clone(),
+        None => spaceport_aws::load_sdk_config().await,
+    };
+    let queues = spaceport_core::ports::QueueName::ALL
+        .into_iter()
+        .filter_map(|q| {
+            cfg.queue_urls(q)
+                .map(|(url, dlq_url)| (q, QueueUrls { url, dlq_url }))
+        })
+        .collect();
+    let aws = AwsConfig {
+        runs_table: cfg.runs_table.clone().unwrap_or_default(),
+        blobs_bucket: cfg.blobs_bucket.clone().unwrap_or_default(),
+        queues,
+        s3_path_style: cfg.s3_force_path_style,
+    };
+    let stack = AwsStack::new(&sdk, &aws);
+    let queue = Arc::new(stack.queue.as_ref().clone().with_wait(opts.receive_wait));
+    Ok((stack.store, queue, stack.blobs, None))
+}
+
+/// The ONNX runner, in binaries built with local models.
+#[cfg(feature = "onnx")]
+fn model_runner(cfg: &Config) -> Option<Arc<dyn ModelRunner>> {
+    use crate::config::ModelProvider;
+    use spaceport_onnx::{ModelConfig, OnnxRunner, Provider};
+    // The model path itself comes from each pipeline.
+    let mut m = ModelConfig::new("");
+    m.provider = match cfg.model_provider {
+        ModelProvider::Cpu => Provider::Cpu,
+        ModelProvider::Cuda => Provider::Cuda,
+        ModelProvider::TensorRt => Provider::TensorRt,
+    };
+    if let Some(n) = cfg.max_frames {
+        m.max_frames = n;
+    }
+    m.ort_dylib_path = cfg.ort_dylib_path.clone();
+    Some(Arc::new(OnnxRunner::new(m, cfg.model_dir())))
+}
+
+/// No runner in binaries built without local models.
+#[cfg(not(feature = "onnx"))]
+fn model_runner(_cfg: &Config) -> Option<Arc<dyn ModelRunner>> {
+    None
+}

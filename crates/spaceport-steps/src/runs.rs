@@ -1,0 +1,260 @@
+//! What every step shares: reading a run, changing it with a conditional write (re-deciding on a
+//! conflict), handing it to the step that moves it on (by core's routing table), the worker
+//! lease, and the ways a live run ends. A step holds a `Runs` and the few other ports it uses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use spaceport_core::ports::{Clock, Queue, QueueName, RunStore, SpaceBackend, StepMessage};
+use spaceport_core::{BackendKind, Error, ErrorCode, PipelineSet, Progress, Run, RunId, lease};
+
+use crate::StepsConfig;
+
+/// The run store and queues, the clock, the pipelines and tunables, and this worker's name.
+#[derive(Clone)]
+pub struct Runs {
+    pub pipelines: Arc<PipelineSet>,
+    pub store: Arc<dyn RunStore>,
+    pub queue: Arc<dyn Queue>,
+    pub clock: Arc<dyn Clock>,
+    pub config: StepsConfig,
+    /// Names this worker in leases.
+    worker_id: String,
+}
+
+/// A run after a change: whether it was changed now, or was already as wanted.
+pub(crate) enum Mutated {
+    Changed(Run),
+    Unchanged(Run),
+}
+
+impl Mutated {
+    pub(crate) fn run(&self) -> &Run {
+        match self {
+            Mutated::Changed(r) | Mutated::Unchanged(r) => r,
+        }
+    }
+}
+
+impl Runs {
+    /// The shared run operations, with a fresh worker id.
+    pub fn new(
+        pipelines: Arc<PipelineSet>,
+        store: Arc<dyn RunStore>,
+        queue: Arc<dyn Queue>,
+        clock: Arc<dyn Clock>,
+        config: StepsConfig,
+    ) -> Runs {
+        Runs {
+            pipelines,
+            store,
+            queue,
+            clock,
+            config,
+            worker_id: format!("wrk_{:016x}", rand::random::<u64>()),
+        }
+    }
+
+    /// The name this worker's leases carry.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Sends a step message for `run` to `queue`.
+    pub(crate) async fn enqueue(
+        &self,
+        queue: QueueName,
+        run: &Run,
+        delay: Duration,
+    ) -> Result<(), Error> {
+        let body = serde_json::to_string(&StepMessage {
+            run_id: run.id.clone(),
+            version: run.version,
+        })
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        self.queue.send(queue, &body, delay).await?;
+        Ok(())
+    }
+
+    /// Sends `run` to the step that moves a run of its kind on from its status (nothing for a
+    /// created or terminal run).
+    pub(crate) async fn hand_on(&self, run: &Run) -> Result<(), Error> {
+        match run.backend.kind.queue_for(run.status) {
+            Some(queue) => self.enqueue(queue, run, Duration::ZERO).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Reads a run or fails `NotFound`.
+    pub(crate) async fn load(&self, id: &RunId) -> Result<Run, Error> {
+        self.store.get(id).await?.ok_or_else(|| Error::NotFound {
+            what: "run",
+            id: id.to_string(),
+        })
+    }
+
+    /// Applies `f` to the stored run with a conditional write, re-reading and re-deciding on a
+    /// conflict. `f` returns `Ok(false)` to leave the run as it is.
+    pub(crate) async fn mutate<F>(&self, id: &RunId, mut f: F) -> Result<Mutated, Error>
+    where
+        F: FnMut(&mut Run) -> Result<bool, Error>,
+    {
+        for _ in 0..32 {
+            let mut run = self.load(id).await?;
+            let prev = run.version;
+            if !f(&mut run)? {
+                return Ok(Mutated::Unchanged(run));
+            }
+            run.version = prev + 1;
+            match self.store.update(&run, prev).await {
+                Ok(()) => return Ok(Mutated::Changed(run)),
+                Err(Error::VersionConflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Internal(format!(
+            "run {id} kept changing under a write"
+        )))
+    }
+
+    /// When a lease taken or renewed at `now` lapses.
+    pub(crate) fn lease_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + chrono::Duration::from_std(self.config.lease).unwrap_or_default()
+    }
+
+    /// Takes the lease on a run in `status`; `None` when any live lease is held on it (another
+    /// worker's, or another handler's in this process), or the run is no longer in that status.
+    /// A run found past its deadline is expired instead.
+    pub(crate) async fn claim(
+        &self,
+        id: &RunId,
+        status: spaceport_core::Status,
+    ) -> Result<Option<Run>, Error> {
+        let now = self.clock.now();
+        let until = self.lease_until(now);
+        let me = self.worker_id.clone();
+        let mutated = self
+            .mutate(id, |run| {
+                if run.status != status {
+                    return Ok(false);
+                }
+                if run.past_deadline(now) {
+                    run.expire(now)?;
+                    return Ok(true);
+                }
+                Ok(lease::claim(run, &me, now, until))
+            })
+            .await?;
+        Ok(match mutated {
+            Mutated::Changed(run) if run.status == status => Some(run),
+            _ => None,
+        })
+    }
+
+    /// Renews our lease and stores the latest progress; false when the run is no longer ours.
+    pub(crate) async fn renew(
+        &self,
+        id: &RunId,
+        progress: Option<Progress>,
+    ) -> Result<bool, Error> {
+        let until = self.lease_until(self.clock.now());
+        let me = self.worker_id.clone();
+        let mut ours = false;
+        self.mutate(id, |run| {
+            ours = lease::renew(run, &me, until);
+            if ours && let Some(p) = &progress {
+                run.progress = p.clone();
+            }
+            Ok(ours)
+        })
+        .await?;
+        Ok(ours)
+    }
+
+    /// Drops our lease so another worker can take the run at once.
+    pub(crate) async fn release(&self, id: &RunId) -> Result<(), Error> {
+        let me = self.worker_id.clone();
+        self.mutate(id, |run| Ok(lease::release(run, &me))).await?;
+        Ok(())
+    }
+
+    /// Ends a live run `failed`.
+    pub(crate) async fn fail_run(
+        &self,
+        id: &RunId,
+        code: ErrorCode,
+        message: &str,
+        retryable: bool,
+    ) -> Result<(), Error> {
+        let now = self.clock.now();
+        self.mutate(id, |run| {
+            if run.status.is_terminal() {
+                return Ok(false);
+            }
+            lease::clear(run);
+            run.fail(code, message, retryable, now)?;
+            Ok(true)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a live run `expired` if its deadline passed; whether it did.
+    pub(crate) async fn expire_run(&self, id: &RunId) -> Result<bool, Error> {
+        let now = self.clock.now();
+        let m = self
+            .mutate(id, |run| {
+                if run.status.is_terminal() || !run.past_deadline(now) {
+                    return Ok(false);
+                }
+                lease::clear(run);
+                run.expire(now)?;
+                Ok(true)
+            })
+            .await?;
+        Ok(matches!(m, Mutated::Changed(_)))
+    }
+
+    /// What a run records of a step's failure: `(code, retryable, message)`. Storage trouble is
+    /// not the run's: our lease is released (a live lease of ours would turn the retry away) and
+    /// the error goes back to the runner to retry. Anything else unexpected is `other_code`.
+    pub(crate) async fn classify(
+        &self,
+        id: &RunId,
+        err: Error,
+        other_code: ErrorCode,
+    ) -> Result<(ErrorCode, bool, String), Error> {
+        match err {
+            Error::Upstream {
+                code,
+                retryable,
+                message,
+            } => Ok((code, retryable, message)),
+            e @ Error::Storage { .. } => {
+                self.release(id).await?;
+                Err(e)
+            }
+            other => Ok((other_code, false, other.to_string())),
+        }
+    }
+
+    /// The delay before retry number `tries` (0-based): the configured backoff, doubling.
+    pub(crate) fn backoff(&self, tries: u32) -> Duration {
+        self.config.backoff * (1u32 << tries.min(6))
+    }
+}
+
+/// Stops the job `handle` names at the run's backend; failures are logged, not returned (the
+/// run is already final or being replaced). A local model needs nothing: its worker stops when
+/// its lease renewal finds the run ended.
+pub(crate) async fn cancel_at_backend(space: &dyn SpaceBackend, run: &Run, handle: &Value) {
+    let result = match run.backend.kind {
+        BackendKind::Space => space.cancel(handle).await,
+        BackendKind::Onnx => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(run = %run.id, error = %e, "could not cancel the job at the backend");
+    }
+}

@@ -1,0 +1,117 @@
+//! A started peer process: its output collected line by line for failure messages, readiness
+//! waited for with a bound, and the process killed (SIGKILL) when its guard drops. Every peer of
+//! this crate (Gradio mirrors, moto, SeaweedFS) is one of these.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The HTTP status of `GET path` on 127.0.0.1:port (a tiny HTTP/1.0 client: no runtime needed).
+pub(crate) fn http_get_status(port: u16, path: &str) -> std::io::Result<u16> {
+    let addr = ("127.0.0.1", port);
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 16];
+    let n = s.read(&mut head)?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {line:?}")))
+}
+
+/// A started peer process: its stdout and stderr lines are collected, and it is killed
+/// (SIGKILL) when dropped.
+pub(crate) struct Peer {
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Peer {
+    /// Spawns `cmd` with piped output; `what` names it in errors.
+    pub(crate) fn spawn(cmd: &mut Command, what: &Path) -> Result<Peer> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", what.display()))?;
+        let output = Arc::new(Mutex::new(String::new()));
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let sink = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut out = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            });
+        }
+        Ok(Peer { child, output })
+    }
+
+    /// Waits (bounded by `limit`) until `ready` holds; fails, with the output, if the process
+    /// exits first or `limit` passes. `what` names the peer and what it should answer.
+    pub(crate) fn wait_until(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        ready: impl Fn() -> bool,
+    ) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("{what}: exited ({status}) first:\n{}", self.output());
+            }
+            if ready() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("{what}: not within {limit:?}:\n{}", self.output())
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn output(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
