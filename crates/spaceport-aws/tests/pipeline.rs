@@ -5,59 +5,24 @@
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use futures::StreamExt;
-use serde_json::{Value, json};
-use spaceport_aws::{AwsConfig, handle_sqs_batch};
+use serde_json::json;
+use spaceport_aws::handle_sqs_batch;
 use spaceport_core::ports::{Queue, QueueName};
 use spaceport_core::{CreateRunRequest, Status};
 use spaceport_steps::{Step, Steps};
 use spaceport_testkit::aws::AwsEnv;
 use spaceport_testkit::{MirrorSpace, gltf_validate, png, repo_root};
 
-/// Receives what is waiting on `queue`'s SQS queue as one Lambda batch, handles it, and deletes
+/// Receives what is waiting on `step`'s SQS queue as one Lambda batch, handles it, and deletes
 /// the messages the answer does not list (what Lambda's poller does). Returns how many it saw.
-async fn deliver_batch(
-    steps: &Steps,
-    step: &dyn Step,
-    sqs: &aws_sdk_sqs::Client,
-    aws: &AwsConfig,
-) -> usize {
-    let queue = step.queue();
-    let url = &aws.queues[&queue].url;
-    let out = sqs
-        .receive_message()
-        .queue_url(url)
-        .max_number_of_messages(10)
-        .visibility_timeout(120)
-        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-        .send()
-        .await
-        .unwrap();
-    let messages = out.messages.unwrap_or_default();
-    if messages.is_empty() {
+async fn deliver_batch(env: &AwsEnv, steps: &Steps, step: &dyn Step) -> usize {
+    let url = &env.aws.queues[&step.queue()].url;
+    let Some((event, messages)) = env.lambda_batch(url, 120, Duration::ZERO).await else {
         return 0;
-    }
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            json!({
-                "messageId": m.message_id(),
-                "receiptHandle": m.receipt_handle(),
-                "body": m.body(),
-                "attributes": {"ApproximateReceiveCount": m
-                    .attributes()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .cloned()
-                    .unwrap_or_else(|| "1".into())},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{}", queue.as_str()),
-                "awsRegion": "us-east-1",
-            })
-        })
-        .collect();
-    let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+    };
+    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
+    let event: SqsEvent = serde_json::from_value(event).unwrap();
     let response = handle_sqs_batch(step, steps.ports.queue.as_ref(), event).await;
     let failed: Vec<&str> = response
         .batch_item_failures
@@ -81,7 +46,6 @@ async fn deliver_batch(
 async fn a_vggt_run_goes_through_the_step_functions_on_aws_adapters() {
     let space = MirrorSpace::start().unwrap();
     let env = AwsEnv::start("p", 5).await.unwrap();
-    let (sdk, aws) = (env.sdk.clone(), env.aws.clone());
     let pipelines = repo_root().join("pipelines").display().to_string();
     // One stack per function, as each Lambda builds its own from its environment.
     let cfg = env.config(&[
@@ -114,7 +78,6 @@ async fn a_vggt_run_goes_through_the_step_functions_on_aws_adapters() {
         submit.accept().input_landed(&f.key, &meta).await.unwrap();
     }
 
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
     let id = created.run.id.clone();
     let until = Instant::now() + Duration::from_secs(90);
     let run = loop {
@@ -128,9 +91,9 @@ async fn a_vggt_run_goes_through_the_step_functions_on_aws_adapters() {
             space.output()
         );
         let mut seen = 0;
-        seen += deliver_batch(&submit, &submit.submit_space(), &sqs, &aws).await;
-        seen += deliver_batch(&poll, &poll.poll_status(), &sqs, &aws).await;
-        seen += deliver_batch(&fetch, &fetch.fetch_artifact(), &sqs, &aws).await;
+        seen += deliver_batch(&env, &submit, &submit.submit_space()).await;
+        seen += deliver_batch(&env, &poll, &poll.poll_status()).await;
+        seen += deliver_batch(&env, &fetch, &fetch.fetch_artifact()).await;
         if seen == 0 {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

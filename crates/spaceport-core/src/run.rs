@@ -130,6 +130,41 @@ pub struct Run {
 }
 
 impl Run {
+    /// A fresh `created` run (version 1) of `pipeline` on `backend`, created at `created_at` and
+    /// due by `deadline_at`, with no settings, inputs, job or results yet.
+    pub fn new(
+        id: RunId,
+        pipeline: impl Into<String>,
+        backend: BackendInfo,
+        created_at: DateTime<Utc>,
+        deadline_at: DateTime<Utc>,
+    ) -> Run {
+        Run {
+            id,
+            pipeline: pipeline.into(),
+            status: Status::Created,
+            version: 1,
+            settings: Map::new(),
+            inputs: BTreeMap::new(),
+            progress: Progress::default(),
+            backend,
+            job: None,
+            error: None,
+            artifacts: vec![],
+            created_at,
+            queued_at: None,
+            started_at: None,
+            finished_at: None,
+            deadline_at,
+            cancel_requested_at: None,
+            deleted_at: None,
+            metadata: Map::new(),
+            start: StartMode::Auto,
+            retry_of: None,
+            webhook: None,
+        }
+    }
+
     /// Moves the run to `to` at `now`, filling the timestamps the move implies.
     pub fn transition(&mut self, to: Status, now: DateTime<Utc>) -> Result<(), Error> {
         if !self.status.can_move_to(to) {
@@ -240,34 +275,17 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample(now: DateTime<Utc>) -> Run {
-        Run {
-            id: RunId::new(1, 1),
-            pipeline: "vggt".into(),
-            status: Status::Created,
-            version: 1,
-            settings: Map::new(),
-            inputs: BTreeMap::new(),
-            progress: Progress::default(),
-            backend: BackendInfo {
+        Run::new(
+            RunId::new(1, 1),
+            "vggt",
+            BackendInfo {
                 kind: BackendKind::Space,
                 target: "facebook/vggt".into(),
                 attempt: 0,
             },
-            job: None,
-            error: None,
-            artifacts: vec![],
-            created_at: now,
-            queued_at: None,
-            started_at: None,
-            finished_at: None,
-            deadline_at: now + chrono::Duration::seconds(60),
-            cancel_requested_at: None,
-            deleted_at: None,
-            metadata: Map::new(),
-            start: StartMode::Auto,
-            retry_of: None,
-            webhook: None,
-        }
+            now,
+            now + chrono::Duration::seconds(60),
+        )
     }
 
     #[test]

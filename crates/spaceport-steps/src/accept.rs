@@ -12,8 +12,8 @@ use spaceport_core::ports::{
     BlobMeta, BlobStore, Idempotency, InsertOutcome, ListQuery, RunPage, SpaceBackend,
 };
 use spaceport_core::{
-    Artifact, BackendInfo, CreateRunRequest, Error, InputFile, InputState, Progress, Run, RunId,
-    StartMode, Status, validate_create,
+    Artifact, BackendInfo, CreateRunRequest, Error, InputFile, InputState, Run, RunId, StartMode,
+    Status, validate_create,
 };
 
 use crate::inputs;
@@ -99,33 +99,19 @@ impl Accept {
                 (slot.clone(), list)
             })
             .collect();
+        let backend = BackendInfo {
+            kind: pipeline.backend_kind(),
+            target: pipeline.target().into(),
+            attempt: 0,
+        };
+        let deadline_at = now + chrono::Duration::seconds(new.deadline_s as i64);
         let run = Run {
-            id: id.clone(),
-            pipeline: pipeline.name.clone(),
-            status: Status::Created,
-            version: 1,
-            settings: new.settings.clone(),
+            settings: new.settings,
             inputs,
-            progress: Progress::default(),
-            backend: BackendInfo {
-                kind: pipeline.backend_kind(),
-                target: pipeline.target().into(),
-                attempt: 0,
-            },
-            job: None,
-            error: None,
-            artifacts: vec![],
-            created_at: now,
-            queued_at: None,
-            started_at: None,
-            finished_at: None,
-            deadline_at: now + chrono::Duration::seconds(new.deadline_s as i64),
-            cancel_requested_at: None,
-            deleted_at: None,
-            metadata: new.metadata.clone(),
+            metadata: new.metadata,
             start: new.start,
-            retry_of: None,
-            webhook: new.webhook.clone(),
+            webhook: new.webhook,
+            ..Run::new(id, &pipeline.name, backend, now, deadline_at)
         };
         match self.runs.store.insert(&run, idempotency.as_ref()).await? {
             InsertOutcome::Inserted => {
@@ -323,29 +309,17 @@ impl Accept {
             inputs.insert(slot.clone(), list);
         }
         let deadline = old.deadline_at - old.created_at;
+        let backend = BackendInfo {
+            attempt: 0,
+            ..old.backend.clone()
+        };
         let mut run = Run {
-            id: new_id,
-            status: Status::Created,
-            version: 1,
             inputs,
-            progress: Progress::default(),
-            backend: BackendInfo {
-                attempt: 0,
-                ..old.backend.clone()
-            },
-            job: None,
-            error: None,
-            artifacts: vec![],
-            created_at: now,
-            queued_at: None,
-            started_at: None,
-            finished_at: None,
-            deadline_at: now + deadline,
-            cancel_requested_at: None,
-            deleted_at: None,
-            start: StartMode::Auto,
+            settings: old.settings.clone(),
+            metadata: old.metadata.clone(),
+            webhook: old.webhook.clone(),
             retry_of: Some(old.id.clone()),
-            ..old
+            ..Run::new(new_id, &old.pipeline, backend, now, now + deadline)
         };
         run.transition(Status::Queued, now)?;
         self.runs.store.insert(&run, None).await?;

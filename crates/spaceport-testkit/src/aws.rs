@@ -2,7 +2,11 @@
 //! bucket and every step queue with its dead-letter queue under a random prefix, and the
 //! configuration the template would give a function for them (the same variable names).
 
+use std::time::{Duration, Instant};
+
 use aws_config::SdkConfig;
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use serde_json::{Value, json};
 use spaceport_aws::{AwsConfig, AwsStack};
 use spaceport_core::ports::QueueName;
 use spaceport_stack::config::{Config, env_var, queue_keys};
@@ -71,4 +75,56 @@ impl AwsEnv {
         .await
         .expect("a stack on moto")
     }
+
+    /// What Lambda's SQS poller hands a function: up to 10 messages waiting on the queue at
+    /// `url`, received hidden for `visibility_s`, as an SQS batch event, with the messages (to
+    /// delete those the answer does not list, as the poller does). Waits up to `within` for a
+    /// first message (zero: one look); `None` when none came.
+    pub async fn lambda_batch(
+        &self,
+        url: &str,
+        visibility_s: i32,
+        within: Duration,
+    ) -> Option<(Value, Vec<Message>)> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let until = Instant::now() + within;
+        loop {
+            let out = sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .visibility_timeout(visibility_s)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .send()
+                .await
+                .expect("receiving from moto");
+            let messages = out.messages.unwrap_or_default();
+            if !messages.is_empty() {
+                let records: Vec<Value> = messages.iter().map(lambda_record).collect();
+                return Some((json!({ "Records": records }), messages));
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// One message as a record of Lambda's SQS event.
+fn lambda_record(m: &Message) -> Value {
+    let receives = m
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .cloned()
+        .unwrap_or_else(|| "1".into());
+    json!({
+        "messageId": m.message_id(),
+        "receiptHandle": m.receipt_handle(),
+        "body": m.body(),
+        "attributes": {"ApproximateReceiveCount": receives},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "awsRegion": "us-east-1",
+    })
 }

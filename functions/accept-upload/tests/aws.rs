@@ -2,10 +2,9 @@
 //! the API's router (the shapes of `events/accept-upload/example-apigw-*.json`), and S3's own
 //! object-created notifications, delivered by moto to SQS, queueing the run.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use accept_upload::handler::{self, AcceptUpload};
-use aws_config::SdkConfig;
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
@@ -17,7 +16,6 @@ use spaceport_testkit::{png, repo_root};
 
 struct Env {
     aws_env: AwsEnv,
-    sdk: SdkConfig,
     uploads_url: String,
 }
 
@@ -68,7 +66,6 @@ async fn env() -> Env {
         .unwrap();
     Env {
         aws_env,
-        sdk,
         uploads_url,
     }
 }
@@ -124,45 +121,16 @@ fn answer(response: &Value) -> (u64, Value) {
 
 /// What Lambda's SQS poller would hand over from `url`: every message there, as one batch.
 async fn batch_from(env: &Env, url: &str) -> (Value, Vec<String>) {
-    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .visibility_timeout(60)
-            .send()
-            .await
-            .unwrap();
-        let messages = out.messages.unwrap_or_default();
-        if !messages.is_empty() {
-            let records: Vec<Value> = messages
-                .iter()
-                .map(|m| {
-                    json!({
-                        "messageId": m.message_id(),
-                        "receiptHandle": m.receipt_handle(),
-                        "body": m.body(),
-                        "attributes": {"ApproximateReceiveCount": "1"},
-                        "messageAttributes": {},
-                        "eventSource": "aws:sqs",
-                        "awsRegion": "us-east-1",
-                    })
-                })
-                .collect();
-            let bodies = messages
-                .iter()
-                .map(|m| m.body().unwrap_or_default().to_owned())
-                .collect();
-            return (json!({ "Records": records }), bodies);
-        }
-        assert!(
-            Instant::now() < until,
-            "no S3 notification arrived on the uploads queue"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (event, messages) = env
+        .aws_env
+        .lambda_batch(url, 60, Duration::from_secs(10))
+        .await
+        .expect("an S3 notification on the uploads queue");
+    let bodies = messages
+        .iter()
+        .map(|m| m.body().unwrap_or_default().to_owned())
+        .collect();
+    (event, bodies)
 }
 
 #[tokio::test]

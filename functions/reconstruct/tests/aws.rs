@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use futures::StreamExt;
 use reconstruct::handler;
 use serde_json::{Value, json};
@@ -146,40 +145,22 @@ async fn stored(steps: &Steps, id: &RunId) -> Run {
 /// Receives the reconstruct queue's next message as Lambda's poller would hand it over: the
 /// example event with this message's id, receipt, body and receive count.
 async fn lambda_event(env: &Env) -> SqsEvent {
-    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
     let url = &env.aws.queues[&QueueName::Reconstruct].url;
-    let until = Instant::now() + Duration::from_secs(10);
-    let m = loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .visibility_timeout(60)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .unwrap();
-        if let Some(m) = out.messages.unwrap_or_default().into_iter().next() {
-            break m;
-        }
-        assert!(
-            Instant::now() < until,
-            "no message on the reconstruct queue"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (batch, _) = env
+        .aws_env
+        .lambda_batch(url, 60, Duration::from_secs(10))
+        .await
+        .expect("a message on the reconstruct queue");
+    let got = &batch["Records"][0];
     let example = repo_root().join("events/reconstruct/example-sqs-batch.json");
     let mut event: Value =
         serde_json::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
     let record = &mut event["Records"][0];
-    record["messageId"] = json!(m.message_id.unwrap());
-    record["receiptHandle"] = json!(m.receipt_handle.unwrap());
-    record["body"] = json!(m.body.unwrap());
-    record["attributes"]["ApproximateReceiveCount"] = json!(
-        m.attributes
-            .unwrap()
-            .get(&MessageSystemAttributeName::ApproximateReceiveCount)
-            .unwrap()
-    );
+    for field in ["messageId", "receiptHandle", "body"] {
+        record[field] = got[field].clone();
+    }
+    record["attributes"]["ApproximateReceiveCount"] =
+        got["attributes"]["ApproximateReceiveCount"].clone();
     serde_json::from_value(event).unwrap()
 }
 

@@ -96,16 +96,16 @@ impl PipelineSet {
         self.pipelines.values()
     }
 
+    fn get_mut(&mut self, name: &str) -> Result<&mut Pipeline, Error> {
+        self.pipelines.get_mut(name).ok_or_else(|| Error::NotFound {
+            what: "pipeline",
+            id: name.to_string(),
+        })
+    }
+
     /// Replaces a Space pipeline's base URL (a duplicated or local Space).
     pub fn set_space_url(&mut self, name: &str, new_url: &str) -> Result<(), Error> {
-        let p = self
-            .pipelines
-            .get_mut(name)
-            .ok_or_else(|| Error::NotFound {
-                what: "pipeline",
-                id: name.to_string(),
-            })?;
-        match &mut p.backend {
+        match &mut self.get_mut(name)?.backend {
             BackendSpec::Space { url, .. } => {
                 *url = Some(new_url.trim_end_matches('/').to_string());
                 Ok(())
@@ -119,14 +119,7 @@ impl PipelineSet {
 
     /// Replaces an ONNX pipeline's model path.
     pub fn set_model(&mut self, name: &str, path: &str) -> Result<(), Error> {
-        let p = self
-            .pipelines
-            .get_mut(name)
-            .ok_or_else(|| Error::NotFound {
-                what: "pipeline",
-                id: name.to_string(),
-            })?;
-        match &mut p.backend {
+        match &mut self.get_mut(name)?.backend {
             BackendSpec::Onnx { model, .. } => {
                 *model = path.to_string();
                 Ok(())
