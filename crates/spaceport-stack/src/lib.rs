@@ -1,7 +1,7 @@
 //! How every Spaceport binary is put together: one typed configuration (`Config`: defaults, a
 //! TOML file, `SPACEPORT_*` variables) and one factory (`Stack::from_config`) that builds the
 //! ports it names and the steps over them. Cargo features choose which adapters a binary links:
-//! `embedded` (SQLite + a directory), `aws` (DynamoDB, SQS, S3), `onnx` (local models).
+//! `embedded` (SQLite + a directory), `aws` (DynamoDB, SQS, S3), `ort` (local models on ONNX Runtime).
 
 #[cfg(not(any(feature = "embedded", feature = "aws")))]
 compile_error!("spaceport-stack needs storage: enable its `embedded` or `aws` feature");

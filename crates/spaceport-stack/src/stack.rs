@@ -203,7 +203,7 @@ async fn aws_ports(cfg: &Config, opts: &OpenOptions) -> Result<StoragePorts, Sta
 }
 
 /// The ONNX runner, in binaries built with local models.
-#[cfg(feature = "onnx")]
+#[cfg(feature = "ort")]
 fn model_runner(cfg: &Config) -> Option<Arc<dyn ModelRunner>> {
     use crate::config::ModelProvider;
     use spaceport_onnx::{ModelConfig, OnnxRunner, Provider};
@@ -222,7 +222,7 @@ fn model_runner(cfg: &Config) -> Option<Arc<dyn ModelRunner>> {
 }
 
 /// No runner in binaries built without local models.
-#[cfg(not(feature = "onnx"))]
+#[cfg(not(feature = "ort"))]
 fn model_runner(_cfg: &Config) -> Option<Arc<dyn ModelRunner>> {
     None
 }

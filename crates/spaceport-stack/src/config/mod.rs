@@ -4,12 +4,13 @@
 //! patterns are the per-pipeline overrides `SPACEPORT_SPACE_URL_<PIPELINE>` and
 //! `SPACEPORT_MODEL_<PIPELINE>`. Unknown keys and variables are errors, so a typo fails at start.
 
+mod env;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Format, Serialized, Toml};
-use figment::value::{Dict, Value};
 use figment::{Figment, Profile};
 use serde::{Deserialize, Serialize};
 use spaceport_core::PipelineSet;
@@ -17,14 +18,7 @@ use spaceport_core::ports::QueueName;
 use spaceport_steps::StepsConfig;
 use spaceport_steps::runner::RunnerConfig;
 
-/// The prefix of every variable.
-pub const ENV_PREFIX: &str = "SPACEPORT_";
-
-/// The variable naming a config file (default `./spaceport.toml`, when it exists).
-pub const CONFIG_FILE_VAR: &str = "SPACEPORT_CONFIG";
-
-/// Variables with the prefix that are not settings: the file above, and the CLI's log filter.
-const NOT_SETTINGS: &[&str] = &[CONFIG_FILE_VAR, "SPACEPORT_LOG"];
+pub use env::{CONFIG_FILE_VAR, ENV_PREFIX, env_var, model_var, queue_keys, space_url_var};
 
 /// A configuration that cannot be used; the message names the variable or file key.
 #[derive(Debug, thiserror::Error)]
@@ -148,39 +142,6 @@ pub struct Config {
     /// The ONNX Runtime library (also read from ort's own `ORT_DYLIB_PATH`).
     pub ort_dylib_path: Option<PathBuf>,
 }
-
-/// The variable of a file key: `SPACEPORT_` and the key in capitals.
-pub fn env_var(key: &str) -> String {
-    format!("{ENV_PREFIX}{}", key.to_ascii_uppercase())
-}
-
-/// The variable that overrides pipeline `name`'s Space URL (`SPACEPORT_SPACE_URL_VGGT_ONNX`).
-pub fn space_url_var(pipeline: &str) -> String {
-    format!(
-        "{ENV_PREFIX}SPACE_URL_{}",
-        pipeline.to_ascii_uppercase().replace('-', "_")
-    )
-}
-
-/// The variable that overrides pipeline `name`'s model path (`SPACEPORT_MODEL_VGGT_ONNX`).
-pub fn model_var(pipeline: &str) -> String {
-    format!(
-        "{ENV_PREFIX}MODEL_{}",
-        pipeline.to_ascii_uppercase().replace('-', "_")
-    )
-}
-
-/// The file keys of `queue`'s URL and its dead-letter queue's URL.
-pub fn queue_keys(queue: QueueName) -> (&'static str, &'static str) {
-    match queue {
-        QueueName::SubmitSpace => ("submit_queue_url", "submit_dlq_url"),
-        QueueName::PollStatus => ("poll_queue_url", "poll_dlq_url"),
-        QueueName::FetchArtifact => ("fetch_queue_url", "fetch_dlq_url"),
-        QueueName::NotifyWebhook => ("webhook_queue_url", "webhook_dlq_url"),
-        QueueName::Reconstruct => ("reconstruct_queue_url", "reconstruct_dlq_url"),
-    }
-}
-
 impl Config {
     /// Every file key (the fields of `Config`).
     pub fn keys() -> Vec<String> {
@@ -229,7 +190,7 @@ impl Config {
                 .map_err(|e| err(format!("{name}: {}", first_error(e))))?;
             figment = figment.merge(Toml::string(text));
         }
-        let (env, names) = env_dict(vars)?;
+        let (env, names) = env::env_dict(vars)?;
         figment = figment.merge(Serialized::from(env, Profile::Default));
         let cfg: Config = figment.extract_lossy().map_err(|e| {
             let key = e.path.first().cloned().unwrap_or_default();
@@ -378,66 +339,6 @@ fn first_error(e: figment::Error) -> String {
     e.metadata = None;
     e.path.clear();
     e.to_string()
-}
-
-/// The settings `vars` give, as a dict keyed like the file, and the variable behind each
-/// top-level key (for error messages). Values stay strings: `extract_lossy` turns `"30"` into a
-/// number where a number is wanted and leaves a token such as `"12345"` a string.
-fn env_dict(
-    vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<(Dict, BTreeMap<String, String>), ConfigError> {
-    let keys = Config::keys();
-    let mut vars: Vec<(String, String)> = vars.into_iter().collect();
-    // Ours win over the ecosystem's own spellings, whatever the order they come in.
-    vars.sort_by_key(|(k, _)| k.starts_with(ENV_PREFIX));
-    let mut dict = Dict::new();
-    let mut names = BTreeMap::new();
-    for (var, value) in vars {
-        let key = match var.as_str() {
-            "HF_TOKEN" => "hf_token".to_owned(),
-            "ORT_DYLIB_PATH" => "ort_dylib_path".to_owned(),
-            v if !v.starts_with(ENV_PREFIX) || NOT_SETTINGS.contains(&v) => continue,
-            v => {
-                let name = v[ENV_PREFIX.len()..].to_ascii_lowercase();
-                if keys.contains(&name) {
-                    name
-                } else if let Some(p) = name.strip_prefix("space_url_") {
-                    format!("pipelines.{}.space_url", p.replace('_', "-"))
-                } else if let Some(p) = name.strip_prefix("model_") {
-                    format!("pipelines.{}.model", p.replace('_', "-"))
-                } else {
-                    return Err(err(format!(
-                        "unknown environment variable {var} (see the configuration reference in README.md)"
-                    )));
-                }
-            }
-        };
-        let top = key.split('.').next().unwrap_or_default().to_owned();
-        names.insert(top, var.clone());
-        merge(&mut dict, &key, Value::from(value));
-    }
-    Ok((dict, names))
-}
-
-/// Sets the dotted `key` in `dict`, creating the tables on the way.
-fn merge(dict: &mut Dict, key: &str, value: Value) {
-    match key.split_once('.') {
-        None => {
-            dict.insert(key.to_owned(), value);
-        }
-        Some((head, rest)) => {
-            let entry = dict
-                .entry(head.to_owned())
-                .or_insert_with(|| Value::from(Dict::new()));
-            if let Value::Dict(_, inner) = entry {
-                merge(inner, rest, value);
-            } else {
-                let mut inner = Dict::new();
-                merge(&mut inner, rest, value);
-                *entry = Value::from(inner);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -589,7 +490,7 @@ mod tests {
 
     #[test]
     fn the_readme_lists_every_setting_once_with_its_variable() {
-        let readme = include_str!("../../../README.md");
+        let readme = include_str!("../../../../README.md");
         let keys = Config::keys();
         for key in keys.iter().filter(|k| *k != "pipelines") {
             let row = format!("| `{key}` | `{}`", env_var(key));
