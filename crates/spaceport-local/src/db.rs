@@ -284,4 +284,80 @@ mod tests {
         let err = LocalDb::open(&path).unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
     }
+
+    #[test]
+    fn migration_3_gives_live_runs_of_an_older_file_their_stall_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        // A file at schema 2, with runs as that build wrote them.
+        let conn = Connection::open(&path).unwrap();
+        for m in &MIGRATIONS[..2] {
+            conn.execute_batch(m).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        let insert = |id: &str, status: &str, terminal: bool, body: serde_json::Value| {
+            conn.execute(
+                "INSERT INTO runs (id, status, version, pipeline, created_at, deadline_at, terminal, body)
+                 VALUES (?1, ?2, 1, 'vggt', 0, 0, ?3, ?4)",
+                rusqlite::params![id, status, terminal, body.to_string()],
+            )
+            .unwrap();
+        };
+        let t = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_millis()
+        };
+        insert(
+            "leased",
+            "running",
+            false,
+            serde_json::json!({"created_at": "2026-01-01T00:00:00Z", "queued_at": "2026-01-01T00:00:01Z",
+                "job": {"lease": {"holder": "w", "until": "2026-01-01T00:05:00.123456789Z"}}}),
+        );
+        insert(
+            "queued",
+            "queued",
+            false,
+            serde_json::json!({"created_at": "2026-01-01T00:00:00Z", "queued_at": "2026-01-01T00:00:02.5Z", "job": null}),
+        );
+        insert(
+            "created",
+            "created",
+            false,
+            serde_json::json!({"created_at": "2026-01-01T00:00:00Z"}),
+        );
+        insert(
+            "done",
+            "succeeded",
+            true,
+            serde_json::json!({"created_at": "2026-01-01T00:00:00Z"}),
+        );
+        drop(conn);
+
+        let db = LocalDb::open(&path).unwrap();
+        let conn = db.inner.conn.lock().unwrap();
+        let stall = |id: &str| -> Option<i64> {
+            conn.query_row("SELECT stall_at FROM runs WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            stall("leased"),
+            Some(t("2026-01-01T00:05:00.123Z")),
+            "the lease's end"
+        );
+        assert_eq!(
+            stall("queued"),
+            Some(t("2026-01-01T00:00:02.5Z")),
+            "when it was queued"
+        );
+        assert_eq!(
+            stall("created"),
+            None,
+            "no step is due to move a created run"
+        );
+        assert_eq!(stall("done"), None, "nor a finished one");
+    }
 }
