@@ -1,20 +1,21 @@
 //! The AWS adapters against a real moto server (S3, SQS, DynamoDB): the same contract suites as
-//! the embedded adapters, plus the S3 paths the suites do not cover (multipart, presigned URLs
-//! used over HTTP). Each test starts its own server and names its resources randomly.
+//! the embedded adapters (the blob store's with a large object over S3's multipart threshold),
+//! plus what moto can show of presigned URLs over HTTP. Each test starts its own server and
+//! names its resources randomly.
 
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
-use bytes::Bytes;
-use futures::StreamExt;
 use sha2::{Digest, Sha256};
+use spaceport_aws::s3::PART_SIZE;
 use spaceport_aws::{AwsStack, DynamoRunStore};
 use spaceport_contract::{
-    QueueContractOptions, queue_contract_with, run_store_contract, sample_run,
+    BlobContractOptions, QueueContractOptions, blob_store_contract_with, queue_contract_with,
+    run_store_contract, sample_run,
 };
 use spaceport_core::Error;
-use spaceport_core::ports::{BlobStore, ByteStream, Idempotency, InsertOutcome, RunStore};
+use spaceport_core::ports::{BlobStore, Idempotency, InsertOutcome, RunStore};
 use spaceport_testkit::MotoServer;
 
 async fn sdk(moto: &MotoServer) -> SdkConfig {
@@ -33,22 +34,6 @@ async fn stack(moto: &MotoServer, max_receives: u32) -> AwsStack {
         .await
         .expect("creating the table, bucket and queues");
     AwsStack::new(&sdk, &cfg)
-}
-
-fn body_of(bytes: Vec<u8>, chunk: usize) -> ByteStream {
-    let chunks: Vec<std::io::Result<Bytes>> = bytes
-        .chunks(chunk)
-        .map(|c| Ok(Bytes::copy_from_slice(c)))
-        .collect();
-    futures::stream::iter(chunks).boxed()
-}
-
-async fn read_all(mut s: ByteStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(c) = s.next().await {
-        out.extend_from_slice(&c.expect("reading a stream"));
-    }
-    out
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -119,43 +104,21 @@ async fn a_transaction_cancelled_by_an_existing_run_id_is_a_conflict_and_records
 }
 
 #[tokio::test]
-async fn s3_round_trips_small_and_multipart_objects_with_their_sha256() {
+async fn s3_store_meets_the_blob_store_contract() {
     let moto = MotoServer::start().unwrap();
     let stack = stack(&moto, 5).await;
-    let blobs = stack.blobs.as_ref();
-    for (key, len) in [
-        ("small/a.bin", 100_000usize),
-        ("large/b.bin", 20 * 1024 * 1024 + 17),
-    ] {
-        let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-        let meta = blobs
-            .put(
-                key,
-                "application/octet-stream",
-                body_of(bytes.clone(), 64 * 1024),
-            )
-            .await
-            .unwrap();
-        assert_eq!(meta.size, len as u64, "{key}");
-        assert_eq!(meta.sha256, sha256(&bytes), "{key}");
-        let head = blobs.head(key).await.unwrap().expect("stored");
-        assert_eq!(head, meta, "{key}: head reports what put stored");
-        assert_eq!(
-            read_all(blobs.get(key).await.unwrap()).await,
-            bytes,
-            "{key}"
-        );
-    }
-    assert!(blobs.head("small/missing").await.unwrap().is_none());
-    assert!(matches!(
-        blobs.get("small/missing").await,
-        Err(Error::NotFound { .. })
-    ));
-    blobs.delete("small/a.bin").await.unwrap();
-    blobs.delete("small/a.bin").await.unwrap();
-    assert!(blobs.head("small/a.bin").await.unwrap().is_none());
+    // Over two parts and a remainder, so the large object goes through multipart.
+    let opts = BlobContractOptions {
+        large_size: 20 * 1024 * 1024 + 17,
+        ..Default::default()
+    };
+    assert!(opts.large_size > 2 * PART_SIZE);
+    blob_store_contract_with(stack.blobs.as_ref(), &opts).await;
 }
 
+// The presigned-URL contract does not run on moto: moto does not check presigned signatures
+// (measured; ARCHITECTURE.md), so its refusals would not hold. seaweed.rs runs it on SeaweedFS,
+// which does; this test checks what moto can: the URL's signed terms and a round trip over HTTP.
 #[tokio::test]
 async fn s3_presigned_upload_and_download_work_over_http() {
     let moto = MotoServer::start().unwrap();

@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use spaceport_contract::{QueueContractOptions, queue_contract_with, run_store_contract};
+use spaceport_contract::{
+    QueueContractOptions, blob_store_contract, queue_contract_with, run_store_contract,
+};
 use spaceport_core::Error;
 use spaceport_core::ports::{Delivery, Queue, QueueName, QueueStats};
-use spaceport_local::{LocalDb, SqliteQueue};
+use spaceport_local::{DirBlobStore, LocalDb, SqliteQueue, load_or_create_signing_key};
 
 /// Finer timers than SQS's whole seconds keep the suite quick; the semantics are the same.
 fn fast() -> QueueContractOptions {
@@ -33,6 +35,15 @@ async fn sqlite_queue_meets_the_queue_contract() {
         .unwrap()
         .queue();
     queue_contract_with(&queue, &fast()).await;
+}
+
+/// The port alone; its presigned URLs are checked over HTTP against the local server (tests/it).
+#[tokio::test]
+async fn dir_blob_store_meets_the_blob_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = load_or_create_signing_key(&dir.path().join("keys/blob-signing.key")).unwrap();
+    let blobs = DirBlobStore::open(dir.path().join("blobs"), key, "http://127.0.0.1:9").unwrap();
+    blob_store_contract(&blobs).await;
 }
 
 /// Sends through one connection and does everything else through another, as the CLI and the

@@ -1,0 +1,446 @@
+//! The run-store suite: every `RunStore` must insert, read, update conditionally, list and page
+//! the same way. Checks use fresh ids and a unique pipeline name, so they can share a table with
+//! other tests.
+
+use chrono::{DateTime, Utc};
+use spaceport_core::ports::{Idempotency, InsertOutcome, ListQuery, RunStore};
+use spaceport_core::{BackendInfo, BackendKind, Error, JobState, Lease, Run, RunId, Status};
+
+/// A valid `created` run of `pipeline` with a fresh id minted at `created_at` (ids sort by it),
+/// a deadline 15 minutes later and no inputs.
+pub fn sample_run(pipeline: &str, created_at: DateTime<Utc>) -> Run {
+    let id = RunId::new(created_at.timestamp_millis() as u64, rand::random::<u128>());
+    let backend = BackendInfo {
+        kind: BackendKind::Space,
+        target: "facebook/vggt".into(),
+        attempt: 0,
+    };
+    Run::new(
+        id,
+        pipeline,
+        backend,
+        created_at,
+        created_at + chrono::Duration::minutes(15),
+    )
+}
+
+/// A pipeline name no other test uses, so list filters see only this check's runs.
+pub fn unique_pipeline(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+fn unique_key(prefix: &str) -> String {
+    format!("contract-{prefix}-{:032x}", rand::random::<u128>())
+}
+
+/// Runs every run-store check.
+pub async fn run_store_contract(store: &dyn RunStore) {
+    store_insert_then_get_round_trips(store).await;
+    store_same_idempotency_key_and_body_returns_the_first_run(store).await;
+    store_same_idempotency_key_other_body_conflicts_and_writes_nothing(store).await;
+    store_update_is_conditional_on_the_version(store).await;
+    store_list_is_newest_first_filtered_and_paginates_without_gaps(store).await;
+    store_overdue_lists_live_runs_past_their_deadline(store).await;
+    store_stalled_pages_through_runs_nothing_moved(store).await;
+}
+
+/// `insert` then `get` gives back the same run; an unknown id is `None`.
+pub async fn store_insert_then_get_round_trips(store: &dyn RunStore) {
+    let c = "store_insert_then_get_round_trips";
+    let mut run = sample_run(&unique_pipeline("contract"), Utc::now());
+    run.metadata.insert("order".into(), "A-17".into());
+    run.settings.insert("conf_thres".into(), 45.into());
+    let outcome = store.insert(&run, None).await.expect(c);
+    assert!(
+        matches!(outcome, InsertOutcome::Inserted),
+        "[contract {c}] a fresh insert must be Inserted, got {outcome:?}"
+    );
+    let got = store.get(&run.id).await.expect(c);
+    assert_eq!(
+        got.as_ref(),
+        Some(&run),
+        "[contract {c}] get must return the run exactly as inserted"
+    );
+    let unknown = sample_run("contract", Utc::now());
+    assert!(
+        store.get(&unknown.id).await.expect(c).is_none(),
+        "[contract {c}] get of an unknown id must be None"
+    );
+}
+
+/// The same key with the same request hash returns the first run and stores nothing new.
+pub async fn store_same_idempotency_key_and_body_returns_the_first_run(store: &dyn RunStore) {
+    let c = "store_same_idempotency_key_and_body_returns_the_first_run";
+    let pipeline = unique_pipeline("contract");
+    let key = Idempotency {
+        key: unique_key("idem"),
+        request_hash: "hash-a".into(),
+    };
+    let first = sample_run(&pipeline, Utc::now());
+    let second = sample_run(&pipeline, Utc::now());
+    let o = store.insert(&first, Some(&key)).await.expect(c);
+    assert!(
+        matches!(o, InsertOutcome::Inserted),
+        "[contract {c}] the first use of a key must insert, got {o:?}"
+    );
+    match store.insert(&second, Some(&key)).await.expect(c) {
+        InsertOutcome::Existing(run) => assert_eq!(
+            run.id, first.id,
+            "[contract {c}] a repeated key must return the run it first created"
+        ),
+        other => panic!(
+            "[contract {c}] a repeated key with the same body must be Existing, got {other:?}"
+        ),
+    }
+    assert!(
+        store.get(&second.id).await.expect(c).is_none(),
+        "[contract {c}] a repeated key must not store the second run"
+    );
+}
+
+/// The same key with another request hash is `Conflict` and stores nothing.
+pub async fn store_same_idempotency_key_other_body_conflicts_and_writes_nothing(
+    store: &dyn RunStore,
+) {
+    let c = "store_same_idempotency_key_other_body_conflicts_and_writes_nothing";
+    let pipeline = unique_pipeline("contract");
+    let key = unique_key("idem");
+    let first = sample_run(&pipeline, Utc::now());
+    let second = sample_run(&pipeline, Utc::now());
+    store
+        .insert(
+            &first,
+            Some(&Idempotency {
+                key: key.clone(),
+                request_hash: "hash-a".into(),
+            }),
+        )
+        .await
+        .expect(c);
+    let err = store
+        .insert(
+            &second,
+            Some(&Idempotency {
+                key,
+                request_hash: "hash-b".into(),
+            }),
+        )
+        .await
+        .expect_err("a key reused with another body must fail");
+    assert!(
+        matches!(err, Error::Conflict(_)),
+        "[contract {c}] a key reused with another body must be Conflict, got {err:?}"
+    );
+    assert!(
+        store.get(&second.id).await.expect(c).is_none(),
+        "[contract {c}] a conflicting insert must store nothing"
+    );
+    assert_eq!(
+        store.get(&first.id).await.expect(c).map(|r| r.version),
+        Some(first.version),
+        "[contract {c}] a conflicting insert must not touch the first run"
+    );
+}
+
+/// An update with the stored version succeeds; one with a stale version is `VersionConflict`
+/// and changes nothing; an update of an absent run fails.
+pub async fn store_update_is_conditional_on_the_version(store: &dyn RunStore) {
+    let c = "store_update_is_conditional_on_the_version";
+    let now = Utc::now();
+    let run = sample_run(&unique_pipeline("contract"), now);
+    store.insert(&run, None).await.expect(c);
+
+    let mut queued = run.clone();
+    queued.transition(Status::Queued, now).expect(c);
+    store.update(&queued, run.version).await.expect(c);
+    let got = store.get(&run.id).await.expect(c).expect(c);
+    assert_eq!(
+        (got.status, got.version),
+        (Status::Queued, run.version + 1),
+        "[contract {c}] an update with the current version must be stored"
+    );
+
+    // A second writer decided on the old version: it must lose.
+    let mut late = run.clone();
+    late.transition(Status::Cancelled, now).expect(c);
+    let err = store
+        .update(&late, run.version)
+        .await
+        .expect_err("a stale update must fail");
+    assert!(
+        matches!(err, Error::VersionConflict { .. }),
+        "[contract {c}] a stale version must be VersionConflict, got {err:?}"
+    );
+    assert!(
+        err.retryable(),
+        "[contract {c}] VersionConflict is retryable"
+    );
+    let got = store.get(&run.id).await.expect(c).expect(c);
+    assert_eq!(
+        got.status,
+        Status::Queued,
+        "[contract {c}] a lost conditional write must change nothing"
+    );
+
+    // Progress without a status move is also versioned.
+    let mut touched = got.clone();
+    touched.progress.queue_rank = Some(3);
+    touched.touch();
+    store.update(&touched, got.version).await.expect(c);
+    assert_eq!(
+        store.get(&run.id).await.expect(c).expect(c),
+        touched,
+        "[contract {c}] the stored run must be the one written"
+    );
+
+    let ghost = sample_run("contract", now);
+    let err = store
+        .update(&ghost, ghost.version)
+        .await
+        .expect_err("updating an absent run must fail");
+    assert!(
+        matches!(err, Error::NotFound { .. } | Error::VersionConflict { .. }),
+        "[contract {c}] updating an absent run must be NotFound or VersionConflict, got {err:?}"
+    );
+    assert!(
+        store.get(&ghost.id).await.expect(c).is_none(),
+        "[contract {c}] updating an absent run must not create it"
+    );
+}
+
+async fn collect_pages(store: &dyn RunStore, c: &str, mut query: ListQuery) -> Vec<RunId> {
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        let page = store.list(&query).await.expect(c);
+        assert!(
+            page.runs.len() <= query.limit,
+            "[contract {c}] a page must hold at most `limit` runs"
+        );
+        ids.extend(page.runs.into_iter().map(|r| r.id));
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => return ids,
+        }
+    }
+    panic!("[contract {c}] pagination did not end after 100 pages");
+}
+
+/// Lists are newest first, filter by status and pipeline, and cursor pages cover every match
+/// once, with no gaps or repeats; a malformed cursor is a validation error on `cursor`.
+pub async fn store_list_is_newest_first_filtered_and_paginates_without_gaps(store: &dyn RunStore) {
+    let c = "store_list_is_newest_first_filtered_and_paginates_without_gaps";
+    let pipeline = unique_pipeline("contract-list");
+    let base = Utc::now() - chrono::Duration::seconds(60);
+    let mut runs: Vec<Run> = (0..7)
+        .map(|i| sample_run(&pipeline, base + chrono::Duration::seconds(i)))
+        .collect();
+    for (i, run) in runs.iter_mut().enumerate() {
+        if i % 2 == 0 {
+            run.transition(Status::Queued, base).expect(c);
+        }
+    }
+    // Inserted out of order: the order must come from the ids (creation time), not insertion.
+    for i in [3, 0, 6, 1, 5, 2, 4] {
+        store.insert(&runs[i], None).await.expect(c);
+    }
+    let newest_first: Vec<RunId> = runs.iter().rev().map(|r| r.id.clone()).collect();
+
+    let all = collect_pages(
+        store,
+        c,
+        ListQuery {
+            pipeline: Some(pipeline.clone()),
+            limit: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        all, newest_first,
+        "[contract {c}] pages of 3 must give every run once, newest first"
+    );
+
+    let one_page = store
+        .list(&ListQuery {
+            pipeline: Some(pipeline.clone()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect(c);
+    assert_eq!(
+        one_page
+            .runs
+            .iter()
+            .map(|r| r.id.clone())
+            .collect::<Vec<_>>(),
+        newest_first,
+        "[contract {c}] one large page must hold every run, newest first"
+    );
+    assert!(
+        one_page.next_cursor.is_none(),
+        "[contract {c}] a page holding the last run must have no next_cursor"
+    );
+
+    let queued = collect_pages(
+        store,
+        c,
+        ListQuery {
+            pipeline: Some(pipeline.clone()),
+            status: Some(Status::Queued),
+            limit: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let expected: Vec<RunId> = runs
+        .iter()
+        .rev()
+        .filter(|r| r.status == Status::Queued)
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(
+        queued, expected,
+        "[contract {c}] the status filter must keep only queued runs, newest first"
+    );
+
+    let err = store
+        .list(&ListQuery {
+            cursor: Some("not a cursor!".into()),
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .expect_err("a malformed cursor must fail");
+    assert!(
+        matches!(err, Error::Validation { .. }) && err.field() == Some("cursor"),
+        "[contract {c}] a malformed cursor must be a validation error on `cursor`, got {err:?}"
+    );
+}
+
+/// `overdue` lists non-terminal runs whose deadline passed, and no longer once they end.
+pub async fn store_overdue_lists_live_runs_past_their_deadline(store: &dyn RunStore) {
+    let c = "store_overdue_lists_live_runs_past_their_deadline";
+    let pipeline = unique_pipeline("contract-overdue");
+    let now = Utc::now();
+    // Deadlines long past, so these sort first even in a shared store full of overdue runs.
+    let long_ago = DateTime::from_timestamp(946_684_800 + rand::random::<u32>() as i64 % 1000, 0)
+        .expect("a valid time");
+    let mut late = sample_run(&pipeline, now);
+    late.deadline_at = long_ago;
+    let mut finished = sample_run(&pipeline, now);
+    finished.deadline_at = long_ago;
+    finished.transition(Status::Cancelled, now).expect(c);
+    let future = sample_run(&pipeline, now);
+    for r in [&late, &finished, &future] {
+        store.insert(r, None).await.expect(c);
+    }
+    let ids = store.overdue(now, 1000).await.expect(c);
+    assert!(
+        ids.contains(&late.id),
+        "[contract {c}] a live run past its deadline must be overdue"
+    );
+    assert!(
+        !ids.contains(&finished.id),
+        "[contract {c}] a terminal run is never overdue"
+    );
+    assert!(
+        !ids.contains(&future.id),
+        "[contract {c}] a run before its deadline is not overdue"
+    );
+    assert!(
+        store.overdue(now, 1).await.expect(c).len() <= 1,
+        "[contract {c}] overdue must honour its limit"
+    );
+    let mut expired = late.clone();
+    expired.expire(now).expect(c);
+    store.update(&expired, late.version).await.expect(c);
+    assert!(
+        !store.overdue(now, 1000).await.expect(c).contains(&late.id),
+        "[contract {c}] an expired run is no longer overdue"
+    );
+}
+
+/// `stalled` lists live runs past `created` whose lease lapsed (or, without a lease, that were
+/// queued) before the given time, oldest first, one page at a time without gaps; a renewed
+/// lease takes a run off the list, and created or terminal runs are never on it.
+pub async fn store_stalled_pages_through_runs_nothing_moved(store: &dyn RunStore) {
+    let c = "store_stalled_pages_through_runs_nothing_moved";
+    let pipeline = unique_pipeline("contract-stalled");
+    let now = Utc::now();
+    // Stall times in 2001, at a random offset, so no other run of a shared store is among them.
+    let base = DateTime::from_timestamp(
+        978_307_200 + (rand::random::<u32>() % 100_000) as i64 * 1000,
+        0,
+    )
+    .expect("a valid time");
+    let at = |s: i64| base + chrono::Duration::seconds(s);
+    let leased = |mut run: Run, until: DateTime<Utc>| {
+        run.transition(Status::Queued, at(0)).expect(c);
+        run.transition(Status::Submitting, at(0)).expect(c);
+        run.transition(Status::Running, at(0)).expect(c);
+        run.job = Some(JobState {
+            lease: Some(Lease {
+                holder: "wrk_contract".into(),
+                until,
+            }),
+            ..JobState::default()
+        });
+        run
+    };
+    let queued = |mut run: Run, when: DateTime<Utc>| {
+        run.transition(Status::Queued, when).expect(c);
+        run
+    };
+    let mut stalled = vec![
+        leased(sample_run(&pipeline, now), at(1)),
+        queued(sample_run(&pipeline, now), at(2)),
+    ];
+    for s in 3..6 {
+        stalled.push(leased(sample_run(&pipeline, now), at(s)));
+    }
+    let live_lease = leased(sample_run(&pipeline, now), now + chrono::Duration::hours(1));
+    let created = sample_run(&pipeline, now);
+    let mut cancelled = queued(sample_run(&pipeline, now), at(1));
+    cancelled.transition(Status::Cancelled, at(1)).expect(c);
+    for r in stalled.iter().chain([&live_lease, &created, &cancelled]) {
+        store.insert(r, None).await.expect(c);
+    }
+    let before = at(100);
+    let mut seen = vec![];
+    let mut after = None;
+    for _ in 0..10 {
+        let page = store.stalled(before, after.as_ref(), 2).await.expect(c);
+        assert!(
+            page.runs.len() <= 2,
+            "[contract {c}] a page holds at most its limit"
+        );
+        seen.extend(page.runs.iter().map(|r| r.id.clone()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let want: Vec<RunId> = stalled.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(
+        seen, want,
+        "[contract {c}] every stalled run once, oldest stall first, and nothing else"
+    );
+    // A renewed lease takes the run off the list.
+    let mut renewed = stalled[0].clone();
+    if let Some(job) = renewed.job.as_mut() {
+        job.lease = Some(Lease {
+            holder: "wrk_contract".into(),
+            until: now + chrono::Duration::hours(1),
+        });
+    }
+    renewed.version += 1;
+    store.update(&renewed, stalled[0].version).await.expect(c);
+    let page = store.stalled(before, None, 100).await.expect(c);
+    let ids: Vec<RunId> = page.runs.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(
+        ids,
+        want[1..].to_vec(),
+        "[contract {c}] a run whose lease was renewed is no longer stalled"
+    );
+}
