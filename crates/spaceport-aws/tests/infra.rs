@@ -8,7 +8,7 @@ use std::process::Command;
 use serde_json::Value;
 use spaceport_aws::DynamoRunStore;
 use spaceport_core::ports::QueueName;
-use spaceport_stack::config::{Config, env_var, queue_keys};
+use spaceport_stack::config::{Config, env_var, queue_vars};
 use spaceport_testkit::{MotoServer, repo_root, venv_python};
 
 fn template_path() -> std::path::PathBuf {
@@ -59,27 +59,32 @@ fn every_variable_the_code_reads_is_set_for_every_function() {
         env_var("hf_token"),
     ];
     for q in QueueName::ALL {
-        let (url, dlq) = queue_keys(q);
-        wanted.push(env_var(url));
-        wanted.push(env_var(dlq));
+        let (url, dlq) = queue_vars(q);
+        wanted.push(url);
+        wanted.push(dlq);
     }
     for v in wanted {
         assert!(vars.contains_key(&v), "Globals set no {v}");
     }
-    // And every variable the template sets anywhere is one the code reads.
-    let keys = Config::keys();
-    let mut set: Vec<String> = vars.keys().cloned().collect();
+    // And every variable the template sets anywhere is one the configuration reads.
+    let mut set: Vec<(String, String)> = vars.keys().map(|k| (k.clone(), "x".to_owned())).collect();
     for r in t["Resources"].as_object().unwrap().values() {
         if let Some(v) = r["Properties"]["Environment"]["Variables"].as_object() {
-            set.extend(v.keys().cloned());
+            set.extend(v.keys().map(|k| (k.clone(), "1".to_owned())));
         }
     }
-    for v in set.iter().filter(|v| *v != "RUST_LOG") {
-        let key = v.strip_prefix("SPACEPORT_").map(str::to_ascii_lowercase);
+    for (var, value) in set.into_iter().filter(|(v, _)| v != "RUST_LOG") {
         assert!(
-            key.is_some_and(|k| keys.contains(&k)),
-            "the template sets {v}, which no binary reads"
+            var.starts_with("SPACEPORT_"),
+            "the template sets {var}, which no binary reads"
         );
+        // Read alone, each is a setting (an unknown one is an error naming it); values aside.
+        if let Err(e) = Config::from_sources(None, [(var.clone(), value)]) {
+            assert!(
+                !e.to_string().contains("unknown environment variable"),
+                "the template sets {var}: {e}"
+            );
+        }
     }
 }
 

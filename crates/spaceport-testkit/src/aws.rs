@@ -9,7 +9,7 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use serde_json::{Value, json};
 use spaceport_aws::{AwsConfig, AwsStack};
 use spaceport_core::ports::QueueName;
-use spaceport_stack::config::{Config, env_var, queue_keys};
+use spaceport_stack::config::{Config, env_var, queue_vars};
 use spaceport_stack::{OpenOptions, Stack};
 
 use crate::MotoServer;
@@ -44,11 +44,11 @@ impl AwsEnv {
             (env_var("s3_force_path_style"), "true".to_owned()),
         ];
         for q in QueueName::ALL {
-            let (url_key, dlq_key) = queue_keys(q);
+            let (url_var, dlq_var) = queue_vars(q);
             if let Some(urls) = self.aws.queues.get(&q) {
-                v.push((env_var(url_key), urls.url.clone()));
+                v.push((url_var, urls.url.clone()));
                 if let Some(dlq) = &urls.dlq_url {
-                    v.push((env_var(dlq_key), dlq.clone()));
+                    v.push((dlq_var, dlq.clone()));
                 }
             }
         }

@@ -39,19 +39,32 @@ pub fn model_var(pipeline: &str) -> String {
     )
 }
 
-/// The file keys of `queue`'s URL and its dead-letter queue's URL.
-pub fn queue_keys(queue: QueueName) -> (&'static str, &'static str) {
-    match queue {
-        QueueName::SubmitSpace => ("submit_queue_url", "submit_dlq_url"),
-        QueueName::PollStatus => ("poll_queue_url", "poll_dlq_url"),
-        QueueName::FetchArtifact => ("fetch_queue_url", "fetch_dlq_url"),
-        QueueName::NotifyWebhook => ("webhook_queue_url", "webhook_dlq_url"),
-        QueueName::Reconstruct => ("reconstruct_queue_url", "reconstruct_dlq_url"),
-    }
+/// The variables of `queue`'s URL and its dead-letter queue's URL: the step's name in capitals
+/// (`SPACEPORT_POLL_STATUS_QUEUE_URL`, `SPACEPORT_POLL_STATUS_DLQ_URL`).
+pub fn queue_vars(queue: QueueName) -> (String, String) {
+    let step = queue.as_str().to_ascii_uppercase().replace('-', "_");
+    (
+        format!("{ENV_PREFIX}{step}_QUEUE_URL"),
+        format!("{ENV_PREFIX}{step}_DLQ_URL"),
+    )
+}
+
+/// The step queue a `<step>_queue_url` / `<step>_dlq_url` name (lower case, after the prefix)
+/// is about, as its file key (`queues.poll-status.url`).
+fn queue_key(name: &str) -> Option<String> {
+    let (step, field) = if let Some(step) = name.strip_suffix("_queue_url") {
+        (step, "url")
+    } else {
+        (name.strip_suffix("_dlq_url")?, "dlq_url")
+    };
+    let queue = QueueName::ALL
+        .into_iter()
+        .find(|q| q.as_str().replace('-', "_") == step)?;
+    Some(format!("queues.{}.{field}", queue.as_str()))
 }
 
 /// The settings `vars` give, as a dict keyed like the file, and the variable behind each
-/// top-level key (for error messages). Values stay strings: `extract_lossy` turns `"30"` into a
+/// dotted key (for error messages). Values stay strings: `extract_lossy` turns `"30"` into a
 /// number where a number is wanted and leaves a token such as `"12345"` a string.
 pub(super) fn env_dict(
     vars: impl IntoIterator<Item = (String, String)>,
@@ -71,6 +84,8 @@ pub(super) fn env_dict(
                 let name = v[ENV_PREFIX.len()..].to_ascii_lowercase();
                 if keys.contains(&name) {
                     name
+                } else if let Some(key) = queue_key(&name) {
+                    key
                 } else if let Some(p) = name.strip_prefix("space_url_") {
                     format!("pipelines.{}.space_url", p.replace('_', "-"))
                 } else if let Some(p) = name.strip_prefix("model_") {
@@ -82,8 +97,7 @@ pub(super) fn env_dict(
                 }
             }
         };
-        let top = key.split('.').next().unwrap_or_default().to_owned();
-        names.insert(top, var.clone());
+        names.insert(key.clone(), var.clone());
         merge(&mut dict, &key, Value::from(value));
     }
     Ok((dict, names))

@@ -18,7 +18,7 @@ use spaceport_core::ports::QueueName;
 use spaceport_steps::StepsConfig;
 use spaceport_steps::runner::RunnerConfig;
 
-pub use env::{CONFIG_FILE_VAR, ENV_PREFIX, env_var, model_var, queue_keys, space_url_var};
+pub use env::{CONFIG_FILE_VAR, ENV_PREFIX, env_var, model_var, queue_vars, space_url_var};
 
 /// A configuration that cannot be used; the message names the variable or file key.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +65,7 @@ pub enum Storage {
     /// SQLite and a blob directory under `data_dir` (one machine).
     #[default]
     Embedded,
-    /// DynamoDB (`runs_table`), SQS (`*_queue_url`) and S3 (`blobs_bucket`).
+    /// DynamoDB (`runs_table`), SQS (`queues`) and S3 (`blobs_bucket`).
     Aws,
 }
 
@@ -90,6 +90,16 @@ pub struct PipelineOverride {
     pub model: Option<String>,
 }
 
+/// Where one step queue lives on SQS.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// `SPACEPORT_<STEP>_QUEUE_URL`.
+    pub url: Option<String>,
+    /// Its dead-letter queue (read for `/readyz`'s dead counts): `SPACEPORT_<STEP>_DLQ_URL`.
+    pub dlq_url: Option<String>,
+}
+
 /// Every setting. Each field is a file key; its variable is `SPACEPORT_` and the key in
 /// capitals. README.md's configuration reference lists each (a test keeps them in step).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -105,16 +115,8 @@ pub struct Config {
     pub blobs_bucket: Option<String>,
     /// Path-style S3 URLs, for S3-compatible stores that do not route by host name.
     pub s3_force_path_style: bool,
-    pub submit_queue_url: Option<String>,
-    pub submit_dlq_url: Option<String>,
-    pub poll_queue_url: Option<String>,
-    pub poll_dlq_url: Option<String>,
-    pub fetch_queue_url: Option<String>,
-    pub fetch_dlq_url: Option<String>,
-    pub webhook_queue_url: Option<String>,
-    pub webhook_dlq_url: Option<String>,
-    pub reconstruct_queue_url: Option<String>,
-    pub reconstruct_dlq_url: Option<String>,
+    /// Each step queue's URLs on SQS, by step name (`[queues.poll-status]`).
+    pub queues: BTreeMap<QueueName, QueueConfig>,
     /// Where `spaceport serve` listens (default `127.0.0.1:8080`).
     pub bind: Option<String>,
     /// A running Spaceport server for `spaceport run` and `runs` (else an in-process stack).
@@ -193,8 +195,18 @@ impl Config {
         let (env, names) = env::env_dict(vars)?;
         figment = figment.merge(Serialized::from(env, Profile::Default));
         let cfg: Config = figment.extract_lossy().map_err(|e| {
-            let key = e.path.first().cloned().unwrap_or_default();
-            let var = names.get(&key).cloned().unwrap_or_else(|| env_var(&key));
+            // The variable behind the bad key: the one set at that key, else within it.
+            let key = e.path.join(".");
+            let var = names
+                .get(&key)
+                .or_else(|| {
+                    names
+                        .iter()
+                        .find(|(k, _)| k.starts_with(&format!("{key}.")))
+                        .map(|(_, v)| v)
+                })
+                .cloned()
+                .unwrap_or_else(|| env_var(&key));
             err(format!("{var}: {}", first_error(e)))
         })?;
         cfg.check()?;
@@ -242,23 +254,20 @@ impl Config {
     /// none). A function checks the queue it consumes at start.
     pub fn require_queue(self, queue: QueueName) -> Result<Config, ConfigError> {
         if self.storage == Storage::Aws && self.queue_urls(queue).is_none() {
-            let key = queue_keys(queue).0;
-            return Err(err(format!("{} ({key}) is required", env_var(key))));
+            return Err(err(format!(
+                "{} (queues.{}.url) is required",
+                queue_vars(queue).0,
+                queue.as_str()
+            )));
         }
         Ok(self)
     }
 
     /// `queue`'s URL and its dead-letter queue's URL, when set.
     pub fn queue_urls(&self, queue: QueueName) -> Option<(String, Option<String>)> {
-        let (url, dlq) = match queue {
-            QueueName::SubmitSpace => (&self.submit_queue_url, &self.submit_dlq_url),
-            QueueName::PollStatus => (&self.poll_queue_url, &self.poll_dlq_url),
-            QueueName::FetchArtifact => (&self.fetch_queue_url, &self.fetch_dlq_url),
-            QueueName::NotifyWebhook => (&self.webhook_queue_url, &self.webhook_dlq_url),
-            QueueName::Reconstruct => (&self.reconstruct_queue_url, &self.reconstruct_dlq_url),
-        };
-        let url = url.clone().filter(|u| !u.is_empty())?;
-        Some((url, dlq.clone().filter(|u| !u.is_empty())))
+        let q = self.queues.get(&queue)?;
+        let url = q.url.clone().filter(|u| !u.is_empty())?;
+        Some((url, q.dlq_url.clone().filter(|u| !u.is_empty())))
     }
 
     /// The data directory (default `./spaceport-data`).
@@ -459,7 +468,8 @@ mod tests {
                 ("SPACEPORT_STORAGE", "aws"),
                 ("SPACEPORT_RUNS_TABLE", "t"),
                 ("SPACEPORT_BLOBS_BUCKET", "b"),
-                ("SPACEPORT_SUBMIT_QUEUE_URL", "http://q/submit"),
+                ("SPACEPORT_SUBMIT_SPACE_QUEUE_URL", "http://q/submit"),
+                ("SPACEPORT_SUBMIT_SPACE_DLQ_URL", "http://q/submit-dlq"),
             ]),
         )
         .unwrap();
@@ -467,8 +477,27 @@ mod tests {
             .clone()
             .require_queue(QueueName::PollStatus)
             .unwrap_err();
-        assert!(e.to_string().contains("SPACEPORT_POLL_QUEUE_URL"), "{e}");
+        assert!(
+            e.to_string().contains("SPACEPORT_POLL_STATUS_QUEUE_URL"),
+            "{e}"
+        );
+        assert_eq!(
+            cfg.queue_urls(QueueName::SubmitSpace),
+            Some(("http://q/submit".into(), Some("http://q/submit-dlq".into())))
+        );
         assert!(cfg.require_queue(QueueName::SubmitSpace).is_ok());
+        let e = Config::from_sources(None, vars(&[("SPACEPORT_NOPE_QUEUE_URL", "http://q")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("SPACEPORT_NOPE_QUEUE_URL"), "{e}");
+        let file = "[queues.reconstruct]\nurl = \"http://q/r\"\n";
+        let cfg = Config::from_sources(Some(("f.toml", file)), vars(&[])).unwrap();
+        assert_eq!(
+            cfg.queue_urls(QueueName::Reconstruct),
+            Some(("http://q/r".into(), None))
+        );
+        let bad = "[queues.nope]\nurl = \"x\"\n";
+        let e = Config::from_sources(Some(("f.toml", bad)), vars(&[])).unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
         let e = Config::from_sources(None, vars(&[("SPACEPORT_RUNS_TABLE", "t")])).unwrap_err();
         assert!(e.to_string().contains("SPACEPORT_STORAGE"), "{e}");
     }
@@ -481,24 +510,36 @@ mod tests {
             "SPACEPORT_SPACE_URL_KOLORS_TRYON"
         );
         assert_eq!(model_var("vggt-onnx"), "SPACEPORT_MODEL_VGGT_ONNX");
-        for q in QueueName::ALL {
-            let (url, dlq) = queue_keys(q);
-            assert!(Config::keys().contains(&url.to_string()), "{url}");
-            assert!(Config::keys().contains(&dlq.to_string()), "{dlq}");
-        }
+        assert_eq!(
+            queue_vars(QueueName::SubmitSpace),
+            (
+                "SPACEPORT_SUBMIT_SPACE_QUEUE_URL".to_string(),
+                "SPACEPORT_SUBMIT_SPACE_DLQ_URL".to_string()
+            )
+        );
     }
 
     #[test]
     fn the_readme_lists_every_setting_once_with_its_variable() {
         let readme = include_str!("../../../../README.md");
         let keys = Config::keys();
-        for key in keys.iter().filter(|k| *k != "pipelines") {
+        for key in keys.iter().filter(|k| *k != "pipelines" && *k != "queues") {
             let row = format!("| `{key}` | `{}`", env_var(key));
             assert_eq!(readme.matches(&row).count(), 1, "README.md: one row {row}");
         }
-        for (field, var) in [("space_url", "SPACE_URL"), ("model", "MODEL")] {
-            let row = format!("| `[pipelines.NAME] {field}` | `SPACEPORT_{var}_<NAME>`");
-            assert_eq!(readme.matches(&row).count(), 1, "README.md: one row {row}");
+        for row in [
+            "| `[pipelines.NAME] space_url` | `SPACEPORT_SPACE_URL_<NAME>`",
+            "| `[pipelines.NAME] model` | `SPACEPORT_MODEL_<NAME>`",
+            "| `[queues.STEP] url` | `SPACEPORT_<STEP>_QUEUE_URL`",
+            "| `[queues.STEP] dlq_url` | `SPACEPORT_<STEP>_DLQ_URL`",
+        ] {
+            assert_eq!(readme.matches(row).count(), 1, "README.md: one row {row}");
+        }
+        for q in QueueName::ALL {
+            assert!(
+                readme.contains(&format!("`{}`", q.as_str())),
+                "README.md names step {q:?}"
+            );
         }
         // No row names a setting that does not exist.
         let table = readme
@@ -508,7 +549,9 @@ mod tests {
         for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
             let key = line.split('`').nth(1).unwrap_or_default();
             assert!(
-                keys.iter().any(|k| k == key) || key.starts_with("[pipelines.NAME]"),
+                keys.iter().any(|k| k == key)
+                    || key.starts_with("[pipelines.NAME]")
+                    || key.starts_with("[queues.STEP]"),
                 "README.md lists {key:?}, which is no setting"
             );
         }
