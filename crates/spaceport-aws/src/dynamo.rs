@@ -2,6 +2,7 @@
 //! indexes need), idempotency keys as items of their own written in the same transaction as the
 //! run, and every update conditional on the stored version. Listing and the sweeper read
 //! global secondary indexes keyed by the run id (a ULID, so newest first is a reverse range read).
+//! A change's events go in the same transaction as the run (`events.rs`).
 
 use std::collections::HashMap;
 
@@ -14,12 +15,13 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Utc};
 use spaceport_core::ports::{
-    IDEMPOTENCY_TTL, Idempotency, InsertOutcome, ListQuery, MAX_PAGE, RunPage, RunStore,
-    StallCursor, StalledPage, encode_cursor,
+    FeedPage, FeedQuery, IDEMPOTENCY_TTL, Idempotency, InsertOutcome, ListQuery, MAX_PAGE, RunPage,
+    RunStore, StallCursor, StalledPage, encode_cursor,
 };
-use spaceport_core::{Error, Run, RunId, Status};
+use spaceport_core::{Error, Run, RunEvent, RunId, Status};
 
 use crate::error::{code_of, sdk};
+use crate::events::{self, BY_FEED, BY_RUN_EVENTS};
 
 /// Index of every run by id (`list_pk` is the same for all runs).
 const BY_CREATED: &str = "by_created";
@@ -31,11 +33,12 @@ const BY_DEADLINE: &str = "by_deadline";
 /// carry the `stalls` attribute, so the sweeper reads stalled runs and nothing else.
 const BY_STALL: &str = "by_stall";
 
-/// Runs in a DynamoDB table (`RUNS_TABLE`).
+/// Runs in a DynamoDB table (`runs_table`).
 #[derive(Debug, Clone)]
 pub struct DynamoRunStore {
     client: Client,
     table: String,
+    feed_lag: std::time::Duration,
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -103,7 +106,15 @@ impl DynamoRunStore {
         DynamoRunStore {
             client,
             table: table.into(),
+            feed_lag: events::FEED_LAG,
         }
+    }
+
+    /// The same store with another feed lag (how old an event must be before the feed shows
+    /// it; tests that check the feed's logic use zero).
+    pub fn with_feed_lag(mut self, lag: std::time::Duration) -> Self {
+        self.feed_lag = lag;
+        self
     }
 
     /// The table's name.
@@ -151,6 +162,10 @@ impl DynamoRunStore {
             .attribute_definitions(attr("deadline_ms", ScalarAttributeType::N)?)
             .attribute_definitions(attr("stalls", ScalarAttributeType::S)?)
             .attribute_definitions(attr("stall_ms", ScalarAttributeType::N)?)
+            .attribute_definitions(attr("ev_run", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("ev_seq", ScalarAttributeType::N)?)
+            .attribute_definitions(attr("feed", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("feed_key", ScalarAttributeType::S)?)
             .global_secondary_indexes(index(BY_CREATED, "list_pk", "id", ProjectionType::All)?)
             .global_secondary_indexes(index(BY_STATUS, "status", "id", ProjectionType::All)?)
             .global_secondary_indexes(index(BY_PIPELINE, "pipeline", "id", ProjectionType::All)?)
@@ -161,6 +176,13 @@ impl DynamoRunStore {
                 ProjectionType::KeysOnly,
             )?)
             .global_secondary_indexes(index(BY_STALL, "stalls", "stall_ms", ProjectionType::All)?)
+            .global_secondary_indexes(index(
+                BY_RUN_EVENTS,
+                "ev_run",
+                "ev_seq",
+                ProjectionType::All,
+            )?)
+            .global_secondary_indexes(index(BY_FEED, "feed", "feed_key", ProjectionType::All)?)
             .send()
             .await
             .map_err(|e| sdk(format!("creating table {}", self.table), e))?;
@@ -251,11 +273,15 @@ impl DynamoRunStore {
             .expression_attribute_values(":now", n(now.timestamp()))
             .build()
             .map_err(context)?;
+        let mut items = vec![
+            TransactWriteItem::builder().put(put_run).build(),
+            TransactWriteItem::builder().put(put_key).build(),
+        ];
+        items.extend(events::puts(&self.table, run)?);
         let result = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put_run).build())
-            .transact_items(TransactWriteItem::builder().put(put_key).build())
+            .set_transact_items(Some(items))
             .send()
             .await;
         match result {
@@ -289,18 +315,28 @@ impl RunStore for DynamoRunStore {
             }
             return self.insert_with_key(run, idem).await;
         }
-        let result = self
-            .client
-            .put_item()
+        let context = |e| Error::Internal(format!("building a transaction: {e}"));
+        let put_run = Put::builder()
             .table_name(&self.table)
             .set_item(Some(run_item(run)?))
             .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(context)?;
+        let mut items = vec![TransactWriteItem::builder().put(put_run).build()];
+        items.extend(events::puts(&self.table, run)?);
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
             .send()
             .await;
         match result {
             Ok(_) => Ok(InsertOutcome::Inserted),
-            Err(e) if code_of(&e) == Some("ConditionalCheckFailedException") => {
-                Err(Error::Conflict(format!("run {} already exists", run.id)))
+            Err(e) if code_of(&e) == Some("TransactionCanceledException") => {
+                if self.get_item(run_pk(&run.id)).await?.is_some() {
+                    return Err(Error::Conflict(format!("run {} already exists", run.id)));
+                }
+                Err(sdk("inserting a run", e))
             }
             Err(e) => Err(sdk("inserting a run", e)),
         }
@@ -315,33 +351,60 @@ impl RunStore for DynamoRunStore {
     }
 
     async fn update(&self, run: &Run, expected_version: u64) -> Result<(), Error> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(run_item(run)?))
-            .condition_expression("#v = :expected")
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_values(":expected", n(expected_version))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if code_of(&e) == Some("ConditionalCheckFailedException") => {
-                Err(if self.get_item(run_pk(&run.id)).await?.is_some() {
-                    Error::VersionConflict {
-                        id: run.id.to_string(),
-                        expected: expected_version,
-                    }
-                } else {
-                    Error::NotFound {
-                        what: "run",
-                        id: run.id.to_string(),
-                    }
-                })
+        let events = events::puts(&self.table, run)?;
+        if events.is_empty() {
+            // Most writes (lease renewals) record no event: one conditional put.
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(run_item(run)?))
+                .condition_expression("#v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":expected", n(expected_version))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) if code_of(&e) == Some("ConditionalCheckFailedException") => {}
+                Err(e) => return Err(sdk("updating a run", e)),
             }
-            Err(e) => Err(sdk("updating a run", e)),
+        } else {
+            let put_run = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(run_item(run)?))
+                .condition_expression("#v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":expected", n(expected_version))
+                .build()
+                .map_err(|e| Error::Internal(format!("building a transaction: {e}")))?;
+            let mut items = vec![TransactWriteItem::builder().put(put_run).build()];
+            items.extend(events);
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                // Only the run's put has a condition: a cancelled transaction lost the race.
+                Err(e) if code_of(&e) == Some("TransactionCanceledException") => {}
+                Err(e) => return Err(sdk("updating a run with its events", e)),
+            }
         }
+        // The condition failed: the run changed since it was read, or is gone.
+        Err(if self.get_item(run_pk(&run.id)).await?.is_some() {
+            Error::VersionConflict {
+                id: run.id.to_string(),
+                expected: expected_version,
+            }
+        } else {
+            Error::NotFound {
+                what: "run",
+                id: run.id.to_string(),
+            }
+        })
     }
 
     async fn list(&self, query: &ListQuery) -> Result<RunPage, Error> {
@@ -442,6 +505,14 @@ impl RunStore for DynamoRunStore {
             }
         }
         Ok(ids)
+    }
+
+    async fn events(&self, id: &RunId, after: u64, limit: usize) -> Result<Vec<RunEvent>, Error> {
+        events::of_run(&self.client, &self.table, id, after, limit).await
+    }
+
+    async fn feed(&self, query: &FeedQuery) -> Result<FeedPage, Error> {
+        events::feed(&self.client, &self.table, query, self.feed_lag).await
     }
 
     async fn stalled(

@@ -4,6 +4,7 @@
 
 pub mod dynamo;
 pub mod error;
+pub mod events;
 pub mod lambda;
 pub mod s3;
 pub mod sqs;

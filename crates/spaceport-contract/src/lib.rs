@@ -5,6 +5,7 @@
 //! presigned URLs).
 
 mod blobs;
+mod events;
 mod queue;
 mod store;
 
@@ -16,6 +17,10 @@ pub use blobs::{
     presigned_download_serves_the_object_and_refuses_tampering,
     presigned_upload_accepts_only_its_declared_terms, presigned_upload_is_refused_once_expired,
     presigned_url_contract,
+};
+pub use events::{
+    events_are_written_with_their_change_and_only_with_it, run_events_contract,
+    the_feed_lists_every_event_once_in_order,
 };
 pub use queue::{
     QueueContractOptions, queue_change_visibility_extends_and_releases, queue_contract,

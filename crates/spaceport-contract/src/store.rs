@@ -42,6 +42,7 @@ pub async fn run_store_contract(store: &dyn RunStore) {
     store_list_is_newest_first_filtered_and_paginates_without_gaps(store).await;
     store_overdue_lists_live_runs_past_their_deadline(store).await;
     store_stalled_pages_through_runs_nothing_moved(store).await;
+    crate::events::run_events_contract(store).await;
 }
 
 /// `insert` then `get` gives back the same run; an unknown id is `None`.

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod create;
 pub mod error;
+pub mod event;
 pub mod ids;
 pub mod job;
 pub mod lease;
@@ -16,6 +17,7 @@ pub mod status;
 pub use backend::BackendKind;
 pub use create::{CreateRunRequest, DeclaredInput, NewRun, validate_create};
 pub use error::{Error, ErrorCode, Result};
+pub use event::{EventType, RunEvent};
 pub use ids::RunId;
 pub use job::{JobState, Lease};
 pub use pipeline::{Pipeline, PipelineSet};

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::Error;
+use crate::event::{EventType, RunEvent};
 use crate::ids::RunId;
 use crate::pipeline::CallSpec;
 use crate::run::{Progress, Run};
@@ -139,6 +140,28 @@ impl StalledPage {
     }
 }
 
+/// Filters of the event feed (`GET /v1/events`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeedQuery {
+    /// Where the last page ended (`FeedPage::next_cursor`); `None` from the beginning.
+    pub after: Option<String>,
+    /// Only these types; empty for every type.
+    pub types: Vec<EventType>,
+    /// Events per page (`ListQuery`'s limits apply).
+    pub limit: usize,
+}
+
+/// A page of the event feed, in commit order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeedPage {
+    pub events: Vec<RunEvent>,
+    /// The cursor after the last event of this page; `None` when the page is empty (keep the
+    /// cursor you have and ask again later).
+    pub next_cursor: Option<String>,
+    /// Whether more events were waiting when the page was read.
+    pub has_more: bool,
+}
+
 /// How long an Idempotency-Key is remembered (Stripe keeps keys for 24 h; clients retry within
 /// hours, not days).
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -158,7 +181,9 @@ pub trait RunStore: Send + Sync {
     async fn get(&self, id: &RunId) -> Result<Option<Run>, Error>;
 
     /// Writes `run` only if the stored version is still `expected_version` (and so its status is
-    /// still the one the change was decided on); otherwise `Error::VersionConflict`.
+    /// still the one the change was decided on); otherwise `Error::VersionConflict`. The events
+    /// the change recorded (`Run::events_to_write`) are written in the same transaction: a
+    /// change that loses the race leaves no event. `insert` writes a new run's events likewise.
     async fn update(&self, run: &Run, expected_version: u64) -> Result<(), Error>;
 
     /// Runs newest first, filtered, one page at a time.
@@ -177,6 +202,12 @@ pub trait RunStore: Send + Sync {
         after: Option<&StallCursor>,
         limit: usize,
     ) -> Result<StalledPage, Error>;
+
+    /// The run's events after sequence number `after`, in order, at most `limit`.
+    async fn events(&self, id: &RunId, after: u64, limit: usize) -> Result<Vec<RunEvent>, Error>;
+
+    /// Every run's events in the order their changes committed, one page at a time.
+    async fn feed(&self, query: &FeedQuery) -> Result<FeedPage, Error>;
 
     /// Forgets idempotency keys first used before `before` (the runs stay); returns how many.
     /// Stores whose keys expire by themselves (DynamoDB's TTL) keep this default, which does

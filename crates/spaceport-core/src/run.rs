@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::backend::BackendKind;
 use crate::error::{Error, ErrorCode};
+use crate::event::{EventType, PendingEvents, RunEvent};
 use crate::ids::RunId;
 use crate::job::JobState;
 use crate::status::Status;
@@ -127,6 +128,12 @@ pub struct Run {
     /// Webhook target, kept for the notify step.
     #[serde(default)]
     pub webhook: Option<Value>,
+    /// The sequence number of the run's last event (0 before the first).
+    #[serde(default)]
+    pub event_seq: u64,
+    /// Events this change recorded; the store writes them in the same transaction as the run.
+    #[serde(skip)]
+    pub new_events: PendingEvents,
 }
 
 impl Run {
@@ -162,6 +169,58 @@ impl Run {
             start: StartMode::Auto,
             retry_of: None,
             webhook: None,
+            event_seq: 0,
+            new_events: PendingEvents::default(),
+        }
+        .recorded(EventType::Created, created_at)
+    }
+
+    fn recorded(mut self, kind: EventType, at: DateTime<Utc>) -> Run {
+        self.record(kind, at);
+        self
+    }
+
+    /// Records an event of this change (numbered after the run's last); the store writes it
+    /// with the change.
+    pub fn record(&mut self, kind: EventType, at: DateTime<Utc>) {
+        self.event_seq += 1;
+        self.new_events.0.push(RunEvent {
+            run_id: self.id.clone(),
+            seq: self.event_seq,
+            kind,
+            at,
+            status: self.status,
+            progress: self.progress.clone(),
+            error: self.error.clone(),
+            attempt: self.backend.attempt,
+        });
+    }
+
+    /// The events this change recorded, as the store writes them: the last one carries the
+    /// run's final progress, error and attempt (a move records its event before its reason is
+    /// set).
+    pub fn events_to_write(&self) -> Vec<RunEvent> {
+        let mut events = self.new_events.0.clone();
+        if let Some(last) = events.last_mut() {
+            last.status = self.status;
+            last.progress = self.progress.clone();
+            last.error = self.error.clone();
+            last.attempt = self.backend.attempt;
+        }
+        events
+    }
+
+    /// Forgets the recorded events once the store wrote them.
+    pub fn clear_new_events(&mut self) {
+        self.new_events.0.clear();
+    }
+
+    /// Replaces the reported progress; a change that records no other event records a
+    /// `run.progress` one.
+    pub fn set_progress(&mut self, progress: Progress, at: DateTime<Utc>) {
+        self.progress = progress;
+        if self.new_events.0.is_empty() {
+            self.record(EventType::Progress, at);
         }
     }
 
@@ -173,6 +232,7 @@ impl Run {
                 to,
             });
         }
+        let first_start = to == Status::Submitting && self.started_at.is_none();
         match to {
             Status::Queued => self.queued_at = Some(now),
             Status::Submitting if self.started_at.is_none() => self.started_at = Some(now),
@@ -183,6 +243,7 @@ impl Run {
         }
         self.status = to;
         self.version += 1;
+        self.record(EventType::of_move(to, first_start), now);
         Ok(())
     }
 

@@ -79,6 +79,21 @@ const MIGRATIONS: &[&str] = &[
         WHERE terminal = 0 AND status <> 'created';
     CREATE INDEX runs_stalled ON runs (stall_at, id) WHERE stall_at IS NOT NULL;
     "#,
+    // 4: run events, written in the same transaction as the change they record. `feed` is the
+    // commit order (one writer at a time, AUTOINCREMENT never reuses a number): the event feed's
+    // cursor. A run's own events are read by (run_id, seq).
+    r#"
+    CREATE TABLE run_events (
+        feed    INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id  TEXT NOT NULL,
+        seq     INTEGER NOT NULL,
+        type    TEXT NOT NULL,
+        at      INTEGER NOT NULL,   -- Unix ms
+        body    TEXT NOT NULL       -- the RunEvent as JSON
+    );
+    CREATE UNIQUE INDEX run_events_by_run ON run_events (run_id, seq);
+    CREATE INDEX run_events_by_type ON run_events (type, feed);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,15 +1,16 @@
 //! `RunStore` on SQLite: the whole run as JSON plus the columns lists and the sweeper filter on.
-//! Every write of an existing run is one conditional `UPDATE … WHERE id = ? AND version = ?`.
+//! Every write of an existing run is one conditional `UPDATE … WHERE id = ? AND version = ?`,
+//! in one transaction with the events the change recorded.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
 pub use spaceport_core::ports::{DEFAULT_PAGE, MAX_PAGE};
 use spaceport_core::ports::{
-    Idempotency, InsertOutcome, ListQuery, RunPage, RunStore, StallCursor, StalledPage,
-    encode_cursor,
+    FeedPage, FeedQuery, Idempotency, InsertOutcome, ListQuery, RunPage, RunStore, StallCursor,
+    StalledPage, encode_cursor,
 };
-use spaceport_core::{Error, Run, RunId};
+use spaceport_core::{Error, Run, RunEvent, RunId};
 
 use crate::db::{LocalDb, millis, sql_err};
 
@@ -148,6 +149,7 @@ impl RunStore for SqliteStore {
                 if inserted == 0 {
                     return Err(Error::Conflict(format!("run {} already exists", run.id)));
                 }
+                crate::events::write(tx, &run)?;
                 if let Some(idem) = &idem {
                     tx.execute(
                         "INSERT INTO idempotency_keys (key, run_id, request_hash, created_at)
@@ -179,7 +181,7 @@ impl RunStore for SqliteStore {
     async fn update(&self, run: &Run, expected_version: u64) -> Result<(), Error> {
         let run = run.clone();
         self.db
-            .call(move |conn| {
+            .write("updating a run", move |conn| {
                 let changed = conn
                     .execute(
                         "UPDATE runs SET status = ?1, version = ?2, pipeline = ?3, deadline_at = ?4,
@@ -199,7 +201,7 @@ impl RunStore for SqliteStore {
                     )
                     .map_err(|e| sql_err("updating a run", e))?;
                 if changed == 1 {
-                    return Ok(());
+                    return crate::events::write(conn, &run);
                 }
                 let exists: bool = conn
                     .query_row(
@@ -320,6 +322,20 @@ impl RunStore for SqliteStore {
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(StalledPage::of(runs, limit))
             })
+            .await
+    }
+
+    async fn events(&self, id: &RunId, after: u64, limit: usize) -> Result<Vec<RunEvent>, Error> {
+        let id = id.clone();
+        self.db
+            .call(move |conn| crate::events::of_run(conn, &id, after, limit))
+            .await
+    }
+
+    async fn feed(&self, query: &FeedQuery) -> Result<FeedPage, Error> {
+        let query = query.clone();
+        self.db
+            .call(move |conn| crate::events::feed(conn, &query))
             .await
     }
 

@@ -71,11 +71,14 @@ impl Reconstruct {
                 if run.status == Status::Submitting {
                     run.transition(Status::Running, now)?;
                 }
-                run.progress = Progress {
-                    stage: Some("preprocessing".into()),
-                    fraction: Some(0.0),
-                    ..Progress::default()
-                };
+                run.set_progress(
+                    Progress {
+                        stage: Some("preprocessing".into()),
+                        fraction: Some(0.0),
+                        ..Progress::default()
+                    },
+                    now,
+                );
                 Ok(true)
             })
             .await?;

@@ -109,7 +109,10 @@ impl Runs {
             }
             run.version = prev + 1;
             match self.store.update(&run, prev).await {
-                Ok(()) => return Ok(Mutated::Changed(run)),
+                Ok(()) => {
+                    run.clear_new_events();
+                    return Ok(Mutated::Changed(run));
+                }
                 Err(Error::VersionConflict { .. }) => continue,
                 Err(e) => return Err(e),
             }
@@ -159,13 +162,14 @@ impl Runs {
         id: &RunId,
         progress: Option<Progress>,
     ) -> Result<bool, Error> {
-        let until = self.lease_until(self.clock.now());
+        let now = self.clock.now();
+        let until = self.lease_until(now);
         let me = self.worker_id.clone();
         let mut ours = false;
         self.mutate(id, |run| {
             ours = lease::renew(run, &me, until);
             if ours && let Some(p) = &progress {
-                run.progress = p.clone();
+                run.set_progress(p.clone(), now);
             }
             Ok(ours)
         })

@@ -11,7 +11,7 @@ use serde_json::Value;
 use spaceport_core::pipeline::BackendSpec;
 use spaceport_core::ports::{BlobStore, JobInput, ModelRunner, QueueName, SpaceBackend, SpaceJob};
 use spaceport_core::{
-    BackendKind, Error, ErrorCode, JobState, Progress, Run, RunId, Status, lease,
+    BackendKind, Error, ErrorCode, EventType, JobState, Progress, Run, RunId, Status, lease,
 };
 
 use crate::runs::{Mutated, Runs, cancel_at_backend};
@@ -212,8 +212,11 @@ impl SubmitSpace {
                     job.submit_tries += 1;
                     retry_in = Some(runs.backoff(job.submit_tries - 1));
                     let tries = job.submit_tries;
-                    run.progress.message =
-                        Some(format!("{message} (try {tries} of {tries_max}, retrying)"));
+                    let progress = Progress {
+                        message: Some(format!("{message} (try {tries} of {tries_max}, retrying)")),
+                        ..run.progress.clone()
+                    };
+                    run.set_progress(progress, now);
                     return Ok(true);
                 }
                 if let Some(target) = &fallback_model
@@ -227,6 +230,8 @@ impl SubmitSpace {
                         message: Some(format!("{message}; running on the local model instead")),
                         ..Progress::default()
                     };
+                    // Another backend takes the job: an update, not mere progress.
+                    run.record(EventType::Updated, now);
                     fell_back = true;
                     return Ok(true);
                 }

@@ -13,11 +13,11 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde_json::{Value, json};
 use spaceport_core::ports::{
-    BlobMeta, BlobStore, ByteStream, Delivery, Idempotency, InsertOutcome, ListQuery, Queue,
-    QueueName, QueueStats, RunPage, RunStore, SpaceBackend, SpaceEvent, SpaceJob, StallCursor,
-    StalledPage, UploadTarget,
+    BlobMeta, BlobStore, ByteStream, Delivery, FeedPage, FeedQuery, Idempotency, InsertOutcome,
+    ListQuery, Queue, QueueName, QueueStats, RunPage, RunStore, SpaceBackend, SpaceEvent, SpaceJob,
+    StallCursor, StalledPage, UploadTarget,
 };
-use spaceport_core::{Error, Run, RunId, Status};
+use spaceport_core::{Error, Run, RunEvent, RunId, Status};
 use tokio::sync::Notify;
 
 /// Benchmark harness: a `SpaceBackend` that does no work. `submit` reads the inputs and returns a
@@ -195,6 +195,16 @@ impl RunStore for CountingStore {
     ) -> Result<StalledPage, Error> {
         bump(&self.counts.other_reads);
         self.inner.stalled(before, after, limit).await
+    }
+
+    async fn events(&self, id: &RunId, after: u64, limit: usize) -> Result<Vec<RunEvent>, Error> {
+        bump(&self.counts.other_reads);
+        self.inner.events(id, after, limit).await
+    }
+
+    async fn feed(&self, query: &FeedQuery) -> Result<FeedPage, Error> {
+        bump(&self.counts.other_reads);
+        self.inner.feed(query).await
     }
 
     async fn purge_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, Error> {
