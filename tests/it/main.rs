@@ -6,6 +6,7 @@ mod blobs;
 mod common;
 mod crash;
 mod duplicates;
+mod events;
 mod onnx;
 mod openapi;
 mod runs;

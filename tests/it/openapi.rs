@@ -47,7 +47,7 @@ async fn the_openapi_document_covers_every_route_and_its_refs_resolve() {
     assert!(doc["info"]["version"].is_string(), "{}", doc["info"]);
 
     let paths = doc["paths"].as_object().expect("paths");
-    let routes: [(&str, &[&str]); 10] = [
+    let routes: [(&str, &[&str]); 12] = [
         ("/v1/pipelines", &["get"]),
         ("/v1/pipelines/{name}", &["get"]),
         ("/v1/runs", &["get", "post"]),
@@ -56,6 +56,8 @@ async fn the_openapi_document_covers_every_route_and_its_refs_resolve() {
         ("/v1/runs/{id}/cancel", &["post"]),
         ("/v1/runs/{id}/retry", &["post"]),
         ("/v1/runs/{id}/artifacts/{name}", &["get"]),
+        ("/v1/runs/{id}/events", &["get"]),
+        ("/v1/events", &["get"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
     ];

@@ -3,6 +3,7 @@
 //! mount it. Handlers only translate HTTP ⇄ the steps' operations.
 
 mod error;
+mod events;
 mod routes;
 pub mod views;
 

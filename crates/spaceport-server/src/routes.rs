@@ -19,7 +19,9 @@ use utoipa::OpenApi;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::views::{ArtifactView, CreateRunRequest, PipelineList, RunList, RunView};
+use crate::views::{
+    ArtifactView, CreateRunRequest, EventList, EventView, FeedView, PipelineList, RunList, RunView,
+};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -42,10 +44,21 @@ type ApiResult<T> = Result<T, ApiError>;
         retry_run,
         delete_run,
         get_artifact,
+        crate::events::run_events,
+        crate::events::feed,
         healthz,
         readyz
     ),
-    components(schemas(CreateRunRequest, RunView, RunList, PipelineList, ErrorBody))
+    components(schemas(
+        CreateRunRequest,
+        RunView,
+        RunList,
+        PipelineList,
+        ErrorBody,
+        EventView,
+        EventList,
+        FeedView
+    ))
 )]
 pub struct ApiDoc;
 
@@ -62,6 +75,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}/cancel", post(cancel_run))
         .route("/v1/runs/{id}/retry", post(retry_run))
         .route("/v1/runs/{id}/artifacts/{name}", get(get_artifact))
+        .route("/v1/runs/{id}/events", get(crate::events::run_events))
+        .route("/v1/events", get(crate::events::feed))
         .route("/v1/uploads/{*key}", put(upload))
         .route("/v1/blobs/{*key}", get(download))
         .fallback(not_found)

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use spaceport_core::{InputState, Run};
+use spaceport_core::{InputState, Progress, Run, RunError, RunEvent};
 use spaceport_steps::Upload;
 use utoipa::ToSchema;
 
@@ -155,24 +155,13 @@ impl RunView {
                     (slot.clone(), list)
                 })
                 .collect(),
-            progress: ProgressView {
-                stage: run.progress.stage.clone(),
-                queue_rank: run.progress.queue_rank,
-                queue_size: run.progress.queue_size,
-                eta_s: run.progress.eta_s,
-                fraction: run.progress.fraction,
-                message: run.progress.message.clone(),
-            },
+            progress: ProgressView::from(&run.progress),
             backend: BackendView {
                 kind: run.backend.kind.to_string(),
                 target: run.backend.target.clone(),
                 attempt: run.backend.attempt,
             },
-            error: run.error.as_ref().map(|e| RunErrorView {
-                code: e.code.to_string(),
-                message: e.message.clone(),
-                retryable: e.retryable,
-            }),
+            error: run.error.as_ref().map(RunErrorView::from),
             artifacts,
             uploads: uploads.into_iter().map(UploadView::from).collect(),
             created_at: run.created_at,
@@ -185,6 +174,84 @@ impl RunView {
             retry_of: run.retry_of.as_ref().map(|r| r.to_string()),
         }
     }
+}
+
+impl From<&Progress> for ProgressView {
+    fn from(p: &Progress) -> Self {
+        ProgressView {
+            stage: p.stage.clone(),
+            queue_rank: p.queue_rank,
+            queue_size: p.queue_size,
+            eta_s: p.eta_s,
+            fraction: p.fraction,
+            message: p.message.clone(),
+        }
+    }
+}
+
+impl From<&RunError> for RunErrorView {
+    fn from(e: &RunError) -> Self {
+        RunErrorView {
+            code: e.code.to_string(),
+            message: e.message.clone(),
+            retryable: e.retryable,
+        }
+    }
+}
+
+/// One event of a run: what changed, when, and the run's state after it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventView {
+    /// `evt_…`, unique and sorting in the run's order.
+    pub id: String,
+    pub run_id: String,
+    /// The run's event number: 1, 2, 3 … without gaps (the SSE `id:`).
+    pub seq: u64,
+    /// `run.created`, `run.queued`, `run.started`, `run.updated`, `run.progress`,
+    /// `run.succeeded`, `run.failed`, `run.cancelled` or `run.expired`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created_at: DateTime<Utc>,
+    /// The run's status after the change.
+    pub status: String,
+    pub progress: ProgressView,
+    pub error: Option<RunErrorView>,
+    /// The backend attempt (1 for the first submission).
+    pub attempt: u32,
+}
+
+impl From<&RunEvent> for EventView {
+    fn from(e: &RunEvent) -> Self {
+        EventView {
+            id: e.id(),
+            run_id: e.run_id.to_string(),
+            seq: e.seq,
+            kind: e.kind.to_string(),
+            created_at: e.at,
+            status: e.status.to_string(),
+            progress: ProgressView::from(&e.progress),
+            error: e.error.as_ref().map(RunErrorView::from),
+            attempt: e.attempt,
+        }
+    }
+}
+
+/// `GET /v1/runs/{id}/events?format=json`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<EventView>,
+    /// Pass back as `after` (the last event's `seq`, or the `after` you sent when none came).
+    pub next_after: u64,
+}
+
+/// `GET /v1/events`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FeedView {
+    pub events: Vec<EventView>,
+    /// Pass back as `after`; null when this page is empty (keep your cursor and ask again).
+    pub next_cursor: Option<String>,
+    /// Whether more events were waiting.
+    pub has_more: bool,
 }
 
 /// `GET /v1/runs`.

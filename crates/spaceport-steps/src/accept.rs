@@ -9,11 +9,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use spaceport_core::ports::{
-    BlobMeta, BlobStore, Idempotency, InsertOutcome, ListQuery, RunPage, SpaceBackend,
+    BlobMeta, BlobStore, FeedPage, FeedQuery, Idempotency, InsertOutcome, ListQuery, RunPage,
+    SpaceBackend,
 };
 use spaceport_core::{
-    Artifact, BackendInfo, CreateRunRequest, Error, InputFile, InputState, Run, RunId, StartMode,
-    Status, validate_create,
+    Artifact, BackendInfo, CreateRunRequest, Error, InputFile, InputState, Run, RunEvent, RunId,
+    StartMode, Status, validate_create,
 };
 
 use crate::inputs;
@@ -115,6 +116,7 @@ impl Accept {
         };
         match self.runs.store.insert(&run, idempotency.as_ref()).await? {
             InsertOutcome::Inserted => {
+                self.runs.changed(&run.id);
                 let uploads = self.uploads(&run).await?;
                 Ok(Created {
                     run,
@@ -323,6 +325,7 @@ impl Accept {
         };
         run.transition(Status::Queued, now)?;
         self.runs.store.insert(&run, None).await?;
+        self.runs.changed(&run.id);
         self.runs.hand_on(&run).await?;
         Ok(run)
     }
@@ -366,24 +369,48 @@ impl Accept {
     }
 
     /// Waits up to `timeout` for the run's status to differ from `from` (the status when the wait
-    /// began, if `None`), then returns the run as it is.
+    /// began, if `None`), then returns the run as it is. Woken by the change itself when this
+    /// process makes it; changes of other processes are seen on the cross-process beat.
     pub async fn wait(
         &self,
         id: &RunId,
         from: Option<Status>,
         timeout: Duration,
     ) -> Result<Run, Error> {
-        let first = self.runs.load(id).await?;
-        let from = from.unwrap_or(first.status);
+        // Listen before reading, so a change between the read and the wait is not missed.
+        let mut listener = self.runs.listen();
+        let mut run = self.runs.load(id).await?;
+        let from = from.unwrap_or(run.status);
         let until = tokio::time::Instant::now() + timeout;
-        let mut run = first;
-        while run.status == from && !run.status.is_terminal() && tokio::time::Instant::now() < until
-        {
-            tokio::time::sleep(Duration::from_millis(20).min(until - tokio::time::Instant::now()))
-                .await;
+        while run.status == from && !run.status.is_terminal() {
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                break;
+            }
+            listener.changed(id, until - now).await;
             run = self.runs.load(id).await?;
         }
         Ok(run)
+    }
+
+    /// The run's events after sequence number `after`, in order, at most `limit` (`NotFound`
+    /// for an unknown run).
+    pub async fn events(
+        &self,
+        id: &RunId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RunEvent>, Error> {
+        let run = self.runs.load(id).await?;
+        if after >= run.event_seq {
+            return Ok(vec![]);
+        }
+        self.runs.store.events(id, after, limit).await
+    }
+
+    /// Every run's events in commit order, a page at a time.
+    pub async fn feed(&self, query: &FeedQuery) -> Result<FeedPage, Error> {
+        self.runs.store.feed(query).await
     }
 
     /// An artifact of a run, with a short-lived download URL.

@@ -6,6 +6,7 @@
 
 mod accept;
 mod artifacts;
+pub mod changes;
 mod fetch;
 mod inputs;
 mod poll;

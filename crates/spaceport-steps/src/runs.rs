@@ -11,6 +11,7 @@ use spaceport_core::ports::{Clock, Queue, QueueName, RunStore, SpaceBackend, Ste
 use spaceport_core::{BackendKind, Error, ErrorCode, PipelineSet, Progress, Run, RunId, lease};
 
 use crate::StepsConfig;
+use crate::changes::{Changes, Listener};
 
 /// The run store and queues, the clock, the pipelines and tunables, and this worker's name.
 #[derive(Clone)]
@@ -22,6 +23,8 @@ pub struct Runs {
     pub config: StepsConfig,
     /// Names this worker in leases.
     worker_id: String,
+    /// Wakes this process's waiters when a run changes.
+    changes: Changes,
 }
 
 /// A run after a change: whether it was changed now, or was already as wanted.
@@ -54,7 +57,18 @@ impl Runs {
             clock,
             config,
             worker_id: format!("wrk_{:016x}", rand::random::<u64>()),
+            changes: Changes::default(),
         }
+    }
+
+    /// Tells this process's waiters that run `id` changed (after a write outside `mutate`).
+    pub(crate) fn changed(&self, id: &RunId) {
+        self.changes.notify(id);
+    }
+
+    /// A listener for the changes this process makes from now on.
+    pub fn listen(&self) -> Listener {
+        self.changes.listen()
     }
 
     /// The name this worker's leases carry.
@@ -111,6 +125,7 @@ impl Runs {
             match self.store.update(&run, prev).await {
                 Ok(()) => {
                     run.clear_new_events();
+                    self.changes.notify(id);
                     return Ok(Mutated::Changed(run));
                 }
                 Err(Error::VersionConflict { .. }) => continue,
