@@ -35,6 +35,7 @@ use spaceport_local::LocalStack;
 use spaceport_steps::runner::{LOCAL_QUEUES, Runner, RunnerConfig};
 use spaceport_steps::{Ports, Steps, StepsConfig};
 use spaceport_testkit::fakes::{CountingBlobs, CountingQueue, CountingStore, Counts, InstantSpace};
+use spaceport_testkit::stats::{Summary, header};
 use spaceport_testkit::{MirrorSpace, png, repo_root, venv_python};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -122,58 +123,6 @@ const KNOWN: &[&str] = &[
 // ---------------------------------------------------------------------------------------------
 // Figures
 // ---------------------------------------------------------------------------------------------
-
-/// Summary of a sample of durations in milliseconds (nearest-rank percentiles).
-#[derive(Debug, Clone, Copy)]
-struct Summary {
-    n: usize,
-    p50: f64,
-    p95: f64,
-    mean: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Summary {
-    fn of(samples: &[f64]) -> Summary {
-        let mut s = samples.to_vec();
-        s.sort_by(f64::total_cmp);
-        let n = s.len();
-        if n == 0 {
-            return Summary {
-                n,
-                p50: f64::NAN,
-                p95: f64::NAN,
-                mean: f64::NAN,
-                min: f64::NAN,
-                max: f64::NAN,
-            };
-        }
-        let rank = |p: f64| s[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
-        Summary {
-            n,
-            p50: rank(0.50),
-            p95: rank(0.95),
-            mean: s.iter().sum::<f64>() / n as f64,
-            min: s[0],
-            max: s[n - 1],
-        }
-    }
-
-    fn row(&self, label: &str) -> String {
-        format!(
-            "  {label:<34} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}  (n={})",
-            self.p50, self.p95, self.mean, self.min, self.max, self.n
-        )
-    }
-}
-
-fn header(unit: &str) -> String {
-    format!(
-        "  {:<34} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        unit, "p50", "p95", "mean", "min", "max"
-    )
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

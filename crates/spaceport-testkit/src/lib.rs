@@ -10,6 +10,7 @@ pub mod fakes;
 mod files;
 mod gradio;
 mod peer;
+pub mod stats;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,91 @@
+//! Figures for the benchmarks: nearest-rank percentiles of a sample of durations, printed as
+//! aligned rows so two things measured in one run sit side by side.
+
+/// Summary of a sample of durations in milliseconds (nearest-rank percentiles).
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub n: usize,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Summary {
+    /// The summary of `samples` (NaN everywhere for none).
+    pub fn of(samples: &[f64]) -> Summary {
+        let mut s = samples.to_vec();
+        s.sort_by(f64::total_cmp);
+        let n = s.len();
+        if n == 0 {
+            return Summary {
+                n,
+                p50: f64::NAN,
+                p95: f64::NAN,
+                p99: f64::NAN,
+                mean: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+            };
+        }
+        let rank = |p: f64| s[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
+        Summary {
+            n,
+            p50: rank(0.50),
+            p95: rank(0.95),
+            p99: rank(0.99),
+            mean: s.iter().sum::<f64>() / n as f64,
+            min: s[0],
+            max: s[n - 1],
+        }
+    }
+
+    /// One aligned row under `header`: p50, p95, mean, min, max.
+    pub fn row(&self, label: &str) -> String {
+        format!(
+            "  {label:<34} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}  (n={})",
+            self.p50, self.p95, self.mean, self.min, self.max, self.n
+        )
+    }
+
+    /// One aligned row under `header_fine`, in hundredths: p50, p95, p99, mean, max.
+    pub fn row_fine(&self, label: &str) -> String {
+        format!(
+            "  {label:<34} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}  (n={})",
+            self.p50, self.p95, self.p99, self.mean, self.max, self.n
+        )
+    }
+}
+
+/// The header of `Summary::row`.
+pub fn header(unit: &str) -> String {
+    format!(
+        "  {:<34} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        unit, "p50", "p95", "mean", "min", "max"
+    )
+}
+
+/// The header of `Summary::row_fine`.
+pub fn header_fine(unit: &str) -> String {
+    format!(
+        "  {:<34} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        unit, "p50", "p95", "p99", "mean", "max"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let s = Summary::of(&(1..=100).map(f64::from).collect::<Vec<_>>());
+        assert_eq!(
+            (s.p50, s.p95, s.p99, s.min, s.max),
+            (50.0, 95.0, 99.0, 1.0, 100.0)
+        );
+        assert!(Summary::of(&[]).p50.is_nan());
+    }
+}
