@@ -206,3 +206,54 @@ async fn kill_while_fetching_then_restart_succeeds_with_one_artifact() {
     assert_one_scene(&done);
     assert_eq!(done["backend"]["attempt"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spaceport_run_follows_its_run_across_a_kill_9_of_the_server() {
+    let mirror = MirrorSpace::start().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let port = spaceport_testkit::free_port();
+    let steps = "submit-space,poll-status,fetch-artifact";
+    let serve = Serve::start(data.path(), port, mirror.url(), steps).await;
+    let files = tempfile::tempdir().unwrap();
+    let image = write_files(files.path(), &[("slow.png", png(48, 32, 4))]);
+    let out = files.path().join("out");
+    // The CLI follows the run through the server's event stream.
+    let cli = Command::new(env!("CARGO_BIN_EXE_spaceport"))
+        .args(["--server", serve.client.base(), "run", "vggt"])
+        .arg(&image[0])
+        .args(["--json", "--out"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        let runs = serve.client.list_runs(&[]).await.unwrap();
+        let running = runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["status"] == "running" && r["progress"]["stage"] == "running");
+        if let Some(r) = running {
+            break r["id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < until, "the CLI's run never ran: {runs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    serve.kill9();
+    // The same server comes back on the same address; the CLI resumes its stream.
+    let serve = Serve::start(data.path(), port, mirror.url(), steps).await;
+    let output = tokio::task::spawn_blocking(move || cli.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "spaceport run failed: {stderr}");
+    let run: Value = serde_json::from_slice(&output.stdout).expect("the run as JSON");
+    assert_eq!(run["id"], id.as_str());
+    assert_one_scene(&run);
+    assert!(out.join("scene.glb").is_file(), "the artifact was saved");
+    drop(serve);
+}

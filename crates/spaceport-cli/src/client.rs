@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -17,6 +18,17 @@ pub struct ApiFailure {
     pub code: String,
     pub message: String,
     pub field: Option<String>,
+}
+
+/// One event of a run's stream.
+#[derive(Debug, Clone)]
+pub struct StreamedEvent {
+    /// The run's event number (what to resume after).
+    pub seq: u64,
+    /// `run.progress`, `run.succeeded` …
+    pub kind: String,
+    /// The event as the API shows it (status, progress, error, attempt).
+    pub data: Value,
 }
 
 /// A Spaceport API client.
@@ -111,6 +123,37 @@ impl ApiClient {
             url.push_str(&format!("?wait={w}"));
         }
         Self::answer(self.http.get(url).send().await.context("GET run")?).await
+    }
+
+    /// `GET /v1/runs/{id}/events` as a stream, resuming after event `after` (`Last-Event-ID`):
+    /// the run's events as they are recorded; the server ends it after the terminal event. A
+    /// refused request (an unknown run) is an `ApiFailure`; a broken stream yields an error.
+    pub async fn events(
+        &self,
+        id: &str,
+        after: u64,
+    ) -> Result<impl futures::Stream<Item = Result<StreamedEvent>> + use<>> {
+        let resp = self
+            .http
+            .get(self.url(&format!("/v1/runs/{id}/events")))
+            .header("Accept", "text/event-stream")
+            .header("Last-Event-ID", after.to_string())
+            .send()
+            .await
+            .context("GET run events")?;
+        if !resp.status().is_success() {
+            return Err(Self::answer(resp).await.unwrap_err());
+        }
+        Ok(resp.bytes_stream().eventsource().map(|e| {
+            let e = e.context("reading the event stream")?;
+            let data: Value = serde_json::from_str(&e.data)
+                .with_context(|| format!("an event that is not JSON: {:.200}", e.data))?;
+            Ok(StreamedEvent {
+                seq: e.id.parse().context("an event id that is not a number")?,
+                kind: e.event,
+                data,
+            })
+        }))
     }
 
     /// `GET /v1/runs`.

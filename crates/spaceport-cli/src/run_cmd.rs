@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value, json};
 
@@ -194,22 +195,54 @@ pub async fn run(client: &ApiClient, args: RunArgs) -> Result<Value> {
     Ok(final_run)
 }
 
-/// Follows a run to a terminal status, drawing its progress.
+/// How long `follow` keeps trying to reach a server that went away (a restart) before giving up.
+pub const RECONNECT_FOR: Duration = Duration::from_secs(120);
+
+fn is_terminal(status: &str) -> bool {
+    matches!(status, "succeeded" | "failed" | "cancelled" | "expired")
+}
+
+/// Follows a run to a terminal status through its event stream, drawing its progress. A stream
+/// cut by a server restart is resumed after the last event seen (`Last-Event-ID`), so nothing is
+/// missed or shown twice; a server gone for longer than `RECONNECT_FOR` is an error.
 pub async fn follow(client: &ApiClient, id: &str, bar: &ProgressBar) -> Result<Value> {
+    let mut after = 0;
+    let mut down_since: Option<std::time::Instant> = None;
     loop {
-        let run = client.get_run(id, None).await?;
-        let status = run["status"].as_str().unwrap_or("").to_string();
-        bar.set_message(describe(&run));
-        if let Some(f) = run["progress"]["fraction"].as_f64() {
-            bar.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
+        match client.events(id, after).await {
+            Ok(events) => {
+                down_since = None;
+                futures::pin_mut!(events);
+                while let Some(Ok(e)) = events.next().await {
+                    after = e.seq;
+                    let d = &e.data;
+                    bar.set_message(describe(&json!({
+                        "status": d["status"], "progress": d["progress"],
+                        "backend": {"attempt": d["attempt"]},
+                    })));
+                    if let Some(f) = d["progress"]["fraction"].as_f64() {
+                        bar.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
+                    }
+                }
+                // Ended by the server after the terminal event, or cut: the run says which.
+                if let Ok(run) = client.get_run(id, None).await
+                    && is_terminal(run["status"].as_str().unwrap_or(""))
+                {
+                    return Ok(run);
+                }
+            }
+            Err(e) if e.downcast_ref::<crate::client::ApiFailure>().is_some() => return Err(e),
+            Err(e) => {
+                let since = *down_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > RECONNECT_FOR {
+                    return Err(e.context(format!(
+                        "the server did not answer for {RECONNECT_FOR:?}; run {id} goes on there"
+                    )));
+                }
+                bar.set_message(format!("reconnecting to the server… ({e:#})"));
+            }
         }
-        if matches!(
-            status.as_str(),
-            "succeeded" | "failed" | "cancelled" | "expired"
-        ) {
-            return Ok(run);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
