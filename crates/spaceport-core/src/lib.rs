@@ -9,6 +9,7 @@ pub mod event;
 pub mod ids;
 pub mod job;
 pub mod lease;
+pub mod outbound;
 pub mod pipeline;
 pub mod ports;
 pub mod run;

@@ -7,5 +7,6 @@
 pub mod guard;
 pub mod signing;
 
-pub use guard::{Allow, OutboundGuard};
+pub use guard::resolve;
 pub use signing::{SigningSecret, sign};
+pub use spaceport_core::outbound::{Allow, OutboundGuard};
