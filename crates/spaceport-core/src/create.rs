@@ -8,10 +8,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::Error;
+use crate::outbound::OutboundGuard;
 use crate::pipeline::{DeclaredFile, PipelineSet};
 use crate::ports::{DEFAULT_PAGE, MAX_PAGE};
 use crate::run::StartMode;
 use crate::status::Status;
+use crate::webhook::WebhookTarget;
 
 /// The most bytes a run's `metadata` may take, as JSON.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
@@ -72,12 +74,18 @@ pub struct NewRun {
     pub deadline_s: u64,
     pub metadata: Map<String, Value>,
     pub start: StartMode,
-    pub webhook: Option<Value>,
+    /// The run's own webhook, checked (an allowed URL, known event types).
+    pub webhook: Option<WebhookTarget>,
 }
 
-/// Checks a create request against the deployment's pipelines. A rejected request names the
-/// field at fault; nothing is stored for it.
-pub fn validate_create(pipelines: &PipelineSet, req: &CreateRunRequest) -> Result<NewRun, Error> {
+/// Checks a create request against the deployment's pipelines and outbound rules (a webhook URL
+/// must be one `guard` allows). A rejected request names the field at fault; nothing is stored
+/// for it.
+pub fn validate_create(
+    pipelines: &PipelineSet,
+    guard: &OutboundGuard,
+    req: &CreateRunRequest,
+) -> Result<NewRun, Error> {
     let start = parse_start(req.start.as_deref())?;
     let inputs = declared_files(req)?;
     let pipeline = pipelines.get(&req.pipeline).map_err(|_| {
@@ -109,15 +117,12 @@ pub fn validate_create(pipelines: &PipelineSet, req: &CreateRunRequest) -> Resul
             format!("metadata is larger than {MAX_METADATA_BYTES} bytes"),
         ));
     }
-    if let Some(hook) = &req.webhook {
-        let url = hook.get("url").and_then(Value::as_str).unwrap_or("");
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(Error::validation(
-                "webhook.url",
-                "webhook.url must be an http(s) URL",
-            ));
-        }
-    }
+    let webhook = req
+        .webhook
+        .as_ref()
+        .filter(|h| !h.is_null())
+        .map(|h| WebhookTarget::parse(guard, h))
+        .transpose()?;
     Ok(NewRun {
         pipeline: pipeline.name.clone(),
         settings,
@@ -125,7 +130,7 @@ pub fn validate_create(pipelines: &PipelineSet, req: &CreateRunRequest) -> Resul
         deadline_s,
         metadata: req.metadata.clone(),
         start,
-        webhook: req.webhook.clone(),
+        webhook,
     })
 }
 
@@ -225,6 +230,7 @@ mod tests {
         let set = PipelineSet::builtin();
         let new = validate_create(
             &set,
+            &OutboundGuard::default(),
             &vggt(json!({"settings": {"conf_thres": 40}, "start": "manual"})),
         )
         .unwrap();
@@ -244,7 +250,7 @@ mod tests {
     fn each_rule_names_its_field() {
         let set = PipelineSet::builtin();
         let field = |extra: Value| {
-            validate_create(&set, &vggt(extra))
+            validate_create(&set, &OutboundGuard::default(), &vggt(extra))
                 .unwrap_err()
                 .field()
                 .map(str::to_string)

@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod run;
 pub mod status;
+pub mod webhook;
 
 pub use backend::BackendKind;
 pub use create::{CreateRunRequest, DeclaredInput, NewRun, validate_create};

@@ -296,6 +296,13 @@ impl Run {
         now >= self.deadline_at
     }
 
+    /// The run's own webhook, if it has one (stored as `{url, events}` when created).
+    pub fn webhook_target(&self) -> Option<crate::webhook::WebhookTarget> {
+        self.webhook
+            .as_ref()
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
     /// The job record (an empty one when the run has none yet).
     pub fn job(&self) -> JobState {
         self.job.clone().unwrap_or_default()

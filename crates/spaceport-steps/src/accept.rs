@@ -76,7 +76,7 @@ impl Accept {
         req: &CreateRunRequest,
         idempotency: Option<Idempotency>,
     ) -> Result<Created, Error> {
-        let new = validate_create(&self.runs.pipelines, req)?;
+        let new = validate_create(&self.runs.pipelines, &self.runs.config.outbound, req)?;
         let pipeline = self.runs.pipelines.get(&new.pipeline)?;
         let now = self.runs.clock.now();
         let id = RunId::new(now.timestamp_millis().max(0) as u64, rand::random());
@@ -111,7 +111,9 @@ impl Accept {
             inputs,
             metadata: new.metadata,
             start: new.start,
-            webhook: new.webhook,
+            webhook: new
+                .webhook
+                .map(|w| serde_json::to_value(w).unwrap_or_default()),
             ..Run::new(id, &pipeline.name, backend, now, deadline_at)
         };
         match self.runs.store.insert(&run, idempotency.as_ref()).await? {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use spaceport_core::outbound::OutboundGuard;
 use spaceport_core::ports::{
     BlobStore, Clock, ModelRunner, Queue, QueueName, RunStore, SpaceBackend, StepMessage,
 };
@@ -97,6 +98,9 @@ pub struct StepsConfig {
     pub upload_ttl: Duration,
     /// Lifetime of presigned download URLs.
     pub download_ttl: Duration,
+    /// Where outbound requests (webhooks) may go: public addresses, and what `outbound_allow`
+    /// names.
+    pub outbound: OutboundGuard,
 }
 
 impl Default for StepsConfig {
@@ -110,6 +114,7 @@ impl Default for StepsConfig {
             backoff: Duration::from_secs(1),
             upload_ttl: Duration::from_secs(3600),
             download_ttl: Duration::from_secs(3600),
+            outbound: OutboundGuard::default(),
         }
     }
 }

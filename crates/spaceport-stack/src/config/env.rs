@@ -63,6 +63,11 @@ fn queue_key(name: &str) -> Option<String> {
     Some(format!("queues.{}.{field}", queue.as_str()))
 }
 
+/// Settings that are lists: comma-separated in a variable.
+const LISTS: &[&str] = &["outbound_allow", "webhook_secrets", "webhook_schedule_s"];
+/// Settings that are structured: JSON in a variable (`SPACEPORT_WEBHOOKS='[{"name": …}]'`).
+const JSON: &[&str] = &["webhooks"];
+
 /// The settings `vars` give, as a dict keyed like the file, and the variable behind each
 /// dotted key (for error messages). Values stay strings: `extract_lossy` turns `"30"` into a
 /// number where a number is wanted and leaves a token such as `"12345"` a string.
@@ -98,7 +103,23 @@ pub(super) fn env_dict(
             }
         };
         names.insert(key.clone(), var.clone());
-        merge(&mut dict, &key, Value::from(value));
+        let value = if LISTS.contains(&key.as_str()) {
+            // Comma-separated in a variable; each item stays a string until extraction.
+            Value::from(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::from(s.to_owned()))
+                    .collect::<Vec<_>>(),
+            )
+        } else if JSON.contains(&key.as_str()) {
+            serde_json::from_str::<Value>(&value)
+                .map_err(|e| err(format!("{var} is not JSON: {e}")))?
+        } else {
+            Value::from(value)
+        };
+        merge(&mut dict, &key, value);
     }
     Ok((dict, names))
 }

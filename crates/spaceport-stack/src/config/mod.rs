@@ -14,6 +14,7 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::{Figment, Profile};
 use serde::{Deserialize, Serialize};
 use spaceport_core::PipelineSet;
+use spaceport_core::outbound::{Allow, OutboundGuard};
 use spaceport_core::ports::QueueName;
 use spaceport_steps::StepsConfig;
 use spaceport_steps::runner::RunnerConfig;
@@ -143,6 +144,32 @@ pub struct Config {
     pub max_frames: Option<usize>,
     /// The ONNX Runtime library (also read from ort's own `ORT_DYLIB_PATH`).
     pub ort_dylib_path: Option<PathBuf>,
+    /// Where outbound requests (webhooks) may go besides public addresses: host names,
+    /// addresses or networks (`127.0.0.1`, `10.0.0.0/8`, `hooks.internal`).
+    pub outbound_allow: Vec<String>,
+    /// Webhook signing secrets (`whsec_…`): every one signs each message, the first is current.
+    pub webhook_secrets: Vec<Secret>,
+    /// Endpoints that receive every run's events (`[[webhooks]]`).
+    pub webhooks: Vec<EndpointConfig>,
+    /// Seconds before each try of a delivery (default `0,5,300,1800,7200,18000,36000,36000`).
+    pub webhook_schedule_s: Option<Vec<u64>>,
+    /// Seconds a webhook receiver has to answer (default 15).
+    pub webhook_timeout_s: Option<u64>,
+}
+
+/// An endpoint that receives every run's events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Names it in delivery logs (`run` is the runs' own webhooks).
+    pub name: String,
+    pub url: String,
+    /// Event types it receives (default: every type but `run.progress`).
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+    /// Its own signing secrets (default: `webhook_secrets`).
+    #[serde(default)]
+    pub secrets: Option<Vec<Secret>>,
 }
 impl Config {
     /// Every file key (the fields of `Config`).
@@ -223,6 +250,8 @@ impl Config {
         positive("poll_window_s", self.poll_window_s)?;
         positive("concurrency", self.concurrency.map(|n| n as u64))?;
         positive("max_frames", self.max_frames.map(|n| n as u64))?;
+        positive("webhook_timeout_s", self.webhook_timeout_s)?;
+        self.outbound_guard()?;
         match self.storage {
             Storage::Aws => {
                 for (key, v) in [
@@ -314,8 +343,25 @@ impl Config {
         Ok(set)
     }
 
-    /// The steps' tunables: `base` with the lease and poll window set here.
+    /// The outbound guard `outbound_allow` describes.
+    pub fn outbound_guard(&self) -> Result<OutboundGuard, ConfigError> {
+        let allow = self
+            .outbound_allow
+            .iter()
+            .map(|a| {
+                Allow::parse(a)
+                    .map_err(|why| err(format!("{} ({a:?}): {why}", env_var("outbound_allow"))))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(OutboundGuard::new(allow))
+    }
+
+    /// The steps' tunables: `base` with the lease, poll window and outbound rules set here.
     pub fn steps_config(&self, mut base: StepsConfig) -> StepsConfig {
+        // Checked when the configuration loaded.
+        if let Ok(guard) = self.outbound_guard() {
+            base.outbound = guard;
+        }
         if let Some(s) = self.lease_s {
             base.lease = Duration::from_secs(s);
             base.heartbeat = base.heartbeat.min(Duration::from_secs(s) / 3);
@@ -450,6 +496,40 @@ mod tests {
             "12345",
             "a numeric token stays text"
         );
+    }
+
+    #[test]
+    fn lists_come_comma_separated_and_endpoints_as_json() {
+        let cfg = Config::from_sources(
+            None,
+            vars(&[
+                ("SPACEPORT_OUTBOUND_ALLOW", "127.0.0.1, 10.0.0.0/8,hooks.internal"),
+                ("SPACEPORT_WEBHOOK_SECRETS", "whsec_bmV3bmV3bmV3bmV3bmV3bmV3bmV3bmV3,whsec_b2xkb2xkb2xkb2xkb2xkb2xkb2xkb2xk"),
+                ("SPACEPORT_WEBHOOK_SCHEDULE_S", "0,1,2"),
+                ("SPACEPORT_WEBHOOKS", r#"[{"name": "billing", "url": "https://b.example/h", "events": ["run.succeeded"]}]"#),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.outbound_allow,
+            ["127.0.0.1", "10.0.0.0/8", "hooks.internal"]
+        );
+        assert_eq!(cfg.webhook_secrets.len(), 2);
+        assert_eq!(cfg.webhook_schedule_s, Some(vec![0, 1, 2]));
+        assert_eq!(cfg.webhooks[0].name, "billing");
+        assert!(
+            cfg.outbound_guard()
+                .unwrap()
+                .check_url("u", "http://10.1.1.1/")
+                .is_ok()
+        );
+        let shown = format!("{cfg:?} {}", serde_json::to_string(&cfg).unwrap());
+        assert!(!shown.contains("bmV3"), "{shown}");
+        let e = Config::from_sources(None, vars(&[("SPACEPORT_OUTBOUND_ALLOW", "10.0.0.0/99")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("SPACEPORT_OUTBOUND_ALLOW"), "{e}");
+        let e = Config::from_sources(None, vars(&[("SPACEPORT_WEBHOOKS", "[{")])).unwrap_err();
+        assert!(e.to_string().contains("SPACEPORT_WEBHOOKS"), "{e}");
     }
 
     #[test]
