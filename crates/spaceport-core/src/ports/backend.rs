@@ -1,0 +1,136 @@
+//! The backend ports: a Space backend that runs jobs remotely (Gradio), and a model runner
+//! that runs them on this machine (ONNX Runtime).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+use crate::ids::RunId;
+use crate::pipeline::CallSpec;
+use crate::run::Progress;
+
+use super::ByteStream;
+
+/// An input file handed to a backend.
+pub struct JobInput {
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    pub body: ByteStream,
+}
+
+/// What submit-space asks a Space backend to do.
+pub struct SpaceJob {
+    pub run_id: RunId,
+    /// The Space id (`facebook/vggt`).
+    pub space: String,
+    /// Base URL of the Space (an override, or derived from the id).
+    pub url: String,
+    /// The ordered calls; every call but the last runs to completion, the last is joined.
+    pub calls: Vec<CallSpec>,
+    /// Settings in the backend's spelling, by setting name.
+    pub settings: Map<String, Value>,
+    /// Input files by slot, in the pipeline's order.
+    pub inputs: BTreeMap<String, Vec<JobInput>>,
+}
+
+/// What the backend says while a job runs, and how it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpaceEvent {
+    /// Queue position, ETA, progress or a log line.
+    Progress(Progress),
+    /// The job finished: one value per output of the last call (files as the backend describes them).
+    Completed { outputs: Vec<Value> },
+    /// The job itself failed: the Space's message, classified (`space_error`, or
+    /// `space_quota_exceeded` for a quota message, which is worth retrying later).
+    Failed {
+        code: crate::error::ErrorCode,
+        message: String,
+    },
+    /// The job was cancelled at the backend (it answers like a success with no output).
+    Cancelled,
+    /// The backend no longer knows the job (stream dropped, session not found): submit again.
+    Lost { reason: String },
+}
+
+/// A model host that runs jobs remotely (a Gradio Space). The job handle is JSON so any process
+/// can pick a job up where another left it.
+#[async_trait]
+pub trait SpaceBackend: Send + Sync {
+    /// Uploads the inputs, runs every call but the last to completion and joins the last one.
+    /// Returns the persisted job handle.
+    async fn submit(&self, job: SpaceJob) -> Result<Value, Error>;
+
+    /// Streams the job's events until one of `Completed`, `Failed`, `Cancelled` or `Lost`.
+    async fn watch(
+        &self,
+        handle: &Value,
+    ) -> Result<BoxStream<'static, Result<SpaceEvent, Error>>, Error>;
+
+    /// Streams one output file (as the backend described it in `Completed`).
+    async fn download(
+        &self,
+        handle: &Value,
+        file: &Value,
+    ) -> Result<(ByteStream, Option<String>), Error>;
+
+    /// Stops the job at the backend, queued or running.
+    async fn cancel(&self, handle: &Value) -> Result<(), Error>;
+}
+
+/// An input image handed to a local model.
+#[derive(Debug, Clone)]
+pub struct ModelInput {
+    pub filename: String,
+    pub bytes: Bytes,
+}
+
+/// What the `reconstruct` step asks a local model runner to do.
+#[derive(Debug, Clone)]
+pub struct ModelJob {
+    pub run_id: RunId,
+    /// Path of the `.onnx` file.
+    pub model: String,
+    /// Model I/O names that differ from the defaults.
+    pub io: BTreeMap<String, String>,
+    /// Pre-processing mode (`pad` or `crop`).
+    pub preprocess: Option<String>,
+    /// Resolved settings (user-facing spellings).
+    pub settings: Map<String, Value>,
+    /// The images, in the pipeline's order.
+    pub inputs: Vec<ModelInput>,
+    /// A fresh directory the runner writes its files into.
+    pub out_dir: std::path::PathBuf,
+}
+
+/// A file a model runner wrote, named after a pipeline output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelArtifact {
+    /// The pipeline output it fills (`scene`, `predictions`).
+    pub name: String,
+    pub path: std::path::PathBuf,
+    /// Facts about it (`points`, `cameras`).
+    pub meta: Map<String, Value>,
+}
+
+/// Receives progress while a model runs (stage and fraction).
+pub type ProgressSink = Box<dyn Fn(Progress) + Send + Sync>;
+
+/// Runs a local model (ONNX Runtime on a CPU or GPU). Input problems fail with
+/// `Error::Upstream{code: InputInvalid}`, model problems with `ModelError`.
+#[async_trait]
+pub trait ModelRunner: Send + Sync {
+    /// Runs `job`, reporting progress, and returns the files it wrote.
+    async fn run(&self, job: ModelJob, progress: ProgressSink)
+    -> Result<Vec<ModelArtifact>, Error>;
+
+    /// Whether the model at `model` can be run here (its file is present); a Space pipeline falls
+    /// back to a local model only when it can.
+    fn available(&self, _model: &str) -> bool {
+        true
+    }
+}
