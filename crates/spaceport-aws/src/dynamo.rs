@@ -20,6 +20,7 @@ use spaceport_core::ports::{
 };
 use spaceport_core::{Error, Run, RunEvent, RunId, Status};
 
+use crate::deliveries::{BY_DEAD, BY_DUE, BY_RUN_DELIVERIES};
 use crate::error::{code_of, sdk};
 use crate::events::{self, BY_FEED, BY_RUN_EVENTS};
 
@@ -117,6 +118,11 @@ impl DynamoRunStore {
         self
     }
 
+    /// The DynamoDB client.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// The table's name.
     pub fn table(&self) -> &str {
         &self.table
@@ -166,6 +172,12 @@ impl DynamoRunStore {
             .attribute_definitions(attr("ev_seq", ScalarAttributeType::N)?)
             .attribute_definitions(attr("feed", ScalarAttributeType::S)?)
             .attribute_definitions(attr("feed_key", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("dlv_run", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("dlv_created", ScalarAttributeType::N)?)
+            .attribute_definitions(attr("dlv_pending", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("dlv_due", ScalarAttributeType::N)?)
+            .attribute_definitions(attr("dlv_dead", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("dlv_id", ScalarAttributeType::S)?)
             .global_secondary_indexes(index(BY_CREATED, "list_pk", "id", ProjectionType::All)?)
             .global_secondary_indexes(index(BY_STATUS, "status", "id", ProjectionType::All)?)
             .global_secondary_indexes(index(BY_PIPELINE, "pipeline", "id", ProjectionType::All)?)
@@ -183,6 +195,19 @@ impl DynamoRunStore {
                 ProjectionType::All,
             )?)
             .global_secondary_indexes(index(BY_FEED, "feed", "feed_key", ProjectionType::All)?)
+            .global_secondary_indexes(index(
+                BY_RUN_DELIVERIES,
+                "dlv_run",
+                "dlv_created",
+                ProjectionType::All,
+            )?)
+            .global_secondary_indexes(index(
+                BY_DUE,
+                "dlv_pending",
+                "dlv_due",
+                ProjectionType::All,
+            )?)
+            .global_secondary_indexes(index(BY_DEAD, "dlv_dead", "dlv_id", ProjectionType::All)?)
             .send()
             .await
             .map_err(|e| sdk(format!("creating table {}", self.table), e))?;

@@ -2,6 +2,7 @@
 //! the Lambda glue the functions share. The same contract suites as the embedded adapters run
 //! against these (on moto here).
 
+mod deliveries;
 pub mod dynamo;
 pub mod error;
 pub mod events;

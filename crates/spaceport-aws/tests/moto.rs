@@ -54,6 +54,13 @@ async fn dynamo_store_meets_the_run_store_contract() {
 }
 
 #[tokio::test]
+async fn dynamo_store_meets_the_delivery_store_contract() {
+    let moto = MotoServer::start().unwrap();
+    let stack = stack(&moto, 5).await;
+    spaceport_contract::delivery_store_contract(stack.store.as_ref()).await;
+}
+
+#[tokio::test]
 async fn sqs_queue_meets_the_queue_contract() {
     let moto = MotoServer::start().unwrap();
     let stack = stack(&moto, 5).await;

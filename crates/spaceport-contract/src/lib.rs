@@ -5,6 +5,7 @@
 //! presigned URLs).
 
 mod blobs;
+mod deliveries;
 mod events;
 mod queue;
 mod store;
@@ -17,6 +18,10 @@ pub use blobs::{
     presigned_download_serves_the_object_and_refuses_tampering,
     presigned_upload_accepts_only_its_declared_terms, presigned_upload_is_refused_once_expired,
     presigned_url_contract,
+};
+pub use deliveries::{
+    cursors_keep_their_value, deliveries_are_created_once_and_updated_conditionally,
+    delivery_store_contract, sample_delivery, the_sweeper_and_the_lists_see_the_right_deliveries,
 };
 pub use events::{
     events_are_written_with_their_change_and_only_with_it, run_events_contract,

@@ -94,6 +94,27 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX run_events_by_run ON run_events (run_id, seq);
     CREATE INDEX run_events_by_type ON run_events (type, feed);
     "#,
+    // 5: webhook deliveries (every attempt kept in the JSON body), with the indexes the delivery
+    // log, the sweeper (pending ones due) and the dead-letter list read; and the dispatcher's
+    // named cursors.
+    r#"
+    CREATE TABLE webhook_deliveries (
+        id          TEXT PRIMARY KEY,
+        run_id      TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        next_at     INTEGER,            -- Unix ms; pending deliveries only
+        created_at  INTEGER NOT NULL,   -- Unix ms
+        version     INTEGER NOT NULL,
+        body        TEXT NOT NULL       -- the WebhookDelivery as JSON
+    ) WITHOUT ROWID;
+    CREATE INDEX webhook_deliveries_by_run ON webhook_deliveries (run_id, created_at);
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_at) WHERE state = 'pending';
+    CREATE INDEX webhook_deliveries_dead ON webhook_deliveries (id) WHERE state = 'dead';
+    CREATE TABLE dispatch_cursors (
+        name   TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

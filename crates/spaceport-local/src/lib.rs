@@ -4,6 +4,7 @@
 
 mod blob;
 mod db;
+mod deliveries;
 mod events;
 mod queue;
 mod signed;

@@ -29,6 +29,15 @@ async fn sqlite_store_meets_the_run_store_contract() {
 }
 
 #[tokio::test]
+async fn sqlite_store_meets_the_delivery_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalDb::open(dir.path().join("spaceport.db"))
+        .unwrap()
+        .store();
+    spaceport_contract::delivery_store_contract(&store).await;
+}
+
+#[tokio::test]
 async fn sqlite_queue_meets_the_queue_contract() {
     let dir = tempfile::tempdir().unwrap();
     let queue = LocalDb::open(dir.path().join("spaceport.db"))
