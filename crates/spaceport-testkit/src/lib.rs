@@ -10,6 +10,7 @@ pub mod fakes;
 mod files;
 mod gradio;
 mod peer;
+mod receiver;
 pub mod stats;
 
 use std::net::TcpListener;
@@ -21,6 +22,7 @@ use anyhow::{Result, bail};
 pub use emulators::{MotoServer, SeaweedS3};
 pub use files::{demo_model, gltf_validate, ort_dylib, png};
 pub use gradio::MirrorSpace;
+pub use receiver::WebhookReceiver;
 
 /// How long a mirror may take until `/config` answers.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);

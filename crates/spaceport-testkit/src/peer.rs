@@ -30,6 +30,22 @@ pub(crate) fn http_get_status(port: u16, path: &str) -> std::io::Result<u16> {
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {line:?}")))
 }
 
+/// The body of `GET path` on 127.0.0.1:port (HTTP/1.0, read to the end).
+pub(crate) fn http_get_body(port: u16, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    match text.split_once("\r\n\r\n") {
+        Some((_, body)) => Ok(body.to_owned()),
+        None => Err(std::io::Error::other("an answer without a body")),
+    }
+}
+
 /// A started peer process: its stdout and stderr lines are collected, and it is killed
 /// (SIGKILL) when dropped.
 pub(crate) struct Peer {

@@ -1,0 +1,93 @@
+//! The webhook receiver peer (`tests/peers/webhook_receiver/app.py`): a real HTTP server that
+//! verifies each delivery with the Standard Webhooks reference library and answers as the path
+//! asks (ok, flaky, slow, moved, gone, rate-limited), started from `.venv` and killed on drop.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::peer::{Peer, http_get_status};
+use crate::{START_TIMEOUT, free_port, repo_root, venv_python};
+
+/// A running webhook receiver.
+pub struct WebhookReceiver {
+    peer: Peer,
+    url: String,
+}
+
+impl std::fmt::Debug for WebhookReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookReceiver")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl WebhookReceiver {
+    /// Starts a receiver that verifies deliveries with any of `secrets` (`whsec_…`).
+    pub fn start(secrets: &[String]) -> Result<WebhookReceiver> {
+        let python = venv_python()?;
+        let script = repo_root().join("tests/peers/webhook_receiver/app.py");
+        let mut last_err = None;
+        for _ in 0..3 {
+            let port = free_port();
+            let mut cmd = Command::new(&python);
+            cmd.arg(&script)
+                .arg("--port")
+                .arg(port.to_string())
+                .env("WEBHOOK_SECRETS", secrets.join(","))
+                .env("PYTHONUNBUFFERED", "1");
+            let mut receiver = WebhookReceiver {
+                peer: Peer::spawn(&mut cmd, &script)?,
+                url: format!("http://127.0.0.1:{port}"),
+            };
+            let ready =
+                receiver
+                    .peer
+                    .wait_until("the webhook receiver answering", START_TIMEOUT, || {
+                        http_get_status(port, "/_ready").is_ok_and(|s| s == 200)
+                    });
+            match ready {
+                Ok(()) => return Ok(receiver),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("the receiver did not start")))
+    }
+
+    /// The base URL (`http://127.0.0.1:PORT`); append `/ok/<name>` and the like.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Every request received so far (`path`, `id`, `timestamp`, `signature`, `body`,
+    /// `verified`, the `status` it answered, `at`).
+    pub fn records(&self) -> Result<Vec<serde_json::Value>> {
+        let port: u16 = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .context("the receiver's port")?;
+        let out = crate::peer::http_get_body(port, "/_records")?;
+        let v: serde_json::Value = serde_json::from_str(&out).context("the receiver's records")?;
+        match v {
+            serde_json::Value::Array(a) => Ok(a),
+            other => bail!("records are not a list: {other}"),
+        }
+    }
+
+    /// The records of requests to `path`.
+    pub fn records_of(&self, path: &str) -> Result<Vec<serde_json::Value>> {
+        Ok(self
+            .records()?
+            .into_iter()
+            .filter(|r| r["path"] == path)
+            .collect())
+    }
+
+    /// What the receiver printed so far.
+    pub fn output(&self) -> String {
+        self.peer.output()
+    }
+}
