@@ -66,6 +66,14 @@ impl TestStack {
         Ok(TestStack { stack, client, dir })
     }
 
+    /// Starts a stack from a full config with explicit options.
+    pub async fn start_config_with(cfg: Config, opts: StackOptions) -> Result<TestStack> {
+        let dir = tempfile::tempdir()?;
+        let stack = EmbeddedStack::start(&cfg, opts).await?;
+        let client = ApiClient::new(&stack.url);
+        Ok(TestStack { stack, client, dir })
+    }
+
     /// Starts a stack with explicit options.
     pub async fn start_with(space_url: &str, opts: StackOptions) -> Result<TestStack> {
         let dir = tempfile::tempdir()?;
@@ -233,4 +241,26 @@ pub async fn queue_counts(t: &TestStack) -> Vec<(&'static str, u64, u64, u64)> {
         out.push((q.as_str(), s.depth, s.in_flight, s.dead));
     }
     out
+}
+
+/// Waits until the receiver has recorded `n` requests to `path`.
+pub async fn wait_records(
+    r: &spaceport_testkit::WebhookReceiver,
+    path: &str,
+    n: usize,
+    within: Duration,
+) -> Vec<Value> {
+    let until = Instant::now() + within;
+    loop {
+        let got = r.records_of(path).unwrap();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < until,
+            "{path} got {} of {n} requests within {within:?}: {got:#?}",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -1,6 +1,7 @@
 //! `kill -9` of `spaceport serve` loses nothing: a run killed while `queued`, while `running`
 //! (its Space stream held, or not yet opened) and while `fetching` still ends `succeeded` after a
-//! restart on the same data dir, with exactly one `scene` artifact.
+//! restart on the same data dir, with exactly one `scene` artifact; a webhook killed before or
+//! between its tries is delivered after the restart, under the same message id.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -19,6 +20,18 @@ struct Serve {
 
 impl Serve {
     async fn start(data: &Path, port: u16, space_url: &str, steps: &str) -> Serve {
+        Self::start_with(data, port, space_url, steps, &[], Stdio::inherit()).await
+    }
+
+    /// Starts it with `env` set too and its log (stderr) going to `log`.
+    async fn start_with(
+        data: &Path,
+        port: u16,
+        space_url: &str,
+        steps: &str,
+        env: &[(&str, &str)],
+        log: Stdio,
+    ) -> Serve {
         let child = Command::new(env!("CARGO_BIN_EXE_spaceport"))
             .args([
                 "--data",
@@ -32,9 +45,10 @@ impl Serve {
             .env("SPACEPORT_SPACE_URL_VGGT", space_url)
             .env("SPACEPORT_LEASE_S", "3")
             .env("SPACEPORT_VISIBILITY_S", "3")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("spawning spaceport serve");
         let client = ApiClient::new(&format!("http://127.0.0.1:{port}"));
@@ -256,4 +270,100 @@ async fn spaceport_run_follows_its_run_across_a_kill_9_of_the_server() {
     assert_one_scene(&run);
     assert!(out.join("scene.glb").is_file(), "the artifact was saved");
     drop(serve);
+}
+
+/// `kill -9` between a run's terminal state and its webhook, and again between two tries of it:
+/// after each restart the delivery goes on, under the same `webhook-id`, and the log of all three
+/// processes (at debug level) never shows the signing secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_survives_kill_9_before_and_between_its_tries() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let receiver = spaceport_testkit::WebhookReceiver::start(&[SECRET.into()]).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let port = spaceport_testkit::free_port();
+    let env = [
+        ("SPACEPORT_WEBHOOK_SECRETS", SECRET),
+        ("SPACEPORT_OUTBOUND_ALLOW", "127.0.0.1"),
+        ("SPACEPORT_WEBHOOK_SCHEDULE_S", "0,3"),
+        ("SPACEPORT_WEBHOOK_TIMEOUT_S", "2"),
+        ("SPACEPORT_LOG", "trace"),
+    ];
+    let start = |n: usize, steps: &'static str| {
+        let log = std::fs::File::create(logs.path().join(format!("{n}.log"))).unwrap();
+        let data = data.path().to_path_buf();
+        async move {
+            Serve::start_with(&data, port, "http://127.0.0.1:9", steps, &env, log.into()).await
+        }
+    };
+    let all = "submit-space,poll-status,fetch-artifact,reconstruct,notify-webhook";
+
+    // 1: no notify-webhook worker: the run ends (cancelled) and its delivery waits.
+    let serve = start(1, "submit-space,poll-status,fetch-artifact,reconstruct").await;
+    let run = serve
+        .client
+        .create_run(
+            &json!({"pipeline": "vggt",
+                    "webhook": {"url": format!("{}/flaky/k?fail=1", receiver.url()), "events": ["run.cancelled"]},
+                    "inputs": {"images": [{"filename": "a.png", "content_type": "image/png", "size": 10}]}}),
+            None,
+        )
+        .await
+        .unwrap();
+    let id = run["id"].as_str().unwrap().to_owned();
+    let done = serve.client.action(&id, "cancel").await.unwrap();
+    assert_eq!(done["status"], "cancelled", "{done}");
+    serve.kill9();
+    assert!(receiver.records().unwrap().is_empty());
+
+    // 2: the first try fails (500); killed once that try is recorded, before the retry 3 s on.
+    let serve = start(2, all).await;
+    wait_records(&receiver, "/flaky/k", 1, Duration::from_secs(20)).await;
+    let deliveries = |client: &ApiClient| {
+        let url = format!("{}/v1/runs/{id}/deliveries", client.base());
+        async move { send(reqwest::Client::new().get(url)).await.1 }
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    while deliveries(&serve.client).await["deliveries"][0]["attempts"]
+        .as_array()
+        .is_none_or(|a| a.is_empty())
+    {
+        assert!(Instant::now() < until, "the first try was not recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    serve.kill9();
+
+    // 3: the retry goes out from the restarted process, under the same id, and lands.
+    let serve = start(3, all).await;
+    let got = wait_records(&receiver, "/flaky/k", 2, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert_eq!(got[0]["id"], got[1]["id"], "{got:#?}");
+    assert!(got.iter().all(|g| g["verified"] == true), "{got:#?}");
+    assert_eq!(
+        (got[0]["status"].clone(), got[1]["status"].clone()),
+        (json!(500), json!(200))
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = deliveries(&serve.client).await;
+        if log["deliveries"][0]["state"] == "delivered" {
+            break log;
+        }
+        assert!(Instant::now() < until, "not delivered: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(log["deliveries"].as_array().unwrap().len(), 1, "{log}");
+    assert_eq!(log["deliveries"][0]["id"], got[0]["id"]);
+    drop(serve);
+
+    let all_logs: String = (1..=3)
+        .map(|n| std::fs::read_to_string(logs.path().join(format!("{n}.log"))).unwrap())
+        .collect();
+    assert!(
+        !all_logs.contains(SECRET) && !all_logs.contains(&SECRET[6..]),
+        "the secret in a log"
+    );
+    // The logs cover what handles secrets: the configuration and both tries.
+    assert!(all_logs.contains("webhook_secrets"), "{all_logs}");
+    assert_eq!(all_logs.matches("webhook attempt").count(), 2, "{all_logs}");
 }

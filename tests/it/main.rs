@@ -10,3 +10,4 @@ mod events;
 mod onnx;
 mod openapi;
 mod runs;
+mod webhooks;

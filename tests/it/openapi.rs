@@ -47,7 +47,7 @@ async fn the_openapi_document_covers_every_route_and_its_refs_resolve() {
     assert!(doc["info"]["version"].is_string(), "{}", doc["info"]);
 
     let paths = doc["paths"].as_object().expect("paths");
-    let routes: [(&str, &[&str]); 12] = [
+    let routes: [(&str, &[&str]); 15] = [
         ("/v1/pipelines", &["get"]),
         ("/v1/pipelines/{name}", &["get"]),
         ("/v1/runs", &["get", "post"]),
@@ -58,6 +58,12 @@ async fn the_openapi_document_covers_every_route_and_its_refs_resolve() {
         ("/v1/runs/{id}/artifacts/{name}", &["get"]),
         ("/v1/runs/{id}/events", &["get"]),
         ("/v1/events", &["get"]),
+        ("/v1/runs/{id}/deliveries", &["get"]),
+        (
+            "/v1/runs/{id}/deliveries/{delivery_id}/redeliver",
+            &["post"],
+        ),
+        ("/v1/deliveries", &["get"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
     ];

@@ -541,6 +541,8 @@ async fn part_b(opts: &Opts) -> Result<()> {
         space: Arc::new(InstantSpace::new()),
         model: None,
         clock: Arc::new(SystemClock),
+        deliveries: local.store.clone(),
+        sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),
     };
     let steps = Steps::new(
         Arc::new(Config::default().pipelines()?),

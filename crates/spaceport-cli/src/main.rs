@@ -42,10 +42,11 @@ enum Command {
         #[arg(long)]
         bind: Option<String>,
         /// Which step workers this process runs: a comma-separated list of submit-space,
-        /// poll-status, fetch-artifact, reconstruct, or `none` for an API-only process.
+        /// poll-status, fetch-artifact, reconstruct, notify-webhook, or `none` for an API-only
+        /// process.
         #[arg(
             long,
-            default_value = "submit-space,poll-status,fetch-artifact,reconstruct"
+            default_value = "submit-space,poll-status,fetch-artifact,reconstruct,notify-webhook"
         )]
         steps: String,
     },
@@ -118,6 +119,8 @@ async fn real_main() -> Result<()> {
     if let Some(s) = cli.server {
         cfg.server = Some(s);
     }
+    // Secrets print redacted, so the whole configuration can be logged.
+    tracing::debug!(config = ?cfg, "configuration");
     match cli.command {
         Command::Serve { bind, steps } => {
             let bind = bind
@@ -226,7 +229,13 @@ fn parse_steps(list: &str) -> Result<Vec<QueueName>> {
             LOCAL_QUEUES
                 .into_iter()
                 .find(|q| q.as_str() == s)
-                .ok_or_else(|| anyhow::anyhow!("--steps: unknown step {s:?} (use submit-space, poll-status, fetch-artifact, reconstruct or none)"))
+                .ok_or_else(|| {
+                    let known: Vec<&str> = LOCAL_QUEUES.iter().map(|q| q.as_str()).collect();
+                    anyhow::anyhow!(
+                        "--steps: unknown step {s:?} (use {} or none)",
+                        known.join(", ")
+                    )
+                })
         })
         .collect()
 }

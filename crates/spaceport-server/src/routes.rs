@@ -20,7 +20,8 @@ use utoipa::OpenApi;
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::views::{
-    ArtifactView, CreateRunRequest, EventList, EventView, FeedView, PipelineList, RunList, RunView,
+    ArtifactView, AttemptView, CreateRunRequest, DeliveryList, DeliveryView, EventList, EventView,
+    FeedView, PipelineList, RunList, RunView,
 };
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -46,6 +47,9 @@ type ApiResult<T> = Result<T, ApiError>;
         get_artifact,
         crate::events::run_events,
         crate::events::feed,
+        crate::webhooks::run_deliveries,
+        crate::webhooks::redeliver,
+        crate::webhooks::dead_letters,
         healthz,
         readyz
     ),
@@ -57,7 +61,10 @@ type ApiResult<T> = Result<T, ApiError>;
         ErrorBody,
         EventView,
         EventList,
-        FeedView
+        FeedView,
+        DeliveryView,
+        DeliveryList,
+        AttemptView
     ))
 )]
 pub struct ApiDoc;
@@ -77,6 +84,15 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}/artifacts/{name}", get(get_artifact))
         .route("/v1/runs/{id}/events", get(crate::events::run_events))
         .route("/v1/events", get(crate::events::feed))
+        .route(
+            "/v1/runs/{id}/deliveries",
+            get(crate::webhooks::run_deliveries),
+        )
+        .route(
+            "/v1/runs/{id}/deliveries/{delivery_id}/redeliver",
+            post(crate::webhooks::redeliver),
+        )
+        .route("/v1/deliveries", get(crate::webhooks::dead_letters))
         .route("/v1/uploads/{*key}", put(upload))
         .route("/v1/blobs/{*key}", get(download))
         .fallback(not_found)

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use spaceport_core::webhook::WebhookDelivery;
 use spaceport_core::{InputState, Progress, Run, RunError, RunEvent};
 use spaceport_steps::Upload;
 use utoipa::ToSchema;
@@ -267,4 +268,80 @@ pub struct RunList {
 pub struct PipelineList {
     #[schema(value_type = Vec<Object>)]
     pub pipelines: Vec<Value>,
+}
+
+/// One try to deliver a webhook message.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AttemptView {
+    pub at: DateTime<Utc>,
+    /// The receiver's HTTP status; null when none came back.
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    /// What went wrong (a timeout, a refused connection, a redirect not followed).
+    pub error: Option<String>,
+}
+
+/// One webhook message to one endpoint, with every attempt (`GET /v1/runs/{id}/deliveries`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// `msg_…`: the `webhook-id` header, the same on every attempt and redelivery.
+    pub id: String,
+    pub run_id: String,
+    /// The run event it carries.
+    pub event_seq: u64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `run` for the run's own webhook, else the configured endpoint's name.
+    pub endpoint: String,
+    /// Where it goes, without its query string (which may carry a receiver's token).
+    pub url: String,
+    /// `pending`, `delivered`, `dead` (every try failed) or `disabled` (the receiver said 410).
+    pub state: String,
+    pub attempts: Vec<AttemptView>,
+    /// When the next attempt is due, while pending.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&WebhookDelivery> for DeliveryView {
+    fn from(d: &WebhookDelivery) -> Self {
+        let url = d
+            .url
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        DeliveryView {
+            id: d.id.clone(),
+            run_id: d.run_id.to_string(),
+            event_seq: d.event_seq,
+            kind: d.kind.to_string(),
+            endpoint: d.endpoint.clone(),
+            url,
+            state: serde_json::to_value(d.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            attempts: d
+                .attempts
+                .iter()
+                .map(|a| AttemptView {
+                    at: a.at,
+                    status: a.status,
+                    latency_ms: a.latency_ms,
+                    error: a.error.clone(),
+                })
+                .collect(),
+            next_attempt_at: d.next_at,
+            created_at: d.created_at,
+        }
+    }
+}
+
+/// `GET /v1/runs/{id}/deliveries` and `GET /v1/deliveries`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<DeliveryView>,
+    /// For the dead-letter list: pass back as `after` for the next page; null on the last.
+    pub next_cursor: Option<String>,
 }

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use spaceport_core::PipelineSet;
 use spaceport_core::ports::{
-    BlobStore, ModelRunner, Queue, RunStore, SignedBlobs, SpaceBackend, SystemClock,
+    BlobStore, DeliveryStore, ModelRunner, Queue, RunStore, SignedBlobs, SpaceBackend, SystemClock,
 };
 use spaceport_gradio::{ClientOptions, GradioBackend};
 use spaceport_server::AppState;
 use spaceport_steps::{Ports, Steps, StepsConfig};
+use spaceport_webhooks::{HttpSender, SigningSecret};
 
 use crate::config::{Config, ConfigError, Storage};
 
@@ -83,6 +84,7 @@ type StoragePorts = (
     Arc<dyn Queue>,
     Arc<dyn BlobStore>,
     Option<Arc<dyn SignedBlobs>>,
+    Arc<dyn DeliveryStore>,
 );
 
 impl Stack {
@@ -101,29 +103,46 @@ impl Stack {
     /// The stack the configuration describes, opened with `opts`.
     pub async fn open(cfg: &Config, opts: OpenOptions) -> Result<Stack, StackError> {
         let pipelines = Arc::new(cfg.pipelines()?);
-        let ((store, queue, blobs, signed_blobs), local): (StoragePorts, Option<Local>) =
-            match cfg.storage {
-                #[cfg(feature = "embedded")]
-                Storage::Embedded => {
-                    let (ports, local) = embedded_ports(cfg, &opts).await?;
-                    (ports, Some(local))
-                }
-                #[cfg(feature = "aws")]
-                Storage::Aws => (aws_ports(cfg, &opts).await?, None),
-                #[allow(unreachable_patterns)]
-                other => {
-                    return Err(StackError::NotBuilt(format!(
-                        "storage {other:?} is not built into this binary (cargo feature {:?})",
-                        match other {
-                            Storage::Embedded => "embedded",
-                            Storage::Aws => "aws",
-                        }
-                    )));
-                }
-            };
+        let ((store, queue, blobs, signed_blobs, deliveries), local): (
+            StoragePorts,
+            Option<Local>,
+        ) = match cfg.storage {
+            #[cfg(feature = "embedded")]
+            Storage::Embedded => {
+                let (ports, local) = embedded_ports(cfg, &opts).await?;
+                (ports, Some(local))
+            }
+            #[cfg(feature = "aws")]
+            Storage::Aws => (aws_ports(cfg, &opts).await?, None),
+            #[allow(unreachable_patterns)]
+            other => {
+                return Err(StackError::NotBuilt(format!(
+                    "storage {other:?} is not built into this binary (cargo feature {:?})",
+                    match other {
+                        Storage::Embedded => "embedded",
+                        Storage::Aws => "aws",
+                    }
+                )));
+            }
+        };
         let space: Arc<dyn SpaceBackend> = Arc::new(GradioBackend::new(ClientOptions::with_token(
             cfg.hf_token.as_ref().map(|t| t.expose().to_owned()),
         )));
+        let mut sender = HttpSender::new(
+            cfg.outbound_guard()?,
+            opts.steps.webhook.timeout,
+            cfg.signing_secrets()?,
+        );
+        for e in &cfg.webhooks {
+            if let Some(own) = e.secrets.as_deref().filter(|s| !s.is_empty()) {
+                let own = own
+                    .iter()
+                    .map(|s| SigningSecret::parse(s.expose()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|x| ConfigError(format!("webhooks: endpoint {}: {x}", e.name)))?;
+                sender = sender.with_endpoint_secrets(&e.name, own);
+            }
+        }
         let ports = Ports {
             store,
             queue,
@@ -131,6 +150,8 @@ impl Stack {
             space,
             model: model_runner(cfg),
             clock: Arc::new(SystemClock),
+            deliveries,
+            sender: Arc::new(sender),
         };
         let steps = Steps::new(pipelines.clone(), ports, opts.steps);
         Ok(Stack {
@@ -145,6 +166,7 @@ impl Stack {
     pub fn app(&self) -> axum::Router {
         spaceport_server::app(AppState {
             api: self.steps.accept(),
+            webhooks: self.steps.notify(),
             signed_blobs: self.signed_blobs.clone(),
         })
     }
@@ -173,6 +195,7 @@ async fn embedded_ports(
         opened.queue.clone(),
         opened.blobs.clone(),
         Some(opened.blobs.clone()),
+        opened.store.clone(),
     );
     Ok((ports, opened))
 }
@@ -199,7 +222,7 @@ async fn aws_ports(cfg: &Config, opts: &OpenOptions) -> Result<StoragePorts, Sta
     };
     let stack = AwsStack::new(&sdk, &aws);
     let queue = Arc::new(stack.queue.as_ref().clone().with_wait(opts.receive_wait));
-    Ok((stack.store, queue, stack.blobs, None))
+    Ok((stack.store.clone(), queue, stack.blobs, None, stack.store))
 }
 
 /// The ONNX runner, in binaries built with local models.

@@ -77,6 +77,12 @@ impl Accept {
         idempotency: Option<Idempotency>,
     ) -> Result<Created, Error> {
         let new = validate_create(&self.runs.pipelines, &self.runs.config.outbound, req)?;
+        if new.webhook.is_some() && !self.runs.config.webhook.can_sign {
+            return Err(Error::validation(
+                "webhook",
+                "this server signs webhooks and has no signing secret: configure webhook_secrets (SPACEPORT_WEBHOOK_SECRETS)",
+            ));
+        }
         let pipeline = self.runs.pipelines.get(&new.pipeline)?;
         let now = self.runs.clock.now();
         let id = RunId::new(now.timestamp_millis().max(0) as u64, rand::random());
@@ -119,6 +125,7 @@ impl Accept {
         match self.runs.store.insert(&run, idempotency.as_ref()).await? {
             InsertOutcome::Inserted => {
                 self.runs.changed(&run.id);
+                self.runs.notify_webhooks(&run).await;
                 let uploads = self.uploads(&run).await?;
                 Ok(Created {
                     run,
@@ -328,6 +335,7 @@ impl Accept {
         run.transition(Status::Queued, now)?;
         self.runs.store.insert(&run, None).await?;
         self.runs.changed(&run.id);
+        self.runs.notify_webhooks(&run).await;
         self.runs.hand_on(&run).await?;
         Ok(run)
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use spaceport_core::ports::{BlobStore, QueueName, SpaceBackend};
+use spaceport_core::ports::{BlobStore, QueueName, SpaceBackend, StepMessage};
 use spaceport_core::{Artifact, Error, ErrorCode, Run, RunId, Status};
 
 use crate::runs::{Mutated, Runs};
@@ -24,8 +24,8 @@ impl Step for FetchArtifact {
         QueueName::FetchArtifact
     }
 
-    async fn run(&self, id: &RunId) -> Result<Outcome, Error> {
-        self.fetch(id).await
+    async fn run(&self, msg: &StepMessage) -> Result<Outcome, Error> {
+        self.fetch(&msg.run_id).await
     }
 }
 

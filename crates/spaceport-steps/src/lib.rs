@@ -9,6 +9,7 @@ mod artifacts;
 pub mod changes;
 mod fetch;
 mod inputs;
+mod notify;
 mod poll;
 mod reconstruct;
 pub mod runner;
@@ -22,12 +23,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use spaceport_core::outbound::OutboundGuard;
 use spaceport_core::ports::{
-    BlobStore, Clock, ModelRunner, Queue, QueueName, RunStore, SpaceBackend, StepMessage,
+    BlobStore, Clock, DeliveryStore, ModelRunner, Queue, QueueName, RunStore, SpaceBackend,
+    StepMessage, WebhookSender,
 };
-use spaceport_core::{Error, PipelineSet, RunId};
+use spaceport_core::{Error, PipelineSet};
 
 pub use accept::{Accept, Created, Upload};
 pub use fetch::FetchArtifact;
+pub use notify::{Endpoint, Notify, RUN_ENDPOINT, WebhookSettings};
 pub use poll::PollStatus;
 pub use reconstruct::Reconstruct;
 pub use runs::Runs;
@@ -61,15 +64,15 @@ pub trait Step: Send + Sync {
     /// The queue whose messages this step handles.
     fn queue(&self) -> QueueName;
 
-    /// Moves the run on as far as this step goes.
-    async fn run(&self, id: &RunId) -> Result<Outcome, Error>;
+    /// Moves the run a message names on as far as this step goes.
+    async fn run(&self, msg: &StepMessage) -> Result<Outcome, Error>;
 }
 
 /// Handles one message body of `step`'s queue. A body that is not a step message is logged and
 /// dropped (retrying cannot fix it).
 pub async fn handle_message(step: &dyn Step, body: &str) -> Result<Outcome, Error> {
     match serde_json::from_str::<StepMessage>(body) {
-        Ok(msg) => step.run(&msg.run_id).await,
+        Ok(msg) => step.run(&msg).await,
         Err(e) => {
             tracing::error!(queue = step.queue().as_str(), error = %e, "dropping a malformed step message");
             Ok(Outcome::Done)
@@ -101,6 +104,8 @@ pub struct StepsConfig {
     /// Where outbound requests (webhooks) may go: public addresses, and what `outbound_allow`
     /// names.
     pub outbound: OutboundGuard,
+    /// What notify-webhook delivers, and how persistently.
+    pub webhook: WebhookSettings,
 }
 
 impl Default for StepsConfig {
@@ -115,6 +120,7 @@ impl Default for StepsConfig {
             upload_ttl: Duration::from_secs(3600),
             download_ttl: Duration::from_secs(3600),
             outbound: OutboundGuard::default(),
+            webhook: WebhookSettings::default(),
         }
     }
 }
@@ -130,6 +136,10 @@ pub struct Ports {
     /// Runs local models; `None` where this process has no model runtime.
     pub model: Option<Arc<dyn ModelRunner>>,
     pub clock: Arc<dyn Clock>,
+    /// Webhook deliveries and the dispatcher's cursors.
+    pub deliveries: Arc<dyn DeliveryStore>,
+    /// Makes one signed webhook attempt.
+    pub sender: Arc<dyn WebhookSender>,
 }
 
 /// The steps of one process, built from its ports: each accessor hands out one step holding
@@ -200,9 +210,18 @@ impl Steps {
         )
     }
 
+    /// notify-webhook (and the delivery log's operations).
+    pub fn notify(&self) -> Notify {
+        Notify::new(
+            self.runs.clone(),
+            self.ports.deliveries.clone(),
+            self.ports.sender.clone(),
+        )
+    }
+
     /// The sweeper.
     pub fn sweeper(&self) -> Sweeper {
-        Sweeper::new(self.runs.clone(), self.ports.space.clone())
+        Sweeper::new(self.runs.clone(), self.ports.space.clone(), self.notify())
     }
 
     /// The step that consumes `queue` in this process, if it has one.
@@ -212,8 +231,7 @@ impl Steps {
             QueueName::PollStatus => Some(Arc::new(self.poll_status())),
             QueueName::FetchArtifact => Some(Arc::new(self.fetch_artifact())),
             QueueName::Reconstruct => Some(Arc::new(self.reconstruct())),
-            // Webhook delivery is not built yet (a later issue adds its step).
-            QueueName::NotifyWebhook => None,
+            QueueName::NotifyWebhook => Some(Arc::new(self.notify())),
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use spaceport_core::ports::{QueueName, SpaceBackend, SpaceEvent};
+use spaceport_core::ports::{QueueName, SpaceBackend, SpaceEvent, StepMessage};
 use spaceport_core::{Error, ErrorCode, JobState, Progress, RunId, Status, lease};
 
 use crate::runs::{Mutated, Runs, cancel_at_backend};
@@ -37,8 +37,8 @@ impl Step for PollStatus {
         QueueName::PollStatus
     }
 
-    async fn run(&self, id: &RunId) -> Result<Outcome, Error> {
-        self.poll(id).await
+    async fn run(&self, msg: &StepMessage) -> Result<Outcome, Error> {
+        self.poll(&msg.run_id).await
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use spaceport_core::pipeline::BackendSpec;
-use spaceport_core::ports::{BlobStore, ModelInput, ModelJob, ModelRunner, QueueName};
+use spaceport_core::ports::{BlobStore, ModelInput, ModelJob, ModelRunner, QueueName, StepMessage};
 use spaceport_core::{Artifact, Error, ErrorCode, Progress, Run, RunId, Status, lease};
 
 use crate::runs::{Mutated, Runs};
@@ -27,8 +27,8 @@ impl Step for Reconstruct {
         QueueName::Reconstruct
     }
 
-    async fn run(&self, id: &RunId) -> Result<Outcome, Error> {
-        self.reconstruct(id).await
+    async fn run(&self, msg: &StepMessage) -> Result<Outcome, Error> {
+        self.reconstruct(&msg.run_id).await
     }
 }
 

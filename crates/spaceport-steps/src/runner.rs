@@ -47,11 +47,12 @@ pub struct Runner {
 }
 
 /// The queues the local runner serves.
-pub const LOCAL_QUEUES: [QueueName; 4] = [
+pub const LOCAL_QUEUES: [QueueName; 5] = [
     QueueName::SubmitSpace,
     QueueName::PollStatus,
     QueueName::FetchArtifact,
     QueueName::Reconstruct,
+    QueueName::NotifyWebhook,
 ];
 
 impl Runner {

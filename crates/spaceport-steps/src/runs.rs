@@ -86,6 +86,7 @@ impl Runs {
         let body = serde_json::to_string(&StepMessage {
             run_id: run.id.clone(),
             version: run.version,
+            delivery: None,
         })
         .map_err(|e| Error::Internal(e.to_string()))?;
         self.queue.send(queue, &body, delay).await?;
@@ -124,8 +125,12 @@ impl Runs {
             run.version = prev + 1;
             match self.store.update(&run, prev).await {
                 Ok(()) => {
+                    let recorded = !run.new_events.0.is_empty();
                     run.clear_new_events();
                     self.changes.notify(id);
+                    if recorded {
+                        self.notify_webhooks(&run).await;
+                    }
                     return Ok(Mutated::Changed(run));
                 }
                 Err(Error::VersionConflict { .. }) => continue,
@@ -135,6 +140,20 @@ impl Runs {
         Err(Error::Internal(format!(
             "run {id} kept changing under a write"
         )))
+    }
+
+    /// Hands a change that recorded events to notify-webhook, when anything may be delivered.
+    /// Best effort: the sweeper dispatches from the event feed whatever this misses.
+    pub(crate) async fn notify_webhooks(&self, run: &Run) {
+        if !self.config.webhook.wants(run) {
+            return;
+        }
+        if let Err(e) = self
+            .enqueue(QueueName::NotifyWebhook, run, Duration::ZERO)
+            .await
+        {
+            tracing::warn!(run = %run.id, error = %e, "could not hand a change to notify-webhook; the sweeper will");
+        }
     }
 
     /// When a lease taken or renewed at `now` lapses.

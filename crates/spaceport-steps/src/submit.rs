@@ -9,7 +9,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 use spaceport_core::pipeline::BackendSpec;
-use spaceport_core::ports::{BlobStore, JobInput, ModelRunner, QueueName, SpaceBackend, SpaceJob};
+use spaceport_core::ports::{
+    BlobStore, JobInput, ModelRunner, QueueName, SpaceBackend, SpaceJob, StepMessage,
+};
 use spaceport_core::{
     BackendKind, Error, ErrorCode, EventType, JobState, Progress, Run, RunId, Status, lease,
 };
@@ -32,8 +34,8 @@ impl Step for SubmitSpace {
         QueueName::SubmitSpace
     }
 
-    async fn run(&self, id: &RunId) -> Result<Outcome, Error> {
-        self.submit(id).await
+    async fn run(&self, msg: &StepMessage) -> Result<Outcome, Error> {
+        self.submit(&msg.run_id).await
     }
 }
 

@@ -1,7 +1,8 @@
 //! The sweeper: ends runs past their deadline (`expired`, stopping the job at the backend),
 //! re-sends the message of every run whose worker vanished (a lapsed lease, a message lost
-//! between a write and its send) to the step the routing table names, and forgets day-old
-//! idempotency keys, so a crash at any point loses nothing.
+//! between a write and its send) to the step the routing table names, dispatches webhook
+//! deliveries a crash left undispatched, and forgets day-old idempotency keys, so a crash at any
+//! point loses nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,21 +10,29 @@ use std::time::Duration;
 use spaceport_core::Error;
 use spaceport_core::ports::{IDEMPOTENCY_TTL, SpaceBackend};
 
+use crate::notify::Notify;
 use crate::runs::{Runs, cancel_at_backend};
 
 /// Stalled runs read per page.
 const STALLED_PAGE: usize = 100;
+/// How overdue a pending webhook delivery is before the sweeper re-sends its attempt.
+const DELIVERY_GRACE: Duration = Duration::from_secs(30);
 
 /// The sweeper.
 pub struct Sweeper {
     runs: Runs,
     space: Arc<dyn SpaceBackend>,
+    notify: Notify,
 }
 
 impl Sweeper {
     /// The sweeper over its ports.
-    pub fn new(runs: Runs, space: Arc<dyn SpaceBackend>) -> Sweeper {
-        Sweeper { runs, space }
+    pub fn new(runs: Runs, space: Arc<dyn SpaceBackend>, notify: Notify) -> Sweeper {
+        Sweeper {
+            runs,
+            space,
+            notify,
+        }
     }
 
     /// One sweep: expires overdue runs and re-queues every stalled one (a run is stalled once
@@ -61,6 +70,7 @@ impl Sweeper {
                 None => break,
             }
         }
+        touched += self.notify.sweep(now, DELIVERY_GRACE).await?;
         Ok(touched)
     }
 }

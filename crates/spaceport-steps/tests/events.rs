@@ -60,6 +60,8 @@ async fn the_feed_lists_every_event_of_200_concurrent_runs_exactly_once() {
             space: Arc::new(InstantSpace::new()),
             model: None,
             clock: Arc::new(SystemClock),
+            deliveries: local.store.clone(),
+            sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),
         },
         StepsConfig::default(),
     );

@@ -39,6 +39,8 @@ fn steps_on(local: &LocalStack, clock: Arc<dyn Clock>) -> Steps {
             space: Arc::new(GradioBackend::new(ClientOptions::default())),
             model: None,
             clock,
+            deliveries: local.store.clone(),
+            sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),
         },
         StepsConfig::default(),
     )
@@ -248,6 +250,7 @@ async fn a_run_whose_job_record_does_not_decode_fails_loudly_and_keeps_its_lease
     let msg = serde_json::to_string(&StepMessage {
         run_id: run.id.clone(),
         version: run.version,
+        delivery: None,
     })
     .unwrap();
     for queue in [

@@ -322,3 +322,25 @@ impl Default for InstantSpace {
         InstantSpace::new()
     }
 }
+
+/// A webhook sender for engine tests and benchmarks that configure no webhook: every attempt
+/// fails saying so (a delivery reaching it is a bug the delivery log shows).
+pub struct NoWebhooks;
+
+#[async_trait]
+impl spaceport_core::ports::WebhookSender for NoWebhooks {
+    async fn send(
+        &self,
+        _endpoint: &str,
+        _url: &str,
+        _id: &str,
+        _body: &str,
+    ) -> spaceport_core::ports::SendOutcome {
+        spaceport_core::ports::SendOutcome {
+            status: None,
+            retry_after: None,
+            latency: Duration::ZERO,
+            error: Some("this process sends no webhooks".into()),
+        }
+    }
+}

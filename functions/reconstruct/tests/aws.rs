@@ -126,6 +126,7 @@ async fn queued_run(steps: &Steps, images: &[(&str, Vec<u8>)]) -> RunId {
     let msg = serde_json::to_string(&StepMessage {
         run_id: id.clone(),
         version: 0,
+        delivery: None,
     })
     .unwrap();
     steps.handle(QueueName::SubmitSpace, &msg).await.unwrap();
@@ -237,6 +238,7 @@ async fn a_failing_step_returns_its_message_as_a_batch_item_failure_after_a_back
     let msg = serde_json::to_string(&StepMessage {
         run_id: RunId::new(chrono::Utc::now().timestamp_millis() as u64, 7),
         version: 1,
+        delivery: None,
     })
     .unwrap();
     steps

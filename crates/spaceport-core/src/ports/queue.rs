@@ -49,6 +49,12 @@ pub struct StepMessage {
     pub run_id: RunId,
     #[serde(default)]
     pub version: u64,
+    /// For notify-webhook: the delivery to attempt (without it, dispatch the run's new events);
+    /// `version` is then the due time (Unix ms) it was sent for, so a message made stale by a
+    /// later schedule (a claim, a retry, a redelivery) is dropped and each delivery has one
+    /// live message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
 }
 
 /// A received message. It stays invisible to other receivers until its visibility timeout ends;

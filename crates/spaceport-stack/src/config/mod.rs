@@ -13,11 +13,13 @@ use std::time::Duration;
 use figment::providers::{Format, Serialized, Toml};
 use figment::{Figment, Profile};
 use serde::{Deserialize, Serialize};
+use spaceport_core::EventType;
 use spaceport_core::PipelineSet;
 use spaceport_core::outbound::{Allow, OutboundGuard};
 use spaceport_core::ports::QueueName;
-use spaceport_steps::StepsConfig;
 use spaceport_steps::runner::RunnerConfig;
+use spaceport_steps::{Endpoint, RUN_ENDPOINT, StepsConfig, WebhookSettings};
+use spaceport_webhooks::SigningSecret;
 
 pub use env::{CONFIG_FILE_VAR, ENV_PREFIX, env_var, model_var, queue_vars, space_url_var};
 
@@ -252,6 +254,8 @@ impl Config {
         positive("max_frames", self.max_frames.map(|n| n as u64))?;
         positive("webhook_timeout_s", self.webhook_timeout_s)?;
         self.outbound_guard()?;
+        self.signing_secrets()?;
+        self.webhook_settings(WebhookSettings::default())?;
         match self.storage {
             Storage::Aws => {
                 for (key, v) in [
@@ -356,11 +360,88 @@ impl Config {
         Ok(OutboundGuard::new(allow))
     }
 
-    /// The steps' tunables: `base` with the lease, poll window and outbound rules set here.
+    /// The webhook signing secrets (`webhook_secrets`), the current first.
+    pub fn signing_secrets(&self) -> Result<Vec<SigningSecret>, ConfigError> {
+        parse_secrets(&self.webhook_secrets, &env_var("webhook_secrets"))
+    }
+
+    /// What notify-webhook delivers: `base` with the schedule and timeout set here, the
+    /// configured endpoints (each URL checked by the outbound guard, each event type known) and
+    /// whether messages can be signed.
+    pub fn webhook_settings(
+        &self,
+        mut settings: WebhookSettings,
+    ) -> Result<WebhookSettings, ConfigError> {
+        settings.endpoints.clear();
+        if let Some(s) = &self.webhook_schedule_s {
+            if s.is_empty() {
+                return Err(err(format!(
+                    "{} lists no try",
+                    env_var("webhook_schedule_s")
+                )));
+            }
+            settings.schedule = s.iter().map(|n| Duration::from_secs(*n)).collect();
+        }
+        if let Some(t) = self.webhook_timeout_s {
+            settings.timeout = Duration::from_secs(t);
+        }
+        settings.can_sign = !self.webhook_secrets.is_empty();
+        let guard = self.outbound_guard()?;
+        let var = env_var("webhooks");
+        for e in &self.webhooks {
+            if e.name.is_empty() || e.name == RUN_ENDPOINT || e.name.contains(':') {
+                return Err(err(format!(
+                    "{var}: endpoint name {:?} must be non-empty, have no ':' and not be {RUN_ENDPOINT:?}",
+                    e.name
+                )));
+            }
+            guard
+                .check_url(&format!("webhooks.{}.url", e.name), &e.url)
+                .map_err(|x| err(format!("{var}: {x}")))?;
+            let events = match &e.events {
+                None => EventType::ALL
+                    .into_iter()
+                    .filter(|t| *t != EventType::Progress)
+                    .collect(),
+                Some(list) => list
+                    .iter()
+                    .map(|t| {
+                        EventType::parse(t).ok_or_else(|| {
+                            err(format!(
+                                "{var}: endpoint {}: unknown event type {t:?}",
+                                e.name
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            let own = e.secrets.as_deref().unwrap_or_default();
+            if own.is_empty() && self.webhook_secrets.is_empty() {
+                return Err(err(format!(
+                    "{var}: endpoint {} has no signing secret and {} is empty",
+                    e.name,
+                    env_var("webhook_secrets")
+                )));
+            }
+            parse_secrets(own, &var)?;
+            settings.endpoints.push(Endpoint {
+                name: e.name.clone(),
+                url: e.url.clone(),
+                events,
+            });
+        }
+        Ok(settings)
+    }
+
+    /// The steps' tunables: `base` with the lease, poll window, outbound rules and webhook
+    /// settings set here.
     pub fn steps_config(&self, mut base: StepsConfig) -> StepsConfig {
-        // Checked when the configuration loaded.
+        // Both were checked when the configuration loaded.
         if let Ok(guard) = self.outbound_guard() {
             base.outbound = guard;
+        }
+        if let Ok(webhook) = self.webhook_settings(base.webhook.clone()) {
+            base.webhook = webhook;
         }
         if let Some(s) = self.lease_s {
             base.lease = Duration::from_secs(s);
@@ -386,6 +467,18 @@ impl Config {
         }
         base
     }
+}
+
+/// Parses `whsec_…` secrets; errors name `var` and never the value.
+fn parse_secrets(secrets: &[Secret], var: &str) -> Result<Vec<SigningSecret>, ConfigError> {
+    secrets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            SigningSecret::parse(s.expose())
+                .map_err(|e| err(format!("{var}: secret {}: {e}", i + 1)))
+        })
+        .collect()
 }
 
 /// The first message of a figment error (it chains one per bad key).

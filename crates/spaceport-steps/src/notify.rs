@@ -1,0 +1,424 @@
+//! notify-webhook: turns a run's events into signed deliveries and attempts them. A message
+//! without a delivery dispatches the run's events not yet dispatched: one delivery per event and
+//! target that wants it (the run's own webhook, configured endpoints), created under a message id
+//! derived from endpoint, run and event, so a re-dispatch after a crash makes no second one. A
+//! message naming a delivery attempts it: claimed first (no two workers send it at once), then
+//! recorded, then delivered, retried on the schedule (honouring `Retry-After`), disabled by a 410,
+//! or dead-lettered when the schedule is spent. Delivery never touches the run itself, so it
+//! never slows or blocks the run's own steps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use spaceport_core::ports::{DeliveryStore, QueueName, StepMessage, WebhookSender};
+use spaceport_core::webhook::{Attempt, DeliveryState, WebhookDelivery, message_body, message_id};
+use spaceport_core::{Error, EventType, Run, RunId};
+
+use crate::runs::Runs;
+use crate::{Outcome, Step};
+
+/// Events read per dispatch.
+const DISPATCH_PAGE: usize = 1000;
+/// The fewest seconds between two `run.progress` messages of one run to one endpoint.
+const PROGRESS_EVERY_MS: i64 = 2000;
+/// The longest delay of one attempt message. Waits between tries are sent as fresh delayed
+/// messages rather than as a later visibility of the same one, so no message is received more
+/// than about twice and a queue's dead-letter policy never takes a delivery still on schedule;
+/// SQS delays a message 15 minutes at most.
+const MAX_HOP: Duration = Duration::from_secs(900);
+/// The endpoint name of a run's own webhook in delivery logs.
+pub const RUN_ENDPOINT: &str = "run";
+
+/// An endpoint that receives every run's events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub name: String,
+    pub url: String,
+    pub events: Vec<EventType>,
+}
+
+/// What notify-webhook delivers, and how persistently.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// The delay before each try (the first usually zero): one try per entry.
+    pub schedule: Vec<Duration>,
+    /// Endpoints that receive every run's events.
+    pub endpoints: Vec<Endpoint>,
+    /// Whether a signing secret is configured (a run's webhook is refused otherwise).
+    pub can_sign: bool,
+    /// How long one attempt may take (a claimed delivery is left to its worker that long).
+    pub timeout: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            schedule: [0, 5, 300, 1800, 7200, 18_000, 36_000, 36_000]
+                .map(Duration::from_secs)
+                .to_vec(),
+            endpoints: vec![],
+            can_sign: false,
+            timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// Whether a change of `run` may have something to deliver.
+    pub fn wants(&self, run: &Run) -> bool {
+        !self.endpoints.is_empty() || run.webhook.is_some()
+    }
+}
+
+/// The notify-webhook step.
+#[derive(Clone)]
+pub struct Notify {
+    runs: Runs,
+    deliveries: Arc<dyn DeliveryStore>,
+    sender: Arc<dyn WebhookSender>,
+}
+
+#[async_trait]
+impl Step for Notify {
+    fn queue(&self) -> QueueName {
+        QueueName::NotifyWebhook
+    }
+
+    async fn run(&self, msg: &StepMessage) -> Result<Outcome, Error> {
+        match &msg.delivery {
+            Some(id) => self.attempt(id, msg.version).await,
+            None => self.dispatch(&msg.run_id).await.map(|_| Outcome::Done),
+        }
+    }
+}
+
+fn chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or_default()
+}
+
+impl Notify {
+    /// The step over its ports.
+    pub fn new(
+        runs: Runs,
+        deliveries: Arc<dyn DeliveryStore>,
+        sender: Arc<dyn WebhookSender>,
+    ) -> Notify {
+        Notify {
+            runs,
+            deliveries,
+            sender,
+        }
+    }
+
+    fn settings(&self) -> &WebhookSettings {
+        &self.runs.config.webhook
+    }
+
+    /// Sends the message that attempts delivery `d` when it is due (`d.next_at`), after at most
+    /// `MAX_HOP`: a longer wait is crossed by a message that, received early, sends the next.
+    pub(crate) async fn enqueue_attempt(&self, d: &WebhookDelivery) -> Result<(), Error> {
+        let Some(due) = d.next_at else {
+            return Ok(());
+        };
+        let body = serde_json::to_string(&StepMessage {
+            run_id: d.run_id.clone(),
+            version: due.timestamp_millis().max(0) as u64,
+            delivery: Some(d.id.clone()),
+        })
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let wait = (due - self.runs.clock.now())
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        self.runs
+            .queue
+            .send(QueueName::NotifyWebhook, &body, wait.min(MAX_HOP))
+            .await
+            .map(drop)
+    }
+
+    /// Sets a pending delivery due `at` (conditionally on its version) and sends its message.
+    async fn schedule(&self, d: &mut WebhookDelivery, at: DateTime<Utc>) -> Result<(), Error> {
+        let prev = d.version;
+        d.state = DeliveryState::Pending;
+        d.next_at = Some(at);
+        d.version += 1;
+        self.deliveries.update_delivery(d, prev).await?;
+        self.enqueue_attempt(d).await
+    }
+
+    /// The targets of `run`'s events: its own webhook (unless a 410 disabled it) and every
+    /// configured endpoint (unless a 410 disabled it).
+    async fn targets(&self, run: &Run) -> Result<Vec<Endpoint>, Error> {
+        let mut out = vec![];
+        if let Some(t) = run.webhook_target()
+            && self
+                .deliveries
+                .cursor(&format!("disabled:{RUN_ENDPOINT}:{}", run.id))
+                .await?
+                .is_none()
+        {
+            out.push(Endpoint {
+                name: RUN_ENDPOINT.into(),
+                url: t.url,
+                events: t.events,
+            });
+        }
+        for e in &self.settings().endpoints {
+            if self
+                .deliveries
+                .cursor(&format!("disabled:{}", e.name))
+                .await?
+                .is_none()
+            {
+                out.push(e.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes the deliveries of `run`'s events not dispatched yet and sends their attempts.
+    /// Returns how many deliveries it made.
+    pub async fn dispatch(&self, id: &RunId) -> Result<usize, Error> {
+        let Some(run) = self.runs.store.get(id).await? else {
+            return Ok(0);
+        };
+        let cursor = format!("dispatched:{id}");
+        let after: u64 = self
+            .deliveries
+            .cursor(&cursor)
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if after >= run.event_seq {
+            return Ok(0);
+        }
+        let targets = self.targets(&run).await?;
+        let events = self.runs.store.events(id, after, DISPATCH_PAGE).await?;
+        let now = self.runs.clock.now();
+        let mut made = 0;
+        for target in &targets {
+            let progress_cursor = format!("progress:{}:{id}", target.name);
+            let mut last_progress: Option<i64> = self
+                .deliveries
+                .cursor(&progress_cursor)
+                .await?
+                .and_then(|v| v.parse().ok());
+            for e in events.iter().filter(|e| target.events.contains(&e.kind)) {
+                if e.kind == EventType::Progress {
+                    let at = e.at.timestamp_millis();
+                    if last_progress.is_some_and(|l| at - l < PROGRESS_EVERY_MS) {
+                        continue;
+                    }
+                    last_progress = Some(at);
+                    self.deliveries
+                        .set_cursor(&progress_cursor, &at.to_string())
+                        .await?;
+                }
+                let d = WebhookDelivery {
+                    id: message_id(&target.name, id, e.seq),
+                    run_id: id.clone(),
+                    event_seq: e.seq,
+                    kind: e.kind,
+                    endpoint: target.name.clone(),
+                    url: target.url.clone(),
+                    body: message_body(&run, e),
+                    state: DeliveryState::Pending,
+                    attempts: vec![],
+                    next_at: Some(now),
+                    created_at: now,
+                    version: 1,
+                };
+                if self.deliveries.create_delivery(&d).await? {
+                    made += 1;
+                    self.enqueue_attempt(&d).await?;
+                }
+            }
+        }
+        if let Some(last) = events.last() {
+            self.deliveries
+                .set_cursor(&cursor, &last.seq.to_string())
+                .await?;
+        }
+        Ok(made)
+    }
+
+    /// Attempts delivery `id` if it is pending and due (if not yet due, sends the message that
+    /// comes back when it is). A failed try that has tries left sends the next one's message.
+    /// `due` is the due time (Unix ms) the message was sent for: a message for another one is
+    /// stale (a claim, retry or redelivery sent a newer one) and dropped.
+    pub async fn attempt(&self, id: &str, due: u64) -> Result<Outcome, Error> {
+        let Some(mut d) = self.deliveries.delivery(id).await? else {
+            return Ok(Outcome::Done);
+        };
+        let Some(next) = d.next_at.filter(|_| d.state == DeliveryState::Pending) else {
+            return Ok(Outcome::Done);
+        };
+        if next.timestamp_millis().max(0) as u64 != due {
+            return Ok(Outcome::Done);
+        }
+        let now = self.runs.clock.now();
+        if next > now {
+            self.enqueue_attempt(&d).await?;
+            return Ok(Outcome::Done);
+        }
+        // Claim it: another worker sees it due only after this attempt could have ended.
+        let claimed_until = now + chrono(self.settings().timeout * 2 + Duration::from_secs(5));
+        let prev = d.version;
+        d.next_at = Some(claimed_until);
+        d.version += 1;
+        match self.deliveries.update_delivery(&d, prev).await {
+            Ok(()) => {}
+            Err(Error::VersionConflict { .. }) => return Ok(Outcome::Done),
+            Err(e) => return Err(e),
+        }
+        let out = self.sender.send(&d.endpoint, &d.url, &d.id, &d.body).await;
+        let at = self.runs.clock.now();
+        d.attempts.push(Attempt {
+            at,
+            status: out.status,
+            latency_ms: out.latency.as_millis() as u64,
+            error: out.error.clone(),
+        });
+        let tries = d.attempts.len();
+        // The endpoint's name, never its URL (a query string may carry the receiver's token).
+        tracing::info!(delivery = %d.id, run = %d.run_id, endpoint = %d.endpoint, try_no = tries,
+            status = ?out.status, latency_ms = out.latency.as_millis() as u64, error = ?out.error, "webhook attempt");
+        let mut retry_at = None;
+        match out.status {
+            Some(200..=299) => {
+                d.state = DeliveryState::Delivered;
+                d.next_at = None;
+            }
+            Some(410) => {
+                // The receiver says the URL is gone: nothing more goes there.
+                d.state = DeliveryState::Disabled;
+                d.next_at = None;
+                let name = match d.endpoint.as_str() {
+                    RUN_ENDPOINT => format!("disabled:{RUN_ENDPOINT}:{}", d.run_id),
+                    other => format!("disabled:{other}"),
+                };
+                self.deliveries.set_cursor(&name, &at.to_rfc3339()).await?;
+            }
+            _ if tries >= self.settings().schedule.len() => {
+                d.state = DeliveryState::Dead;
+                d.next_at = None;
+                tracing::warn!(delivery = %d.id, run = %d.run_id, endpoint = %d.endpoint, tries, "webhook delivery dead-lettered");
+            }
+            _ => {
+                let wait = jittered(self.settings().schedule[tries])
+                    .max(out.retry_after.unwrap_or(Duration::ZERO));
+                retry_at = Some(at + chrono(wait));
+            }
+        }
+        match retry_at {
+            // The write comes before the message: a crash between the two leaves an overdue
+            // delivery the sweeper re-schedules, never a message for an unrecorded try.
+            Some(at) => self.schedule(&mut d, at).await?,
+            None => {
+                let prev = d.version;
+                d.version += 1;
+                self.deliveries.update_delivery(&d, prev).await?;
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// Makes a delivery pending again now (its id, body and attempts kept) and sends its
+    /// attempt: redelivery from the delivery log or the dead-letter list.
+    pub async fn redeliver(&self, run: &RunId, id: &str) -> Result<WebhookDelivery, Error> {
+        let not_found = || Error::NotFound {
+            what: "delivery",
+            id: format!("{run}/{id}"),
+        };
+        for _ in 0..8 {
+            let mut d = self.deliveries.delivery(id).await?.ok_or_else(not_found)?;
+            if &d.run_id != run {
+                return Err(not_found());
+            }
+            match self.schedule(&mut d, self.runs.clock.now()).await {
+                Ok(()) => return Ok(d),
+                Err(Error::VersionConflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict(format!(
+            "delivery {id} kept changing; try again"
+        )))
+    }
+
+    /// A run's delivery log.
+    pub async fn log(&self, run: &RunId) -> Result<Vec<WebhookDelivery>, Error> {
+        self.runs.load(run).await?;
+        self.deliveries.deliveries_of_run(run).await
+    }
+
+    /// The dead-letter list, after delivery `after`.
+    pub async fn dead(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>, Error> {
+        self.deliveries.dead_deliveries(after, limit).await
+    }
+
+    /// The sweeper's share: dispatches the runs of events the feed holds past the dispatcher's
+    /// cursor (a crash between a change and its notify message loses nothing), and re-sends the
+    /// attempts of deliveries overdue by `grace` (a crash lost their message). Returns how many
+    /// runs and deliveries it touched.
+    pub async fn sweep(&self, now: DateTime<Utc>, grace: Duration) -> Result<usize, Error> {
+        let mut touched = 0;
+        let mut after = self.deliveries.cursor("feed").await?;
+        for _ in 0..20 {
+            let page = self
+                .runs
+                .store
+                .feed(&spaceport_core::ports::FeedQuery {
+                    after: after.clone(),
+                    types: vec![],
+                    limit: 100,
+                })
+                .await?;
+            let mut runs: Vec<RunId> = page.events.iter().map(|e| e.run_id.clone()).collect();
+            runs.dedup();
+            for id in runs {
+                let Some(run) = self.runs.store.get(&id).await? else {
+                    continue;
+                };
+                if self.settings().wants(&run) {
+                    touched += self.dispatch(&id).await?;
+                }
+            }
+            match page.next_cursor {
+                Some(next) => {
+                    self.deliveries.set_cursor("feed", &next).await?;
+                    after = Some(next);
+                }
+                None => break,
+            }
+            if !page.has_more {
+                break;
+            }
+        }
+        // Due now, with a new message: the lost one (or a stale one) is dropped when it comes.
+        let overdue = self.deliveries.due_deliveries(now - chrono(grace), 100);
+        for mut d in overdue.await? {
+            match self.schedule(&mut d, now).await {
+                Ok(()) => touched += 1,
+                Err(Error::VersionConflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(touched)
+    }
+}
+
+/// `base` spread by up to ±10%, so retries of many deliveries do not arrive together.
+fn jittered(base: Duration) -> Duration {
+    if base.is_zero() {
+        return base;
+    }
+    let f = 0.9 + rand::random::<f64>() * 0.2;
+    base.mul_f64(f)
+}
