@@ -122,6 +122,7 @@ fn every_function_builds_a_binary_of_this_workspace_and_reports_batch_failures()
         "submit-space",
         "poll-status",
         "fetch-artifact",
+        "notify-webhook",
     ] {
         assert!(binaries.contains(f), "no function builds {f}");
     }

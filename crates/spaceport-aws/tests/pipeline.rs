@@ -4,43 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use futures::StreamExt;
 use serde_json::json;
-use spaceport_aws::handle_sqs_batch;
 use spaceport_core::ports::{Queue, QueueName};
 use spaceport_core::{CreateRunRequest, Status};
-use spaceport_steps::{Step, Steps};
 use spaceport_testkit::aws::AwsEnv;
 use spaceport_testkit::{MirrorSpace, gltf_validate, png, repo_root};
-
-/// Receives what is waiting on `step`'s SQS queue as one Lambda batch, handles it, and deletes
-/// the messages the answer does not list (what Lambda's poller does). Returns how many it saw.
-async fn deliver_batch(env: &AwsEnv, steps: &Steps, step: &dyn Step) -> usize {
-    let url = &env.aws.queues[&step.queue()].url;
-    let Some((event, messages)) = env.lambda_batch(url, 120, Duration::ZERO).await else {
-        return 0;
-    };
-    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
-    let event: SqsEvent = serde_json::from_value(event).unwrap();
-    let response = handle_sqs_batch(step, steps.ports.queue.as_ref(), event).await;
-    let failed: Vec<&str> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
-    for m in &messages {
-        if !failed.contains(&m.message_id().unwrap_or_default()) {
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-    messages.len()
-}
 
 #[tokio::test]
 async fn a_vggt_run_goes_through_the_step_functions_on_aws_adapters() {
@@ -91,9 +60,9 @@ async fn a_vggt_run_goes_through_the_step_functions_on_aws_adapters() {
             space.output()
         );
         let mut seen = 0;
-        seen += deliver_batch(&env, &submit, &submit.submit_space()).await;
-        seen += deliver_batch(&env, &poll, &poll.poll_status()).await;
-        seen += deliver_batch(&env, &fetch, &fetch.fetch_artifact()).await;
+        seen += env.lambda_handles(&submit, &submit.submit_space()).await;
+        seen += env.lambda_handles(&poll, &poll.poll_status()).await;
+        seen += env.lambda_handles(&fetch, &fetch.fetch_artifact()).await;
         if seen == 0 {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

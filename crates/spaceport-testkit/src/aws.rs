@@ -5,12 +5,14 @@
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
+use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use serde_json::{Value, json};
 use spaceport_aws::{AwsConfig, AwsStack};
 use spaceport_core::ports::QueueName;
 use spaceport_stack::config::{Config, env_var, queue_vars};
 use spaceport_stack::{OpenOptions, Stack};
+use spaceport_steps::{Step, Steps};
 
 use crate::MotoServer;
 
@@ -108,6 +110,38 @@ impl AwsEnv {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+impl AwsEnv {
+    /// One pass of Lambda's SQS poller for `step` of `steps`: receives what waits on its queue
+    /// as one batch, answers it with the function's handler, and deletes the messages the
+    /// answer does not list. Returns how many messages it handed over.
+    pub async fn lambda_handles(&self, steps: &Steps, step: &dyn Step) -> usize {
+        let url = &self.aws.queues[&step.queue()].url;
+        let Some((event, messages)) = self.lambda_batch(url, 120, Duration::ZERO).await else {
+            return 0;
+        };
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let event: SqsEvent = serde_json::from_value(event).expect("an SQS event");
+        let response =
+            spaceport_aws::handle_sqs_batch(step, steps.ports.queue.as_ref(), event).await;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        for m in &messages {
+            if !failed.contains(&m.message_id().unwrap_or_default()) {
+                sqs.delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("deleting a handled message");
+            }
+        }
+        messages.len()
     }
 }
 

@@ -114,7 +114,13 @@ pub(super) fn env_dict(
                     .collect::<Vec<_>>(),
             )
         } else if JSON.contains(&key.as_str()) {
-            serde_json::from_str::<Value>(&value)
+            // Set but empty (a template parameter left blank): none.
+            let value = if value.trim().is_empty() {
+                "[]"
+            } else {
+                &value
+            };
+            serde_json::from_str::<Value>(value)
                 .map_err(|e| err(format!("{var} is not JSON: {e}")))?
         } else {
             Value::from(value)

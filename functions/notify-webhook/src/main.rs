@@ -1,0 +1,15 @@
+//! The notify-webhook Lambda: turns run events into signed webhook deliveries and attempts each
+//! on its retry schedule. Each SQS batch goes to the step, answered with a partial batch
+//! response. Wiring only.
+
+use spaceport_core::ports::QueueName;
+use spaceport_stack::{Config, Stack};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    spaceport_aws::init_tracing();
+    let cfg = Config::load(None)?.require_queue(QueueName::NotifyWebhook)?;
+    let stack = Stack::from_config(&cfg).await?;
+    let queues = stack.steps.ports.queue.clone();
+    spaceport_aws::serve_step(stack.steps.notify(), queues).await
+}
