@@ -2,6 +2,7 @@
 //! the Lambda glue the functions share. The same contract suites as the embedded adapters run
 //! against these (on moto here).
 
+pub mod bus;
 mod deliveries;
 pub mod dynamo;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod s3;
 pub mod sqs;
 pub mod stack;
 
+pub use bus::EventBridgeSink;
 pub use dynamo::DynamoRunStore;
 pub use lambda::{batch_response, handle_sqs_batch, init_tracing, serve_step};
 pub use s3::S3BlobStore;

@@ -1,4 +1,4 @@
-//! The AWS adapters of the three storage ports, built from where the deployment's resources are
+//! The AWS adapters of the storage ports and the event sink, built from where the deployment's resources are
 //! (`spaceport-stack` reads that from the configuration). Endpoints and credentials come from the
 //! SDK's own chain, so an emulator is only `AWS_ENDPOINT_URL` away, never an `if local` branch.
 
@@ -9,6 +9,7 @@ use aws_config::SdkConfig;
 use spaceport_core::Error;
 use spaceport_core::ports::QueueName;
 
+use crate::bus::EventBridgeSink;
 use crate::dynamo::DynamoRunStore;
 use crate::s3::S3BlobStore;
 use crate::sqs::{QueueUrls, SqsQueue};
@@ -24,14 +25,18 @@ pub struct AwsConfig {
     pub queues: BTreeMap<QueueName, QueueUrls>,
     /// Path-style S3 URLs, for S3-compatible stores that do not route by host name.
     pub s3_path_style: bool,
+    /// The EventBridge bus run events are published to, if any.
+    pub event_bus: Option<String>,
 }
 
-/// The AWS adapters of the three storage ports.
+/// The AWS adapters of the storage ports and the event sink.
 #[derive(Clone)]
 pub struct AwsStack {
     pub store: Arc<DynamoRunStore>,
     pub queue: Arc<SqsQueue>,
     pub blobs: Arc<S3BlobStore>,
+    /// Set when the configuration names an event bus.
+    pub sink: Option<Arc<EventBridgeSink>>,
 }
 
 impl AwsStack {
@@ -53,6 +58,12 @@ impl AwsStack {
                 aws_sdk_s3::Client::from_conf(s3),
                 &cfg.blobs_bucket,
             )),
+            sink: cfg.event_bus.as_deref().map(|bus| {
+                Arc::new(EventBridgeSink::new(
+                    aws_sdk_eventbridge::Client::new(sdk),
+                    bus,
+                ))
+            }),
         }
     }
 }
@@ -76,8 +87,8 @@ pub async fn emulator_sdk_config(endpoint: &str, key: &str) -> SdkConfig {
 }
 
 impl AwsStack {
-    /// Creates a table, a bucket and every step queue with its dead-letter queue (redrive after
-    /// `max_receives`), all named after `prefix`, and returns their config. For tests and
+    /// Creates a table, a bucket, an event bus and every step queue with its dead-letter queue
+    /// (redrive after `max_receives`), all named after `prefix`, and returns their config. For tests and
     /// emulators; a deployment creates them from `infra/template.yaml`.
     pub async fn provision(
         sdk: &SdkConfig,
@@ -95,10 +106,14 @@ impl AwsStack {
             blobs_bucket: format!("{prefix}-blobs"),
             queues,
             s3_path_style,
+            event_bus: Some(format!("{prefix}-events")),
         };
         let stack = AwsStack::new(sdk, &cfg);
         stack.store.create_table().await?;
         stack.blobs.create_bucket().await?;
+        if let Some(sink) = &stack.sink {
+            sink.create_bus().await?;
+        }
         Ok(cfg)
     }
 }

@@ -16,6 +16,7 @@ async fn blobs(s3: &SeaweedS3) -> AwsStack {
         blobs_bucket: format!("uploads-{:08x}", rand::random::<u32>()),
         queues: BTreeMap::new(),
         s3_path_style: true,
+        event_bus: None,
     };
     let stack = AwsStack::new(&sdk, &cfg);
     // The gateway answers before its filer takes writes on a loaded machine: retry, bounded.

@@ -543,6 +543,7 @@ async fn part_b(opts: &Opts) -> Result<()> {
         clock: Arc::new(SystemClock),
         deliveries: local.store.clone(),
         sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),
+        sink: None,
     };
     let steps = Steps::new(
         Arc::new(Config::default().pipelines()?),

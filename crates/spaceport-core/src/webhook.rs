@@ -143,6 +143,43 @@ pub fn message_body(run: &Run, event: &RunEvent) -> String {
     body(&data)
 }
 
+/// An event as an event bus carries it: the webhook message body with the event's id, by which
+/// a consumer tells a republished event from a new one.
+pub fn event_detail(run: &Run, event: &RunEvent) -> String {
+    let body = message_body(run, event);
+    match serde_json::from_str::<Value>(&body) {
+        Ok(Value::Object(mut m)) => {
+            m.insert("id".into(), Value::from(event.id()));
+            Value::Object(m).to_string()
+        }
+        _ => body,
+    }
+}
+
+/// Which run events are published to the event bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusEvents {
+    /// None.
+    Off,
+    /// `run.succeeded`, `run.failed`, `run.cancelled`, `run.expired`.
+    #[default]
+    Terminal,
+    /// Every event, progress included.
+    All,
+}
+
+impl BusEvents {
+    /// Whether events of `kind` are published.
+    pub fn wants(self, kind: EventType) -> bool {
+        match self {
+            BusEvents::Off => false,
+            BusEvents::Terminal => kind.is_terminal(),
+            BusEvents::All => true,
+        }
+    }
+}
+
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -236,6 +273,25 @@ mod tests {
             field(json!("https://a.example/h")).as_deref(),
             Some("webhook")
         );
+    }
+
+    #[test]
+    fn the_bus_takes_terminal_events_by_default() {
+        let terminal: Vec<EventType> = EventType::ALL
+            .into_iter()
+            .filter(|t| BusEvents::default().wants(*t))
+            .collect();
+        assert_eq!(
+            terminal,
+            [
+                EventType::Succeeded,
+                EventType::Failed,
+                EventType::Cancelled,
+                EventType::Expired
+            ]
+        );
+        assert!(EventType::ALL.into_iter().all(|t| BusEvents::All.wants(t)));
+        assert!(!EventType::ALL.into_iter().any(|t| BusEvents::Off.wants(t)));
     }
 
     #[test]

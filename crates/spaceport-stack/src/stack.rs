@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use spaceport_core::PipelineSet;
 use spaceport_core::ports::{
-    BlobStore, DeliveryStore, ModelRunner, Queue, RunStore, SignedBlobs, SpaceBackend, SystemClock,
+    BlobStore, DeliveryStore, EventSink, ModelRunner, Queue, RunStore, SignedBlobs, SpaceBackend,
+    SystemClock,
 };
 use spaceport_gradio::{ClientOptions, GradioBackend};
 use spaceport_server::AppState;
@@ -85,6 +86,7 @@ type StoragePorts = (
     Arc<dyn BlobStore>,
     Option<Arc<dyn SignedBlobs>>,
     Arc<dyn DeliveryStore>,
+    Option<Arc<dyn EventSink>>,
 );
 
 impl Stack {
@@ -103,7 +105,7 @@ impl Stack {
     /// The stack the configuration describes, opened with `opts`.
     pub async fn open(cfg: &Config, opts: OpenOptions) -> Result<Stack, StackError> {
         let pipelines = Arc::new(cfg.pipelines()?);
-        let ((store, queue, blobs, signed_blobs, deliveries), local): (
+        let ((store, queue, blobs, signed_blobs, deliveries, sink), local): (
             StoragePorts,
             Option<Local>,
         ) = match cfg.storage {
@@ -152,6 +154,7 @@ impl Stack {
             clock: Arc::new(SystemClock),
             deliveries,
             sender: Arc::new(sender),
+            sink,
         };
         let steps = Steps::new(pipelines.clone(), ports, opts.steps);
         Ok(Stack {
@@ -196,6 +199,8 @@ async fn embedded_ports(
         opened.blobs.clone(),
         Some(opened.blobs.clone()),
         opened.store.clone(),
+        // One machine: the feed is the bus.
+        None,
     );
     Ok((ports, opened))
 }
@@ -219,10 +224,19 @@ async fn aws_ports(cfg: &Config, opts: &OpenOptions) -> Result<StoragePorts, Sta
         blobs_bucket: cfg.blobs_bucket.clone().unwrap_or_default(),
         queues,
         s3_path_style: cfg.s3_force_path_style,
+        event_bus: cfg.event_bus.clone().filter(|b| !b.is_empty()),
     };
     let stack = AwsStack::new(&sdk, &aws);
     let queue = Arc::new(stack.queue.as_ref().clone().with_wait(opts.receive_wait));
-    Ok((stack.store.clone(), queue, stack.blobs, None, stack.store))
+    let sink = stack.sink.map(|s| s as Arc<dyn EventSink>);
+    Ok((
+        stack.store.clone(),
+        queue,
+        stack.blobs,
+        None,
+        stack.store,
+        sink,
+    ))
 }
 
 /// The ONNX runner, in binaries built with local models.

@@ -23,14 +23,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use spaceport_core::outbound::OutboundGuard;
 use spaceport_core::ports::{
-    BlobStore, Clock, DeliveryStore, ModelRunner, Queue, QueueName, RunStore, SpaceBackend,
-    StepMessage, WebhookSender,
+    BlobStore, Clock, DeliveryStore, EventSink, ModelRunner, Queue, QueueName, RunStore,
+    SpaceBackend, StepMessage, WebhookSender,
 };
+use spaceport_core::webhook::BusEvents;
 use spaceport_core::{Error, PipelineSet};
 
 pub use accept::{Accept, Created, Upload};
 pub use fetch::FetchArtifact;
-pub use notify::{Endpoint, Notify, RUN_ENDPOINT, WebhookSettings};
+pub use notify::{BUS_ENDPOINT, Endpoint, Notify, RUN_ENDPOINT, WebhookSettings};
 pub use poll::PollStatus;
 pub use reconstruct::Reconstruct;
 pub use runs::Runs;
@@ -140,6 +141,8 @@ pub struct Ports {
     pub deliveries: Arc<dyn DeliveryStore>,
     /// Makes one signed webhook attempt.
     pub sender: Arc<dyn WebhookSender>,
+    /// The event bus run events are published to; `None` where the feed is the bus.
+    pub sink: Option<Arc<dyn EventSink>>,
 }
 
 /// The steps of one process, built from its ports: each accessor hands out one step holding
@@ -152,7 +155,10 @@ pub struct Steps {
 
 impl Steps {
     /// Wires the steps; one worker id names this process in leases.
-    pub fn new(pipelines: Arc<PipelineSet>, ports: Ports, config: StepsConfig) -> Steps {
+    pub fn new(pipelines: Arc<PipelineSet>, ports: Ports, mut config: StepsConfig) -> Steps {
+        if ports.sink.is_none() {
+            config.webhook.bus = BusEvents::Off;
+        }
         let runs = Runs::new(
             pipelines,
             ports.store.clone(),
@@ -216,6 +222,7 @@ impl Steps {
             self.runs.clone(),
             self.ports.deliveries.clone(),
             self.ports.sender.clone(),
+            self.ports.sink.clone(),
         )
     }
 

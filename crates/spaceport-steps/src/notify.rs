@@ -5,15 +5,20 @@
 //! message naming a delivery attempts it: claimed first (no two workers send it at once), then
 //! recorded, then delivered, retried on the schedule (honouring `Retry-After`), disabled by a 410,
 //! or dead-lettered when the schedule is spent. Delivery never touches the run itself, so it
-//! never slows or blocks the run's own steps.
+//! never slows or blocks the run's own steps. Where there is an event sink, the bus is one more
+//! target: its deliveries' attempts publish to the sink, claimed, retried and logged the same way.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use spaceport_core::ports::{DeliveryStore, QueueName, StepMessage, WebhookSender};
-use spaceport_core::webhook::{Attempt, DeliveryState, WebhookDelivery, message_body, message_id};
+use spaceport_core::ports::{
+    DeliveryStore, EventSink, QueueName, SendOutcome, StepMessage, WebhookSender,
+};
+use spaceport_core::webhook::{
+    Attempt, BusEvents, DeliveryState, WebhookDelivery, event_detail, message_body, message_id,
+};
 use spaceport_core::{Error, EventType, Run, RunId};
 
 use crate::runs::Runs;
@@ -30,6 +35,9 @@ const PROGRESS_EVERY_MS: i64 = 2000;
 const MAX_HOP: Duration = Duration::from_secs(900);
 /// The endpoint name of a run's own webhook in delivery logs.
 pub const RUN_ENDPOINT: &str = "run";
+/// The endpoint name of the event bus in delivery logs: each event it wants is a delivery whose
+/// attempt publishes to the event sink.
+pub const BUS_ENDPOINT: &str = "bus";
 
 /// An endpoint that receives every run's events.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +58,8 @@ pub struct WebhookSettings {
     pub can_sign: bool,
     /// How long one attempt may take (a claimed delivery is left to its worker that long).
     pub timeout: Duration,
+    /// Which events go to the event bus (off where this process has no event sink).
+    pub bus: BusEvents,
 }
 
 impl Default for WebhookSettings {
@@ -61,6 +71,7 @@ impl Default for WebhookSettings {
             endpoints: vec![],
             can_sign: false,
             timeout: Duration::from_secs(15),
+            bus: BusEvents::Terminal,
         }
     }
 }
@@ -68,7 +79,7 @@ impl Default for WebhookSettings {
 impl WebhookSettings {
     /// Whether a change of `run` may have something to deliver.
     pub fn wants(&self, run: &Run) -> bool {
-        !self.endpoints.is_empty() || run.webhook.is_some()
+        !self.endpoints.is_empty() || run.webhook.is_some() || self.bus != BusEvents::Off
     }
 }
 
@@ -78,6 +89,7 @@ pub struct Notify {
     runs: Runs,
     deliveries: Arc<dyn DeliveryStore>,
     sender: Arc<dyn WebhookSender>,
+    sink: Option<Arc<dyn EventSink>>,
 }
 
 #[async_trait]
@@ -104,11 +116,13 @@ impl Notify {
         runs: Runs,
         deliveries: Arc<dyn DeliveryStore>,
         sender: Arc<dyn WebhookSender>,
+        sink: Option<Arc<dyn EventSink>>,
     ) -> Notify {
         Notify {
             runs,
             deliveries,
             sender,
+            sink,
         }
     }
 
@@ -163,6 +177,17 @@ impl Notify {
                 name: RUN_ENDPOINT.into(),
                 url: t.url,
                 events: t.events,
+            });
+        }
+        let bus = self.settings().bus;
+        if self.sink.is_some() && bus != BusEvents::Off {
+            out.push(Endpoint {
+                name: BUS_ENDPOINT.into(),
+                url: "event-bus".into(),
+                events: EventType::ALL
+                    .into_iter()
+                    .filter(|t| bus.wants(*t))
+                    .collect(),
             });
         }
         for e in &self.settings().endpoints {
@@ -223,7 +248,10 @@ impl Notify {
                     kind: e.kind,
                     endpoint: target.name.clone(),
                     url: target.url.clone(),
-                    body: message_body(&run, e),
+                    body: match target.name.as_str() {
+                        BUS_ENDPOINT => event_detail(&run, e),
+                        _ => message_body(&run, e),
+                    },
                     state: DeliveryState::Pending,
                     attempts: vec![],
                     next_at: Some(now),
@@ -273,7 +301,10 @@ impl Notify {
             Err(Error::VersionConflict { .. }) => return Ok(Outcome::Done),
             Err(e) => return Err(e),
         }
-        let out = self.sender.send(&d.endpoint, &d.url, &d.id, &d.body).await;
+        let out = match (&self.sink, d.endpoint.as_str()) {
+            (Some(sink), BUS_ENDPOINT) => publish(sink.as_ref(), &d).await,
+            _ => self.sender.send(&d.endpoint, &d.url, &d.id, &d.body).await,
+        };
         let at = self.runs.clock.now();
         d.attempts.push(Attempt {
             at,
@@ -287,6 +318,11 @@ impl Notify {
             status = ?out.status, latency_ms = out.latency.as_millis() as u64, error = ?out.error, "webhook attempt");
         let mut retry_at = None;
         match out.status {
+            // The bus answers no status: accepted is no error.
+            None if out.error.is_none() => {
+                d.state = DeliveryState::Delivered;
+                d.next_at = None;
+            }
             Some(200..=299) => {
                 d.state = DeliveryState::Delivered;
                 d.next_at = None;
@@ -411,6 +447,19 @@ impl Notify {
             }
         }
         Ok(touched)
+    }
+}
+
+/// One attempt of a delivery to the event bus, as an attempt's outcome.
+async fn publish(sink: &dyn EventSink, d: &WebhookDelivery) -> SendOutcome {
+    let started = std::time::Instant::now();
+    let result = sink.publish(d.kind, &d.body, d.created_at).await;
+    SendOutcome {
+        status: None,
+        retry_after: None,
+        latency: started.elapsed(),
+        // Only the error's text: a bus error names the bus and the event type, never a secret.
+        error: result.err().map(|e| e.to_string()),
     }
 }
 

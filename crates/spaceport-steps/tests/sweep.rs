@@ -41,6 +41,7 @@ fn steps_on(local: &LocalStack, clock: Arc<dyn Clock>) -> Steps {
             clock,
             deliveries: local.store.clone(),
             sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),
+            sink: None,
         },
         StepsConfig::default(),
     )

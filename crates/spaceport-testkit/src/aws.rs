@@ -1,5 +1,5 @@
 //! An AWS environment on moto for the suites that run Spaceport on its AWS adapters: a table, a
-//! bucket and every step queue with its dead-letter queue under a random prefix, and the
+//! bucket, an event bus and every step queue with its dead-letter queue under a random prefix, and the
 //! configuration the template would give a function for them (the same variable names).
 
 use std::time::{Duration, Instant};
@@ -45,6 +45,9 @@ impl AwsEnv {
             // moto answers on 127.0.0.1, which has no bucket subdomains.
             (env_var("s3_force_path_style"), "true".to_owned()),
         ];
+        if let Some(bus) = &self.aws.event_bus {
+            v.push((env_var("event_bus"), bus.clone()));
+        }
         for q in QueueName::ALL {
             let (url_var, dlq_var) = queue_vars(q);
             if let Some(urls) = self.aws.queues.get(&q) {

@@ -24,6 +24,8 @@ async fn function(env: &AwsEnv) -> Steps {
         ("SPACEPORT_WEBHOOK_SECRETS", SECRET),
         ("SPACEPORT_OUTBOUND_ALLOW", "127.0.0.1"),
         ("SPACEPORT_WEBHOOK_SCHEDULE_S", "0,1,1"),
+        // Webhooks alone here; the bus has its own test.
+        ("SPACEPORT_EVENT_BUS_EVENTS", "off"),
     ]);
     env.stack(&cfg).await.steps
 }
@@ -137,4 +139,143 @@ async fn the_example_batch_is_handled_without_failures() {
         serde_json::to_value(&response).unwrap(),
         json!({"batchItemFailures": []})
     );
+}
+
+/// Creates an SQS queue and a rule on the environment's bus, with the README's example pattern,
+/// that sends matching events to it; returns the queue's URL.
+async fn rule_to_queue(env: &AwsEnv) -> String {
+    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
+    let name = format!("{}-terminal", env.aws.runs_table);
+    let url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let bus = env.aws.event_bus.clone().expect("a bus");
+    let pattern =
+        std::fs::read_to_string(repo_root().join("infra/examples/terminal-events-rule.json"))
+            .unwrap();
+    let events = aws_sdk_eventbridge::Client::new(&env.sdk);
+    events
+        .put_rule()
+        .name("terminal-runs")
+        .event_bus_name(&bus)
+        .event_pattern(pattern)
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule("terminal-runs")
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    url
+}
+
+/// Every message on the queue at `url` within `within` (bodies as JSON), deleting them.
+async fn drain(env: &AwsEnv, url: &str, within: Duration) -> Vec<Value> {
+    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
+    let until = Instant::now() + within;
+    let mut got = vec![];
+    while Instant::now() < until {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages.unwrap_or_default() {
+            got.push(serde_json::from_str(m.body().unwrap()).unwrap());
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    got
+}
+
+#[tokio::test]
+async fn terminal_events_reach_a_queue_through_the_example_rule_on_the_bus() {
+    let env = AwsEnv::start("b", 5).await.unwrap();
+    let queue = rule_to_queue(&env).await;
+    // Every event published; the rule's pattern keeps the terminal ones.
+    let pipelines = repo_root().join("pipelines").display().to_string();
+    let cfg = env.config(&[
+        ("SPACEPORT_PIPELINES_DIR", pipelines.as_str()),
+        ("SPACEPORT_EVENT_BUS_EVENTS", "all"),
+    ]);
+    let steps = env.stack(&cfg).await.steps;
+    let notify = steps.notify();
+    // A run without any webhook: the bus alone makes its events dispatched.
+    let new: CreateRunRequest = serde_json::from_value(json!({
+        "pipeline": "vggt",
+        "inputs": {"images": [{"filename": "a.png", "content_type": "image/png", "size": 10}]},
+    }))
+    .unwrap();
+    let id = steps.accept().create(&new, None).await.unwrap().run.id;
+    steps.accept().cancel(&id).await.unwrap();
+    // Each event the bus takes is a delivery to the `bus` endpoint, published by its attempt.
+    let until = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        env.lambda_handles(&steps, &notify).await;
+        let log = notify.log(&id).await.unwrap();
+        if log.len() == 2 && log.iter().all(|d| d.state == DeliveryState::Delivered) {
+            break log;
+        }
+        assert!(Instant::now() < until, "not published: {log:#?}");
+    };
+    assert!(log.iter().all(|d| d.endpoint == "bus" && d.attempts.len() == 1));
+    // Dispatched once: a later message for the run makes nothing again.
+    assert_eq!(notify.dispatch(&id).await.unwrap(), 0);
+
+    // created and cancelled published; the rule passes the terminal one alone.
+    let got = drain(&env, &queue, Duration::from_secs(3)).await;
+    assert_eq!(got.len(), 1, "{got:#?}");
+    for e in &got {
+        assert_eq!(e["source"], "spaceport", "{e}");
+        assert_eq!(
+            e["detail-type"], "run.cancelled",
+            "only terminal events: {e}"
+        );
+        assert_eq!(e["detail"]["type"], "run.cancelled", "{e}");
+        assert_eq!(e["detail"]["data"]["id"], id.to_string(), "{e}");
+        assert_eq!(e["detail"]["data"]["status"], "cancelled", "{e}");
+        assert!(
+            e["detail"]["id"].as_str().unwrap().starts_with("evt_"),
+            "{e}"
+        );
+    }
+    let mut ids: Vec<&str> = got
+        .iter()
+        .map(|e| e["detail"]["id"].as_str().unwrap())
+        .collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one event, however often published: {got:#?}");
 }

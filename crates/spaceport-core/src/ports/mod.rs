@@ -27,11 +27,13 @@ impl Clock for SystemClock {
 mod backend;
 mod blob;
 mod queue;
+mod sink;
 mod store;
 mod webhook;
 
 pub use backend::*;
 pub use blob::*;
 pub use queue::*;
+pub use sink::*;
 pub use store::*;
 pub use webhook::*;

@@ -17,8 +17,9 @@ use spaceport_core::EventType;
 use spaceport_core::PipelineSet;
 use spaceport_core::outbound::{Allow, OutboundGuard};
 use spaceport_core::ports::QueueName;
+use spaceport_core::webhook::BusEvents;
 use spaceport_steps::runner::RunnerConfig;
-use spaceport_steps::{Endpoint, RUN_ENDPOINT, StepsConfig, WebhookSettings};
+use spaceport_steps::{BUS_ENDPOINT, Endpoint, RUN_ENDPOINT, StepsConfig, WebhookSettings};
 use spaceport_webhooks::SigningSecret;
 
 pub use env::{CONFIG_FILE_VAR, ENV_PREFIX, env_var, model_var, queue_vars, space_url_var};
@@ -157,6 +158,11 @@ pub struct Config {
     pub webhook_schedule_s: Option<Vec<u64>>,
     /// Seconds a webhook receiver has to answer (default 15).
     pub webhook_timeout_s: Option<u64>,
+    /// The EventBridge bus run events are published to (`storage = "aws"`; on one machine the
+    /// feed `GET /v1/events` is the bus).
+    pub event_bus: Option<String>,
+    /// Which events go to the bus: `terminal` (default), `all` or `off`.
+    pub event_bus_events: Option<BusEvents>,
 }
 
 /// An endpoint that receives every run's events.
@@ -385,13 +391,19 @@ impl Config {
         if let Some(t) = self.webhook_timeout_s {
             settings.timeout = Duration::from_secs(t);
         }
+        if let Some(b) = self.event_bus_events {
+            settings.bus = b;
+        }
         settings.can_sign = !self.webhook_secrets.is_empty();
         let guard = self.outbound_guard()?;
         let var = env_var("webhooks");
         for e in &self.webhooks {
-            if e.name.is_empty() || e.name == RUN_ENDPOINT || e.name.contains(':') {
+            if e.name.is_empty()
+                || [RUN_ENDPOINT, BUS_ENDPOINT].contains(&e.name.as_str())
+                || e.name.contains(':')
+            {
                 return Err(err(format!(
-                    "{var}: endpoint name {:?} must be non-empty, have no ':' and not be {RUN_ENDPOINT:?}",
+                    "{var}: endpoint name {:?} must be non-empty, have no ':' and not be {RUN_ENDPOINT:?} or {BUS_ENDPOINT:?}",
                     e.name
                 )));
             }
