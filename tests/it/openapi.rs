@@ -3,6 +3,7 @@
 //! settings come as a JSON Schema with the pipeline file's ranges, defaults and enums.
 
 use serde_json::Value;
+use spaceport_cli::stack::StackOptions;
 use spaceport_core::ports::QueueName;
 
 use crate::common::*;
@@ -150,7 +151,13 @@ async fn the_openapi_document_covers_every_route_and_its_refs_resolve() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness_report_every_step_queue() {
-    let t = stack().await;
+    // API only: no worker takes the message queued below.
+    let dead = format!("http://127.0.0.1:{}", spaceport_testkit::free_port());
+    let opts = StackOptions {
+        queues: vec![],
+        ..fast_options()
+    };
+    let t = TestStack::start_with(&dead, opts).await.unwrap();
     let (status, health) = get(&t, "/healthz").await;
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["status"], "ok");

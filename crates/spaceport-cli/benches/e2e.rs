@@ -35,7 +35,7 @@ use spaceport_local::LocalStack;
 use spaceport_steps::runner::{LOCAL_QUEUES, Runner, RunnerConfig};
 use spaceport_steps::{Ports, Steps, StepsConfig};
 use spaceport_testkit::fakes::{CountingBlobs, CountingQueue, CountingStore, Counts, InstantSpace};
-use spaceport_testkit::stats::{Summary, header};
+use spaceport_testkit::stats::{Summary, header, ms};
 use spaceport_testkit::{MirrorSpace, png, repo_root, venv_python};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -123,10 +123,6 @@ const KNOWN: &[&str] = &[
 // ---------------------------------------------------------------------------------------------
 // Figures
 // ---------------------------------------------------------------------------------------------
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 // ---------------------------------------------------------------------------------------------
 // Part (a): latency against the mirror, ours beside gradio_client

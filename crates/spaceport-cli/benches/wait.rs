@@ -16,27 +16,10 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use spaceport_cli::config::Config;
 use spaceport_cli::stack::{EmbeddedStack, StackOptions};
-use spaceport_testkit::stats::{Summary, header_fine};
+use spaceport_testkit::stats::{Summary, bench_opt, header_fine, ms};
 
 fn opt(name: &str, default: u64) -> Result<u64> {
-    let env = format!("WAIT_{}", name.to_ascii_uppercase().replace('-', "_"));
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == format!("--{name}") {
-            let v = args
-                .next()
-                .with_context(|| format!("--{name} needs a value"))?;
-            return v.parse().with_context(|| format!("--{name} {v:?}"));
-        }
-    }
-    match std::env::var(&env) {
-        Ok(v) => v.parse().with_context(|| format!("{env}={v:?}")),
-        Err(_) => Ok(default),
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+    bench_opt("WAIT", name, default)
 }
 
 /// Reads a stream until an event of `kind` arrives; when it did.

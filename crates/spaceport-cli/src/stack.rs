@@ -62,6 +62,8 @@ impl EmbeddedStack {
                 steps: cfg.steps_config(opts.steps.clone()),
                 // Signed blob URLs point at this server, which verifies and serves them.
                 blob_base_url: url.clone(),
+                // The workers long-poll: an in-process send wakes them at once.
+                receive_wait: Duration::from_secs(20),
                 ..OpenOptions::default()
             },
         )

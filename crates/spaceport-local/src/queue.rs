@@ -38,6 +38,7 @@ pub struct SqliteQueue {
     db: LocalDb,
     max_receives: [u32; QueueName::ALL.len()],
     poll_interval: Duration,
+    wait: Duration,
 }
 
 fn slot(queue: QueueName) -> usize {
@@ -71,6 +72,7 @@ impl SqliteQueue {
             db,
             max_receives: [DEFAULT_MAX_RECEIVES; QueueName::ALL.len()],
             poll_interval: DEFAULT_POLL_INTERVAL,
+            wait: Duration::ZERO,
         }
     }
 
@@ -83,6 +85,13 @@ impl SqliteQueue {
     /// How often [`SqliteQueue::wait_receive`] re-checks the file for other processes' sends.
     pub fn with_poll_interval(mut self, every: Duration) -> Self {
         self.poll_interval = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Makes `Queue::receive` wait up to `wait` for a message, as `wait_receive` does (a
+    /// worker's long poll: an in-process send wakes it at once). Zero (the default) looks once.
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
         self
     }
 
@@ -109,7 +118,7 @@ impl SqliteQueue {
             tokio::pin!(notified);
             notified.as_mut().enable();
 
-            let got = self.receive(queue, max, visibility).await?;
+            let got = self.receive_now(queue, max, visibility).await?;
             let now = tokio::time::Instant::now();
             if !got.is_empty() || now >= deadline {
                 return Ok(got);
@@ -123,6 +132,74 @@ impl SqliteQueue {
                 _ = tokio::time::sleep_until(until) => {}
             }
         }
+    }
+
+    /// Receives what is visible now (one look).
+    pub async fn receive_now(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Delivery>, Error> {
+        let max = max.min(MAX_BATCH);
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = self.max_receives(queue);
+        // A zero timeout hides the message for 1 ms, so this receive cannot pick it twice.
+        let hide = ms(visibility).max(1);
+        self.db
+            .write("receiving messages", move |tx| {
+                let now = now_ms();
+                let mut out = Vec::with_capacity(max);
+                // Dead-lettered candidates leave the table, so re-selecting finds new ones.
+                loop {
+                    let candidates: Vec<(String, String, u32)> = {
+                        let mut stmt = tx
+                            .prepare_cached(
+                                "SELECT id, body, receive_count FROM queue_messages
+                                 WHERE queue = ?1 AND visible_at <= ?2
+                                 ORDER BY visible_at, rowid LIMIT ?3",
+                            )
+                            .map_err(|e| sql_err("receiving messages", e))?;
+                        stmt.query_map(
+                            params![queue.as_str(), now, (max - out.len()) as i64],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        )
+                        .map_err(|e| sql_err("receiving messages", e))?
+                        .collect::<rusqlite::Result<_>>()
+                        .map_err(|e| sql_err("receiving messages", e))?
+                    };
+                    if candidates.is_empty() {
+                        break;
+                    }
+                    for (id, body, count) in candidates {
+                        if count >= limit {
+                            dead_letter(tx, &id, now)?;
+                            continue;
+                        }
+                        let receipt = new_receipt(&id);
+                        tx.execute(
+                            "UPDATE queue_messages
+                             SET receive_count = receive_count + 1, receipt = ?2, visible_at = ?3
+                             WHERE id = ?1",
+                            params![id, receipt, now.saturating_add(hide)],
+                        )
+                        .map_err(|e| sql_err("receiving messages", e))?;
+                        out.push(Delivery {
+                            message_id: id,
+                            receipt,
+                            body,
+                            receive_count: count + 1,
+                        });
+                    }
+                    if out.len() >= max {
+                        break;
+                    }
+                }
+                Ok(out)
+            })
+            .await
     }
 
     /// How long until the earliest hidden or delayed message of `queue` becomes visible.
@@ -247,65 +324,11 @@ impl Queue for SqliteQueue {
         max: usize,
         visibility: Duration,
     ) -> Result<Vec<Delivery>, Error> {
-        let max = max.min(MAX_BATCH);
-        if max == 0 {
-            return Ok(Vec::new());
+        if self.wait.is_zero() {
+            self.receive_now(queue, max, visibility).await
+        } else {
+            self.wait_receive(queue, max, visibility, self.wait).await
         }
-        let limit = self.max_receives(queue);
-        // A zero timeout hides the message for 1 ms, so this receive cannot pick it twice.
-        let hide = ms(visibility).max(1);
-        self.db
-            .write("receiving messages", move |tx| {
-                let now = now_ms();
-                let mut out = Vec::with_capacity(max);
-                // Dead-lettered candidates leave the table, so re-selecting finds new ones.
-                loop {
-                    let candidates: Vec<(String, String, u32)> = {
-                        let mut stmt = tx
-                            .prepare_cached(
-                                "SELECT id, body, receive_count FROM queue_messages
-                                 WHERE queue = ?1 AND visible_at <= ?2
-                                 ORDER BY visible_at, rowid LIMIT ?3",
-                            )
-                            .map_err(|e| sql_err("receiving messages", e))?;
-                        stmt.query_map(
-                            params![queue.as_str(), now, (max - out.len()) as i64],
-                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                        )
-                        .map_err(|e| sql_err("receiving messages", e))?
-                        .collect::<rusqlite::Result<_>>()
-                        .map_err(|e| sql_err("receiving messages", e))?
-                    };
-                    if candidates.is_empty() {
-                        break;
-                    }
-                    for (id, body, count) in candidates {
-                        if count >= limit {
-                            dead_letter(tx, &id, now)?;
-                            continue;
-                        }
-                        let receipt = new_receipt(&id);
-                        tx.execute(
-                            "UPDATE queue_messages
-                             SET receive_count = receive_count + 1, receipt = ?2, visible_at = ?3
-                             WHERE id = ?1",
-                            params![id, receipt, now.saturating_add(hide)],
-                        )
-                        .map_err(|e| sql_err("receiving messages", e))?;
-                        out.push(Delivery {
-                            message_id: id,
-                            receipt,
-                            body,
-                            receive_count: count + 1,
-                        });
-                    }
-                    if out.len() >= max {
-                        break;
-                    }
-                }
-                Ok(out)
-            })
-            .await
     }
 
     async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), Error> {

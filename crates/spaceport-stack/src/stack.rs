@@ -42,7 +42,7 @@ pub struct OpenOptions {
     pub steps: StepsConfig,
     /// Where the embedded blob store's signed URLs point (the API server's address).
     pub blob_base_url: String,
-    /// How long an SQS receive waits for a message (a long-running worker's long poll; zero
+    /// How long a queue receive waits for a message (a long-running worker's long poll; zero
     /// where Lambda hands the function its messages).
     pub receive_wait: Duration,
     /// An SDK configuration to use instead of the standard chain (tests, emulators).
@@ -193,9 +193,10 @@ async fn embedded_ports(
                 what: "data dir",
                 source,
             })?;
+    let queue = Arc::new(opened.queue.as_ref().clone().with_wait(opts.receive_wait));
     let ports: StoragePorts = (
         opened.store.clone(),
-        opened.queue.clone(),
+        queue,
         opened.blobs.clone(),
         Some(opened.blobs.clone()),
         opened.store.clone(),

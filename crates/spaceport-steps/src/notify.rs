@@ -1,8 +1,8 @@
 //! notify-webhook: turns a run's events into signed deliveries and attempts them. A message
 //! without a delivery dispatches the run's events not yet dispatched: one delivery per event and
 //! target that wants it (the run's own webhook, configured endpoints), created under a message id
-//! derived from endpoint, run and event, so a re-dispatch after a crash makes no second one. A
-//! message naming a delivery attempts it: claimed first (no two workers send it at once), then
+//! derived from endpoint, run and event, so a re-dispatch after a crash makes no second one, and
+//! tried at once, together. A message naming a delivery attempts it (a retry): claimed first (no two workers send it at once), then
 //! recorded, then delivered, retried on the schedule (honouring `Retry-After`), disabled by a 410,
 //! or dead-lettered when the schedule is spent. Delivery never touches the run itself, so it
 //! never slows or blocks the run's own steps. Where there is an event sink, the bus is one more
@@ -203,7 +203,7 @@ impl Notify {
         Ok(out)
     }
 
-    /// Makes the deliveries of `run`'s events not dispatched yet and sends their attempts.
+    /// Makes the deliveries of `run`'s events not dispatched yet and makes their first tries.
     /// Returns how many deliveries it made.
     pub async fn dispatch(&self, id: &RunId) -> Result<usize, Error> {
         let Some(run) = self.runs.store.get(id).await? else {
@@ -222,7 +222,7 @@ impl Notify {
         let targets = self.targets(&run).await?;
         let events = self.runs.store.events(id, after, DISPATCH_PAGE).await?;
         let now = self.runs.clock.now();
-        let mut made = 0;
+        let mut made = vec![];
         for target in &targets {
             let progress_cursor = format!("progress:{}:{id}", target.name);
             let mut last_progress: Option<i64> = self
@@ -259,8 +259,7 @@ impl Notify {
                     version: 1,
                 };
                 if self.deliveries.create_delivery(&d).await? {
-                    made += 1;
-                    self.enqueue_attempt(&d).await?;
+                    made.push(d);
                 }
             }
         }
@@ -269,7 +268,21 @@ impl Notify {
                 .set_cursor(&cursor, &last.seq.to_string())
                 .await?;
         }
-        Ok(made)
+        // The first tries go out from here, together: no queue hop between an event and its
+        // webhook. One that cannot be tried here is handed to the queue; a crash now leaves
+        // pending deliveries the sweeper reschedules.
+        let tries = made.iter().map(|d| async move {
+            let due = d.next_at.map_or(0, |t| t.timestamp_millis().max(0) as u64);
+            if let Err(e) = self.attempt(&d.id, due).await {
+                tracing::warn!(delivery = %d.id, error = %e, "a first try failed; queueing it");
+                self.enqueue_attempt(d).await?;
+            }
+            Ok::<_, Error>(())
+        });
+        for r in futures::future::join_all(tries).await {
+            r?;
+        }
+        Ok(made.len())
     }
 
     /// Attempts delivery `id` if it is pending and due (if not yet due, sends the message that

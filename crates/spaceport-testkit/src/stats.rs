@@ -75,6 +75,31 @@ pub fn header_fine(unit: &str) -> String {
     )
 }
 
+/// A bench binary's numeric option: `--name N` on the command line, else `PREFIX_NAME` in the
+/// environment (dashes as underscores), else `default`.
+pub fn bench_opt(prefix: &str, name: &str, default: u64) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    let env = format!("{prefix}_{}", name.to_ascii_uppercase().replace('-', "_"));
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == format!("--{name}") {
+            let v = args
+                .next()
+                .with_context(|| format!("--{name} needs a value"))?;
+            return v.parse().with_context(|| format!("--{name} {v:?}"));
+        }
+    }
+    match std::env::var(&env) {
+        Ok(v) => v.parse().with_context(|| format!("{env}={v:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// Milliseconds, for the figures.
+pub fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
