@@ -35,7 +35,7 @@ use spaceport_local::LocalStack;
 use spaceport_steps::runner::{LOCAL_QUEUES, Runner, RunnerConfig};
 use spaceport_steps::{Ports, Steps, StepsConfig};
 use spaceport_testkit::fakes::{CountingBlobs, CountingQueue, CountingStore, Counts, InstantSpace};
-use spaceport_testkit::stats::{Summary, header, ms};
+use spaceport_testkit::stats::{Summary, header, machine_line, ms};
 use spaceport_testkit::{MirrorSpace, png, repo_root, venv_python};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -686,13 +686,7 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    println!(
-        "spaceport e2e bench: {} cores, {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg")
-            .map(|l| format!("loadavg {}", l.trim()))
-            .unwrap_or_default()
-    );
+    println!("{}", machine_line("e2e"));
     rt.block_on(async {
         if opts.part_a {
             part_a(&opts).await?;

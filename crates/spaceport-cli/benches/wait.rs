@@ -16,7 +16,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use spaceport_cli::config::Config;
 use spaceport_cli::stack::{EmbeddedStack, StackOptions};
-use spaceport_testkit::stats::{Summary, bench_opt, header_fine, ms};
+use spaceport_testkit::stats::{Summary, bench_opt, header_fine, machine_line, ms};
 
 fn opt(name: &str, default: u64) -> Result<u64> {
     bench_opt("WAIT", name, default)
@@ -42,13 +42,7 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    println!(
-        "spaceport wait bench: {} cores, {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg")
-            .map(|l| format!("loadavg {}", l.trim()))
-            .unwrap_or_default()
-    );
+    println!("{}", machine_line("wait"));
     rt.block_on(async move {
         let dir = tempfile::tempdir()?;
         let cfg = Config {

@@ -29,7 +29,7 @@ use spaceport_cli::stack::{EmbeddedStack, StackOptions};
 use spaceport_core::outbound::{Allow, OutboundGuard};
 use spaceport_core::ports::WebhookSender;
 use spaceport_steps::runner::RunnerConfig;
-use spaceport_testkit::stats::{Summary, bench_opt, header_fine, ms};
+use spaceport_testkit::stats::{Summary, bench_opt, header_fine, machine_line, ms};
 use spaceport_webhooks::{HttpSender, SigningSecret};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -129,13 +129,7 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    println!(
-        "spaceport webhook bench: {} cores, {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg")
-            .map(|l| format!("loadavg {}", l.trim()))
-            .unwrap_or_default()
-    );
+    println!("{}", machine_line("webhook"));
     rt.block_on(async move {
         let arrivals = Arrivals::default();
         let hook = format!("{}/hook", receiver(arrivals.clone()).await?);

@@ -60,6 +60,32 @@ impl AwsEnv {
         v
     }
 
+    /// Creates a plain SQS queue named `<table>-<suffix>` (for S3 notifications or rule
+    /// targets); its URL and ARN.
+    pub async fn extra_queue(&self, suffix: &str) -> (String, String) {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let url = sqs
+            .create_queue()
+            .queue_name(format!("{}-{suffix}", self.aws.runs_table))
+            .send()
+            .await
+            .expect("creating a queue on moto")
+            .queue_url
+            .expect("a queue URL");
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("reading a queue's ARN")
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+            .expect("a queue ARN");
+        (url, arn)
+    }
+
     /// The configuration a function reads here, with `extra` variables on top.
     pub fn config(&self, extra: &[(&str, &str)]) -> Config {
         let mut vars = self.vars();

@@ -100,6 +100,18 @@ pub fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// A bench's first line: its name, the machine's cores and load (figures from a loaded machine
+/// read differently).
+pub fn machine_line(bench: &str) -> String {
+    format!(
+        "spaceport {bench} bench: {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| format!("loadavg {}", l.trim()))
+            .unwrap_or_default()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use accept_upload::handler::{self, AcceptUpload};
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 use spaceport_core::CreateRunRequest;
 use spaceport_core::ports::QueueName;
@@ -23,25 +22,7 @@ async fn env() -> Env {
     let aws_env = AwsEnv::start("a", 5).await.unwrap();
     let (sdk, aws) = (aws_env.sdk.clone(), aws_env.aws.clone());
     // S3 → SQS notifications of created objects, as the template wires them.
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let uploads_url = sqs
-        .create_queue()
-        .queue_name(format!("{}-uploads", aws.runs_table))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&uploads_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
+    let (uploads_url, arn) = aws_env.extra_queue("uploads").await;
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(true)

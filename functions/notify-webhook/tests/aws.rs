@@ -145,26 +145,7 @@ async fn the_example_batch_is_handled_without_failures() {
 /// Creates an SQS queue and a rule on the environment's bus, with the README's example pattern,
 /// that sends matching events to it; returns the queue's URL.
 async fn rule_to_queue(env: &AwsEnv) -> String {
-    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
-    let name = format!("{}-terminal", env.aws.runs_table);
-    let url = sqs
-        .create_queue()
-        .queue_name(&name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
+    let (url, arn) = env.extra_queue("terminal").await;
     let bus = env.aws.event_bus.clone().expect("a bus");
     let pattern =
         std::fs::read_to_string(repo_root().join("infra/examples/terminal-events-rule.json"))
