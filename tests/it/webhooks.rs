@@ -340,7 +340,7 @@ async fn a_410_stops_delivery_to_that_url() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timeouts_and_redirects_fail_and_retry_after_is_honoured() {
+async fn timeouts_refusals_and_redirects_fail_and_retry_after_is_honoured() {
     let r = WebhookReceiver::start(&[NEW.into()]).unwrap();
     let t = stack("http://127.0.0.1:9", &[0, 200, 200], 1000, vec![]).await;
     let hook =
@@ -348,7 +348,10 @@ async fn timeouts_and_redirects_fail_and_retry_after_is_honoured() {
     let slow = waiting_run(&t, hook("/slow/s?s=4")).await;
     let moved = waiting_run(&t, hook("/moved/m")).await;
     let limited = waiting_run(&t, hook("/limited/l?n=1&after=2")).await;
-    for id in [&slow, &moved, &limited] {
+    // A receiver that is down: nothing listens on the port.
+    let down_url = format!("http://127.0.0.1:{}/down", spaceport_testkit::free_port());
+    let down = waiting_run(&t, json!({"url": down_url, "events": ["run.cancelled"]})).await;
+    for id in [&slow, &moved, &limited, &down] {
         t.client.action(id, "cancel").await.unwrap();
     }
 
@@ -363,6 +366,16 @@ async fn timeouts_and_redirects_fail_and_retry_after_is_honoured() {
         // Bounded by the 1 s timeout, not the receiver's 4 s.
         assert!(a["latency_ms"].as_u64().unwrap() < 3000, "{a}");
     }
+
+    let log = wait_deliveries(&t, &down, Duration::from_secs(20), "dead", |l| {
+        l.len() == 1 && l[0]["state"] == "dead"
+    })
+    .await;
+    for a in log[0]["attempts"].as_array().unwrap() {
+        assert!(a["status"].is_null(), "{a}");
+        assert_eq!(a["error"], "could not connect", "{a}");
+    }
+    assert_eq!(log[0]["attempts"].as_array().unwrap().len(), 3);
 
     let log = wait_deliveries(&t, &moved, Duration::from_secs(20), "dead", |l| {
         l.len() == 1 && l[0]["state"] == "dead"
