@@ -5,6 +5,9 @@
 //! `SPACEPORT_MODEL_<PIPELINE>`. Unknown keys and variables are errors, so a typo fails at start.
 
 mod env;
+mod webhooks;
+
+pub use webhooks::EndpointConfig;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,14 +16,11 @@ use std::time::Duration;
 use figment::providers::{Format, Serialized, Toml};
 use figment::{Figment, Profile};
 use serde::{Deserialize, Serialize};
-use spaceport_core::EventType;
 use spaceport_core::PipelineSet;
-use spaceport_core::outbound::{Allow, OutboundGuard};
 use spaceport_core::ports::QueueName;
 use spaceport_core::webhook::BusEvents;
 use spaceport_steps::runner::RunnerConfig;
-use spaceport_steps::{BUS_ENDPOINT, Endpoint, RUN_ENDPOINT, StepsConfig, WebhookSettings};
-use spaceport_webhooks::SigningSecret;
+use spaceport_steps::{StepsConfig, WebhookSettings};
 
 pub use env::{CONFIG_FILE_VAR, ENV_PREFIX, env_var, model_var, queue_vars, space_url_var};
 
@@ -165,20 +165,6 @@ pub struct Config {
     pub event_bus_events: Option<BusEvents>,
 }
 
-/// An endpoint that receives every run's events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointConfig {
-    /// Names it in delivery logs (`run` is the runs' own webhooks).
-    pub name: String,
-    pub url: String,
-    /// Event types it receives (default: every type but `run.progress`).
-    #[serde(default)]
-    pub events: Option<Vec<String>>,
-    /// Its own signing secrets (default: `webhook_secrets`).
-    #[serde(default)]
-    pub secrets: Option<Vec<Secret>>,
-}
 impl Config {
     /// Every file key (the fields of `Config`).
     pub fn keys() -> Vec<String> {
@@ -353,98 +339,6 @@ impl Config {
         Ok(set)
     }
 
-    /// The outbound guard `outbound_allow` describes.
-    pub fn outbound_guard(&self) -> Result<OutboundGuard, ConfigError> {
-        let allow = self
-            .outbound_allow
-            .iter()
-            .map(|a| {
-                Allow::parse(a)
-                    .map_err(|why| err(format!("{} ({a:?}): {why}", env_var("outbound_allow"))))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(OutboundGuard::new(allow))
-    }
-
-    /// The webhook signing secrets (`webhook_secrets`), the current first.
-    pub fn signing_secrets(&self) -> Result<Vec<SigningSecret>, ConfigError> {
-        parse_secrets(&self.webhook_secrets, &env_var("webhook_secrets"))
-    }
-
-    /// What notify-webhook delivers: `base` with the schedule and timeout set here, the
-    /// configured endpoints (each URL checked by the outbound guard, each event type known) and
-    /// whether messages can be signed.
-    pub fn webhook_settings(
-        &self,
-        mut settings: WebhookSettings,
-    ) -> Result<WebhookSettings, ConfigError> {
-        settings.endpoints.clear();
-        if let Some(s) = &self.webhook_schedule_s {
-            if s.is_empty() {
-                return Err(err(format!(
-                    "{} lists no try",
-                    env_var("webhook_schedule_s")
-                )));
-            }
-            settings.schedule = s.iter().map(|n| Duration::from_secs(*n)).collect();
-        }
-        if let Some(t) = self.webhook_timeout_s {
-            settings.timeout = Duration::from_secs(t);
-        }
-        if let Some(b) = self.event_bus_events {
-            settings.bus = b;
-        }
-        settings.can_sign = !self.webhook_secrets.is_empty();
-        let guard = self.outbound_guard()?;
-        let var = env_var("webhooks");
-        for e in &self.webhooks {
-            if e.name.is_empty()
-                || [RUN_ENDPOINT, BUS_ENDPOINT].contains(&e.name.as_str())
-                || e.name.contains(':')
-            {
-                return Err(err(format!(
-                    "{var}: endpoint name {:?} must be non-empty, have no ':' and not be {RUN_ENDPOINT:?} or {BUS_ENDPOINT:?}",
-                    e.name
-                )));
-            }
-            guard
-                .check_url(&format!("webhooks.{}.url", e.name), &e.url)
-                .map_err(|x| err(format!("{var}: {x}")))?;
-            let events = match &e.events {
-                None => EventType::ALL
-                    .into_iter()
-                    .filter(|t| *t != EventType::Progress)
-                    .collect(),
-                Some(list) => list
-                    .iter()
-                    .map(|t| {
-                        EventType::parse(t).ok_or_else(|| {
-                            err(format!(
-                                "{var}: endpoint {}: unknown event type {t:?}",
-                                e.name
-                            ))
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            };
-            let own = e.secrets.as_deref().unwrap_or_default();
-            if own.is_empty() && self.webhook_secrets.is_empty() {
-                return Err(err(format!(
-                    "{var}: endpoint {} has no signing secret and {} is empty",
-                    e.name,
-                    env_var("webhook_secrets")
-                )));
-            }
-            parse_secrets(own, &var)?;
-            settings.endpoints.push(Endpoint {
-                name: e.name.clone(),
-                url: e.url.clone(),
-                events,
-            });
-        }
-        Ok(settings)
-    }
-
     /// The steps' tunables: `base` with the lease, poll window, outbound rules and webhook
     /// settings set here.
     pub fn steps_config(&self, mut base: StepsConfig) -> StepsConfig {
@@ -481,18 +375,6 @@ impl Config {
     }
 }
 
-/// Parses `whsec_…` secrets; errors name `var` and never the value.
-fn parse_secrets(secrets: &[Secret], var: &str) -> Result<Vec<SigningSecret>, ConfigError> {
-    secrets
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            SigningSecret::parse(s.expose())
-                .map_err(|e| err(format!("{var}: secret {}: {e}", i + 1)))
-        })
-        .collect()
-}
-
 /// The first message of a figment error (it chains one per bad key).
 fn first_error(e: figment::Error) -> String {
     let mut e = e;
@@ -502,243 +384,4 @@ fn first_error(e: figment::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use spaceport_core::pipeline::BackendSpec;
-
-    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn env_overrides_file_and_names_pipelines() {
-        let cfg = Config::from_sources(
-            Some((
-                "spaceport.toml",
-                "bind = \"127.0.0.1:9000\"\nlease_s = 5\n[pipelines.vggt]\nspace_url = \"http://a\"\n",
-            )),
-            vars(&[
-                ("SPACEPORT_BIND", "127.0.0.1:9001"),
-                ("SPACEPORT_SPACE_URL_VGGT", "http://127.0.0.1:7860"),
-                ("SPACEPORT_MODEL_VGGT_ONNX", "/models/v.onnx"),
-                ("SPACEPORT_LEASE_S", "7"),
-                ("PATH", "/bin"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(cfg.bind.as_deref(), Some("127.0.0.1:9001"));
-        assert_eq!(cfg.lease_s, Some(7));
-        let set = cfg.pipelines().unwrap();
-        let BackendSpec::Space { url, .. } = &set.get("vggt").unwrap().backend else {
-            panic!()
-        };
-        assert_eq!(url.as_deref(), Some("http://127.0.0.1:7860"));
-        let BackendSpec::Onnx { model, .. } = &set.get("vggt-onnx").unwrap().backend else {
-            panic!()
-        };
-        assert_eq!(model, "/models/v.onnx");
-    }
-
-    #[test]
-    fn unknown_settings_are_errors_naming_them() {
-        let e = Config::from_sources(Some(("f.toml", "bnd = 1")), vars(&[])).unwrap_err();
-        assert!(
-            e.to_string().contains("f.toml") && e.to_string().contains("bnd"),
-            "{e}"
-        );
-        let e = Config::from_sources(None, vars(&[("SPACEPORT_BINDD", "x")])).unwrap_err();
-        assert!(e.to_string().contains("SPACEPORT_BINDD"), "{e}");
-        // A pipeline override for a pipeline that does not exist fails when pipelines load.
-        let cfg =
-            Config::from_sources(None, vars(&[("SPACEPORT_SPACE_URL_NOPE", "http://x")])).unwrap();
-        let e = cfg.pipelines().unwrap_err();
-        assert!(e.to_string().contains("SPACEPORT_SPACE_URL_NOPE"), "{e}");
-        // Not settings: the CLI's log filter, the config file variable, other programs' variables.
-        Config::from_sources(
-            None,
-            vars(&[
-                ("SPACEPORT_LOG", "debug"),
-                ("RUST_LOG", "info"),
-                ("HOME", "/root"),
-            ]),
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn bad_values_name_their_variable() {
-        let e = Config::from_sources(None, vars(&[("SPACEPORT_LEASE_S", "abc")])).unwrap_err();
-        assert!(e.to_string().contains("SPACEPORT_LEASE_S"), "{e}");
-        let e = Config::from_sources(None, vars(&[("SPACEPORT_LEASE_S", "0")])).unwrap_err();
-        assert!(e.to_string().contains("SPACEPORT_LEASE_S"), "{e}");
-        let e =
-            Config::from_sources(None, vars(&[("SPACEPORT_MODEL_PROVIDER", "gpu")])).unwrap_err();
-        assert!(e.to_string().contains("SPACEPORT_MODEL_PROVIDER"), "{e}");
-        let cfg =
-            Config::from_sources(None, vars(&[("SPACEPORT_MODEL_PROVIDER", "tensorrt")])).unwrap();
-        assert_eq!(cfg.model_provider, ModelProvider::TensorRt);
-    }
-
-    #[test]
-    fn tokens_stay_strings_and_never_show() {
-        let cfg = Config::from_sources(
-            None,
-            vars(&[
-                ("HF_TOKEN", "12345"),
-                ("SPACEPORT_HF_TOKEN", "hf_secret_value"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(cfg.hf_token.as_ref().unwrap().expose(), "hf_secret_value");
-        let shown = format!("{cfg:?} {}", serde_json::to_string(&cfg).unwrap());
-        assert!(!shown.contains("hf_secret_value"), "{shown}");
-        let cfg = Config::from_sources(None, vars(&[("HF_TOKEN", "12345")])).unwrap();
-        assert_eq!(
-            cfg.hf_token.unwrap().expose(),
-            "12345",
-            "a numeric token stays text"
-        );
-    }
-
-    #[test]
-    fn lists_come_comma_separated_and_endpoints_as_json() {
-        let cfg = Config::from_sources(
-            None,
-            vars(&[
-                ("SPACEPORT_OUTBOUND_ALLOW", "127.0.0.1, 10.0.0.0/8,hooks.internal"),
-                ("SPACEPORT_WEBHOOK_SECRETS", "whsec_bmV3bmV3bmV3bmV3bmV3bmV3bmV3bmV3,whsec_b2xkb2xkb2xkb2xkb2xkb2xkb2xkb2xk"),
-                ("SPACEPORT_WEBHOOK_SCHEDULE_S", "0,1,2"),
-                ("SPACEPORT_WEBHOOKS", r#"[{"name": "billing", "url": "https://b.example/h", "events": ["run.succeeded"]}]"#),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(
-            cfg.outbound_allow,
-            ["127.0.0.1", "10.0.0.0/8", "hooks.internal"]
-        );
-        assert_eq!(cfg.webhook_secrets.len(), 2);
-        assert_eq!(cfg.webhook_schedule_s, Some(vec![0, 1, 2]));
-        assert_eq!(cfg.webhooks[0].name, "billing");
-        assert!(
-            cfg.outbound_guard()
-                .unwrap()
-                .check_url("u", "http://10.1.1.1/")
-                .is_ok()
-        );
-        let shown = format!("{cfg:?} {}", serde_json::to_string(&cfg).unwrap());
-        assert!(!shown.contains("bmV3"), "{shown}");
-        let e = Config::from_sources(None, vars(&[("SPACEPORT_OUTBOUND_ALLOW", "10.0.0.0/99")]))
-            .unwrap_err();
-        assert!(e.to_string().contains("SPACEPORT_OUTBOUND_ALLOW"), "{e}");
-        let e = Config::from_sources(None, vars(&[("SPACEPORT_WEBHOOKS", "[{")])).unwrap_err();
-        assert!(e.to_string().contains("SPACEPORT_WEBHOOKS"), "{e}");
-    }
-
-    #[test]
-    fn aws_storage_names_what_is_missing() {
-        let e = Config::from_sources(None, vars(&[("SPACEPORT_STORAGE", "aws")])).unwrap_err();
-        assert!(e.to_string().contains("SPACEPORT_RUNS_TABLE"), "{e}");
-        let e = Config::from_sources(
-            None,
-            vars(&[("SPACEPORT_STORAGE", "aws"), ("SPACEPORT_RUNS_TABLE", "t")]),
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("SPACEPORT_BLOBS_BUCKET"), "{e}");
-        let cfg = Config::from_sources(
-            None,
-            vars(&[
-                ("SPACEPORT_STORAGE", "aws"),
-                ("SPACEPORT_RUNS_TABLE", "t"),
-                ("SPACEPORT_BLOBS_BUCKET", "b"),
-                ("SPACEPORT_SUBMIT_SPACE_QUEUE_URL", "http://q/submit"),
-                ("SPACEPORT_SUBMIT_SPACE_DLQ_URL", "http://q/submit-dlq"),
-            ]),
-        )
-        .unwrap();
-        let e = cfg
-            .clone()
-            .require_queue(QueueName::PollStatus)
-            .unwrap_err();
-        assert!(
-            e.to_string().contains("SPACEPORT_POLL_STATUS_QUEUE_URL"),
-            "{e}"
-        );
-        assert_eq!(
-            cfg.queue_urls(QueueName::SubmitSpace),
-            Some(("http://q/submit".into(), Some("http://q/submit-dlq".into())))
-        );
-        assert!(cfg.require_queue(QueueName::SubmitSpace).is_ok());
-        let e = Config::from_sources(None, vars(&[("SPACEPORT_NOPE_QUEUE_URL", "http://q")]))
-            .unwrap_err();
-        assert!(e.to_string().contains("SPACEPORT_NOPE_QUEUE_URL"), "{e}");
-        let file = "[queues.reconstruct]\nurl = \"http://q/r\"\n";
-        let cfg = Config::from_sources(Some(("f.toml", file)), vars(&[])).unwrap();
-        assert_eq!(
-            cfg.queue_urls(QueueName::Reconstruct),
-            Some(("http://q/r".into(), None))
-        );
-        let bad = "[queues.nope]\nurl = \"x\"\n";
-        let e = Config::from_sources(Some(("f.toml", bad)), vars(&[])).unwrap_err();
-        assert!(e.to_string().contains("nope"), "{e}");
-        let e = Config::from_sources(None, vars(&[("SPACEPORT_RUNS_TABLE", "t")])).unwrap_err();
-        assert!(e.to_string().contains("SPACEPORT_STORAGE"), "{e}");
-    }
-
-    #[test]
-    fn variable_names_are_mechanical() {
-        assert_eq!(env_var("runs_table"), "SPACEPORT_RUNS_TABLE");
-        assert_eq!(
-            space_url_var("kolors-tryon"),
-            "SPACEPORT_SPACE_URL_KOLORS_TRYON"
-        );
-        assert_eq!(model_var("vggt-onnx"), "SPACEPORT_MODEL_VGGT_ONNX");
-        assert_eq!(
-            queue_vars(QueueName::SubmitSpace),
-            (
-                "SPACEPORT_SUBMIT_SPACE_QUEUE_URL".to_string(),
-                "SPACEPORT_SUBMIT_SPACE_DLQ_URL".to_string()
-            )
-        );
-    }
-
-    #[test]
-    fn the_readme_lists_every_setting_once_with_its_variable() {
-        let readme = include_str!("../../../../README.md");
-        let keys = Config::keys();
-        for key in keys.iter().filter(|k| *k != "pipelines" && *k != "queues") {
-            let row = format!("| `{key}` | `{}`", env_var(key));
-            assert_eq!(readme.matches(&row).count(), 1, "README.md: one row {row}");
-        }
-        for row in [
-            "| `[pipelines.NAME] space_url` | `SPACEPORT_SPACE_URL_<NAME>`",
-            "| `[pipelines.NAME] model` | `SPACEPORT_MODEL_<NAME>`",
-            "| `[queues.STEP] url` | `SPACEPORT_<STEP>_QUEUE_URL`",
-            "| `[queues.STEP] dlq_url` | `SPACEPORT_<STEP>_DLQ_URL`",
-        ] {
-            assert_eq!(readme.matches(row).count(), 1, "README.md: one row {row}");
-        }
-        for q in QueueName::ALL {
-            assert!(
-                readme.contains(&format!("`{}`", q.as_str())),
-                "README.md names step {q:?}"
-            );
-        }
-        // No row names a setting that does not exist.
-        let table = readme
-            .split("| key (`spaceport.toml`) | variable |")
-            .nth(1)
-            .expect("README.md has the configuration reference table");
-        for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
-            let key = line.split('`').nth(1).unwrap_or_default();
-            assert!(
-                keys.iter().any(|k| k == key)
-                    || key.starts_with("[pipelines.NAME]")
-                    || key.starts_with("[queues.STEP]"),
-                "README.md lists {key:?}, which is no setting"
-            );
-        }
-    }
-}
+mod tests;
