@@ -7,6 +7,7 @@ mod common;
 mod crash;
 mod duplicates;
 mod events;
+mod front_door;
 mod onnx;
 mod openapi;
 mod runs;

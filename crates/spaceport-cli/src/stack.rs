@@ -69,7 +69,7 @@ impl EmbeddedStack {
         )
         .await
         .with_context(|| format!("opening the data dir {}", cfg.data_dir().display()))?;
-        let app = stack.app();
+        let app = stack.app(Some(addr))?;
         let steps = stack.steps;
         let stop = CancellationToken::new();
         let server = {

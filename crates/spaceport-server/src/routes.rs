@@ -199,6 +199,7 @@ async fn create_run(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    crate::front::require_json(&headers)?;
     let req: CreateRunRequest = parse_json(&body)?;
     let idempotency = match headers.get("idempotency-key") {
         None => None,

@@ -71,6 +71,8 @@ pub struct Stack {
     pub signed_blobs: Option<Arc<dyn SignedBlobs>>,
     /// The embedded adapters, when storage is embedded.
     pub local: Option<Local>,
+    /// The configuration it was opened from (the front door is built per bound address).
+    config: Config,
 }
 
 /// The embedded adapters' handle (nothing in a binary built without them).
@@ -162,16 +164,19 @@ impl Stack {
             steps,
             signed_blobs,
             local,
+            config: cfg.clone(),
         })
     }
 
-    /// The HTTP API over this stack (what `spaceport serve` and the accept-upload Lambda mount).
-    pub fn app(&self) -> axum::Router {
-        spaceport_server::app(AppState {
+    /// The HTTP API over this stack (what `spaceport serve` and the accept-upload Lambda mount),
+    /// serving on `bound` (`None` behind a gateway): the front door follows from both.
+    pub fn app(&self, bound: Option<std::net::SocketAddr>) -> Result<axum::Router, StackError> {
+        Ok(spaceport_server::app(AppState {
             api: self.steps.accept(),
             webhooks: self.steps.notify(),
             signed_blobs: self.signed_blobs.clone(),
-        })
+            front: self.config.front_door(bound)?,
+        }))
     }
 }
 

@@ -15,7 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let function = &AcceptUpload {
         api: stack.steps.accept(),
         sweeper: stack.steps.sweeper(),
-        router: stack.app(),
+        router: stack.app(None)?,
     };
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| {
         handler::handle(function, ev.payload)

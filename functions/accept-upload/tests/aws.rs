@@ -64,7 +64,7 @@ async fn function(env: &Env, runs_table: Option<&str>) -> (Steps, AcceptUpload) 
     let f = AcceptUpload {
         api: stack.steps.accept(),
         sweeper: stack.steps.sweeper(),
-        router: stack.app(),
+        router: stack.app(None).unwrap(),
     };
     (stack.steps, f)
 }

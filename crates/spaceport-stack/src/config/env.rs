@@ -64,7 +64,13 @@ fn queue_key(name: &str) -> Option<String> {
 }
 
 /// Settings that are lists: comma-separated in a variable.
-const LISTS: &[&str] = &["outbound_allow", "webhook_secrets", "webhook_schedule_s"];
+const LISTS: &[&str] = &[
+    "outbound_allow",
+    "webhook_secrets",
+    "webhook_schedule_s",
+    "public_hosts",
+    "cors_origins",
+];
 /// Settings that are structured: JSON in a variable (`SPACEPORT_WEBHOOKS='[{"name": …}]'`).
 const JSON: &[&str] = &["webhooks"];
 

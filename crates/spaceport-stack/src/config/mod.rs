@@ -5,6 +5,7 @@
 //! `SPACEPORT_MODEL_<PIPELINE>`. Unknown keys and variables are errors, so a typo fails at start.
 
 mod env;
+mod front;
 mod webhooks;
 
 pub use webhooks::EndpointConfig;
@@ -163,6 +164,11 @@ pub struct Config {
     pub event_bus: Option<String>,
     /// Which events go to the bus: `terminal` (default), `all` or `off`.
     pub event_bus_events: Option<BusEvents>,
+    /// Host names the API answers to besides the loopback ones (`api.example.com`); a request
+    /// naming another is refused (DNS rebinding).
+    pub public_hosts: Vec<String>,
+    /// Browser origins allowed to call the API (`https://app.example.com`); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl Config {
@@ -248,6 +254,7 @@ impl Config {
         self.outbound_guard()?;
         self.signing_secrets()?;
         self.webhook_settings(WebhookSettings::default())?;
+        self.front_door(None)?;
         match self.storage {
             Storage::Aws => {
                 for (key, v) in [
