@@ -14,6 +14,7 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem,
 };
 use chrono::{DateTime, Utc};
+use spaceport_core::limits::Usage;
 use spaceport_core::ports::{
     FeedPage, FeedQuery, IDEMPOTENCY_TTL, Idempotency, InsertOutcome, ListQuery, MAX_PAGE, RunPage,
     RunStore, StallCursor, StalledPage, encode_cursor,
@@ -22,12 +23,16 @@ use spaceport_core::{Error, Run, RunEvent, RunId, Status};
 
 use crate::deliveries::{BY_DEAD, BY_DUE, BY_RUN_DELIVERIES};
 use crate::error::{code_of, sdk};
-use crate::events::{self, BY_FEED, BY_RUN_EVENTS};
+use crate::events::{self, BY_FEED, BY_RUN_EVENTS, BY_TENANT_FEED};
 
-/// Index of every run by id (`list_pk` is the same for all runs).
+/// Index of every run by id (`list_pk` is the same for all runs): the operator's view, where
+/// status and pipeline are filters.
 const BY_CREATED: &str = "by_created";
-const BY_STATUS: &str = "by_status";
-const BY_PIPELINE: &str = "by_pipeline";
+/// A tenant's runs by id, and by status or pipeline (`tenant_status`, `tenant_pipeline` are
+/// `<tenant>#<value>`): what the API lists, each a key read.
+const BY_TENANT: &str = "by_tenant";
+const BY_TENANT_STATUS: &str = "by_tenant_status";
+const BY_TENANT_PIPELINE: &str = "by_tenant_pipeline";
 /// Sparse index of live runs by deadline: terminal runs carry no `live` attribute.
 const BY_DEADLINE: &str = "by_deadline";
 /// Sparse index of the runs a step is due to move, by `Run::stall_from` (`stall_ms`): only they
@@ -68,6 +73,16 @@ fn run_item(run: &Run) -> Result<HashMap<String, AttributeValue>, Error> {
         ("status".to_owned(), s(run.status.as_str())),
         ("version".to_owned(), n(run.version)),
         ("pipeline".to_owned(), s(run.pipeline.clone())),
+        ("tenant".to_owned(), s(run.tenant.clone())),
+        ("bytes".to_owned(), n(run.stored_bytes())),
+        (
+            "tenant_status".to_owned(),
+            s(format!("{}#{}", run.tenant, run.status.as_str())),
+        ),
+        (
+            "tenant_pipeline".to_owned(),
+            s(format!("{}#{}", run.tenant, run.pipeline)),
+        ),
         ("body".to_owned(), s(body)),
     ]);
     if !run.status.is_terminal() {
@@ -162,8 +177,10 @@ impl DynamoRunStore {
             .attribute_definitions(attr("pk", ScalarAttributeType::S)?)
             .attribute_definitions(attr("id", ScalarAttributeType::S)?)
             .attribute_definitions(attr("list_pk", ScalarAttributeType::S)?)
-            .attribute_definitions(attr("status", ScalarAttributeType::S)?)
-            .attribute_definitions(attr("pipeline", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("tenant", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("tenant_status", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("tenant_pipeline", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("ev_tenant", ScalarAttributeType::S)?)
             .attribute_definitions(attr("live", ScalarAttributeType::S)?)
             .attribute_definitions(attr("deadline_ms", ScalarAttributeType::N)?)
             .attribute_definitions(attr("stalls", ScalarAttributeType::S)?)
@@ -179,8 +196,19 @@ impl DynamoRunStore {
             .attribute_definitions(attr("dlv_dead", ScalarAttributeType::S)?)
             .attribute_definitions(attr("dlv_id", ScalarAttributeType::S)?)
             .global_secondary_indexes(index(BY_CREATED, "list_pk", "id", ProjectionType::All)?)
-            .global_secondary_indexes(index(BY_STATUS, "status", "id", ProjectionType::All)?)
-            .global_secondary_indexes(index(BY_PIPELINE, "pipeline", "id", ProjectionType::All)?)
+            .global_secondary_indexes(index(BY_TENANT, "tenant", "id", ProjectionType::All)?)
+            .global_secondary_indexes(index(
+                BY_TENANT_STATUS,
+                "tenant_status",
+                "id",
+                ProjectionType::All,
+            )?)
+            .global_secondary_indexes(index(
+                BY_TENANT_PIPELINE,
+                "tenant_pipeline",
+                "id",
+                ProjectionType::All,
+            )?)
             .global_secondary_indexes(index(
                 BY_DEADLINE,
                 "live",
@@ -195,6 +223,12 @@ impl DynamoRunStore {
                 ProjectionType::All,
             )?)
             .global_secondary_indexes(index(BY_FEED, "feed", "feed_key", ProjectionType::All)?)
+            .global_secondary_indexes(index(
+                BY_TENANT_FEED,
+                "ev_tenant",
+                "feed_key",
+                ProjectionType::All,
+            )?)
             .global_secondary_indexes(index(
                 BY_RUN_DELIVERIES,
                 "dlv_run",
@@ -435,12 +469,32 @@ impl RunStore for DynamoRunStore {
     async fn list(&self, query: &ListQuery) -> Result<RunPage, Error> {
         let limit = query.page_size();
         let after = query.after()?;
-        let status: Option<Status> = query.status;
-        let (index, hash_attr, hash_value, filter) = match (status, &query.pipeline) {
-            (None, None) => (BY_CREATED, "list_pk", "run".to_owned(), None),
-            (Some(st), None) => (BY_STATUS, "status", st.as_str().to_owned(), None),
-            (None, Some(p)) => (BY_PIPELINE, "pipeline", p.clone(), None),
-            (Some(st), Some(p)) => (BY_PIPELINE, "pipeline", p.clone(), Some(st)),
+        let status: Option<&str> = query.status.map(Status::as_str);
+        let pipeline = query.pipeline.as_deref();
+        // The index that answers the most selective key; what it cannot are filters.
+        let (index, hash_attr, hash_value, filters) = match (&query.tenant, status, pipeline) {
+            (Some(t), None, None) => (BY_TENANT, "tenant", t.clone(), vec![]),
+            (Some(t), Some(st), None) => (
+                BY_TENANT_STATUS,
+                "tenant_status",
+                format!("{t}#{st}"),
+                vec![],
+            ),
+            (Some(t), st, Some(p)) => (
+                BY_TENANT_PIPELINE,
+                "tenant_pipeline",
+                format!("{t}#{p}"),
+                st.map(|st| ("status", st)).into_iter().collect(),
+            ),
+            (None, st, p) => (
+                BY_CREATED,
+                "list_pk",
+                "run".to_owned(),
+                [st.map(|st| ("status", st)), p.map(|p| ("pipeline", p))]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>(),
+            ),
         };
         let mut condition = "#h = :h".to_owned();
         if after.is_some() {
@@ -464,14 +518,19 @@ impl RunStore for DynamoRunStore {
                     .expression_attribute_names("#id", "id")
                     .expression_attribute_values(":after", s(after.as_str()));
             }
-            q = match filter {
+            q = if filters.is_empty() {
+                q.limit((limit + 1 - runs.len()) as i32)
+            } else {
                 // A filter applies after the limit: read whole pages and stop when full.
-                Some(st) => q
-                    .filter_expression("#s = :s")
-                    .expression_attribute_names("#s", "status")
-                    .expression_attribute_values(":s", s(st.as_str()))
-                    .limit(MAX_PAGE as i32 + 1),
-                None => q.limit((limit + 1 - runs.len()) as i32),
+                let mut terms = vec![];
+                for (i, (attr, value)) in filters.iter().enumerate() {
+                    terms.push(format!("#f{i} = :f{i}"));
+                    q = q
+                        .expression_attribute_names(format!("#f{i}"), *attr)
+                        .expression_attribute_values(format!(":f{i}"), s(*value));
+                }
+                q.filter_expression(terms.join(" AND "))
+                    .limit(MAX_PAGE as i32 + 1)
             };
             let out = q.send().await.map_err(|e| sdk("listing runs", e))?;
             for item in out.items() {
@@ -491,6 +550,41 @@ impl RunStore for DynamoRunStore {
             None
         };
         Ok(RunPage { runs, next_cursor })
+    }
+
+    /// Reads the tenant's runs from `by_tenant`, projecting two small attributes: a cost that
+    /// grows with the tenant's runs, paid only when caps are configured. (A counter item kept
+    /// in each run's transaction would make it one read; it needs the write to know the old
+    /// item's values.)
+    async fn usage(&self, tenant: &str) -> Result<Usage, Error> {
+        let mut usage = Usage::default();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_TENANT)
+                .key_condition_expression("tenant = :t")
+                .expression_attribute_values(":t", s(tenant))
+                .projection_expression("#b, live")
+                .expression_attribute_names("#b", "bytes")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk("reading a tenant's usage", e))?;
+            for item in out.items() {
+                if item.contains_key("live") {
+                    usage.runs_in_flight += 1;
+                }
+                let bytes = item.get("bytes").and_then(|v| v.as_n().ok());
+                usage.stored_bytes += bytes.and_then(|b| b.parse::<u64>().ok()).unwrap_or(0);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(usage),
+            }
+        }
     }
 
     async fn overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<RunId>, Error> {

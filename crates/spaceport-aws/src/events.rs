@@ -23,6 +23,8 @@ use crate::error::sdk;
 pub(crate) const BY_RUN_EVENTS: &str = "by_run_events";
 /// Index of every event by `feed_key` (time, run, sequence number): the feed.
 pub(crate) const BY_FEED: &str = "by_feed";
+/// Index of a tenant's events by `feed_key` (`ev_tenant`): a tenant's feed.
+pub(crate) const BY_TENANT_FEED: &str = "by_tenant_feed";
 /// The one partition of the feed index.
 const FEED: &str = "events";
 /// How old an event must be before the feed shows it by default (see the module doc).
@@ -51,7 +53,7 @@ fn feed_key(e: &RunEvent) -> String {
     )
 }
 
-fn item(e: &RunEvent) -> Result<HashMap<String, AttributeValue>, Error> {
+fn item(e: &RunEvent, tenant: &str) -> Result<HashMap<String, AttributeValue>, Error> {
     let body = serde_json::to_string(e)
         .map_err(|err| Error::Internal(format!("encoding an event of run {}: {err}", e.run_id)))?;
     Ok(HashMap::from([
@@ -60,6 +62,7 @@ fn item(e: &RunEvent) -> Result<HashMap<String, AttributeValue>, Error> {
         ("ev_seq".to_owned(), n(e.seq)),
         ("ev_type".to_owned(), s(e.kind.as_str())),
         ("feed".to_owned(), s(FEED)),
+        ("ev_tenant".to_owned(), s(tenant)),
         ("feed_key".to_owned(), s(feed_key(e))),
         ("body".to_owned(), s(body)),
     ]))
@@ -74,7 +77,7 @@ pub(crate) fn puts(table: &str, run: &Run) -> Result<Vec<TransactWriteItem>, Err
         .map(|e| {
             let put = Put::builder()
                 .table_name(table)
-                .set_item(Some(item(e)?))
+                .set_item(Some(item(e, &run.tenant)?))
                 .build()
                 .map_err(|err| Error::Internal(format!("building a transaction: {err}")))?;
             Ok(TransactWriteItem::builder().put(put).build())
@@ -135,7 +138,10 @@ fn encode_cursor(feed_key: &str) -> String {
 }
 
 /// The index key a cursor stands at (a feed key names its event item).
-fn cursor_key(cursor: &str) -> Result<HashMap<String, AttributeValue>, Error> {
+fn cursor_key(
+    cursor: &str,
+    tenant: Option<&str>,
+) -> Result<HashMap<String, AttributeValue>, Error> {
     let bad = || Error::validation("after", "the cursor is malformed; pass back a next_cursor");
     let text = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
     let text = String::from_utf8(text).map_err(|_| bad())?;
@@ -147,9 +153,14 @@ fn cursor_key(cursor: &str) -> Result<HashMap<String, AttributeValue>, Error> {
     };
     let run = RunId::parse(run).map_err(|_| bad())?;
     let seq: u64 = seq.parse().map_err(|_| bad())?;
+    // The start key names the index's partition too: the one feed, or the tenant's.
+    let partition = match tenant {
+        Some(t) => ("ev_tenant".to_owned(), s(t)),
+        None => ("feed".to_owned(), s(FEED)),
+    };
     Ok(HashMap::from([
         ("pk".to_owned(), s(event_pk(&run, seq))),
-        ("feed".to_owned(), s(FEED)),
+        partition,
         ("feed_key".to_owned(), s(key)),
     ]))
 }
@@ -168,7 +179,16 @@ pub(crate) async fn feed(
             .timestamp_millis()
             .max(0)
     );
-    let mut start = query.after.as_deref().map(cursor_key).transpose()?;
+    let tenant = query.tenant.as_deref();
+    let mut start = query
+        .after
+        .as_deref()
+        .map(|c| cursor_key(c, tenant))
+        .transpose()?;
+    let (index, partition_attr, partition) = match tenant {
+        Some(t) => (BY_TENANT_FEED, "ev_tenant", t),
+        None => (BY_FEED, "feed", FEED),
+    };
     let mut events = Vec::new();
     let mut scanned_to = None;
     let mut exhausted = false;
@@ -176,9 +196,10 @@ pub(crate) async fn feed(
         let mut q = client
             .query()
             .table_name(table)
-            .index_name(BY_FEED)
-            .key_condition_expression("feed = :f AND feed_key < :h")
-            .expression_attribute_values(":f", s(FEED))
+            .index_name(index)
+            .key_condition_expression("#p = :f AND feed_key < :h")
+            .expression_attribute_names("#p", partition_attr)
+            .expression_attribute_values(":f", s(partition))
             .expression_attribute_values(":h", s(horizon.clone()))
             .limit((limit + 1 - events.len()) as i32)
             .set_exclusive_start_key(start.take());
@@ -231,11 +252,15 @@ mod tests {
     fn a_cursor_names_its_event_item() {
         let run = RunId::new(1_700_000_000_000, 7);
         let key = format!("0001700000000123#{run}#0000000003");
-        let k = cursor_key(&encode_cursor(&key)).unwrap();
+        let k = cursor_key(&encode_cursor(&key), None).unwrap();
         assert_eq!(k["pk"], s(event_pk(&run, 3)));
         assert_eq!(k["feed_key"], s(key));
         for bad in ["junk", &encode_cursor("1#2"), &encode_cursor("1#run_x#3")] {
-            assert_eq!(cursor_key(bad).unwrap_err().field(), Some("after"), "{bad}");
+            assert_eq!(
+                cursor_key(bad, None).unwrap_err().field(),
+                Some("after"),
+                "{bad}"
+            );
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct StreamedEvent {
 pub struct ApiClient {
     base: String,
     http: reqwest::Client,
+    /// The API key sent to the API's own routes (never to upload or download URLs, which carry
+    /// their own signature and may be another host's).
+    key: Option<String>,
 }
 
 impl ApiClient {
@@ -49,6 +52,22 @@ impl ApiClient {
         ApiClient {
             base: base.trim_end_matches('/').to_string(),
             http,
+            key: None,
+        }
+    }
+
+    /// The same client sending `key` (`sk_…`) as its bearer token.
+    pub fn with_key(mut self, key: Option<String>) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// A request to the API's route `path`, with the key.
+    fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, self.url(path));
+        match &self.key {
+            Some(k) => req.bearer_auth(k),
+            None => req,
         }
     }
 
@@ -81,7 +100,7 @@ impl ApiClient {
 
     /// `POST /v1/runs`.
     pub async fn create_run(&self, body: &Value, idempotency_key: Option<&str>) -> Result<Value> {
-        let mut req = self.http.post(self.url("/v1/runs")).json(body);
+        let mut req = self.api(reqwest::Method::POST, "/v1/runs").json(body);
         if let Some(k) = idempotency_key {
             req = req.header("Idempotency-Key", k);
         }
@@ -118,11 +137,17 @@ impl ApiClient {
 
     /// `GET /v1/runs/{id}` (with `?wait=` seconds).
     pub async fn get_run(&self, id: &str, wait: Option<f64>) -> Result<Value> {
-        let mut url = self.url(&format!("/v1/runs/{id}"));
+        let mut path = format!("/v1/runs/{id}");
         if let Some(w) = wait {
-            url.push_str(&format!("?wait={w}"));
+            path.push_str(&format!("?wait={w}"));
         }
-        Self::answer(self.http.get(url).send().await.context("GET run")?).await
+        Self::answer(
+            self.api(reqwest::Method::GET, &path)
+                .send()
+                .await
+                .context("GET run")?,
+        )
+        .await
     }
 
     /// `GET /v1/runs/{id}/events` as a stream, resuming after event `after` (`Last-Event-ID`):
@@ -134,8 +159,7 @@ impl ApiClient {
         after: u64,
     ) -> Result<impl futures::Stream<Item = Result<StreamedEvent>> + use<>> {
         let resp = self
-            .http
-            .get(self.url(&format!("/v1/runs/{id}/events")))
+            .api(reqwest::Method::GET, &format!("/v1/runs/{id}/events"))
             .header("Accept", "text/event-stream")
             .header("Last-Event-ID", after.to_string())
             .send()
@@ -159,8 +183,7 @@ impl ApiClient {
     /// `GET /v1/runs`.
     pub async fn list_runs(&self, query: &[(&str, String)]) -> Result<Value> {
         Self::answer(
-            self.http
-                .get(self.url("/v1/runs"))
+            self.api(reqwest::Method::GET, "/v1/runs")
                 .query(query)
                 .send()
                 .await
@@ -172,8 +195,7 @@ impl ApiClient {
     /// `POST /v1/runs/{id}/{action}` (start, cancel, retry).
     pub async fn action(&self, id: &str, action: &str) -> Result<Value> {
         Self::answer(
-            self.http
-                .post(self.url(&format!("/v1/runs/{id}/{action}")))
+            self.api(reqwest::Method::POST, &format!("/v1/runs/{id}/{action}"))
                 .send()
                 .await
                 .context("POST action")?,
@@ -184,8 +206,7 @@ impl ApiClient {
     /// `DELETE /v1/runs/{id}`.
     pub async fn delete_run(&self, id: &str) -> Result<Value> {
         Self::answer(
-            self.http
-                .delete(self.url(&format!("/v1/runs/{id}")))
+            self.api(reqwest::Method::DELETE, &format!("/v1/runs/{id}"))
                 .send()
                 .await
                 .context("DELETE run")?,
@@ -196,8 +217,7 @@ impl ApiClient {
     /// `GET /v1/pipelines`.
     pub async fn pipelines(&self) -> Result<Value> {
         Self::answer(
-            self.http
-                .get(self.url("/v1/pipelines"))
+            self.api(reqwest::Method::GET, "/v1/pipelines")
                 .send()
                 .await
                 .context("GET pipelines")?,
@@ -214,8 +234,10 @@ impl ApiClient {
         dir: &Path,
     ) -> Result<PathBuf> {
         let resp = self
-            .http
-            .get(self.url(&format!("/v1/runs/{id}/artifacts/{name}")))
+            .api(
+                reqwest::Method::GET,
+                &format!("/v1/runs/{id}/artifacts/{name}"),
+            )
             .send()
             .await
             .context("GET artifact")?;

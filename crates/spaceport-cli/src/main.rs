@@ -49,6 +49,9 @@ enum Command {
             default_value = "submit-space,poll-status,fetch-artifact,reconstruct,notify-webhook"
         )]
         steps: String,
+        /// Serve a non-loopback address without API keys (anyone reaching it can do anything).
+        #[arg(long)]
+        insecure_no_auth: bool,
     },
     /// Run a pipeline on files and download its artifacts.
     Run {
@@ -76,6 +79,27 @@ enum Command {
     },
     /// List the pipelines.
     Pipelines,
+    /// Make API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Print a new API key once, with the entry that configures it (only its hash is stored).
+    New {
+        /// Names the key in logs and errors.
+        #[arg(long)]
+        name: String,
+        /// The tenant its runs belong to.
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated: runs:read, runs:write, admin.
+        #[arg(long, default_value = "runs:read,runs:write")]
+        scopes: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,7 +146,11 @@ async fn real_main() -> Result<()> {
     // Secrets print redacted, so the whole configuration can be logged.
     tracing::debug!(config = ?cfg, "configuration");
     match cli.command {
-        Command::Serve { bind, steps } => {
+        Command::Serve {
+            bind,
+            steps,
+            insecure_no_auth,
+        } => {
             let bind = bind
                 .or(cfg.bind.clone())
                 .unwrap_or_else(|| "127.0.0.1:8080".into());
@@ -132,6 +160,7 @@ async fn real_main() -> Result<()> {
                 StackOptions {
                     bind,
                     queues,
+                    insecure_no_auth,
                     ..StackOptions::default()
                 },
             )
@@ -198,6 +227,14 @@ async fn real_main() -> Result<()> {
             })
             .await
         }
+        Command::Keys {
+            command:
+                KeysCommand::New {
+                    name,
+                    tenant,
+                    scopes,
+                },
+        } => new_key(name, tenant, &scopes),
         Command::Pipelines => {
             with_client(&cfg, |client| async move {
                 let v = client.pipelines().await?;
@@ -266,7 +303,7 @@ where
         if !(s.starts_with("http://") || s.starts_with("https://")) {
             bail!("--server {s:?} must be an http(s) URL");
         }
-        return f(ApiClient::new(s)).await;
+        return f(ApiClient::new(s).with_key(api_key(cfg))).await;
     }
     let stack = EmbeddedStack::start(
         cfg,
@@ -276,9 +313,52 @@ where
         },
     )
     .await?;
-    let result = f(ApiClient::new(&stack.url)).await;
+    let result = f(ApiClient::new(&stack.url).with_key(api_key(cfg))).await;
     stack.shutdown().await;
     result
+}
+
+fn api_key(cfg: &Config) -> Option<String> {
+    cfg.api_key.as_ref().map(|k| k.expose().to_owned())
+}
+
+/// `spaceport keys new`: the key (shown once) and its configuration entry, in both forms.
+fn new_key(name: String, tenant: String, scopes: &str) -> Result<()> {
+    use spaceport_cli::config::ApiKeyConfig;
+    use spaceport_core::auth::{format_key, hash_text, key_hash};
+    let key = format_key(rand::random());
+    let entry = ApiKeyConfig {
+        name,
+        tenant,
+        scopes: scopes
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        hash: hash_text(&key_hash(&key)),
+        revoked: false,
+    };
+    // The same checks as loading it.
+    Config {
+        api_keys: vec![entry.clone()],
+        ..Config::default()
+    }
+    .key_ring()?;
+    let toml_entry = toml::to_string(&std::collections::BTreeMap::from([(
+        "api_keys",
+        vec![&entry],
+    )]))?;
+    println!(
+        "API key {:?} for tenant {:?} (shown once; keep it secret):\n",
+        entry.name, entry.tenant
+    );
+    println!("  {key}\n");
+    println!("Add to spaceport.toml:\n\n{toml_entry}");
+    println!(
+        "or to SPACEPORT_API_KEYS (a JSON list of entries):\n\n  {}",
+        serde_json::to_string(&entry)?
+    );
+    Ok(())
 }
 
 async fn shutdown_signal() {

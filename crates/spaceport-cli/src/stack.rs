@@ -23,6 +23,8 @@ pub struct StackOptions {
     pub runner: RunnerConfig,
     /// The step queues this process works on (empty: API only).
     pub queues: Vec<QueueName>,
+    /// Serve on a non-loopback address without API keys (everyone reaching it may do anything).
+    pub insecure_no_auth: bool,
 }
 
 impl Default for StackOptions {
@@ -32,6 +34,7 @@ impl Default for StackOptions {
             steps: StepsConfig::default(),
             runner: RunnerConfig::default(),
             queues: LOCAL_QUEUES.to_vec(),
+            insecure_no_auth: false,
         }
     }
 }
@@ -55,6 +58,17 @@ impl EmbeddedStack {
             .await
             .with_context(|| format!("binding {}", opts.bind))?;
         let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() && cfg.key_ring()?.is_empty() {
+            if !opts.insecure_no_auth {
+                anyhow::bail!(
+                    "refusing to serve on {addr} without API keys: anyone who can reach it could read every run and spend the Hugging Face quota. Configure api_keys (spaceport keys new), bind 127.0.0.1, or pass --insecure-no-auth"
+                );
+            }
+            tracing::warn!(%addr, "serving without API keys on a non-loopback address (--insecure-no-auth)");
+            eprintln!(
+                "spaceport: WARNING: no API keys; anyone who can reach {addr} can use this server"
+            );
+        }
         let url = format!("http://{addr}");
         let stack = Stack::open(
             cfg,

@@ -177,6 +177,7 @@ pub async fn the_feed_lists_every_event_once_in_order(store: &dyn RunStore) {
         assert!(pages < 10_000, "[contract {c}] the feed never ends");
         let page = store
             .feed(&FeedQuery {
+                tenant: None,
                 after: after.clone(),
                 types: vec![],
                 limit: 2,
@@ -205,6 +206,7 @@ pub async fn the_feed_lists_every_event_once_in_order(store: &dyn RunStore) {
 
     let page = store
         .feed(&FeedQuery {
+            tenant: None,
             after: None,
             types: vec![EventType::Cancelled],
             limit: 1000,
@@ -228,6 +230,7 @@ pub async fn the_feed_lists_every_event_once_in_order(store: &dyn RunStore) {
     );
     let err = store
         .feed(&FeedQuery {
+            tenant: None,
             after: Some("not a cursor".into()),
             types: vec![],
             limit: 10,

@@ -3,8 +3,12 @@
 //! other tests.
 
 use chrono::{DateTime, Utc};
+use spaceport_core::limits::Usage;
 use spaceport_core::ports::{Idempotency, InsertOutcome, ListQuery, RunStore};
-use spaceport_core::{BackendInfo, BackendKind, Error, JobState, Lease, Run, RunId, Status};
+use spaceport_core::{
+    Artifact, BackendInfo, BackendKind, Error, InputFile, InputState, JobState, Lease, Run, RunId,
+    Status,
+};
 
 /// A valid `created` run of `pipeline` with a fresh id minted at `created_at` (ids sort by it),
 /// a deadline 15 minutes later and no inputs.
@@ -40,6 +44,8 @@ pub async fn run_store_contract(store: &dyn RunStore) {
     store_same_idempotency_key_other_body_conflicts_and_writes_nothing(store).await;
     store_update_is_conditional_on_the_version(store).await;
     store_list_is_newest_first_filtered_and_paginates_without_gaps(store).await;
+    store_a_tenants_list_and_feed_hold_only_its_runs(store).await;
+    store_usage_counts_a_tenants_live_runs_and_stored_bytes(store).await;
     store_overdue_lists_live_runs_past_their_deadline(store).await;
     store_stalled_pages_through_runs_nothing_moved(store).await;
     crate::events::run_events_contract(store).await;
@@ -317,6 +323,157 @@ pub async fn store_list_is_newest_first_filtered_and_paginates_without_gaps(stor
         matches!(err, Error::Validation { .. }) && err.field() == Some("cursor"),
         "[contract {c}] a malformed cursor must be a validation error on `cursor`, got {err:?}"
     );
+}
+
+/// A list or feed for a tenant holds that tenant's runs and events only, with every filter;
+/// every-tenant lists hold both.
+pub async fn store_a_tenants_list_and_feed_hold_only_its_runs(store: &dyn RunStore) {
+    let c = "store_a_tenants_list_and_feed_hold_only_its_runs";
+    let pipeline = unique_pipeline("contract-tenant");
+    let (a, b) = (unique_pipeline("tenant-a"), unique_pipeline("tenant-b"));
+    let base = Utc::now() - chrono::Duration::seconds(60);
+    let mut runs = vec![];
+    for i in 0..6 {
+        let mut run = sample_run(&pipeline, base + chrono::Duration::seconds(i));
+        run.tenant = if i % 2 == 0 { a.clone() } else { b.clone() };
+        if i < 4 {
+            run.transition(Status::Queued, base + chrono::Duration::seconds(i))
+                .expect(c);
+        }
+        store.insert(&run, None).await.expect(c);
+        runs.push(run);
+    }
+    let of = |t: &str, queued: bool| -> Vec<RunId> {
+        runs.iter()
+            .rev()
+            .filter(|r| r.tenant == t && (!queued || r.status == Status::Queued))
+            .map(|r| r.id.clone())
+            .collect()
+    };
+    for (status, pipe) in [
+        (None, None),
+        (Some(Status::Queued), None),
+        (None, Some(pipeline.clone())),
+        (Some(Status::Queued), Some(pipeline.clone())),
+    ] {
+        let q = |tenant: &str| ListQuery {
+            tenant: Some(tenant.to_owned()),
+            status,
+            pipeline: pipe.clone(),
+            limit: 2,
+            cursor: None,
+        };
+        for t in [&a, &b] {
+            assert_eq!(
+                collect_pages(store, c, q(t)).await,
+                of(t, status.is_some()),
+                "[contract {c}] tenant {t}'s list (status {status:?}, pipeline {pipe:?}) must hold its runs only, newest first"
+            );
+        }
+    }
+    let both = collect_pages(
+        store,
+        c,
+        ListQuery {
+            pipeline: Some(pipeline.clone()),
+            limit: 100,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        both.len(),
+        6,
+        "[contract {c}] a list for every tenant must hold both tenants' runs"
+    );
+    let page = store
+        .feed(&spaceport_core::ports::FeedQuery {
+            tenant: Some(a.clone()),
+            after: None,
+            types: vec![],
+            limit: 100,
+        })
+        .await
+        .expect(c);
+    let mut fed: Vec<RunId> = page.events.iter().map(|e| e.run_id.clone()).collect();
+    fed.sort();
+    fed.dedup();
+    let mut expected = of(&a, false);
+    expected.sort();
+    assert_eq!(
+        fed, expected,
+        "[contract {c}] tenant {a}'s feed must hold the events of its runs only"
+    );
+}
+
+/// `usage` counts a tenant's runs in flight and `Run::stored_bytes`, and follows every write:
+/// a run ending, inputs deleted, artifacts added. Other tenants' runs count for them only.
+pub async fn store_usage_counts_a_tenants_live_runs_and_stored_bytes(store: &dyn RunStore) {
+    let c = "store_usage_counts_a_tenants_live_runs_and_stored_bytes";
+    let tenant = unique_pipeline("tenant-usage");
+    let other = unique_pipeline("tenant-usage-other");
+    let pipeline = unique_pipeline("contract-usage");
+    let now = Utc::now();
+    let with_input = |size: u64, tenant: &str| {
+        let mut run = sample_run(&pipeline, now);
+        run.tenant = tenant.to_owned();
+        run.inputs.insert(
+            "images".into(),
+            vec![InputFile {
+                filename: "a.png".into(),
+                content_type: "image/png".into(),
+                size,
+                sha256: None,
+                state: InputState::Pending,
+                key: Run::input_key(&run.id, "images", 0),
+                url: None,
+            }],
+        );
+        run
+    };
+    let expect = |runs, bytes| Usage {
+        runs_in_flight: runs,
+        stored_bytes: bytes,
+    };
+    assert_eq!(store.usage(&tenant).await.expect(c), Usage::default());
+    let a = with_input(100, &tenant);
+    let b = with_input(20, &tenant);
+    store.insert(&a, None).await.expect(c);
+    store.insert(&b, None).await.expect(c);
+    store
+        .insert(&with_input(5000, &other), None)
+        .await
+        .expect(c);
+    assert_eq!(
+        store.usage(&tenant).await.expect(c),
+        expect(2, 120),
+        "[contract {c}] two live runs declaring 100 and 20 bytes"
+    );
+    // `a` ends with an artifact of 7 bytes; `b` ends and its inputs are deleted.
+    let mut a2 = a.clone();
+    a2.transition(Status::Cancelled, now).expect(c);
+    a2.artifacts.push(Artifact {
+        name: "glb".into(),
+        filename: "scene.glb".into(),
+        content_type: "model/gltf-binary".into(),
+        size: 7,
+        sha256: "0".repeat(64),
+        key: format!("runs/{}/out/scene.glb", a.id),
+        meta: Default::default(),
+    });
+    store.update(&a2, a.version).await.expect(c);
+    let mut b2 = b.clone();
+    b2.transition(Status::Cancelled, now).expect(c);
+    for f in b2.inputs.values_mut().flatten() {
+        f.state = InputState::Deleted;
+    }
+    store.update(&b2, b.version).await.expect(c);
+    assert_eq!(
+        store.usage(&tenant).await.expect(c),
+        expect(0, 107),
+        "[contract {c}] after both ended, one's inputs deleted and the other's artifact added"
+    );
+    assert_eq!(store.usage(&other).await.expect(c), expect(1, 5000));
 }
 
 /// `overdue` lists non-terminal runs whose deadline passed, and no longer once they end.

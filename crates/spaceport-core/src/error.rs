@@ -80,6 +80,10 @@ pub enum Error {
     /// The status machine does not allow this move.
     #[error("cannot move a run from {from} to {to}")]
     InvalidTransition { from: Status, to: Status },
+    /// A tenant is at one of its caps (runs in flight, stored bytes): nothing is created until
+    /// it holds less (HTTP 429).
+    #[error("{0}")]
+    LimitExceeded(String),
     /// The action does not fit the run's state, e.g. cancelling a finished run (HTTP 409).
     #[error("{0}")]
     InvalidState(String),
@@ -148,6 +152,7 @@ impl Error {
             Error::NotFound { .. } => "not_found",
             Error::Conflict(_) | Error::VersionConflict { .. } => "conflict",
             Error::InvalidTransition { .. } | Error::InvalidState(_) => "invalid_state",
+            Error::LimitExceeded(_) => "limit_exceeded",
             Error::UploadSignatureInvalid(_) => "upload_signature_invalid",
             Error::UploadExpired(_) => "upload_expired",
             Error::Upstream { .. } | Error::Storage { .. } | Error::Internal(_) => "internal",
@@ -163,6 +168,7 @@ impl Error {
             Error::NotFound { .. } => 404,
             Error::Conflict(_) | Error::VersionConflict { .. } => 409,
             Error::InvalidTransition { .. } | Error::InvalidState(_) => 409,
+            Error::LimitExceeded(_) => 429,
             Error::UploadSignatureInvalid(_) | Error::UploadExpired(_) => 403,
             Error::Upstream { .. } => 502,
             Error::Storage { .. } => 503,

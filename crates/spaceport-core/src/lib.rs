@@ -2,6 +2,7 @@
 //! and the ports (run store, queue, blob store, space backend, clock) that adapters implement.
 //! No async runtime, no SDKs: this crate also builds for wasm32-wasip2 (the edge component uses it).
 
+pub mod auth;
 pub mod backend;
 pub mod create;
 pub mod error;
@@ -9,10 +10,12 @@ pub mod event;
 pub mod ids;
 pub mod job;
 pub mod lease;
+pub mod limits;
 pub mod outbound;
 pub mod pipeline;
 pub mod ports;
 pub mod run;
+pub mod run_token;
 pub mod status;
 pub mod webhook;
 
@@ -23,5 +26,7 @@ pub use event::{EventType, RunEvent};
 pub use ids::RunId;
 pub use job::{JobState, Lease};
 pub use pipeline::{Pipeline, PipelineSet};
-pub use run::{Artifact, BackendInfo, InputFile, InputState, Progress, Run, RunError, StartMode};
+pub use run::{
+    Artifact, BackendInfo, InputFile, InputState, LOCAL_TENANT, Progress, Run, RunError, StartMode,
+};
 pub use status::Status;

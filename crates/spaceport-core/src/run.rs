@@ -90,10 +90,21 @@ pub struct Artifact {
     pub meta: Map<String, Value>,
 }
 
+/// The tenant of every run on a server without API keys.
+pub const LOCAL_TENANT: &str = "local";
+
+fn local_tenant() -> String {
+    LOCAL_TENANT.into()
+}
+
 /// One job through a pipeline, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub id: RunId,
+    /// Whose run it is: the tenant of the API key that created it (`local` without keys, and for
+    /// runs stored before tenants existed). Other tenants are told it does not exist.
+    #[serde(default = "local_tenant")]
+    pub tenant: String,
     pub pipeline: String,
     pub status: Status,
     /// Bumped by every change; conditional writes compare it.
@@ -148,6 +159,7 @@ impl Run {
     ) -> Run {
         Run {
             id,
+            tenant: LOCAL_TENANT.into(),
             pipeline: pipeline.into(),
             status: Status::Created,
             version: 1,
@@ -281,6 +293,20 @@ impl Run {
     /// Records a change that is not a status move (progress, a landed input, the job handle).
     pub fn touch(&mut self) {
         self.version += 1;
+    }
+
+    /// The bytes the run holds in the blob store, or has reserved there: its inputs not deleted
+    /// (at their declared size, landed or not) and its artifacts. What a tenant's storage cap
+    /// counts.
+    pub fn stored_bytes(&self) -> u64 {
+        let inputs: u64 = self
+            .inputs
+            .values()
+            .flatten()
+            .filter(|f| f.state != InputState::Deleted)
+            .map(|f| f.size)
+            .sum();
+        inputs + self.artifacts.iter().map(|a| a.size).sum::<u64>()
     }
 
     /// Whether every declared input is in the blob store.

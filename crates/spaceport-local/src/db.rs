@@ -115,6 +115,49 @@ const MIGRATIONS: &[&str] = &[
         value  TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 6: runs and their events belong to a tenant; a tenant's lists and feed read their own
+    // indexes. Rows from before tenants are the local tenant's (as `Run::tenant`'s default).
+    r#"
+    ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT 'local';
+    UPDATE runs SET tenant = COALESCE(json_extract(body, '$.tenant'), 'local');
+    CREATE INDEX runs_by_tenant ON runs (tenant, id DESC);
+    CREATE INDEX runs_by_tenant_status ON runs (tenant, status, id DESC);
+    CREATE INDEX runs_by_tenant_pipeline ON runs (tenant, pipeline, id DESC);
+    ALTER TABLE run_events ADD COLUMN tenant TEXT NOT NULL DEFAULT 'local';
+    CREATE INDEX run_events_by_tenant ON run_events (tenant, feed);
+    "#,
+    // 7: what each tenant holds (runs in flight, `Run::stored_bytes`), kept by triggers in the
+    // transaction of every run write, so a create's cap check reads one row. Existing runs'
+    // bytes come from their JSON: inputs not deleted, and artifacts.
+    r#"
+    ALTER TABLE runs ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+    UPDATE runs SET bytes =
+        COALESCE((SELECT SUM(json_extract(f.value, '$.size'))
+                  FROM json_each(runs.body, '$.inputs') AS slot, json_each(slot.value) AS f
+                  WHERE json_extract(f.value, '$.state') <> 'deleted'), 0)
+      + COALESCE((SELECT SUM(json_extract(a.value, '$.size'))
+                  FROM json_each(runs.body, '$.artifacts') AS a), 0);
+    CREATE TABLE tenant_usage (
+        tenant          TEXT PRIMARY KEY,
+        runs_in_flight  INTEGER NOT NULL,
+        stored_bytes    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO tenant_usage (tenant, runs_in_flight, stored_bytes)
+        SELECT tenant, SUM(terminal = 0), SUM(bytes) FROM runs GROUP BY tenant;
+    CREATE TRIGGER runs_usage_insert AFTER INSERT ON runs BEGIN
+        INSERT INTO tenant_usage (tenant, runs_in_flight, stored_bytes)
+            VALUES (NEW.tenant, NEW.terminal = 0, NEW.bytes)
+            ON CONFLICT (tenant) DO UPDATE SET
+                runs_in_flight = runs_in_flight + excluded.runs_in_flight,
+                stored_bytes = stored_bytes + excluded.stored_bytes;
+    END;
+    CREATE TRIGGER runs_usage_update AFTER UPDATE OF terminal, bytes ON runs BEGIN
+        UPDATE tenant_usage SET
+            runs_in_flight = runs_in_flight + (NEW.terminal = 0) - (OLD.terminal = 0),
+            stored_bytes = stored_bytes + NEW.bytes - OLD.bytes
+            WHERE tenant = NEW.tenant;
+    END;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -395,5 +438,56 @@ mod tests {
             "no step is due to move a created run"
         );
         assert_eq!(stall("done"), None, "nor a finished one");
+    }
+
+    #[test]
+    fn migrations_6_and_7_give_older_runs_the_local_tenant_and_count_their_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let conn = Connection::open(&path).unwrap();
+        for m in &MIGRATIONS[..5] {
+            conn.execute_batch(m).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        let insert = |id: &str, terminal: bool, body: serde_json::Value| {
+            conn.execute(
+                "INSERT INTO runs (id, status, version, pipeline, created_at, deadline_at, terminal, body)
+                 VALUES (?1, 'queued', 1, 'vggt', 0, 0, ?2, ?3)",
+                rusqlite::params![id, terminal, body.to_string()],
+            )
+            .unwrap();
+        };
+        let file = |size: u64, state: &str| serde_json::json!({"size": size, "state": state});
+        insert(
+            "live",
+            false,
+            serde_json::json!({"inputs": {"images": [file(100, "landed"), file(20, "pending")]},
+                "artifacts": [{"size": 7}]}),
+        );
+        insert(
+            "gone",
+            true,
+            serde_json::json!({"inputs": {"images": [file(500, "deleted")]}, "artifacts": []}),
+        );
+        drop(conn);
+
+        let db = LocalDb::open(&path).unwrap();
+        let conn = db.inner.conn.lock().unwrap();
+        let row: (i64, i64) = conn
+            .query_row(
+                "SELECT runs_in_flight, stored_bytes FROM tenant_usage WHERE tenant = 'local'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(row, (1, 127));
+        let tenants: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM runs WHERE tenant = 'local'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tenants, 2);
     }
 }

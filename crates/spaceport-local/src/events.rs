@@ -19,8 +19,16 @@ pub(crate) fn write(conn: &Connection, run: &Run) -> Result<(), Error> {
             Error::Internal(format!("encoding an event of run {}: {err}", run.id))
         })?;
         conn.execute(
-            "INSERT OR IGNORE INTO run_events (run_id, seq, type, at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![e.run_id.as_str(), e.seq as i64, e.kind.as_str(), millis(e.at), body],
+            "INSERT OR IGNORE INTO run_events (run_id, seq, type, at, body, tenant)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                e.run_id.as_str(),
+                e.seq as i64,
+                e.kind.as_str(),
+                millis(e.at),
+                body,
+                run.tenant
+            ],
         )
         .map_err(|err| sql_err("recording a run event", err))?;
     }
@@ -71,15 +79,21 @@ fn decode_cursor(cursor: &str) -> Result<i64, Error> {
         .ok_or_else(bad)
 }
 
-/// The feed query for `types` filters; parameters are the cursor, the types, then the limit.
-/// Built from fixed fragments only: every value is bound.
-fn feed_sql(types: usize) -> String {
+/// The feed query for `types` filters, of one tenant or all; parameters are the cursor, the
+/// tenant, the types, then the limit. Built from fixed fragments only: every value is bound.
+fn feed_sql(tenant: bool, types: usize) -> String {
     let mut sql = String::from("SELECT feed, body FROM run_events WHERE feed > ?1");
-    if types > 0 {
-        let marks: Vec<String> = (0..types).map(|i| format!("?{}", i + 2)).collect();
-        sql.push_str(&format!(" AND type IN ({})", marks.join(", ")));
+    let mut n = 1;
+    if tenant {
+        n += 1;
+        sql.push_str(&format!(" AND tenant = ?{n}"));
     }
-    sql.push_str(&format!(" ORDER BY feed LIMIT ?{}", types + 2));
+    if types > 0 {
+        let marks: Vec<String> = (0..types).map(|i| format!("?{}", n + i + 1)).collect();
+        sql.push_str(&format!(" AND type IN ({})", marks.join(", ")));
+        n += types;
+    }
+    sql.push_str(&format!(" ORDER BY feed LIMIT ?{}", n + 1));
     sql
 }
 
@@ -93,12 +107,15 @@ pub(crate) fn feed(conn: &Connection, query: &FeedQuery) -> Result<FeedPage, Err
         .unwrap_or(0);
     let limit = query.limit.max(1);
     let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(after)];
+    if let Some(tenant) = &query.tenant {
+        args.push(Box::new(tenant.clone()));
+    }
     for t in &query.types {
         args.push(Box::new(t.as_str()));
     }
     args.push(Box::new((limit + 1) as i64));
     let mut stmt = conn
-        .prepare_cached(&feed_sql(query.types.len()))
+        .prepare_cached(&feed_sql(query.tenant.is_some(), query.types.len()))
         .map_err(|e| sql_err("reading the event feed", e))?;
     let mut rows = stmt
         .query_map(params_from_iter(args.iter()), |r| {
@@ -139,8 +156,10 @@ mod tests {
         drop(crate::LocalDb::open(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
         for (sql, index) in [
-            (feed_sql(0), "PRIMARY KEY"),
-            (feed_sql(2), "run_events_by_type"),
+            (feed_sql(false, 0), "PRIMARY KEY"),
+            (feed_sql(false, 2), "run_events_by_type"),
+            (feed_sql(true, 0), "run_events_by_tenant"),
+            (feed_sql(true, 2), "run_events_by_tenant"),
             (
                 "SELECT body FROM run_events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
                     .to_owned(),

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
+use spaceport_core::limits::Usage;
 pub use spaceport_core::ports::{DEFAULT_PAGE, MAX_PAGE};
 use spaceport_core::ports::{
     FeedPage, FeedQuery, Idempotency, InsertOutcome, ListQuery, RunPage, RunStore, StallCursor,
@@ -46,12 +47,13 @@ fn stall_at(run: &Run) -> Option<i64> {
     run.stall_from().map(millis)
 }
 
-/// The list query for the filters present; parameters are numbered in the order status,
+/// The list query for the filters present; parameters are numbered in the order tenant, status,
 /// pipeline, cursor id, limit. Built from fixed fragments only: every value is bound.
-fn list_sql(status: bool, pipeline: bool, after: bool) -> String {
+fn list_sql(tenant: bool, status: bool, pipeline: bool, after: bool) -> String {
     let mut sql = String::from("SELECT body FROM runs WHERE 1 = 1");
     let mut n = 0;
     for (present, clause) in [
+        (tenant, "tenant ="),
         (status, "status ="),
         (pipeline, "pipeline ="),
         (after, "id <"),
@@ -131,8 +133,8 @@ impl RunStore for SqliteStore {
                 }
                 let inserted = tx
                     .execute(
-                        "INSERT INTO runs (id, status, version, pipeline, created_at, deadline_at, terminal, body, stall_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
+                        "INSERT INTO runs (id, status, version, pipeline, created_at, deadline_at, terminal, body, stall_at, tenant, bytes)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING",
                         params![
                             run.id.as_str(),
                             run.status.as_str(),
@@ -143,6 +145,8 @@ impl RunStore for SqliteStore {
                             run.status.is_terminal(),
                             to_json(&run)?,
                             stall_at(&run),
+                            run.tenant,
+                            run.stored_bytes() as i64,
                         ],
                     )
                     .map_err(|e| sql_err("inserting a run", e))?;
@@ -185,7 +189,7 @@ impl RunStore for SqliteStore {
                 let changed = conn
                     .execute(
                         "UPDATE runs SET status = ?1, version = ?2, pipeline = ?3, deadline_at = ?4,
-                                         terminal = ?5, body = ?6, stall_at = ?9
+                                         terminal = ?5, body = ?6, stall_at = ?9, bytes = ?10
                          WHERE id = ?7 AND version = ?8",
                         params![
                             run.status.as_str(),
@@ -197,6 +201,7 @@ impl RunStore for SqliteStore {
                             run.id.as_str(),
                             expected_version as i64,
                             stall_at(&run),
+                            run.stored_bytes() as i64,
                         ],
                     )
                     .map_err(|e| sql_err("updating a run", e))?;
@@ -230,10 +235,19 @@ impl RunStore for SqliteStore {
         let after = query.after()?;
         let status = query.status.map(|s| s.as_str());
         let pipeline = query.pipeline.clone();
+        let tenant = query.tenant.clone();
         self.db
             .call(move |conn| {
                 let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-                let sql = list_sql(status.is_some(), pipeline.is_some(), after.is_some());
+                let sql = list_sql(
+                    tenant.is_some(),
+                    status.is_some(),
+                    pipeline.is_some(),
+                    after.is_some(),
+                );
+                if let Some(tenant) = tenant {
+                    args.push(Box::new(tenant));
+                }
                 if let Some(status) = status {
                     args.push(Box::new(status));
                 }
@@ -329,6 +343,27 @@ impl RunStore for SqliteStore {
         let id = id.clone();
         self.db
             .call(move |conn| crate::events::of_run(conn, &id, after, limit))
+            .await
+    }
+
+    async fn usage(&self, tenant: &str) -> Result<Usage, Error> {
+        let tenant = tenant.to_owned();
+        self.db
+            .call(move |conn| {
+                let row: Option<(i64, i64)> = conn
+                    .query_row(
+                        "SELECT runs_in_flight, stored_bytes FROM tenant_usage WHERE tenant = ?1",
+                        [&tenant],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(|e| sql_err("reading a tenant's usage", e))?;
+                let (runs, bytes) = row.unwrap_or_default();
+                Ok(Usage {
+                    runs_in_flight: runs.max(0) as u64,
+                    stored_bytes: bytes.max(0) as u64,
+                })
+            })
             .await
     }
 
@@ -519,14 +554,24 @@ mod tests {
                 .unwrap();
             rows.join("; ")
         };
-        for (status, pipeline, after) in [
-            (false, false, false),
-            (false, false, true),
-            (true, false, true),
-            (false, true, true),
-            (true, true, false),
-        ] {
-            let p = plan(&list_sql(status, pipeline, after));
+        for tenant in [false, true] {
+            for (status, pipeline, after) in [
+                (false, false, false),
+                (false, false, true),
+                (true, false, true),
+                (false, true, true),
+                (true, true, false),
+            ] {
+                let p = plan(&list_sql(tenant, status, pipeline, after));
+                assert!(!p.contains("TEMP B-TREE"), "list sorts: {p}");
+                assert!(p.contains("USING"), "list scans: {p}");
+                if tenant && !(status && pipeline) {
+                    assert!(p.contains("runs_by_tenant"), "a tenant's list: {p}");
+                }
+            }
+        }
+        {
+            let p = plan(&list_sql(false, false, false, false));
             assert!(!p.contains("TEMP B-TREE"), "list sorts: {p}");
             assert!(p.contains("USING"), "list scans: {p}");
         }

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use spaceport_core::ports::FeedQuery;
 use spaceport_core::{EventType, RunEvent, RunId};
 use spaceport_steps::Accept;
 
-use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::views::{EventList, EventView, FeedView};
 
@@ -67,7 +67,7 @@ fn resume_point(headers: &HeaderMap, after: Option<&str>) -> Result<u64, ApiErro
     responses((status = 200, description = "text/event-stream, or the list with format=json", body = EventList),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn run_events(
-    State(st): State<AppState>,
+    Caller(api): Caller,
     Path(id): Path<String>,
     Query(p): Query<EventsParams>,
     headers: HeaderMap,
@@ -76,7 +76,7 @@ pub(crate) async fn run_events(
     let after = resume_point(&headers, p.after.as_deref())?;
     match p.format.as_deref() {
         Some("json") => {
-            let events = st.api.events(&id, after, 1000).await?;
+            let events = api.events(&id, after, 1000).await?;
             let next_after = events.last().map_or(after, |e| e.seq);
             Ok(Json(EventList {
                 events: events.iter().map(EventView::from).collect(),
@@ -86,9 +86,8 @@ pub(crate) async fn run_events(
         }
         None | Some("") | Some("sse") => {
             // 404 before the stream starts, not inside it.
-            st.api.get(&id).await?;
-            let stream =
-                follow(st.api.clone(), id, after).map(|e| Ok::<_, Infallible>(sse_event(&e)));
+            api.get(&id).await?;
+            let stream = follow(api, id, after).map(|e| Ok::<_, Infallible>(sse_event(&e)));
             Ok(Sse::new(stream)
                 .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("keep-alive"))
                 .into_response())
@@ -150,14 +149,14 @@ pub(crate) struct FeedParams {
     limit: Option<String>,
 }
 
-/// Every run's events in commit order, a page at a time: pass `next_cursor` back as `after`.
+/// Every run's events (the caller's tenant's) in commit order, a page at a time: pass `next_cursor` back as `after`.
 #[utoipa::path(get, path = "/v1/events",
     params(("after" = Option<String>, Query, description = "a next_cursor from an earlier page"),
            ("types" = Option<String>, Query, description = "comma-separated event types (run.succeeded,run.failed)"),
            ("limit" = Option<usize>, Query, description = "1 to 100, default 20")),
     responses((status = 200, body = FeedView), (status = 400, body = ErrorBody)))]
 pub(crate) async fn feed(
-    State(st): State<AppState>,
+    Caller(api): Caller,
     Query(p): Query<FeedParams>,
 ) -> Result<Json<FeedView>, ApiError> {
     let limit = parse_page_limit(p.limit.as_deref())
@@ -175,9 +174,9 @@ pub(crate) async fn feed(
             )
         })?);
     }
-    let page = st
-        .api
+    let page = api
         .feed(&FeedQuery {
+            tenant: None, // the caller's own: `api` is confined to its tenant
             after: p.after.filter(|a| !a.is_empty()),
             types,
             limit,

@@ -2,9 +2,11 @@
 //! deliveries, health and the generated OpenAPI document. `app(state)` builds the Router;
 //! `spaceport serve` and the Lambda front both mount it. Handlers only translate HTTP ⇄ the steps' operations.
 
+mod auth;
 mod error;
 mod events;
 mod front;
+mod limits;
 mod routes;
 pub mod views;
 mod webhooks;
@@ -12,12 +14,15 @@ mod webhooks;
 use std::sync::Arc;
 
 use axum::Router;
+use spaceport_core::auth::KeyRing;
 pub use spaceport_core::ports::SignedBlobs;
 use spaceport_steps::{Accept, Notify};
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use front::{FrontDoor, LOOPBACK_HOSTS};
+pub use limits::{DEFAULT_BODY_BYTES, RateLimiter};
 pub use routes::ApiDoc;
+pub use spaceport_core::run_token::RunToken;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -30,12 +35,36 @@ pub struct AppState {
     pub signed_blobs: Option<Arc<dyn SignedBlobs>>,
     /// Which hosts and browser origins the API answers.
     pub front: FrontDoor,
+    /// Who may call, and how much.
+    pub gate: Arc<Gate>,
+}
+
+/// Who may call the API and how much: the keys (none: every caller is the one local tenant),
+/// each key's request rates, the most bytes a request body may have.
+pub struct Gate {
+    pub keys: KeyRing,
+    pub rates: RateLimiter,
+    pub body_bytes: usize,
+    /// Set: creating a run returns a run token, and run tokens are accepted.
+    pub run_tokens: Option<RunTokens>,
+}
+
+/// How run tokens are signed and how long they last. (No `Debug`: the secret is never printed.)
+pub struct RunTokens {
+    pub secret: Vec<u8>,
+    pub ttl: std::time::Duration,
 }
 
 /// The API's Router.
 pub fn app(state: AppState) -> Router {
-    let front = state.front.clone();
-    let mut router = routes::router(state);
+    let (front, gate) = (state.front.clone(), state.gate.clone());
+    let body_bytes = gate.body_bytes;
+    let mut router = routes::router(state)
+        .layer(axum::extract::DefaultBodyLimit::max(body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            auth::authenticate,
+        ));
     if let Some(cors) = front::cors(&front) {
         router = router.layer(cors);
     }

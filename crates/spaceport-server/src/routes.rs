@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,10 +15,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use spaceport_core::create::{parse_page_limit, parse_status_filter, request_hash};
 use spaceport_core::ports::{Idempotency, ListQuery, QueueName};
+use spaceport_core::run_token::RunToken;
 use spaceport_core::{Run, RunId};
 use utoipa::OpenApi;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::views::{
     ArtifactView, AttemptView, CreateRunRequest, DeliveryList, DeliveryView, EventList, EventView,
@@ -196,10 +199,16 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
               (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_run(
     State(st): State<AppState>,
+    Caller(api): Caller,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     crate::front::require_json(&headers)?;
+    // A body sent without a length is cut off at the limit as it is read.
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => crate::limits::too_large(st.gate.body_bytes),
+        _ => ApiError::bad_request(None, format!("reading the request body: {e}")),
+    })?;
     let req: CreateRunRequest = parse_json(&body)?;
     let idempotency = match headers.get("idempotency-key") {
         None => None,
@@ -221,13 +230,24 @@ async fn create_run(
             })
         }
     };
-    let created = st.api.create(&req, idempotency).await?;
+    let created = api.create(&req, idempotency).await?;
     let status = if created.existing {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    let view = view(&st, &created.run, created.uploads).await?;
+    let mut view = view(&st, &created.run, created.uploads).await?;
+    if let Some(tokens) = &st.gate.run_tokens {
+        let exp = chrono::Utc::now()
+            + chrono::Duration::from_std(tokens.ttl).unwrap_or(chrono::Duration::minutes(15));
+        let grant = RunToken {
+            run: created.run.id.clone(),
+            tenant: created.run.tenant.clone(),
+            exp: exp.timestamp(),
+        };
+        view.run_token = Some(grant.mint(&tokens.secret));
+        view.run_token_expires_at = Some(exp);
+    }
     Ok((status, Json(view)).into_response())
 }
 
@@ -280,6 +300,7 @@ struct ListParams {
     responses((status = 200, body = RunList), (status = 400, body = ErrorBody)))]
 async fn list_runs(
     State(st): State<AppState>,
+    Caller(api): Caller,
     Query(p): Query<ListParams>,
 ) -> ApiResult<Json<RunList>> {
     // Query-string mistakes are 400s (the request is malformed), not 422s.
@@ -288,9 +309,9 @@ async fn list_runs(
     };
     let status = parse_status_filter(p.status.as_deref()).map_err(bad_query)?;
     let limit = parse_page_limit(p.limit.as_deref()).map_err(bad_query)?;
-    let page = st
-        .api
+    let page = api
         .list(&ListQuery {
+            tenant: None, // the caller's own: `api` is confined to its tenant
             status,
             pipeline: p.pipeline.filter(|s| !s.is_empty()),
             limit,
@@ -317,12 +338,13 @@ struct WaitParams {
     responses((status = 200, body = RunView), (status = 404, body = ErrorBody)))]
 async fn get_run(
     State(st): State<AppState>,
+    Caller(api): Caller,
     Path(id): Path<String>,
     Query(p): Query<WaitParams>,
 ) -> ApiResult<Json<RunView>> {
     let id = run_id(&id)?;
     let run = match p.wait.as_deref() {
-        None | Some("") => st.api.get(&id).await?,
+        None | Some("") => api.get(&id).await?,
         Some(w) => {
             let secs: f64 = w
                 .parse()
@@ -334,8 +356,7 @@ async fn get_run(
                         format!("wait = {w:?} must be a number of seconds"),
                     )
                 })?;
-            st.api
-                .wait(&id, None, Duration::from_secs_f64(secs.min(60.0)))
+            api.wait(&id, None, Duration::from_secs_f64(secs.min(60.0)))
                 .await?
         }
     };
@@ -344,8 +365,12 @@ async fn get_run(
 
 /// Queues a run created with `"start": "manual"` once its inputs have landed.
 #[utoipa::path(post, path = "/v1/runs/{id}/start", params(("id" = String, Path)), responses((status = 200, body = RunView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn start_run(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<RunView>> {
-    let run = st.api.start(&run_id(&id)?).await?;
+async fn start_run(
+    State(st): State<AppState>,
+    Caller(api): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunView>> {
+    let run = api.start(&run_id(&id)?).await?;
     Ok(Json(full_view(&st, &run).await?))
 }
 
@@ -353,16 +378,21 @@ async fn start_run(State(st): State<AppState>, Path(id): Path<String>) -> ApiRes
 #[utoipa::path(post, path = "/v1/runs/{id}/cancel", params(("id" = String, Path)), responses((status = 200, body = RunView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn cancel_run(
     State(st): State<AppState>,
+    Caller(api): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RunView>> {
-    let run = st.api.cancel(&run_id(&id)?).await?;
+    let run = api.cancel(&run_id(&id)?).await?;
     Ok(Json(full_view(&st, &run).await?))
 }
 
 /// A new run with the same inputs and settings (`retry_of` set).
 #[utoipa::path(post, path = "/v1/runs/{id}/retry", params(("id" = String, Path)), responses((status = 201, body = RunView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn retry_run(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let run = st.api.retry(&run_id(&id)?).await?;
+async fn retry_run(
+    State(st): State<AppState>,
+    Caller(api): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let run = api.retry(&run_id(&id)?).await?;
     Ok((StatusCode::CREATED, Json(full_view(&st, &run).await?)).into_response())
 }
 
@@ -370,9 +400,10 @@ async fn retry_run(State(st): State<AppState>, Path(id): Path<String>) -> ApiRes
 #[utoipa::path(delete, path = "/v1/runs/{id}", params(("id" = String, Path)), responses((status = 200, body = RunView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_run(
     State(st): State<AppState>,
+    Caller(api): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RunView>> {
-    let run = st.api.delete(&run_id(&id)?).await?;
+    let run = api.delete(&run_id(&id)?).await?;
     Ok(Json(full_view(&st, &run).await?))
 }
 
@@ -380,10 +411,10 @@ async fn delete_run(
 #[utoipa::path(get, path = "/v1/runs/{id}/artifacts/{name}", params(("id" = String, Path), ("name" = String, Path)),
     responses((status = 302, description = "to the signed URL"), (status = 404, body = ErrorBody)))]
 async fn get_artifact(
-    State(st): State<AppState>,
+    Caller(api): Caller,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (_, url, _) = st.api.artifact(&run_id(&id)?, &name).await?;
+    let (_, url, _) = api.artifact(&run_id(&id)?, &name).await?;
     Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
 }
 

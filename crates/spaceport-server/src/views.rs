@@ -124,6 +124,12 @@ pub struct RunView {
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
     pub retry_of: Option<String>,
+    /// In the answer to a create: a token good only for reading this run (status, events,
+    /// artifacts) until `run_token_expires_at`, for a browser that holds no key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_token_expires_at: Option<DateTime<Utc>>,
 }
 
 impl RunView {
@@ -173,6 +179,8 @@ impl RunView {
             deleted_at: run.deleted_at,
             metadata: run.metadata.clone(),
             retry_of: run.retry_of.as_ref().map(|r| r.to_string()),
+            run_token: None,
+            run_token_expires_at: None,
         }
     }
 }

@@ -9,6 +9,7 @@ use spaceport_core::RunId;
 use spaceport_core::create::parse_page_limit;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::views::{DeliveryList, DeliveryView};
 
@@ -18,9 +19,11 @@ use crate::views::{DeliveryList, DeliveryView};
     responses((status = 200, body = DeliveryList), (status = 404, body = ErrorBody)))]
 pub(crate) async fn run_deliveries(
     State(st): State<AppState>,
+    Caller(api): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     let id = RunId::parse(&id)?;
+    api.get(&id).await?; // the caller's run, or 404
     let log = st.webhooks.log(&id).await?;
     Ok(Json(DeliveryList {
         deliveries: log.iter().map(DeliveryView::from).collect(),
@@ -34,9 +37,11 @@ pub(crate) async fn run_deliveries(
     responses((status = 202, body = DeliveryView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn redeliver(
     State(st): State<AppState>,
+    Caller(api): Caller,
     Path((id, delivery)): Path<(String, String)>,
 ) -> Result<(axum::http::StatusCode, Json<DeliveryView>), ApiError> {
     let id = RunId::parse(&id)?;
+    api.get(&id).await?; // the caller's run, or 404
     let d = st.webhooks.redeliver(&id, &delivery).await?;
     Ok((
         axum::http::StatusCode::ACCEPTED,
@@ -59,6 +64,7 @@ pub(crate) struct DeadParams {
     responses((status = 200, body = DeliveryList), (status = 400, body = ErrorBody)))]
 pub(crate) async fn dead_letters(
     State(st): State<AppState>,
+    Caller(api): Caller,
     Query(p): Query<DeadParams>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     match p.state.as_deref() {
@@ -77,7 +83,11 @@ pub(crate) async fn dead_letters(
     // One more than asked tells whether a next page exists.
     let mut page = st
         .webhooks
-        .dead(p.after.as_deref().filter(|a| !a.is_empty()), limit + 1)
+        .dead(
+            api.tenant(),
+            p.after.as_deref().filter(|a| !a.is_empty()),
+            limit + 1,
+        )
         .await?;
     let next_cursor = if page.len() > limit {
         page.truncate(limit);

@@ -73,6 +73,8 @@ pub struct Stack {
     pub local: Option<Local>,
     /// The configuration it was opened from (the front door is built per bound address).
     config: Config,
+    /// Signs run tokens when the configuration names no secret (embedded storage: one process).
+    run_token_secret: [u8; 32],
 }
 
 /// The embedded adapters' handle (nothing in a binary built without them).
@@ -165,17 +167,26 @@ impl Stack {
             signed_blobs,
             local,
             config: cfg.clone(),
+            run_token_secret: rand::random(),
         })
     }
 
     /// The HTTP API over this stack (what `spaceport serve` and the accept-upload Lambda mount),
     /// serving on `bound` (`None` behind a gateway): the front door follows from both.
     pub fn app(&self, bound: Option<std::net::SocketAddr>) -> Result<axum::Router, StackError> {
+        let mut gate = self.config.gate()?;
+        if gate.run_tokens.is_none() && self.config.storage == Storage::Embedded {
+            gate.run_tokens = Some(spaceport_server::RunTokens {
+                secret: self.run_token_secret.to_vec(),
+                ttl: Duration::from_secs(self.config.run_token_ttl_s.unwrap_or(900)),
+            });
+        }
         Ok(spaceport_server::app(AppState {
             api: self.steps.accept(),
             webhooks: self.steps.notify(),
             signed_blobs: self.signed_blobs.clone(),
             front: self.config.front_door(bound)?,
+            gate: Arc::new(gate),
         }))
     }
 }

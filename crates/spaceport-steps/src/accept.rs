@@ -13,8 +13,8 @@ use spaceport_core::ports::{
     SpaceBackend,
 };
 use spaceport_core::{
-    Artifact, BackendInfo, CreateRunRequest, Error, InputFile, InputState, Run, RunEvent, RunId,
-    StartMode, Status, validate_create,
+    Artifact, BackendInfo, CreateRunRequest, Error, InputFile, InputState, LOCAL_TENANT, Run,
+    RunEvent, RunId, StartMode, Status, validate_create,
 };
 
 use crate::inputs;
@@ -50,12 +50,48 @@ pub struct Accept {
     runs: Runs,
     blobs: Arc<dyn BlobStore>,
     space: Arc<dyn SpaceBackend>,
+    /// Set: every operation acts on this tenant's runs only (another's are `NotFound`), and
+    /// creates runs for it. `None`: the operator's view of every run; new runs are `local`'s.
+    tenant: Option<String>,
 }
 
 impl Accept {
-    /// The operations over their ports.
+    /// The operations over their ports, over every tenant's runs.
     pub fn new(runs: Runs, blobs: Arc<dyn BlobStore>, space: Arc<dyn SpaceBackend>) -> Accept {
-        Accept { runs, blobs, space }
+        Accept {
+            runs,
+            blobs,
+            space,
+            tenant: None,
+        }
+    }
+
+    /// The same operations confined to `tenant`'s runs: what the API hands each caller, so no
+    /// route can reach another tenant's run, list or feed.
+    pub fn for_tenant(&self, tenant: impl Into<String>) -> Accept {
+        Accept {
+            tenant: Some(tenant.into()),
+            ..self.clone()
+        }
+    }
+
+    /// The tenant this view is confined to (`None`: every tenant).
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
+    /// Reads a run this view may see; another tenant's is `NotFound`, exactly like a run that
+    /// does not exist, so ids say nothing across tenants. (A run's tenant never changes, so a
+    /// check before a conditional write holds for the write.)
+    async fn load(&self, id: &RunId) -> Result<Run, Error> {
+        let run = self.runs.load(id).await?;
+        match &self.tenant {
+            Some(t) if *t != run.tenant => Err(Error::NotFound {
+                what: "run",
+                id: id.to_string(),
+            }),
+            _ => Ok(run),
+        }
     }
 
     /// The run operations shared with the steps (store, queues, pipelines, tunables).
@@ -84,6 +120,14 @@ impl Accept {
             ));
         }
         let pipeline = self.runs.pipelines.get(&new.pipeline)?;
+        let tenant = self.tenant.as_deref().unwrap_or(LOCAL_TENANT);
+        // Keys are the client's own names: two tenants may use the same one.
+        let idempotency = idempotency.map(|i| Idempotency {
+            key: format!("{tenant}/{}", i.key),
+            ..i
+        });
+        self.admit(tenant, new.inputs.values().flatten().map(|f| f.size).sum())
+            .await?;
         let now = self.runs.clock.now();
         let id = RunId::new(now.timestamp_millis().max(0) as u64, rand::random());
         let inputs = new
@@ -120,6 +164,7 @@ impl Accept {
             webhook: new
                 .webhook
                 .map(|w| serde_json::to_value(w).unwrap_or_default()),
+            tenant: tenant.to_owned(),
             ..Run::new(id, &pipeline.name, backend, now, deadline_at)
         };
         match self.runs.store.insert(&run, idempotency.as_ref()).await? {
@@ -142,6 +187,18 @@ impl Accept {
                 })
             }
         }
+    }
+
+    /// Whether `tenant` may add a run declaring `declared` bytes under its caps. Checked before
+    /// the write, not in it: creates racing at a cap's edge may overshoot it by the creates in
+    /// flight at that moment (the rate limit bounds them).
+    async fn admit(&self, tenant: &str, declared: u64) -> Result<(), Error> {
+        let caps = &self.runs.config.caps;
+        if !caps.any() {
+            return Ok(());
+        }
+        let usage = self.runs.store.usage(tenant).await?;
+        caps.admit(tenant, usage, declared)
     }
 
     /// Presigned uploads for the run's inputs that have not landed (none once it left `created`).
@@ -212,6 +269,7 @@ impl Accept {
 
     /// `POST /runs/{id}/start`: queues a run whose inputs have all landed.
     pub async fn start(&self, id: &RunId) -> Result<Run, Error> {
+        self.load(id).await?;
         let now = self.runs.clock.now();
         let mutated = self
             .runs
@@ -253,6 +311,7 @@ impl Accept {
 
     /// `POST /runs/{id}/cancel`: ends the run `cancelled` and stops the job at the backend.
     pub async fn cancel(&self, id: &RunId) -> Result<Run, Error> {
+        self.load(id).await?;
         let now = self.runs.clock.now();
         let mutated = self
             .runs
@@ -277,7 +336,7 @@ impl Accept {
 
     /// `POST /runs/{id}/retry`: a new run with the same inputs and settings, `retry_of` set.
     pub async fn retry(&self, id: &RunId) -> Result<Run, Error> {
-        let old = self.runs.load(id).await?;
+        let old = self.load(id).await?;
         if !old.status.is_terminal() {
             return Err(Error::InvalidState(format!(
                 "run {} is still {}; retry a finished run",
@@ -301,6 +360,11 @@ impl Accept {
                 old.id
             )));
         }
+        self.admit(
+            &old.tenant,
+            old.inputs.values().flatten().map(|f| f.size).sum(),
+        )
+        .await?;
         let now = self.runs.clock.now();
         let new_id = RunId::new(now.timestamp_millis().max(0) as u64, rand::random());
         let mut inputs = BTreeMap::new();
@@ -330,6 +394,7 @@ impl Accept {
             metadata: old.metadata.clone(),
             webhook: old.webhook.clone(),
             retry_of: Some(old.id.clone()),
+            tenant: old.tenant.clone(),
             ..Run::new(new_id, &old.pipeline, backend, now, now + deadline)
         };
         run.transition(Status::Queued, now)?;
@@ -342,7 +407,7 @@ impl Accept {
 
     /// `DELETE /runs/{id}`: deletes a finished run's inputs and artifacts; the record stays, marked.
     pub async fn delete(&self, id: &RunId) -> Result<Run, Error> {
-        let run = self.runs.load(id).await?;
+        let run = self.load(id).await?;
         if !run.status.is_terminal() {
             return Err(Error::InvalidState(format!(
                 "run {} is still {}; cancel it before deleting",
@@ -375,7 +440,7 @@ impl Accept {
 
     /// Reads a run.
     pub async fn get(&self, id: &RunId) -> Result<Run, Error> {
-        self.runs.load(id).await
+        self.load(id).await
     }
 
     /// Waits up to `timeout` for the run's status to differ from `from` (the status when the wait
@@ -389,7 +454,7 @@ impl Accept {
     ) -> Result<Run, Error> {
         // Listen before reading, so a change between the read and the wait is not missed.
         let mut listener = self.runs.listen();
-        let mut run = self.runs.load(id).await?;
+        let mut run = self.load(id).await?;
         let from = from.unwrap_or(run.status);
         let until = tokio::time::Instant::now() + timeout;
         while run.status == from && !run.status.is_terminal() {
@@ -398,7 +463,7 @@ impl Accept {
                 break;
             }
             listener.changed(id, until - now).await;
-            run = self.runs.load(id).await?;
+            run = self.load(id).await?;
         }
         Ok(run)
     }
@@ -411,7 +476,7 @@ impl Accept {
         after: u64,
         limit: usize,
     ) -> Result<Vec<RunEvent>, Error> {
-        let run = self.runs.load(id).await?;
+        let run = self.load(id).await?;
         if after >= run.event_seq {
             return Ok(vec![]);
         }
@@ -420,7 +485,11 @@ impl Accept {
 
     /// Every run's events in commit order, a page at a time.
     pub async fn feed(&self, query: &FeedQuery) -> Result<FeedPage, Error> {
-        self.runs.store.feed(query).await
+        let query = FeedQuery {
+            tenant: self.tenant.clone(),
+            ..query.clone()
+        };
+        self.runs.store.feed(&query).await
     }
 
     /// An artifact of a run, with a short-lived download URL.
@@ -429,7 +498,7 @@ impl Accept {
         id: &RunId,
         name: &str,
     ) -> Result<(Artifact, String, DateTime<Utc>), Error> {
-        let run = self.runs.load(id).await?;
+        let run = self.load(id).await?;
         let a = run
             .artifacts
             .iter()
@@ -448,7 +517,11 @@ impl Accept {
 
     /// Runs newest first, filtered, one page at a time.
     pub async fn list(&self, query: &ListQuery) -> Result<RunPage, Error> {
-        self.runs.store.list(query).await
+        let query = ListQuery {
+            tenant: self.tenant.clone(),
+            ..query.clone()
+        };
+        self.runs.store.list(&query).await
     }
 
     /// Reads a blob whole (for the CLI and tests).

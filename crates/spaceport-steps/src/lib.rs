@@ -107,6 +107,8 @@ pub struct StepsConfig {
     pub outbound: OutboundGuard,
     /// What notify-webhook delivers, and how persistently.
     pub webhook: WebhookSettings,
+    /// What each tenant may hold, checked when a run is created.
+    pub caps: spaceport_core::limits::TenantCaps,
 }
 
 impl Default for StepsConfig {
@@ -122,6 +124,7 @@ impl Default for StepsConfig {
             download_ttl: Duration::from_secs(3600),
             outbound: OutboundGuard::default(),
             webhook: WebhookSettings::default(),
+            caps: Default::default(),
         }
     }
 }

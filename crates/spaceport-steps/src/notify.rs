@@ -403,13 +403,56 @@ impl Notify {
         self.deliveries.deliveries_of_run(run).await
     }
 
-    /// The dead-letter list, after delivery `after`.
+    /// The dead-letter list, after delivery `after`: every run's (`tenant` `None`) or only the
+    /// deliveries of `tenant`'s runs. Dead letters are few (a receiver down for days), so a
+    /// tenant's page is read from the shared list, skipping other tenants' runs.
     pub async fn dead(
         &self,
+        tenant: Option<&str>,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<WebhookDelivery>, Error> {
-        self.deliveries.dead_deliveries(after, limit).await
+        let Some(tenant) = tenant else {
+            return self.deliveries.dead_deliveries(after, limit).await;
+        };
+        let mut owner: std::collections::HashMap<RunId, bool> = Default::default();
+        let mut out = vec![];
+        let mut after = after.map(str::to_owned);
+        loop {
+            let page = self
+                .deliveries
+                .dead_deliveries(after.as_deref(), limit.max(1))
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(out);
+            };
+            after = Some(last.id.clone());
+            let full = page.len() >= limit.max(1);
+            for d in page {
+                let mine = match owner.get(&d.run_id) {
+                    Some(m) => *m,
+                    None => {
+                        let m = self
+                            .runs
+                            .store
+                            .get(&d.run_id)
+                            .await?
+                            .is_some_and(|r| r.tenant == tenant);
+                        owner.insert(d.run_id.clone(), m);
+                        m
+                    }
+                };
+                if mine {
+                    out.push(d);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
     }
 
     /// The sweeper's share: dispatches the runs of events the feed holds past the dispatcher's
@@ -424,6 +467,7 @@ impl Notify {
                 .runs
                 .store
                 .feed(&spaceport_core::ports::FeedQuery {
+                    tenant: None,
                     after: after.clone(),
                     types: vec![],
                     limit: 100,

@@ -103,6 +103,7 @@ async fn the_feed_lists_every_event_of_200_concurrent_runs_exactly_once() {
     loop {
         let page = api
             .feed(&FeedQuery {
+                tenant: None,
                 after: after.clone(),
                 types: vec![],
                 limit: 100,

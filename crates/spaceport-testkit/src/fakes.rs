@@ -207,6 +207,11 @@ impl RunStore for CountingStore {
         self.inner.feed(query).await
     }
 
+    async fn usage(&self, tenant: &str) -> Result<spaceport_core::limits::Usage, Error> {
+        bump(&self.counts.other_reads);
+        self.inner.usage(tenant).await
+    }
+
     async fn purge_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         self.inner.purge_idempotency_keys(before).await
     }

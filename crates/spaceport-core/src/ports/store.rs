@@ -39,6 +39,8 @@ pub struct RunPage {
 /// Filters of `GET /v1/runs`.
 #[derive(Debug, Default, Clone)]
 pub struct ListQuery {
+    /// Only this tenant's runs; `None` for every tenant's (the operator's view).
+    pub tenant: Option<String>,
     pub status: Option<Status>,
     pub pipeline: Option<String>,
     pub limit: usize,
@@ -118,6 +120,8 @@ impl StalledPage {
 /// Filters of the event feed (`GET /v1/events`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FeedQuery {
+    /// Only the events of this tenant's runs; `None` for every run's (the dispatcher's view).
+    pub tenant: Option<String>,
     /// Where the last page ended (`FeedPage::next_cursor`); `None` from the beginning.
     pub after: Option<String>,
     /// Only these types; empty for every type.
@@ -183,6 +187,9 @@ pub trait RunStore: Send + Sync {
 
     /// Every run's events in the order their changes committed, one page at a time.
     async fn feed(&self, query: &FeedQuery) -> Result<FeedPage, Error>;
+
+    /// What `tenant` holds now: its runs in flight and `Run::stored_bytes` summed over its runs.
+    async fn usage(&self, tenant: &str) -> Result<crate::limits::Usage, Error>;
 
     /// Forgets idempotency keys first used before `before` (the runs stay); returns how many.
     /// Stores whose keys expire by themselves (DynamoDB's TTL) keep this default, which does

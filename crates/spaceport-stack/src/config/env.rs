@@ -72,7 +72,7 @@ const LISTS: &[&str] = &[
     "cors_origins",
 ];
 /// Settings that are structured: JSON in a variable (`SPACEPORT_WEBHOOKS='[{"name": …}]'`).
-const JSON: &[&str] = &["webhooks"];
+const JSON: &[&str] = &["webhooks", "api_keys", "rate_limits"];
 
 /// The settings `vars` give, as a dict keyed like the file, and the variable behind each
 /// dotted key (for error messages). Values stay strings: `extract_lossy` turns `"30"` into a

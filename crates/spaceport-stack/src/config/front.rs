@@ -1,13 +1,153 @@
-//! The front door's settings: the host names the API answers to and the browser origins it
-//! allows, checked when the configuration loads.
+//! The front door's settings: the API keys, the host names the API answers to and the browser
+//! origins it allows, checked when the configuration loads.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use spaceport_server::{FrontDoor, LOOPBACK_HOSTS};
+use serde::{Deserialize, Serialize};
+use spaceport_core::auth::{ApiKey, KeyRing, Scope, parse_hash};
+use spaceport_core::limits::default_rates;
+use spaceport_server::{
+    DEFAULT_BODY_BYTES, FrontDoor, Gate, LOOPBACK_HOSTS, RateLimiter, RunTokens,
+};
 
 use super::{Config, ConfigError, env_var, err};
 
+/// An API key as configuration holds it: its hash, never the key (`spaceport keys new` prints
+/// both once).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Names the key in logs and errors.
+    pub name: String,
+    /// The tenant its runs belong to.
+    pub tenant: String,
+    /// `runs:read`, `runs:write`, `admin`.
+    pub scopes: Vec<String>,
+    /// `sha256:<64 hex digits>` of the key.
+    pub hash: String,
+    /// A revoked key is refused like an unknown one.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
 impl Config {
+    /// The API keys `api_keys` lists, each checked: a name used once, a tenant, known scopes
+    /// and a well-formed hash.
+    pub fn key_ring(&self) -> Result<KeyRing, ConfigError> {
+        let var = env_var("api_keys");
+        let mut names = BTreeSet::new();
+        let mut keys = vec![];
+        for k in &self.api_keys {
+            let plain = |s: &str| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            };
+            if !plain(&k.name) || !names.insert(k.name.clone()) {
+                return Err(err(format!(
+                    "{var}: key name {:?} must be letters, digits, '-', '_' or '.', used once",
+                    k.name
+                )));
+            }
+            if !plain(&k.tenant) {
+                return Err(err(format!(
+                    "{var}: key {}: tenant {:?} must be letters, digits, '-', '_' or '.'",
+                    k.name, k.tenant
+                )));
+            }
+            let scopes = k
+                .scopes
+                .iter()
+                .map(|s| {
+                    Scope::parse(s).ok_or_else(|| {
+                        err(format!(
+                            "{var}: key {}: unknown scope {s:?} (runs:read, runs:write, admin)",
+                            k.name
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if scopes.is_empty() {
+                return Err(err(format!("{var}: key {} has no scope", k.name)));
+            }
+            let hash = parse_hash(&k.hash).ok_or_else(|| {
+                err(format!(
+                    "{var}: key {}: hash must be sha256:<64 hex digits> (spaceport keys new prints it)",
+                    k.name
+                ))
+            })?;
+            keys.push(ApiKey {
+                name: k.name.clone(),
+                tenant: k.tenant.clone(),
+                scopes,
+                hash,
+                revoked: k.revoked,
+            });
+        }
+        Ok(KeyRing::new(keys))
+    }
+
+    /// Who may call the API and how much: the keys, each key's rates per scope and the most
+    /// bytes a request body may have; checked when the configuration loads.
+    pub fn gate(&self) -> Result<Gate, ConfigError> {
+        let var = env_var("rate_limits");
+        let mut rates = default_rates();
+        for (scope, rate) in &self.rate_limits {
+            let s = Scope::parse(scope).ok_or_else(|| {
+                err(format!(
+                    "{var}: unknown scope {scope:?} (runs:read, runs:write, admin)"
+                ))
+            })?;
+            if !rate.per_second.is_finite() || rate.per_second < 0.0 {
+                return Err(err(format!(
+                    "{var}: {scope}: per_second must be a number of requests, 0 or more"
+                )));
+            }
+            rates.insert(s, *rate);
+        }
+        let body_bytes = match self.max_body_bytes {
+            None => DEFAULT_BODY_BYTES,
+            Some(n) if (1024..=1 << 30).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(err(format!(
+                    "{}: {n} must be between 1024 and 1073741824 bytes",
+                    env_var("max_body_bytes")
+                )));
+            }
+        };
+        let ttl = match self.run_token_ttl_s {
+            None => 900,
+            Some(s) if (10..=86_400).contains(&s) => s,
+            Some(s) => {
+                return Err(err(format!(
+                    "{}: {s} must be between 10 and 86400 seconds",
+                    env_var("run_token_ttl_s")
+                )));
+            }
+        };
+        let secret = match &self.run_token_secret {
+            Some(s) if s.expose().len() < 32 => {
+                return Err(err(format!(
+                    "{}: use at least 32 characters (openssl rand -base64 32)",
+                    env_var("run_token_secret")
+                )));
+            }
+            Some(s) => Some(s.expose().as_bytes().to_vec()),
+            None => None,
+        };
+        Ok(Gate {
+            keys: self.key_ring()?,
+            rates: RateLimiter::new(rates),
+            body_bytes,
+            run_tokens: secret.map(|secret| RunTokens {
+                secret,
+                ttl: Duration::from_secs(ttl),
+            }),
+        })
+    }
+
     /// What the API lets in when serving on `bound` (`None`: behind a gateway, as a Lambda).
     /// Host names are checked where `public_hosts` names some (loopback names added) or where
     /// the server is bound to a loopback address; otherwise a gateway in front routes by host.
@@ -59,6 +199,46 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_checked() {
+        let good = ApiKeyConfig {
+            name: "ci".into(),
+            tenant: "acme".into(),
+            scopes: vec!["runs:read".into()],
+            hash: spaceport_core::auth::hash_text(&spaceport_core::auth::key_hash("sk_x")),
+            revoked: false,
+        };
+        let with = |k: Vec<ApiKeyConfig>| Config {
+            api_keys: k,
+            ..Config::default()
+        };
+        let ring = with(vec![good.clone()]).key_ring().unwrap();
+        assert_eq!(ring.authenticate("sk_x").unwrap().tenant, "acme");
+        for bad in [
+            ApiKeyConfig {
+                scopes: vec!["runs:all".into()],
+                ..good.clone()
+            },
+            ApiKeyConfig {
+                scopes: vec![],
+                ..good.clone()
+            },
+            ApiKeyConfig {
+                hash: "sk_x".into(),
+                ..good.clone()
+            },
+            ApiKeyConfig {
+                tenant: "".into(),
+                ..good.clone()
+            },
+        ] {
+            let e = with(vec![bad]).key_ring().unwrap_err().to_string();
+            assert!(e.contains("SPACEPORT_API_KEYS") && e.contains("ci"), "{e}");
+        }
+        let e = with(vec![good.clone(), good]).key_ring().unwrap_err();
+        assert!(e.to_string().contains("used once"), "{e}");
+    }
 
     fn cfg(hosts: &[&str], origins: &[&str]) -> Config {
         Config {

@@ -8,6 +8,7 @@ mod env;
 mod front;
 mod webhooks;
 
+pub use front::ApiKeyConfig;
 pub use webhooks::EndpointConfig;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::{Figment, Profile};
 use serde::{Deserialize, Serialize};
 use spaceport_core::PipelineSet;
+use spaceport_core::limits::{Rate, TenantCaps};
 use spaceport_core::ports::QueueName;
 use spaceport_core::webhook::BusEvents;
 use spaceport_steps::runner::RunnerConfig;
@@ -169,6 +171,27 @@ pub struct Config {
     pub public_hosts: Vec<String>,
     /// Browser origins allowed to call the API (`https://app.example.com`); none by default.
     pub cors_origins: Vec<String>,
+    /// The API keys the server accepts (`[[api_keys]]`: name, tenant, scopes, hash).
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// The key `spaceport run`, `runs` and `cancel` send to a server (never logged).
+    pub api_key: Option<Secret>,
+    /// The most bytes an API request body may have (default 1 MiB; uploads are held to their
+    /// declared size instead).
+    pub max_body_bytes: Option<u64>,
+    /// Each key's request rate per scope (`[rate_limits."runs:write"]`: `per_second`, `burst`);
+    /// unset scopes keep the defaults (10/s, burst 600 for `runs:write`; 50/s, burst 3000 for
+    /// the others), a zero rate turns a scope's limit off.
+    pub rate_limits: BTreeMap<String, Rate>,
+    /// The secret run tokens are signed with (`rt_…`, returned when a run is created). Without
+    /// one the embedded stack draws one at start (tokens then die with the process) and AWS
+    /// issues none: every Lambda must share it.
+    pub run_token_secret: Option<Secret>,
+    /// Seconds a run token lasts (default 900).
+    pub run_token_ttl_s: Option<u64>,
+    /// The most runs in flight (not yet finished) each tenant may have; none by default.
+    pub tenant_max_runs_in_flight: Option<u64>,
+    /// The most bytes of inputs and artifacts each tenant may store; none by default.
+    pub tenant_max_stored_bytes: Option<u64>,
 }
 
 impl Config {
@@ -255,6 +278,8 @@ impl Config {
         self.signing_secrets()?;
         self.webhook_settings(WebhookSettings::default())?;
         self.front_door(None)?;
+        self.key_ring()?;
+        self.gate()?;
         match self.storage {
             Storage::Aws => {
                 for (key, v) in [
@@ -363,6 +388,10 @@ impl Config {
         if let Some(s) = self.poll_window_s {
             base.poll_window = Duration::from_secs(s);
         }
+        base.caps = TenantCaps {
+            runs_in_flight: self.tenant_max_runs_in_flight,
+            stored_bytes: self.tenant_max_stored_bytes,
+        };
         base
     }
 

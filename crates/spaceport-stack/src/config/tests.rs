@@ -235,3 +235,43 @@ fn the_readme_lists_every_setting_once_with_its_variable() {
         );
     }
 }
+
+#[test]
+fn limits_come_from_the_file_or_json_and_are_checked() {
+    let file = r#"
+        max_body_bytes = 4096
+        tenant_max_runs_in_flight = 5
+        [rate_limits."runs:write"]
+        per_second = 2.5
+        burst = 10
+    "#;
+    let cfg = Config::from_sources(Some(("f.toml", file)), vars(&[])).unwrap();
+    assert_eq!(cfg.gate().unwrap().body_bytes, 4096);
+    assert_eq!(
+        cfg.steps_config(Default::default()).caps.runs_in_flight,
+        Some(5)
+    );
+    let cfg = Config::from_sources(
+        None,
+        vars(&[(
+            "SPACEPORT_RATE_LIMITS",
+            r#"{"runs:read": {"per_second": 0, "burst": 0}}"#,
+        )]),
+    )
+    .unwrap();
+    assert_eq!(cfg.rate_limits["runs:read"].per_second, 0.0);
+    let e = Config::from_sources(
+        None,
+        vars(&[(
+            "SPACEPORT_RATE_LIMITS",
+            r#"{"runs:all": {"per_second": 1, "burst": 1}}"#,
+        )]),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("SPACEPORT_RATE_LIMITS") && e.to_string().contains("runs:all"),
+        "{e}"
+    );
+    let e = Config::from_sources(None, vars(&[("SPACEPORT_MAX_BODY_BYTES", "10")])).unwrap_err();
+    assert!(e.to_string().contains("SPACEPORT_MAX_BODY_BYTES"), "{e}");
+}

@@ -1,0 +1,165 @@
+//! Request limits: the size of an API request body (uploads have their own, the declared size)
+//! and each key's (or run token's) request rate per scope, a token bucket (core's `Bucket`) held in memory. A
+//! request over a limit is refused before it reaches a handler: 413 `payload_too_large`, 429
+//! `rate_limited` with `Retry-After`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use spaceport_core::auth::{Principal, Scope};
+use spaceport_core::limits::{Bucket, Rate};
+
+use crate::error::ApiError;
+
+/// The most bytes an API request body may have when none is configured: a create body is a few
+/// KiB (inputs are uploaded, not sent).
+pub const DEFAULT_BODY_BYTES: usize = 1 << 20;
+
+/// Buckets kept before the refilled ones are forgotten.
+const MAX_BUCKETS: usize = 10_000;
+
+/// Each key's buckets, one per scope it calls with. Keys are configured, so the map is bounded
+/// by keys × scopes. (One process's view: several servers behind a balancer each allow the
+/// rate; the edge keeps its buckets in a shared store.)
+pub struct RateLimiter {
+    rates: BTreeMap<Scope, Rate>,
+    buckets: Mutex<HashMap<(String, Scope), Bucket>>,
+    epoch: Instant,
+}
+
+impl RateLimiter {
+    /// Limits each key to `rates` (a scope without a rate, or with a zero one, is unlimited).
+    pub fn new(rates: BTreeMap<Scope, Rate>) -> RateLimiter {
+        RateLimiter {
+            rates,
+            buckets: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Takes a token for `principal`'s request needing `scope`: how long to wait when none is
+    /// left. The local tenant of a server without keys is not limited.
+    pub fn take(&self, principal: &Principal, scope: Scope) -> Result<(), Duration> {
+        let Some(rate) = self.rates.get(&scope).filter(|r| r.is_on()) else {
+            return Ok(());
+        };
+        if principal == &Principal::local() {
+            return Ok(());
+        }
+        // Monotonic: a wall clock stepping back must not refill or drain buckets.
+        let now_ms = self.epoch.elapsed().as_millis() as i64;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_BUCKETS {
+            // Run tokens get buckets too, one per run: forget the buckets that have refilled
+            // (a fresh one is the same), so the map stays bounded.
+            let full_after = |r: &Rate| (f64::from(r.burst) / r.per_second * 1000.0) as i64;
+            let rates = &self.rates;
+            buckets.retain(|(_, s), b| {
+                rates
+                    .get(s)
+                    .is_some_and(|r| now_ms - b.at_ms < full_after(r))
+            });
+        }
+        let slot = (principal.key.clone(), scope);
+        let (next, verdict) = Bucket::take(buckets.get(&slot).copied(), rate, now_ms);
+        buckets.insert(slot, next);
+        verdict
+    }
+}
+
+/// 429 `rate_limited`, saying when to come back (whole seconds, at least one).
+pub fn rate_limited(key: &str, scope: Scope, wait: Duration) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut r = ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code: "rate_limited".into(),
+        message: format!(
+            "key {key:?} is over its {scope} request rate; retry in {secs} s (Retry-After)"
+        ),
+        field: None,
+    }
+    .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
+/// 413 `payload_too_large` for a body over `limit` bytes.
+pub fn too_large(limit: usize) -> ApiError {
+    ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: "payload_too_large".into(),
+        message: format!("the request body is over {limit} bytes"),
+        field: None,
+    }
+}
+
+/// Refuses, from its headers alone, a body declared longer than `limit`. (A body sent without a
+/// length is cut off at the limit as it is read.)
+pub fn check_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit as u64 => Err(too_large(limit)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> Principal {
+        Principal {
+            key: name.into(),
+            tenant: "acme".into(),
+            scopes: vec![Scope::Admin],
+            run: None,
+        }
+    }
+
+    #[test]
+    fn each_key_and_scope_has_its_own_bucket() {
+        let limiter = RateLimiter::new(BTreeMap::from([(
+            Scope::RunsWrite,
+            Rate {
+                per_second: 0.001,
+                burst: 2,
+            },
+        )]));
+        let (a, b) = (key("a"), key("b"));
+        assert!(limiter.take(&a, Scope::RunsWrite).is_ok());
+        assert!(limiter.take(&a, Scope::RunsWrite).is_ok());
+        let wait = limiter.take(&a, Scope::RunsWrite).unwrap_err();
+        assert!(wait > Duration::from_secs(900), "{wait:?}");
+        // Another key, another scope (unlimited here), the local tenant: not held back.
+        assert!(limiter.take(&b, Scope::RunsWrite).is_ok());
+        for _ in 0..10 {
+            assert!(limiter.take(&a, Scope::RunsRead).is_ok());
+            assert!(limiter.take(&Principal::local(), Scope::RunsWrite).is_ok());
+        }
+        let r = rate_limited("a", Scope::RunsWrite, wait);
+        assert_eq!(r.status(), 429);
+        let secs: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(secs, wait.as_secs_f64().ceil() as u64);
+    }
+
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused() {
+        let mut h = HeaderMap::new();
+        assert!(check_length(&h, 10).is_ok());
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(10));
+        assert!(check_length(&h, 10).is_ok());
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(11));
+        assert_eq!(check_length(&h, 10).unwrap_err().status, 413);
+    }
+}
