@@ -10,7 +10,10 @@ use spaceport_stack::{Config, Stack};
 async fn main() -> Result<(), lambda_runtime::Error> {
     spaceport_aws::init_tracing();
     // A run whose inputs landed goes to submit-space; cancelling also stops the job at its Space.
-    let cfg = Config::load(None)?.require_queue(QueueName::SubmitSpace)?;
+    // Behind the gateway every caller is on the network: no keys, no API.
+    let cfg = Config::load(None)?
+        .require_queue(QueueName::SubmitSpace)?
+        .require_api_keys()?;
     let stack = Stack::from_config(&cfg).await?;
     let function = &AcceptUpload {
         api: stack.steps.accept(),

@@ -89,6 +89,18 @@ impl Config {
         Ok(KeyRing::new(keys))
     }
 
+    /// `self`, if it has API keys: what an API behind a gateway (the accept-upload Lambda)
+    /// needs, since no loopback address stands in for them there.
+    pub fn require_api_keys(self) -> Result<Config, ConfigError> {
+        if self.api_keys.is_empty() {
+            return Err(err(format!(
+                "{} is empty: an API served to the network needs keys (spaceport keys new; the template's ApiKeys parameter)",
+                env_var("api_keys")
+            )));
+        }
+        Ok(self)
+    }
+
     /// Who may call the API and how much: the keys, each key's rates per scope and the most
     /// bytes a request body may have; checked when the configuration loads.
     pub fn gate(&self) -> Result<Gate, ConfigError> {
@@ -128,6 +140,8 @@ impl Config {
             }
         };
         let secret = match &self.run_token_secret {
+            // An empty value (the template's default) is none.
+            Some(s) if s.expose().is_empty() => None,
             Some(s) if s.expose().len() < 32 => {
                 return Err(err(format!(
                     "{}: use at least 32 characters (openssl rand -base64 32)",
