@@ -10,6 +10,7 @@ mod events;
 mod front_door;
 mod keys;
 mod limits;
+mod oneshot;
 mod onnx;
 mod openapi;
 mod run_tokens;

@@ -540,6 +540,7 @@ async fn part_b(opts: &Opts) -> Result<()> {
         deliveries: local.store.clone(),
         sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),
         sink: None,
+        fetcher: None,
     };
     let steps = Steps::new(
         Arc::new(Config::default().pipelines()?),

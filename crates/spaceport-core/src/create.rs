@@ -87,7 +87,6 @@ pub fn validate_create(
     req: &CreateRunRequest,
 ) -> Result<NewRun, Error> {
     let start = parse_start(req.start.as_deref())?;
-    let inputs = declared_files(req)?;
     let pipeline = pipelines.get(&req.pipeline).map_err(|_| {
         let known: Vec<&str> = pipelines.iter().map(|p| p.name.as_str()).collect();
         Error::validation(
@@ -99,6 +98,7 @@ pub fn validate_create(
             ),
         )
     })?;
+    let inputs = declared_files(req, pipeline, guard)?;
     let settings = pipeline.resolve_settings(&req.settings)?;
     pipeline.check_inputs(&inputs)?;
     let deadline_s = req.deadline_s.unwrap_or(pipeline.deadline_s);
@@ -146,18 +146,32 @@ fn parse_start(start: Option<&str>) -> Result<StartMode, Error> {
     }
 }
 
-/// The declared files of every slot; each needs a filename, content type and size.
-fn declared_files(req: &CreateRunRequest) -> Result<BTreeMap<String, Vec<DeclaredFile>>, Error> {
+/// The declared files of every slot; each needs a filename, content type and size, except a
+/// URL input, whose URL must be one the outbound rules allow and whose missing parts stand in
+/// as placeholders (the slot's first content type, one byte) until it is fetched: checking
+/// the request with them first means nothing is fetched for a request that cannot run.
+fn declared_files(
+    req: &CreateRunRequest,
+    pipeline: &crate::Pipeline,
+    guard: &OutboundGuard,
+) -> Result<BTreeMap<String, Vec<DeclaredFile>>, Error> {
     let mut out = BTreeMap::new();
     for (slot, files) in &req.inputs {
         let mut list = vec![];
         for (i, f) in files.iter().enumerate() {
             let field = |k: &str| format!("inputs.{slot}[{i}].{k}");
-            if f.url.is_some() {
-                return Err(Error::validation(
-                    field("url"),
-                    "URL inputs are not supported by this server yet; upload the file",
-                ));
+            if let Some(url) = &f.url {
+                guard.check_url(&field("url"), url)?;
+                let first_type = pipeline
+                    .inputs
+                    .get(slot)
+                    .and_then(|s| s.content_types.first().cloned());
+                list.push(DeclaredFile {
+                    filename: f.filename.clone().unwrap_or_else(|| format!("input-{i}")),
+                    content_type: f.content_type.clone().or(first_type).unwrap_or_default(),
+                    size: f.size.unwrap_or(1),
+                });
+                continue;
             }
             let missing =
                 |k: &str| Error::validation(field(k), format!("{} is required", field(k)));
@@ -173,6 +187,11 @@ fn declared_files(req: &CreateRunRequest) -> Result<BTreeMap<String, Vec<Declare
         out.insert(slot.clone(), list);
     }
     Ok(out)
+}
+
+/// Whether the request has URL inputs (fetched before the run is created).
+pub fn has_url_inputs(req: &CreateRunRequest) -> bool {
+    req.inputs.values().flatten().any(|f| f.url.is_some())
 }
 
 /// `GET /v1/runs`'s `limit`: absent or empty is `DEFAULT_PAGE`, else 1 to `MAX_PAGE`.
@@ -282,9 +301,18 @@ mod tests {
             Some("inputs.images[0].content_type")
         );
         assert_eq!(
-            field(json!({"inputs": {"images": [{"url": "https://x/a.png"}]}})).as_deref(),
+            field(json!({"inputs": {"images": [{"url": "http://127.0.0.1/a.png"}]}})).as_deref(),
             Some("inputs.images[0].url")
         );
+        assert_eq!(
+            field(json!({"inputs": {"images": [{"url": "file:///etc/passwd"}]}})).as_deref(),
+            Some("inputs.images[0].url")
+        );
+        // A public URL passes the shape check with placeholders, so a request that cannot run
+        // is refused before anything is fetched.
+        let ok = vggt(json!({"inputs": {"images": [{"url": "https://example.com/a.png"}]}}));
+        assert!(validate_create(&set, &OutboundGuard::default(), &ok).is_ok());
+        assert!(has_url_inputs(&ok));
         assert_eq!(
             field(json!({"settings": {"conf_thres": 101}})).as_deref(),
             Some("settings.conf_thres")

@@ -77,6 +77,35 @@ pub(crate) async fn check_host(
 
 /// A 415 unless the request says its body is JSON (`application/json`, any parameters, or a
 /// `+json` type).
+/// A form post is what any web page may send to any address without asking (a CORS simple
+/// request): one whose `Origin` is neither the API's own nor an allowed browser origin is
+/// refused, so a page elsewhere cannot create runs on a server it can reach. (Programs send no
+/// `Origin`; browsers send it with every cross-origin POST.)
+pub(crate) fn check_form_origin(headers: &HeaderMap, front: &FrontDoor) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let own = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|host| {
+            origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+        });
+    if own || front.cors_origins.iter().any(|o| o == origin) {
+        return Ok(());
+    }
+    Err(ApiError {
+        status: StatusCode::FORBIDDEN,
+        code: "forbidden".into(),
+        message: format!(
+            "a form posted from {origin:?} is refused: that origin is not in cors_origins"
+        ),
+        field: Some("Origin".into()),
+    })
+}
+
 pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -101,7 +130,9 @@ pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     Err(ApiError {
         status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
         code: "unsupported_media_type".into(),
-        message: format!("the body must be JSON (Content-Type: application/json); got {got}"),
+        message: format!(
+            "the body must be JSON (Content-Type: application/json) or a multipart form; got {got}"
+        ),
         field: Some("Content-Type".into()),
     })
 }

@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,9 +12,8 @@ use axum::{Json, Router};
 use futures::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use spaceport_core::create::{parse_page_limit, parse_status_filter, request_hash};
-use spaceport_core::ports::{Idempotency, ListQuery, QueueName};
-use spaceport_core::run_token::RunToken;
+use spaceport_core::create::{parse_page_limit, parse_status_filter};
+use spaceport_core::ports::{ListQuery, QueueName};
 use spaceport_core::{Run, RunId};
 use utoipa::OpenApi;
 
@@ -40,7 +38,7 @@ type ApiResult<T> = Result<T, ApiError>;
     paths(
         list_pipelines,
         get_pipeline,
-        create_run,
+        crate::create::create_run,
         list_runs,
         get_run,
         start_run,
@@ -79,7 +77,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/pipelines", get(list_pipelines))
         .route("/v1/pipelines/{name}", get(get_pipeline))
-        .route("/v1/runs", post(create_run).get(list_runs))
+        .route("/v1/runs", post(crate::create::create_run).get(list_runs))
         .route("/v1/runs/{id}", get(get_run).delete(delete_run))
         .route("/v1/runs/{id}/start", post(start_run))
         .route("/v1/runs/{id}/cancel", post(cancel_run))
@@ -183,75 +181,7 @@ async fn get_pipeline(
     Ok(Json(st.api.runs().pipelines.get(&name)?.describe()))
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = (path != "." && !path.is_empty()).then_some(path);
-        ApiError::bad_request(field, format!("malformed request body: {}", e.inner()))
-    })
-}
-
-/// Creates a run; the answer lists where to upload each declared file.
-#[utoipa::path(post, path = "/v1/runs", request_body = CreateRunRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "The same key with the same body returns the same run")),
-    responses((status = 201, body = RunView), (status = 200, body = RunView, description = "an earlier run with the same Idempotency-Key"),
-              (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_run(
-    State(st): State<AppState>,
-    Caller(api): Caller,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Response> {
-    crate::front::require_json(&headers)?;
-    // A body sent without a length is cut off at the limit as it is read.
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => crate::limits::too_large(st.gate.body_bytes),
-        _ => ApiError::bad_request(None, format!("reading the request body: {e}")),
-    })?;
-    let req: CreateRunRequest = parse_json(&body)?;
-    let idempotency = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let key = v
-                .to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        Some("Idempotency-Key".into()),
-                        "Idempotency-Key must be 1 to 255 visible ASCII characters",
-                    )
-                })?;
-            let canonical: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            Some(Idempotency {
-                key: key.to_string(),
-                request_hash: request_hash(&canonical),
-            })
-        }
-    };
-    let created = api.create(&req, idempotency).await?;
-    let status = if created.existing {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    let mut view = view(&st, &created.run, created.uploads).await?;
-    if let Some(tokens) = &st.gate.run_tokens {
-        let exp = chrono::Utc::now()
-            + chrono::Duration::from_std(tokens.ttl).unwrap_or(chrono::Duration::minutes(15));
-        let grant = RunToken {
-            run: created.run.id.clone(),
-            tenant: created.run.tenant.clone(),
-            exp: exp.timestamp(),
-        };
-        view.run_token = Some(grant.mint(&tokens.secret));
-        view.run_token_expires_at = Some(exp);
-    }
-    Ok((status, Json(view)).into_response())
-}
-
-async fn view(
+pub(crate) async fn view(
     st: &AppState,
     run: &Run,
     uploads: Vec<spaceport_steps::Upload>,

@@ -14,7 +14,10 @@ use spaceport_core::ports::{
 use spaceport_gradio::{ClientOptions, GradioBackend};
 use spaceport_server::AppState;
 use spaceport_steps::{Ports, Steps, StepsConfig};
-use spaceport_webhooks::{HttpSender, SigningSecret};
+use spaceport_webhooks::{HttpFetcher, HttpSender, SigningSecret};
+
+/// How long a URL input's server has to answer (and as long again to send the body).
+const URL_INPUT_TIMEOUT: Duration = Duration::from_secs(20);
 
 use crate::config::{Config, ConfigError, Storage};
 
@@ -159,6 +162,10 @@ impl Stack {
             deliveries,
             sender: Arc::new(sender),
             sink,
+            fetcher: Some(Arc::new(HttpFetcher::new(
+                cfg.outbound_guard()?,
+                URL_INPUT_TIMEOUT,
+            ))),
         };
         let steps = Steps::new(pipelines.clone(), ports, opts.steps);
         Ok(Stack {

@@ -4,20 +4,18 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use spaceport_core::create::has_url_inputs;
 use spaceport_core::ports::{
-    BlobMeta, BlobStore, FeedPage, FeedQuery, Idempotency, InsertOutcome, ListQuery, RunPage,
-    SpaceBackend,
+    BlobMeta, BlobStore, Idempotency, InputFetcher, InsertOutcome, SpaceBackend,
 };
 use spaceport_core::{
-    Artifact, BackendInfo, CreateRunRequest, Error, InputFile, InputState, LOCAL_TENANT, Run,
-    RunEvent, RunId, StartMode, Status, validate_create,
+    BackendInfo, CreateRunRequest, Error, InputFile, InputState, LOCAL_TENANT, Run, RunId,
+    StartMode, Status, validate_create,
 };
 
-use crate::inputs;
 use crate::runs::{Mutated, Runs, cancel_at_backend};
 
 /// Where to upload one declared input.
@@ -32,6 +30,14 @@ pub struct Upload {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     pub expires_at: DateTime<Utc>,
+}
+
+/// An input stored before its run was created (a one-shot create's file or URL input).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Landed {
+    pub sha256: String,
+    /// The URL it was fetched from, for a URL input.
+    pub url: Option<String>,
 }
 
 /// The result of `create`.
@@ -53,6 +59,8 @@ pub struct Accept {
     /// Set: every operation acts on this tenant's runs only (another's are `NotFound`), and
     /// creates runs for it. `None`: the operator's view of every run; new runs are `local`'s.
     tenant: Option<String>,
+    /// Fetches URL inputs; `None` where this process fetches none.
+    fetcher: Option<Arc<dyn InputFetcher>>,
 }
 
 impl Accept {
@@ -63,7 +71,19 @@ impl Accept {
             blobs,
             space,
             tenant: None,
+            fetcher: None,
         }
+    }
+
+    /// The same operations, fetching URL inputs with `fetcher`.
+    pub fn with_fetcher(mut self, fetcher: Option<Arc<dyn InputFetcher>>) -> Accept {
+        self.fetcher = fetcher;
+        self
+    }
+
+    /// What fetches URL inputs, if this process fetches them.
+    pub(crate) fn fetcher(&self) -> Option<&Arc<dyn InputFetcher>> {
+        self.fetcher.as_ref()
     }
 
     /// The same operations confined to `tenant`'s runs: what the API hands each caller, so no
@@ -83,7 +103,7 @@ impl Accept {
     /// Reads a run this view may see; another tenant's is `NotFound`, exactly like a run that
     /// does not exist, so ids say nothing across tenants. (A run's tenant never changes, so a
     /// check before a conditional write holds for the write.)
-    async fn load(&self, id: &RunId) -> Result<Run, Error> {
+    pub(crate) async fn load(&self, id: &RunId) -> Result<Run, Error> {
         let run = self.runs.load(id).await?;
         match &self.tenant {
             Some(t) if *t != run.tenant => Err(Error::NotFound {
@@ -112,6 +132,48 @@ impl Accept {
         req: &CreateRunRequest,
         idempotency: Option<Idempotency>,
     ) -> Result<Created, Error> {
+        if has_url_inputs(req) {
+            // Checked as it stands first: nothing is fetched for a request that cannot run.
+            validate_create(&self.runs.pipelines, &self.runs.config.outbound, req)?;
+            let mut shot = self.one_shot().await?;
+            for (slot, files) in &req.inputs {
+                for (i, f) in files.iter().enumerate().filter(|(_, f)| f.url.is_some()) {
+                    if let Err(e) = shot.add_url(&req.pipeline, slot, i, f).await {
+                        shot.abandon().await;
+                        return Err(e);
+                    }
+                }
+            }
+            return shot.create(req.clone(), idempotency).await;
+        }
+        let id = RunId::new(
+            self.runs.clock.now().timestamp_millis().max(0) as u64,
+            rand::random(),
+        );
+        self.create_with(req, idempotency, id, &BTreeMap::new())
+            .await
+    }
+
+    /// The tenant new runs belong to.
+    pub(crate) fn tenant_or_local(&self) -> &str {
+        self.tenant.as_deref().unwrap_or(LOCAL_TENANT)
+    }
+
+    /// `create` for run `id`, some of whose inputs are already stored at their keys (`landed`,
+    /// by slot and index, with where they came from: a one-shot create). A run whose every
+    /// input has landed is queued as it is created.
+    pub(crate) async fn create_with(
+        &self,
+        req: &CreateRunRequest,
+        idempotency: Option<Idempotency>,
+        id: RunId,
+        landed: &BTreeMap<(String, usize), Landed>,
+    ) -> Result<Created, Error> {
+        if has_url_inputs(req) {
+            return Err(Error::Internal(
+                "URL inputs reach create_with unfetched".into(),
+            ));
+        }
         let new = validate_create(&self.runs.pipelines, &self.runs.config.outbound, req)?;
         if new.webhook.is_some() && !self.runs.config.webhook.can_sign {
             return Err(Error::validation(
@@ -120,7 +182,7 @@ impl Accept {
             ));
         }
         let pipeline = self.runs.pipelines.get(&new.pipeline)?;
-        let tenant = self.tenant.as_deref().unwrap_or(LOCAL_TENANT);
+        let tenant = self.tenant_or_local();
         // Keys are the client's own names: two tenants may use the same one.
         let idempotency = idempotency.map(|i| Idempotency {
             key: format!("{tenant}/{}", i.key),
@@ -129,7 +191,6 @@ impl Accept {
         self.admit(tenant, new.inputs.values().flatten().map(|f| f.size).sum())
             .await?;
         let now = self.runs.clock.now();
-        let id = RunId::new(now.timestamp_millis().max(0) as u64, rand::random());
         let inputs = new
             .inputs
             .iter()
@@ -137,14 +198,21 @@ impl Accept {
                 let list = files
                     .iter()
                     .enumerate()
-                    .map(|(i, f)| InputFile {
-                        filename: f.filename.clone(),
-                        content_type: f.content_type.clone(),
-                        size: f.size,
-                        sha256: None,
-                        state: InputState::Pending,
-                        key: Run::input_key(&id, slot, i),
-                        url: None,
+                    .map(|(i, f)| {
+                        let stored = landed.get(&(slot.clone(), i));
+                        InputFile {
+                            filename: f.filename.clone(),
+                            content_type: f.content_type.clone(),
+                            size: f.size,
+                            sha256: stored.map(|l| l.sha256.clone()),
+                            state: if stored.is_some() {
+                                InputState::Landed
+                            } else {
+                                InputState::Pending
+                            },
+                            key: Run::input_key(&id, slot, i),
+                            url: stored.and_then(|l| l.url.clone()),
+                        }
                     })
                     .collect();
                 (slot.clone(), list)
@@ -156,7 +224,7 @@ impl Accept {
             attempt: 0,
         };
         let deadline_at = now + chrono::Duration::seconds(new.deadline_s as i64);
-        let run = Run {
+        let mut run = Run {
             settings: new.settings,
             inputs,
             metadata: new.metadata,
@@ -167,10 +235,17 @@ impl Accept {
             tenant: tenant.to_owned(),
             ..Run::new(id, &pipeline.name, backend, now, deadline_at)
         };
+        let queue_now = run.all_inputs_landed() && run.start == StartMode::Auto;
+        if queue_now {
+            run.transition(Status::Queued, now)?;
+        }
         match self.runs.store.insert(&run, idempotency.as_ref()).await? {
             InsertOutcome::Inserted => {
                 self.runs.changed(&run.id);
                 self.runs.notify_webhooks(&run).await;
+                if queue_now {
+                    self.runs.hand_on(&run).await?;
+                }
                 let uploads = self.uploads(&run).await?;
                 Ok(Created {
                     run,
@@ -192,7 +267,7 @@ impl Accept {
     /// Whether `tenant` may add a run declaring `declared` bytes under its caps. Checked before
     /// the write, not in it: creates racing at a cap's edge may overshoot it by the creates in
     /// flight at that moment (the rate limit bounds them).
-    async fn admit(&self, tenant: &str, declared: u64) -> Result<(), Error> {
+    pub(crate) async fn admit(&self, tenant: &str, declared: u64) -> Result<(), Error> {
         let caps = &self.runs.config.caps;
         if !caps.any() {
             return Ok(());
@@ -436,97 +511,6 @@ impl Accept {
             })
             .await?;
         Ok(mutated.run().clone())
-    }
-
-    /// Reads a run.
-    pub async fn get(&self, id: &RunId) -> Result<Run, Error> {
-        self.load(id).await
-    }
-
-    /// Waits up to `timeout` for the run's status to differ from `from` (the status when the wait
-    /// began, if `None`), then returns the run as it is. Woken by the change itself when this
-    /// process makes it; changes of other processes are seen on the cross-process beat.
-    pub async fn wait(
-        &self,
-        id: &RunId,
-        from: Option<Status>,
-        timeout: Duration,
-    ) -> Result<Run, Error> {
-        // Listen before reading, so a change between the read and the wait is not missed.
-        let mut listener = self.runs.listen();
-        let mut run = self.load(id).await?;
-        let from = from.unwrap_or(run.status);
-        let until = tokio::time::Instant::now() + timeout;
-        while run.status == from && !run.status.is_terminal() {
-            let now = tokio::time::Instant::now();
-            if now >= until {
-                break;
-            }
-            listener.changed(id, until - now).await;
-            run = self.load(id).await?;
-        }
-        Ok(run)
-    }
-
-    /// The run's events after sequence number `after`, in order, at most `limit` (`NotFound`
-    /// for an unknown run).
-    pub async fn events(
-        &self,
-        id: &RunId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<RunEvent>, Error> {
-        let run = self.load(id).await?;
-        if after >= run.event_seq {
-            return Ok(vec![]);
-        }
-        self.runs.store.events(id, after, limit).await
-    }
-
-    /// Every run's events in commit order, a page at a time.
-    pub async fn feed(&self, query: &FeedQuery) -> Result<FeedPage, Error> {
-        let query = FeedQuery {
-            tenant: self.tenant.clone(),
-            ..query.clone()
-        };
-        self.runs.store.feed(&query).await
-    }
-
-    /// An artifact of a run, with a short-lived download URL.
-    pub async fn artifact(
-        &self,
-        id: &RunId,
-        name: &str,
-    ) -> Result<(Artifact, String, DateTime<Utc>), Error> {
-        let run = self.load(id).await?;
-        let a = run
-            .artifacts
-            .iter()
-            .find(|a| a.name == name)
-            .cloned()
-            .ok_or_else(|| Error::NotFound {
-                what: "artifact",
-                id: format!("{id}/{name}"),
-            })?;
-        let (url, exp) = self
-            .blobs
-            .presign_download(&a.key, Some(&a.filename), self.runs.config.download_ttl)
-            .await?;
-        Ok((a, url, exp))
-    }
-
-    /// Runs newest first, filtered, one page at a time.
-    pub async fn list(&self, query: &ListQuery) -> Result<RunPage, Error> {
-        let query = ListQuery {
-            tenant: self.tenant.clone(),
-            ..query.clone()
-        };
-        self.runs.store.list(&query).await
-    }
-
-    /// Reads a blob whole (for the CLI and tests).
-    pub async fn read_blob(&self, key: &str) -> Result<Vec<u8>, Error> {
-        inputs::read_all(self.blobs.get(key).await?).await
     }
 }
 

@@ -10,7 +10,9 @@ pub mod changes;
 mod fetch;
 mod inputs;
 mod notify;
+mod oneshot;
 mod poll;
+mod reads;
 mod reconstruct;
 pub mod runner;
 mod runs;
@@ -23,15 +25,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use spaceport_core::outbound::OutboundGuard;
 use spaceport_core::ports::{
-    BlobStore, Clock, DeliveryStore, EventSink, ModelRunner, Queue, QueueName, RunStore,
-    SpaceBackend, StepMessage, WebhookSender,
+    BlobStore, Clock, DeliveryStore, EventSink, InputFetcher, ModelRunner, Queue, QueueName,
+    RunStore, SpaceBackend, StepMessage, WebhookSender,
 };
 use spaceport_core::webhook::BusEvents;
 use spaceport_core::{Error, PipelineSet};
 
-pub use accept::{Accept, Created, Upload};
+pub use accept::{Accept, Created, Landed, Upload};
 pub use fetch::FetchArtifact;
 pub use notify::{BUS_ENDPOINT, Endpoint, Notify, RUN_ENDPOINT, WebhookSettings};
+pub use oneshot::OneShot;
 pub use poll::PollStatus;
 pub use reconstruct::Reconstruct;
 pub use runs::Runs;
@@ -146,6 +149,8 @@ pub struct Ports {
     pub sender: Arc<dyn WebhookSender>,
     /// The event bus run events are published to; `None` where the feed is the bus.
     pub sink: Option<Arc<dyn EventSink>>,
+    /// Fetches URL inputs (the API's processes); `None` where none are fetched.
+    pub fetcher: Option<Arc<dyn InputFetcher>>,
 }
 
 /// The steps of one process, built from its ports: each accessor hands out one step holding
@@ -184,6 +189,7 @@ impl Steps {
             self.ports.blobs.clone(),
             self.ports.space.clone(),
         )
+        .with_fetcher(self.ports.fetcher.clone())
     }
 
     /// submit-space, falling back to the local model runner when this process has one.

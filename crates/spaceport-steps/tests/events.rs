@@ -63,6 +63,7 @@ async fn the_feed_lists_every_event_of_200_concurrent_runs_exactly_once() {
             deliveries: local.store.clone(),
             sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),
             sink: None,
+            fetcher: None,
         },
         StepsConfig::default(),
     );

@@ -42,6 +42,7 @@ fn steps_on(local: &LocalStack, clock: Arc<dyn Clock>) -> Steps {
             deliveries: local.store.clone(),
             sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),
             sink: None,
+            fetcher: None,
         },
         StepsConfig::default(),
     )

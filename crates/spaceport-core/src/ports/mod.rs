@@ -26,6 +26,7 @@ impl Clock for SystemClock {
 
 mod backend;
 mod blob;
+mod fetch;
 mod queue;
 mod sink;
 mod store;
@@ -33,6 +34,7 @@ mod webhook;
 
 pub use backend::*;
 pub use blob::*;
+pub use fetch::*;
 pub use queue::*;
 pub use sink::*;
 pub use store::*;
