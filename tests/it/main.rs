@@ -8,6 +8,7 @@ mod crash;
 mod duplicates;
 mod events;
 mod front_door;
+mod fuzz;
 mod keys;
 mod limits;
 mod oneshot;

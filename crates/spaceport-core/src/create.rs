@@ -194,10 +194,11 @@ pub fn has_url_inputs(req: &CreateRunRequest) -> bool {
     req.inputs.values().flatten().any(|f| f.url.is_some())
 }
 
-/// `GET /v1/runs`'s `limit`: absent or empty is `DEFAULT_PAGE`, else 1 to `MAX_PAGE`.
+/// `GET /v1/runs`'s `limit`: absent is `DEFAULT_PAGE`, else 1 to `MAX_PAGE` (empty is not a
+/// number: the document says integer, and the server holds to it).
 pub fn parse_page_limit(limit: Option<&str>) -> Result<usize, Error> {
     match limit {
-        None | Some("") => Ok(DEFAULT_PAGE),
+        None => Ok(DEFAULT_PAGE),
         Some(l) => match l.parse::<usize>() {
             Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
             _ => Err(Error::validation(
@@ -322,7 +323,7 @@ mod tests {
     #[test]
     fn list_limits_and_filters() {
         assert_eq!(parse_page_limit(None).unwrap(), DEFAULT_PAGE);
-        assert_eq!(parse_page_limit(Some("")).unwrap(), DEFAULT_PAGE);
+        assert!(parse_page_limit(Some("")).is_err());
         assert_eq!(parse_page_limit(Some("100")).unwrap(), MAX_PAGE);
         for bad in ["0", "101", "-1", "x"] {
             assert_eq!(

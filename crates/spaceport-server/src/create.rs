@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Query, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
@@ -24,7 +24,7 @@ use spaceport_steps::{Accept, Created};
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ApiQuery, ErrorBody};
 use crate::views::RunView;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -56,15 +56,14 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResu
         (Object = "multipart/form-data")
     )),
     params(("Idempotency-Key" = Option<String>, Header, description = "The same key with the same body returns the same run"),
-           ("Prefer" = Option<String>, Header, description = "wait=N: as ?wait=N"),
-           ("wait" = Option<u64>, Query, description = "answer when the run ends or after this many seconds (0 to 60)")),
+           ("wait" = Option<f64>, Query, description = "answer when the run ends or after this many seconds (at most 60 are waited; `Prefer: wait=N` says the same)")),
     responses((status = 201, body = RunView), (status = 200, body = RunView, description = "an earlier run with the same Idempotency-Key"),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn create_run(
     State(st): State<AppState>,
     Caller(api): Caller,
-    Query(p): Query<CreateParams>,
+    ApiQuery(p): ApiQuery<CreateParams>,
     req: Request,
 ) -> ApiResult<Response> {
     let headers = req.headers().clone();
@@ -139,7 +138,10 @@ fn wait_of(query: Option<&str>, headers: &HeaderMap) -> ApiResult<Option<Duratio
                 format!("wait = {text:?} must be a number of seconds"),
             )
         })?;
-    Ok(Some(Duration::from_secs_f64(secs).min(MAX_WAIT)))
+    // Capped before converting: a huge number of seconds is no Duration.
+    Ok(Some(Duration::from_secs_f64(
+        secs.min(MAX_WAIT.as_secs_f64()),
+    )))
 }
 
 /// The run once it has ended, or as it is when `wait` has passed.
@@ -160,14 +162,15 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    v.to_str()
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255)
-        .map(|k| Some(k.to_owned()))
+    // Visible ASCII, no spaces: what the document's pattern says.
+    let ok = |k: &[u8]| (1..=255).contains(&k.len()) && k.iter().all(|b| (0x21..=0x7e).contains(b));
+    Some(v.as_bytes())
+        .filter(|k| ok(k))
+        .map(|k| Some(String::from_utf8_lossy(k).into_owned()))
         .ok_or_else(|| {
             ApiError::bad_request(
                 Some("Idempotency-Key".into()),
-                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters, no spaces",
             )
         })
 }

@@ -2,7 +2,9 @@
 //! details (storage errors, upstream texts) are logged, not sent.
 
 use axum::Json;
+use axum::extract::{FromRequestParts, Query};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use spaceport_core::Error;
@@ -88,5 +90,24 @@ impl IntoResponse for ApiError {
             },
         };
         (self.status, Json(body)).into_response()
+    }
+}
+
+/// `Query<T>`, whose rejection (a value of the wrong type, a parameter given twice) is a 400 in
+/// the API's error shape rather than axum's plain text.
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(t)| ApiQuery(t))
+            .map_err(|e| ApiError::bad_request(None, e.body_text()))
     }
 }

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,7 @@ use spaceport_core::{EventType, RunEvent, RunId};
 use spaceport_steps::Accept;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ApiQuery, ErrorBody};
 use crate::views::{EventList, EventView, FeedView};
 
 /// Events read per page of a stream.
@@ -50,7 +50,7 @@ fn resume_point(headers: &HeaderMap, after: Option<&str>) -> Result<u64, ApiErro
         });
     }
     match after {
-        None | Some("") => Ok(0),
+        None => Ok(0),
         Some(a) => a
             .parse()
             .map_err(|_| bad("after", format!("after = {a:?} is not a sequence number"))),
@@ -64,12 +64,13 @@ fn resume_point(headers: &HeaderMap, after: Option<&str>) -> Result<u64, ApiErro
     params(("id" = String, Path), ("after" = Option<u64>, Query, description = "resume after this sequence number"),
            ("format" = Option<String>, Query, description = "`json` for a list instead of a stream"),
            ("Last-Event-ID" = Option<u64>, Header, description = "resume after this sequence number (takes precedence)")),
-    responses((status = 200, description = "text/event-stream, or the list with format=json", body = EventList),
+    responses((status = 200, description = "text/event-stream, or the list with format=json", content(
+                  (EventList = "application/json"), (String = "text/event-stream"))),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn run_events(
     Caller(api): Caller,
     Path(id): Path<String>,
-    Query(p): Query<EventsParams>,
+    ApiQuery(p): ApiQuery<EventsParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = RunId::parse(&id)?;
@@ -157,7 +158,7 @@ pub(crate) struct FeedParams {
     responses((status = 200, body = FeedView), (status = 400, body = ErrorBody)))]
 pub(crate) async fn feed(
     Caller(api): Caller,
-    Query(p): Query<FeedParams>,
+    ApiQuery(p): ApiQuery<FeedParams>,
 ) -> Result<Json<FeedView>, ApiError> {
     let limit = parse_page_limit(p.limit.as_deref())
         .map_err(|e| ApiError::bad_request(e.field().map(str::to_string), e.to_string()))?;

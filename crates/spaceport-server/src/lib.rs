@@ -3,6 +3,7 @@
 //! `spaceport serve` and the Lambda front both mount it. Handlers only translate HTTP ⇄ the steps' operations.
 
 mod auth;
+mod contract;
 mod create;
 mod error;
 mod events;
@@ -19,6 +20,7 @@ use spaceport_core::auth::KeyRing;
 pub use spaceport_core::ports::SignedBlobs;
 use spaceport_steps::{Accept, Notify};
 
+pub use contract::document;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use front::{FrontDoor, LOOPBACK_HOSTS};
 pub use limits::{DEFAULT_BODY_BYTES, RateLimiter};

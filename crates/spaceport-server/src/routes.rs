@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -19,7 +19,7 @@ use utoipa::OpenApi;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ApiQuery, ErrorBody};
 use crate::views::{
     ArtifactView, AttemptView, CreateRunRequest, DeliveryList, DeliveryView, EventList, EventView,
     FeedView, PipelineList, RunList, RunView,
@@ -104,8 +104,8 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+async fn openapi(State(st): State<AppState>) -> Json<Value> {
+    Json(crate::contract::document(&st.api.runs().pipelines))
 }
 
 /// The process answers.
@@ -231,7 +231,7 @@ struct ListParams {
 async fn list_runs(
     State(st): State<AppState>,
     Caller(api): Caller,
-    Query(p): Query<ListParams>,
+    ApiQuery(p): ApiQuery<ListParams>,
 ) -> ApiResult<Json<RunList>> {
     // Query-string mistakes are 400s (the request is malformed), not 422s.
     let bad_query = |e: spaceport_core::Error| {
@@ -247,7 +247,12 @@ async fn list_runs(
             limit,
             cursor: p.cursor.filter(|s| !s.is_empty()),
         })
-        .await?;
+        .await
+        .map_err(|e| match e.field() {
+            // A malformed cursor is a malformed request.
+            Some("cursor") => bad_query(e),
+            _ => e.into(),
+        })?;
     let mut runs = vec![];
     for r in &page.runs {
         runs.push(view(&st, r, vec![]).await?);
@@ -270,11 +275,11 @@ async fn get_run(
     State(st): State<AppState>,
     Caller(api): Caller,
     Path(id): Path<String>,
-    Query(p): Query<WaitParams>,
+    ApiQuery(p): ApiQuery<WaitParams>,
 ) -> ApiResult<Json<RunView>> {
     let id = run_id(&id)?;
     let run = match p.wait.as_deref() {
-        None | Some("") => api.get(&id).await?,
+        None => api.get(&id).await?,
         Some(w) => {
             let secs: f64 = w
                 .parse()

@@ -3,14 +3,14 @@
 //! messages whose every attempt failed.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use serde::Deserialize;
 use spaceport_core::RunId;
 use spaceport_core::create::parse_page_limit;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ApiQuery, ErrorBody};
 use crate::views::{DeliveryList, DeliveryView};
 
 /// A run's webhook deliveries, oldest first, each with its attempts.
@@ -65,7 +65,7 @@ pub(crate) struct DeadParams {
 pub(crate) async fn dead_letters(
     State(st): State<AppState>,
     Caller(api): Caller,
-    Query(p): Query<DeadParams>,
+    ApiQuery(p): ApiQuery<DeadParams>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     match p.state.as_deref() {
         None | Some("") | Some("dead") => {}
