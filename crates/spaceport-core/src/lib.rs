@@ -2,6 +2,7 @@
 //! and the ports (run store, queue, blob store, space backend, clock) that adapters implement.
 //! No async runtime, no SDKs: this crate also builds for wasm32-wasip2 (the edge component uses it).
 
+pub mod access;
 pub mod auth;
 pub mod backend;
 pub mod create;
