@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every test peer into the project: the Python venv (.venv, from the pinned
-# tests/requirements.txt), the npm tools (tests/node/node_modules) and the rustup targets.
+# tests/requirements.txt), the npm tools (tests/node/node_modules), the rustup targets and
+# wasmtime (cargo's bin, reused when present).
 # Idempotent and quick when nothing changed. Prints the env lines the tests read.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,4 +23,13 @@ fi
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2 >&2
+fi
+
+# The WASI-HTTP host the edge component is tested under (tests/it/edge.rs). A cold install
+# compiles for about 13 minutes on two cores, so an installed one of this version is reused.
+wasmtime_version=48.0.8
+wasmtime_bin=${CARGO_HOME:-$HOME/.cargo}/bin/wasmtime
+if ! "$wasmtime_bin" --version 2>/dev/null | grep -Eq "^wasmtime $wasmtime_version( |$)"; then
+  echo "test-env: installing wasmtime-cli $wasmtime_version (cargo install, once)" >&2
+  cargo install -q wasmtime-cli --version "$wasmtime_version" --locked >&2
 fi

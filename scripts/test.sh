@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs the test peers (pinned Python venv, npm validator, wasm target),
-# then runs formatting and lint checks, the core's wasm32-wasip2 build, and every test suite
+# then runs formatting and lint checks, the core's wasm32-wasip2 build and the edge component's
+# lint there, and every test suite
 # (unit, contract, and the integration suites against real Gradio servers and ONNX Runtime).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,4 +13,5 @@ export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(ls "$root"/.venv/lib/python3*/site-pac
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build -q -p spaceport-core --target wasm32-wasip2
+cargo clippy -q -p orchestrator --target wasm32-wasip2 -- -D warnings
 cargo test --workspace --no-fail-fast

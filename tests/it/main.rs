@@ -6,6 +6,7 @@ mod blobs;
 mod common;
 mod crash;
 mod duplicates;
+mod edge;
 mod events;
 mod front_door;
 mod fuzz;

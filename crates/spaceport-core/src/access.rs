@@ -4,7 +4,10 @@
 //! refusal to answer otherwise, with its status, code and message. The server, the Lambda and
 //! the edge all call it, so they refuse the same requests in the same words.
 
+use sha2::Digest;
+
 use crate::auth::{KeyRing, Principal, Scope};
+use crate::error::{Error, ErrorBody};
 use crate::run_token::{RUN_TOKEN_PREFIX, RunToken};
 
 /// The scope a request needs; `None` for the open routes (health, the OpenAPI document, and
@@ -48,16 +51,15 @@ pub fn credential(
         .map(|(_, v)| v.into_owned())
 }
 
-/// Why a request is refused, as the API answers it.
+/// Why a request is refused, as the API answers it (status and error body).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// 401 or 403.
     pub status: u16,
-    /// `unauthorized` or `forbidden`.
+    /// `unauthorized`, `forbidden`, `validation_failed`, `payload_too_large`, …
     pub code: &'static str,
     pub message: String,
     /// The field at fault (`Authorization` for a 401).
-    pub field: Option<&'static str>,
+    pub field: Option<String>,
 }
 
 impl Refusal {
@@ -66,7 +68,7 @@ impl Refusal {
             status: 401,
             code: "unauthorized",
             message: message.into(),
-            field: Some("Authorization"),
+            field: Some("Authorization".into()),
         }
     }
 
@@ -78,6 +80,103 @@ impl Refusal {
             field: None,
         }
     }
+
+    /// A 400 `validation_failed`: the request is malformed.
+    pub fn bad_request(field: Option<String>, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status: 400,
+            code: "validation_failed",
+            message: message.into(),
+            field,
+        }
+    }
+
+    /// A 413 for a body over `limit` bytes.
+    pub fn too_large(limit: usize) -> Refusal {
+        Refusal {
+            status: 413,
+            code: "payload_too_large",
+            message: format!("the request body is over {limit} bytes"),
+            field: None,
+        }
+    }
+
+    /// A domain error as the API answers it (a 4xx; 5xx are not refusals).
+    pub fn of_error(e: &Error) -> Refusal {
+        Refusal {
+            status: e.http_status(),
+            code: e.code(),
+            message: e.to_string(),
+            field: e.field().map(str::to_owned),
+        }
+    }
+
+    /// Its body.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody::new(self.code, self.message.clone(), self.field.clone())
+    }
+}
+
+/// A 415 unless the request says its body is JSON (`application/json`, any parameters, or a
+/// `+json` type). The server also takes multipart forms on create; the caller decides that.
+pub fn require_json(content_type: Option<&str>) -> Result<(), Refusal> {
+    let ct = content_type.unwrap_or_default();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        return Ok(());
+    }
+    let got = if ct.is_empty() {
+        "no Content-Type".to_owned()
+    } else {
+        format!("Content-Type {ct:?}")
+    };
+    Err(Refusal {
+        status: 415,
+        code: "unsupported_media_type",
+        message: format!(
+            "the body must be JSON (Content-Type: application/json) or a multipart form; got {got}"
+        ),
+        field: Some("Content-Type".into()),
+    })
+}
+
+/// A JSON body read as `T`; a malformed one is a 400 naming the path at fault.
+pub fn parse_json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = (path != "." && !path.is_empty()).then_some(path);
+        Refusal::bad_request(field, format!("malformed request body: {}", e.inner()))
+    })
+}
+
+/// The header carrying the secret an edge in front of the API shares with it.
+pub const EDGE_SECRET_HEADER: &str = "x-spaceport-edge";
+/// The header in which that edge names the principal it authenticated (JSON).
+pub const EDGE_PRINCIPAL_HEADER: &str = "x-spaceport-principal";
+
+/// The principal an edge vouches for: `Some` when `presented` is the shared `secret` (compared
+/// in constant time) and `principal` is one; `None` otherwise. An edge strips both headers
+/// from what clients send, so only it can set them.
+pub fn edge_principal(
+    secret: &[u8],
+    presented: &str,
+    principal: Option<&str>,
+) -> Option<Principal> {
+    use subtle::ConstantTimeEq;
+    let a = sha2::Sha256::digest(secret);
+    let b = sha2::Sha256::digest(presented.as_bytes());
+    if !bool::from(a.ct_eq(&b)) {
+        return None;
+    }
+    serde_json::from_str(principal?).ok()
 }
 
 /// What to do with a request.

@@ -65,7 +65,7 @@ pub struct ApiKey {
 }
 
 /// Who a request comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     /// The key's name (for logs); `local` without keys.
     pub key: String,
@@ -115,6 +115,24 @@ pub fn parse_hash(text: &str) -> Option<[u8; 32]> {
     bytes.try_into().ok()
 }
 
+/// An API key as configuration holds it (`[[api_keys]]`, or JSON in `SPACEPORT_API_KEYS`): its
+/// hash, never the key (`spaceport keys new` prints both once).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// Names the key in logs and errors.
+    pub name: String,
+    /// The tenant its runs belong to.
+    pub tenant: String,
+    /// `runs:read`, `runs:write`, `admin`.
+    pub scopes: Vec<String>,
+    /// `sha256:<64 hex digits>` of the key.
+    pub hash: String,
+    /// A revoked key is refused like an unknown one.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
 /// The configured keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyRing {
@@ -124,6 +142,61 @@ pub struct KeyRing {
 impl KeyRing {
     pub fn new(keys: Vec<ApiKey>) -> KeyRing {
         KeyRing { keys }
+    }
+
+    /// The keys `entries` list, each checked: a name used once, a tenant, known scopes and a
+    /// well-formed hash. The error names the entry at fault.
+    pub fn from_entries(entries: &[KeyEntry]) -> Result<KeyRing, String> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut keys = vec![];
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        for k in entries {
+            if !plain(&k.name) || !names.insert(k.name.clone()) {
+                return Err(format!(
+                    "key name {:?} must be letters, digits, '-', '_' or '.', used once",
+                    k.name
+                ));
+            }
+            if !plain(&k.tenant) {
+                return Err(format!(
+                    "key {}: tenant {:?} must be letters, digits, '-', '_' or '.'",
+                    k.name, k.tenant
+                ));
+            }
+            let scopes = k
+                .scopes
+                .iter()
+                .map(|s| {
+                    Scope::parse(s).ok_or_else(|| {
+                        format!(
+                            "key {}: unknown scope {s:?} (runs:read, runs:write, admin)",
+                            k.name
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if scopes.is_empty() {
+                return Err(format!("key {} has no scope", k.name));
+            }
+            let hash = parse_hash(&k.hash).ok_or_else(|| {
+                format!(
+                    "key {}: hash must be sha256:<64 hex digits> (spaceport keys new prints it)",
+                    k.name
+                )
+            })?;
+            keys.push(ApiKey {
+                name: k.name.clone(),
+                tenant: k.tenant.clone(),
+                scopes,
+                hash,
+                revoked: k.revoked,
+            });
+        }
+        Ok(KeyRing::new(keys))
     }
 
     /// Whether no key is configured (a loopback server then runs as one local tenant).

@@ -195,3 +195,40 @@ impl Error {
         }
     }
 }
+
+/// The API's error body, `{"error": {"code", "message", "field"?}}`: one type, so the server,
+/// the Lambda and the edge answer the same refusal byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    /// A stable snake_case word (`validation_failed`, `not_found`, `conflict`, …).
+    pub code: String,
+    pub message: String,
+    /// The request field at fault (`settings.conf_thres`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(code: impl Into<String>, message: impl Into<String>, field: Option<String>) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+                field,
+            },
+        }
+    }
+
+    /// The body as sent.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}

@@ -12,7 +12,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use spaceport_core::access::{Access, Presented, Refusal, authorize};
+use spaceport_core::access::{
+    Access, EDGE_PRINCIPAL_HEADER, EDGE_SECRET_HEADER, Presented, Refusal, authorize,
+    edge_principal, scope_of,
+};
 use spaceport_core::auth::Principal;
 use spaceport_steps::Accept;
 
@@ -43,21 +46,38 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 fn refused(r: Refusal) -> Response {
-    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
-    let mut resp = ApiError {
-        status,
-        code: r.code.into(),
-        message: r.message,
-        field: r.field.map(str::to_owned),
-    }
-    .into_response();
-    if status == StatusCode::UNAUTHORIZED {
+    let unauthorized = r.status == 401;
+    let mut resp = ApiError::from(r).into_response();
+    if unauthorized {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"spaceport\""),
         );
     }
     resp
+}
+
+/// The principal an edge in front vouches for, when the request comes through one: `None`
+/// when it names no edge, a 401 when it names one with the wrong secret.
+fn vouched(gate: &Gate, req: &Request) -> Option<Result<Principal, Refusal>> {
+    let secret = gate.edge_secret.as_deref()?;
+    let presented = req
+        .headers()
+        .get(EDGE_SECRET_HEADER)?
+        .to_str()
+        .unwrap_or_default();
+    let principal = req
+        .headers()
+        .get(EDGE_PRINCIPAL_HEADER)
+        .and_then(|v| v.to_str().ok());
+    Some(
+        edge_principal(secret, presented, principal).ok_or_else(|| Refusal {
+            status: 401,
+            code: "unauthorized",
+            message: "the edge's secret or principal does not check out".into(),
+            field: Some(EDGE_SECRET_HEADER.into()),
+        }),
+    )
 }
 
 /// Authenticates the request (core's `authorize`: the route's scope, the key or run token, the
@@ -81,10 +101,25 @@ pub(crate) async fn authenticate(
         },
         chrono::Utc::now().timestamp(),
     );
-    let (principal, scope) = match access {
-        Access::Open => return next.run(req).await,
-        Access::Refused(r) => return refused(r),
-        Access::Granted(p, s) => (p, s),
+    let (principal, scope) = match (access, vouched(&gate, &req)) {
+        (Access::Open, _) => return next.run(req).await,
+        // The edge authenticated the caller (and refused what it had to); the run token or
+        // key it checked is not sent on.
+        (_, Some(Ok(p))) => match scope_of(req.method().as_str(), req.uri().path()) {
+            Some(s) if p.allows(s) => (p, s),
+            Some(s) => {
+                return refused(Refusal {
+                    status: 403,
+                    code: "forbidden",
+                    message: format!("key {:?} lacks the {s} scope this request needs", p.key),
+                    field: None,
+                });
+            }
+            None => return next.run(req).await,
+        },
+        (_, Some(Err(r))) => return refused(r),
+        (Access::Refused(r), None) => return refused(r),
+        (Access::Granted(p, s), None) => (p, s),
     };
     if let Err(wait) = gate.rates.take(&principal, scope) {
         return limits::rate_limited(&principal.key, scope, wait);

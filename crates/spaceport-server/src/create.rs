@@ -37,13 +37,8 @@ pub(crate) struct CreateParams {
     wait: Option<String>,
 }
 
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = (path != "." && !path.is_empty()).then_some(path);
-        ApiError::bad_request(field, format!("malformed request body: {}", e.inner()))
-    })
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    Ok(spaceport_core::access::parse_json_body(body)?)
 }
 
 /// Creates a run. With a JSON body the answer lists where to upload each declared file (URL

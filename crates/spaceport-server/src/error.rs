@@ -6,26 +6,10 @@ use axum::extract::{FromRequestParts, Query};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use spaceport_core::Error;
-use utoipa::ToSchema;
+use spaceport_core::access::Refusal;
 
-/// The error body.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-/// What went wrong.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// A stable snake_case word (`validation_failed`, `not_found`, `conflict`, …).
-    pub code: String,
-    pub message: String,
-    /// The request field at fault (`settings.conf_thres`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-}
+pub use spaceport_core::error::{ErrorBody, ErrorDetail};
 
 /// An error answered over HTTP.
 #[derive(Debug)]
@@ -58,6 +42,17 @@ impl ApiError {
     }
 }
 
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        ApiError {
+            status: StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
+            code: r.code.into(),
+            message: r.message,
+            field: r.field,
+        }
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let status =
@@ -82,13 +77,7 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code,
-                message: self.message,
-                field: self.field,
-            },
-        };
+        let body = ErrorBody::new(self.code, self.message, self.field);
         (self.status, Json(body)).into_response()
     }
 }

@@ -109,32 +109,8 @@ pub(crate) fn check_form_origin(headers: &HeaderMap, front: &FrontDoor) -> Resul
 pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    if essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-    {
-        return Ok(());
-    }
-    let got = if ct.is_empty() {
-        "no Content-Type".to_owned()
-    } else {
-        format!("Content-Type {ct:?}")
-    };
-    Err(ApiError {
-        status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        code: "unsupported_media_type".into(),
-        message: format!(
-            "the body must be JSON (Content-Type: application/json) or a multipart form; got {got}"
-        ),
-        field: Some("Content-Type".into()),
-    })
+        .and_then(|v| v.to_str().ok());
+    Ok(spaceport_core::access::require_json(ct)?)
 }
 
 /// The CORS layer for the configured origins; `None` when there are none (no CORS headers: a

@@ -50,6 +50,8 @@ pub struct Gate {
     pub body_bytes: usize,
     /// Set: creating a run returns a run token, and run tokens are accepted.
     pub run_tokens: Option<RunTokens>,
+    /// Set: an edge in front that sends this secret vouches for the principal it names.
+    pub edge_secret: Option<Vec<u8>>,
 }
 
 /// How run tokens are signed and how long they last. (No `Debug`: the secret is never printed.)

@@ -89,12 +89,7 @@ pub fn rate_limited(key: &str, scope: Scope, wait: Duration) -> Response {
 
 /// 413 `payload_too_large` for a body over `limit` bytes.
 pub fn too_large(limit: usize) -> ApiError {
-    ApiError {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        code: "payload_too_large".into(),
-        message: format!("the request body is over {limit} bytes"),
-        field: None,
-    }
+    spaceport_core::access::Refusal::too_large(limit).into()
 }
 
 /// Refuses, from its headers alone, a body declared longer than `limit`. (A body sent without a

@@ -1,12 +1,10 @@
 //! The front door's settings: the API keys, the host names the API answers to and the browser
 //! origins it allows, checked when the configuration loads.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use spaceport_core::auth::{ApiKey, KeyRing, Scope, parse_hash};
+use spaceport_core::auth::{KeyRing, Scope};
 use spaceport_core::limits::default_rates;
 use spaceport_server::{
     DEFAULT_BODY_BYTES, FrontDoor, Gate, LOOPBACK_HOSTS, RateLimiter, RunTokens,
@@ -14,79 +12,15 @@ use spaceport_server::{
 
 use super::{Config, ConfigError, env_var, err};
 
-/// An API key as configuration holds it: its hash, never the key (`spaceport keys new` prints
-/// both once).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKeyConfig {
-    /// Names the key in logs and errors.
-    pub name: String,
-    /// The tenant its runs belong to.
-    pub tenant: String,
-    /// `runs:read`, `runs:write`, `admin`.
-    pub scopes: Vec<String>,
-    /// `sha256:<64 hex digits>` of the key.
-    pub hash: String,
-    /// A revoked key is refused like an unknown one.
-    #[serde(default)]
-    pub revoked: bool,
-}
+/// An API key as configuration holds it (core's, shared with the edge).
+pub use spaceport_core::auth::KeyEntry as ApiKeyConfig;
 
 impl Config {
     /// The API keys `api_keys` lists, each checked: a name used once, a tenant, known scopes
     /// and a well-formed hash.
     pub fn key_ring(&self) -> Result<KeyRing, ConfigError> {
-        let var = env_var("api_keys");
-        let mut names = BTreeSet::new();
-        let mut keys = vec![];
-        for k in &self.api_keys {
-            let plain = |s: &str| {
-                !s.is_empty()
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            };
-            if !plain(&k.name) || !names.insert(k.name.clone()) {
-                return Err(err(format!(
-                    "{var}: key name {:?} must be letters, digits, '-', '_' or '.', used once",
-                    k.name
-                )));
-            }
-            if !plain(&k.tenant) {
-                return Err(err(format!(
-                    "{var}: key {}: tenant {:?} must be letters, digits, '-', '_' or '.'",
-                    k.name, k.tenant
-                )));
-            }
-            let scopes = k
-                .scopes
-                .iter()
-                .map(|s| {
-                    Scope::parse(s).ok_or_else(|| {
-                        err(format!(
-                            "{var}: key {}: unknown scope {s:?} (runs:read, runs:write, admin)",
-                            k.name
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            if scopes.is_empty() {
-                return Err(err(format!("{var}: key {} has no scope", k.name)));
-            }
-            let hash = parse_hash(&k.hash).ok_or_else(|| {
-                err(format!(
-                    "{var}: key {}: hash must be sha256:<64 hex digits> (spaceport keys new prints it)",
-                    k.name
-                ))
-            })?;
-            keys.push(ApiKey {
-                name: k.name.clone(),
-                tenant: k.tenant.clone(),
-                scopes,
-                hash,
-                revoked: k.revoked,
-            });
-        }
-        Ok(KeyRing::new(keys))
+        KeyRing::from_entries(&self.api_keys)
+            .map_err(|e| err(format!("{}: {e}", env_var("api_keys"))))
     }
 
     /// `self`, if it has API keys: what an API behind a gateway (the accept-upload Lambda)
@@ -159,6 +93,17 @@ impl Config {
                 secret,
                 ttl: Duration::from_secs(ttl),
             }),
+            edge_secret: match &self.edge_secret {
+                Some(s) if s.expose().is_empty() => None,
+                Some(s) if s.expose().len() < 32 => {
+                    return Err(err(format!(
+                        "{}: use at least 32 characters (openssl rand -base64 32)",
+                        env_var("edge_secret")
+                    )));
+                }
+                Some(s) => Some(s.expose().as_bytes().to_vec()),
+                None => None,
+            },
         })
     }
 

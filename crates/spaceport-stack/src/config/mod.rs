@@ -188,6 +188,9 @@ pub struct Config {
     pub run_token_secret: Option<Secret>,
     /// Seconds a run token lasts (default 900).
     pub run_token_ttl_s: Option<u64>,
+    /// The secret an edge in front of the API (orchestrator/) sends with each request it has
+    /// authenticated; the API then takes the principal it names (never logged).
+    pub edge_secret: Option<Secret>,
     /// The most runs in flight (not yet finished) each tenant may have; none by default.
     pub tenant_max_runs_in_flight: Option<u64>,
     /// The most bytes of inputs and artifacts each tenant may store; none by default.
