@@ -11,7 +11,24 @@ use spin_sdk::http::{HeaderName, HeaderValue, IntoResponse, Request, send};
 use spin_sdk::http_service;
 use spin_sdk::wasip3::http::types;
 
-use crate::edge::{self, Answer, EdgeConfig, Head, Verdict};
+use crate::edge::{self, Answer, DirStore, EdgeConfig, Head, Verdict};
+
+/// Buckets in Spin's default key-value store.
+#[cfg(feature = "spin-kv")]
+struct SpinKv(spin_sdk::key_value::Store);
+
+#[cfg(feature = "spin-kv")]
+impl edge::RateStore for SpinKv {
+    async fn load(&self, slot: &str) -> Option<spaceport_core::limits::Bucket> {
+        self.0.get_json(slot).await.ok().flatten()
+    }
+
+    async fn save(&self, slot: &str, bucket: &spaceport_core::limits::Bucket) {
+        if let Err(e) = self.0.set_json(slot, bucket).await {
+            eprintln!("spaceport edge: saving a rate bucket: {e}");
+        }
+    }
+}
 
 fn now() -> std::time::Duration {
     std::time::SystemTime::now()
@@ -74,6 +91,29 @@ async fn handle(req: Request) -> spin_sdk::http::Result<types::Response> {
         Verdict::Answer(a) => return answer(a, &extra),
         Verdict::Forward(f) => f,
     };
+    if let Some((key, scope)) = &forward.limit {
+        let now_ms = now().as_millis() as i64;
+        let limited = match &cfg.rate_dir {
+            Some(dir) => {
+                let store = DirStore { dir: dir.into() };
+                edge::rate_check(&cfg, &store, key, *scope, now_ms).await
+            }
+            #[cfg(feature = "spin-kv")]
+            None => match spin_sdk::key_value::Store::open_default().await {
+                Ok(store) => edge::rate_check(&cfg, &SpinKv(store), key, *scope, now_ms).await,
+                Err(e) => {
+                    eprintln!("spaceport edge: no key-value store for rate limits: {e}");
+                    Ok(())
+                }
+            },
+            // No store to keep buckets in: the API behind still limits each key.
+            #[cfg(not(feature = "spin-kv"))]
+            None => Ok(()),
+        };
+        if let Err(a) = limited {
+            return answer(a, &extra);
+        }
+    }
     let mut out = spin_sdk::http::Request::builder()
         .method(parts.method.clone())
         .uri(forward.url.as_str());

@@ -8,7 +8,10 @@ use spaceport_core::access::{
     Access, EDGE_PRINCIPAL_HEADER, EDGE_SECRET_HEADER, Presented, Refusal, authorize,
     parse_json_body, require_json,
 };
-use spaceport_core::auth::{KeyEntry, KeyRing};
+use std::collections::BTreeMap;
+
+use spaceport_core::auth::{KeyEntry, KeyRing, Scope};
+use spaceport_core::limits::{Bucket, Rate, default_rates};
 use spaceport_core::outbound::{Allow, OutboundGuard};
 use spaceport_core::{CreateRunRequest, PipelineSet, validate_create};
 
@@ -49,6 +52,11 @@ pub struct EdgeConfig {
     pub pipelines: PipelineSet,
     /// Where webhook URLs may point (the API's `outbound_allow`).
     pub guard: OutboundGuard,
+    /// Each key's request rate per scope (the API's `rate_limits`, defaults included).
+    pub rates: BTreeMap<Scope, Rate>,
+    /// The directory token buckets are kept in, for a host without a key-value store (a WASI
+    /// host that preopens one: `wasmtime serve --dir HOST::GUEST`); `None` with Spin's store.
+    pub rate_dir: Option<String>,
 }
 
 impl EdgeConfig {
@@ -106,7 +114,20 @@ impl EdgeConfig {
             .iter()
             .map(|a| Allow::parse(a).map_err(|e| format!("SPACEPORT_OUTBOUND_ALLOW: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut rates = default_rates();
+        if let Some(json) = set("SPACEPORT_RATE_LIMITS") {
+            let given: BTreeMap<String, Rate> = serde_json::from_str(&json)
+                .map_err(|e| format!("SPACEPORT_RATE_LIMITS is not a JSON map of rates: {e}"))?;
+            for (scope, rate) in given {
+                let s = Scope::parse(&scope).ok_or_else(|| {
+                    format!("SPACEPORT_RATE_LIMITS: unknown scope {scope:?} (runs:read, runs:write, admin)")
+                })?;
+                rates.insert(s, rate);
+            }
+        }
         Ok(EdgeConfig {
+            rates,
+            rate_dir: set("SPACEPORT_EDGE_RATE_DIR"),
             upstream,
             edge_secret,
             keys,
@@ -172,6 +193,8 @@ pub struct Forward {
     pub headers: Vec<(String, String)>,
     /// Whether the body is a JSON create, to be read and checked before it goes on.
     pub check_create: bool,
+    /// The caller's key and the route's scope, whose rate is checked before it goes on.
+    pub limit: Option<(String, Scope)>,
 }
 
 /// What to do with a request.
@@ -255,10 +278,10 @@ pub fn decide(cfg: &EdgeConfig, head: &Head<'_>, request_id: &str, now_s: i64) -
         },
         now_s,
     );
-    let principal = match access {
+    let (principal, scope) = match access {
         Access::Refused(r) => return Verdict::Answer(Answer::refusal(&r)),
-        Access::Open => None,
-        Access::Granted(p, _) => Some(p),
+        Access::Open => (None, None),
+        Access::Granted(p, s) => (Some(p), Some(s)),
     };
     if let Some(len) = head
         .header("content-length")
@@ -295,7 +318,77 @@ pub fn decide(cfg: &EdgeConfig, head: &Head<'_>, request_id: &str, now_s: i64) -
         url,
         headers,
         check_create: head.method == "POST" && head.path == "/v1/runs" && !multipart,
+        limit: principal.map(|p| p.key).zip(scope),
     })
+}
+
+/// Where the edge keeps its token buckets between requests (a host may run each request in a
+/// fresh instance, so memory does not do): Spin's key-value store, or a directory.
+#[allow(async_fn_in_trait)]
+pub trait RateStore {
+    async fn load(&self, slot: &str) -> Option<Bucket>;
+    async fn save(&self, slot: &str, bucket: &Bucket);
+}
+
+/// Takes a token for `key`'s request needing `scope` at `now_ms`: a 429 with `Retry-After` (the
+/// API's words) when none is left. Requests racing on one bucket may each read it before the
+/// other writes it: a burst can pass by the requests in flight at once.
+pub async fn rate_check<S: RateStore>(
+    cfg: &EdgeConfig,
+    store: &S,
+    key: &str,
+    scope: Scope,
+    now_ms: i64,
+) -> Result<(), Answer> {
+    let Some(rate) = cfg.rates.get(&scope).filter(|r| r.is_on()) else {
+        return Ok(());
+    };
+    let slot = format!("rate/{scope}/{key}");
+    let (next, verdict) = Bucket::take(store.load(&slot).await, rate, now_ms);
+    store.save(&slot, &next).await;
+    verdict.map_err(|wait| {
+        let (r, secs) = Refusal::rate_limited(key, scope, wait);
+        let mut a = Answer::refusal(&r);
+        a.headers.push(("retry-after".into(), secs.to_string()));
+        a
+    })
+}
+
+/// Buckets as files in a directory (one per key and scope, named by the slot's hash, replaced
+/// whole by a rename so a reader never sees half of one).
+pub struct DirStore {
+    pub dir: std::path::PathBuf,
+}
+
+impl DirStore {
+    fn path(&self, slot: &str) -> std::path::PathBuf {
+        use sha2::Digest;
+        self.dir
+            .join(hex::encode(sha2::Sha256::digest(slot.as_bytes())))
+    }
+}
+
+impl RateStore for DirStore {
+    async fn load(&self, slot: &str) -> Option<Bucket> {
+        let text = std::fs::read(self.path(slot)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    async fn save(&self, slot: &str, bucket: &Bucket) {
+        let path = self.path(slot);
+        // A name of its own per writer (WASI has no process id): a fresh hasher's random keys.
+        let unique = {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        };
+        let tmp = path.with_extension(format!("tmp{unique:016x}"));
+        let body = serde_json::to_vec(bucket).unwrap_or_default();
+        if std::fs::write(&tmp, body).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
 }
 
 /// Checks a JSON create body as the API would before it goes on: its type, size, shape and the
@@ -454,6 +547,66 @@ mod tests {
                 .iter()
                 .any(|(k, _)| k == "access-control-allow-origin")
         );
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    }
+
+    struct Mem(std::cell::RefCell<std::collections::HashMap<String, Bucket>>);
+
+    impl RateStore for Mem {
+        async fn load(&self, slot: &str) -> Option<Bucket> {
+            self.0.borrow().get(slot).copied()
+        }
+        async fn save(&self, slot: &str, bucket: &Bucket) {
+            self.0.borrow_mut().insert(slot.to_owned(), *bucket);
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        // The stores here never wait: one poll finishes them.
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("a store waited"),
+        }
+    }
+
+    #[test]
+    fn a_key_over_its_rate_is_answered_429_in_the_apis_words() {
+        let mut cfg = cfg();
+        cfg.rates.insert(
+            Scope::RunsWrite,
+            Rate {
+                per_second: 0.01,
+                burst: 2,
+            },
+        );
+        let mem = Mem(Default::default());
+        let dir = std::env::temp_dir().join(format!("edge-rates-{:x}", rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = DirStore { dir: dir.clone() };
+        fn exercise<S: RateStore>(cfg: &EdgeConfig, store: &S) {
+            let take = |now| block_on(rate_check(cfg, store, "app", Scope::RunsWrite, now));
+            assert!(take(1_000).is_ok() && take(1_000).is_ok());
+            let a = take(1_000).unwrap_err();
+            assert_eq!(a.status, 429);
+            let secs = a.headers.iter().find(|(k, _)| k == "retry-after").unwrap();
+            assert_eq!(secs.1, "100");
+            let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+            assert_eq!(body["error"]["code"], "rate_limited");
+            // Another key has its own bucket.
+            assert!(block_on(rate_check(cfg, store, "other", Scope::RunsWrite, 1_000)).is_ok());
+        }
+        exercise(&cfg, &mem);
+        exercise(&cfg, &files);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The edge orchestrator (orchestrator/, a Spin component built for wasm32-wasip2) under a real
 //! WASI-HTTP host, `wasmtime serve`, in front of the embedded stack, with a recording proxy
 //! between them whose request log shows what reached the API. Refusals (401, 403, 413, 415,
-//! 400, 422) are answered at the edge, byte for byte as the API words them, and never reach it;
+//! 400, 422, and 429 from buckets kept in a preopened directory) are answered at the edge, byte
+//! for byte as the API words them, and never reach it;
 //! a run token reads its own run only and not after it expires; a client cannot pose as the
 //! edge; request ids travel both ways; and a `vggt` run is created in one shot through the edge
 //! and followed to `succeeded`, bodies streamed both ways.
@@ -132,10 +133,11 @@ fn wasmtime() -> std::path::PathBuf {
 }
 
 /// `wasmtime serve` with the component, configured through its environment.
-fn edge(wasm: &std::path::Path, env: &[(&str, String)]) -> Edge {
+fn edge(wasm: &std::path::Path, env: &[(&str, String)], args: &[String]) -> Edge {
     let port = spaceport_testkit::free_port();
     let mut cmd = Command::new(wasmtime());
-    cmd.args(["serve", "-Scli", "--addr", &format!("127.0.0.1:{port}")]);
+    cmd.args(["serve", "-Scli", "--addr", &format!("127.0.0.1:{port}")])
+        .args(args);
     // Passed by name: values holding commas (the keys' JSON) would be split on the command line.
     for (k, v) in env {
         cmd.env(k, v).args(["--env", k]);
@@ -177,6 +179,7 @@ async fn the_edge_refuses_at_the_door_and_carries_a_run_through_to_succeeded() {
         {"name": "app", "tenant": "acme", "scopes": ["runs:read", "runs:write"], "hash": hash_text(&key_hash(writer))},
         {"name": "dash", "tenant": "acme", "scopes": ["runs:read"], "hash": hash_text(&key_hash(reader))}
     ]);
+    let rates = tempfile::tempdir().unwrap();
     let e = edge(
         &wasm,
         &[
@@ -185,6 +188,16 @@ async fn the_edge_refuses_at_the_door_and_carries_a_run_through_to_succeeded() {
             ("SPACEPORT_RUN_TOKEN_SECRET", TOKEN_SECRET.into()),
             ("SPACEPORT_API_KEYS", keys.to_string()),
             ("SPACEPORT_MAX_BODY_BYTES", "4096".into()),
+            // Three reads a key, then one every 100 s; buckets in a preopened directory.
+            (
+                "SPACEPORT_RATE_LIMITS",
+                json!({"runs:read": {"per_second": 0.01, "burst": 3}}).to_string(),
+            ),
+            ("SPACEPORT_EDGE_RATE_DIR", "/rates".into()),
+        ],
+        &[
+            "--dir".into(),
+            format!("{}::/rates", rates.path().display()),
         ],
     );
     let http = reqwest::Client::new();
@@ -256,6 +269,20 @@ async fn the_edge_refuses_at_the_door_and_carries_a_run_through_to_succeeded() {
         "a refusal reached the API: {:?}",
         log.lock().unwrap()
     );
+
+    // A key over its rate: three reads go through, the fourth is a 429 the API never sees.
+    for _ in 0..3 {
+        let (status, _, _) = raw(http.get(format!("{}/v1/runs", e.url)).bearer_auth(reader)).await;
+        assert_eq!(status, 200);
+    }
+    let before = reached();
+    let (status, headers, bytes) =
+        raw(http.get(format!("{}/v1/runs", e.url)).bearer_auth(reader)).await;
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    expect_error(&(status, v.clone()), 429, "rate_limited");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((90..=100).contains(&retry), "{retry}");
+    assert_eq!(reached(), before, "a 429 reached the API");
 
     // The same bad bodies, sent to the API itself, are refused with the same bytes.
     for bad in [

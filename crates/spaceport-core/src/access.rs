@@ -101,6 +101,21 @@ impl Refusal {
         }
     }
 
+    /// A 429 `rate_limited` for `key` over its `scope` rate, and the whole seconds to wait (at
+    /// least one) for `Retry-After`.
+    pub fn rate_limited(key: &str, scope: Scope, wait: std::time::Duration) -> (Refusal, u64) {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let r = Refusal {
+            status: 429,
+            code: "rate_limited",
+            message: format!(
+                "key {key:?} is over its {scope} request rate; retry in {secs} s (Retry-After)"
+            ),
+            field: None,
+        };
+        (r, secs)
+    }
+
     /// A domain error as the API answers it (a 4xx; 5xx are not refusals).
     pub fn of_error(e: &Error) -> Refusal {
         Refusal {

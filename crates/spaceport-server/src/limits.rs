@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use spaceport_core::auth::{Principal, Scope};
 use spaceport_core::limits::{Bucket, Rate};
@@ -70,18 +70,10 @@ impl RateLimiter {
     }
 }
 
-/// 429 `rate_limited`, saying when to come back (whole seconds, at least one).
+/// 429 `rate_limited`, saying when to come back (core's words, shared with the edge).
 pub fn rate_limited(key: &str, scope: Scope, wait: Duration) -> Response {
-    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-    let mut r = ApiError {
-        status: StatusCode::TOO_MANY_REQUESTS,
-        code: "rate_limited".into(),
-        message: format!(
-            "key {key:?} is over its {scope} request rate; retry in {secs} s (Retry-After)"
-        ),
-        field: None,
-    }
-    .into_response();
+    let (refusal, secs) = spaceport_core::access::Refusal::rate_limited(key, scope, wait);
+    let mut r = ApiError::from(refusal).into_response();
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     r
