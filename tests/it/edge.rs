@@ -26,43 +26,6 @@ use crate::common::*;
 const EDGE_SECRET: &str = "edge-secret-shared-with-the-api-0123456789";
 const TOKEN_SECRET: &str = "run-token-secret-of-the-api-0123456789";
 
-/// Builds the component and returns its path.
-fn component() -> std::path::PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .current_dir(spaceport_testkit::repo_root())
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "orchestrator",
-            "--target",
-            "wasm32-wasip2",
-            "--release",
-        ])
-        .args(["--message-format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "building the component: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .flat_map(|m| {
-            m["filenames"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|f| f.as_str().map(str::to_owned))
-        })
-        .find(|f| f.ends_with("orchestrator.wasm"))
-        .map(Into::into)
-        .expect("cargo built no orchestrator.wasm")
-}
-
 /// What reached the API: method, path and request id of each request.
 type Log = Arc<Mutex<Vec<(String, String, String)>>>;
 
@@ -122,20 +85,10 @@ impl Drop for Edge {
     }
 }
 
-/// The `wasmtime` scripts/test-env.sh installs with cargo (on PATH, or in cargo's bin).
-fn wasmtime() -> std::path::PathBuf {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
-    home.map(|h| h.join("bin/wasmtime"))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| "wasmtime".into())
-}
-
 /// `wasmtime serve` with the component, configured through its environment.
 fn edge(wasm: &std::path::Path, env: &[(&str, String)], args: &[String]) -> Edge {
     let port = spaceport_testkit::free_port();
-    let mut cmd = Command::new(wasmtime());
+    let mut cmd = Command::new(spaceport_testkit::build::wasmtime());
     cmd.args(["serve", "-Scli", "--addr", &format!("127.0.0.1:{port}")])
         .args(args);
     // Passed by name: values holding commas (the keys' JSON) would be split on the command line.
@@ -166,7 +119,10 @@ fn edge(wasm: &std::path::Path, env: &[(&str, String)], args: &[String]) -> Edge
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_refuses_at_the_door_and_carries_a_run_through_to_succeeded() {
-    let wasm = tokio::task::spawn_blocking(component).await.unwrap();
+    let wasm = tokio::task::spawn_blocking(spaceport_testkit::build::edge_component)
+        .await
+        .unwrap()
+        .unwrap();
     let mirror = MirrorSpace::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), mirror.url());

@@ -11,7 +11,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use futures::StreamExt;
 use spaceport_core::auth::{hash_text, key_hash};
 use spaceport_testkit::stats::{Summary, bench_opt, header_fine, machine_line, ms};
@@ -39,37 +39,6 @@ fn wait_port(port: u16, child: &mut Child, what: &str) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
-}
-
-fn build(args: &[&str], suffix: &str) -> Result<std::path::PathBuf> {
-    let out = Command::new(env!("CARGO"))
-        .current_dir(spaceport_testkit::repo_root())
-        .arg("build")
-        .args(args)
-        .args(["--message-format", "json"])
-        .output()?;
-    if !out.status.success() {
-        bail!("cargo build: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .flat_map(|m| {
-            let mut found: Vec<String> = m["filenames"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|f| f.as_str().map(str::to_owned))
-                .collect();
-            if let Some(e) = m["executable"].as_str() {
-                found.push(e.to_owned());
-            }
-            found
-        })
-        .find(|f| f.ends_with(suffix))
-        .map(Into::into)
-        .context("cargo built nothing of that name")
 }
 
 /// Latencies of `n` requests to `url`, one at a time.
@@ -117,18 +86,8 @@ async fn throughput(
 fn main() -> Result<()> {
     let requests = bench_opt("EDGE", "requests", 2000)? as usize;
     let concurrency = bench_opt("EDGE", "concurrency", 8)? as usize;
-    let wasm = build(
-        &[
-            "-q",
-            "-p",
-            "orchestrator",
-            "--target",
-            "wasm32-wasip2",
-            "--release",
-        ],
-        "orchestrator.wasm",
-    )?;
-    let serve_bin = build(
+    let wasm = spaceport_testkit::build::edge_component()?;
+    let serve_bin = spaceport_testkit::build::cargo_artifact(
         &[
             "-q",
             "-p",
@@ -168,10 +127,7 @@ fn main() -> Result<()> {
     );
     wait_port(api_port, &mut api.0, "spaceport serve")?;
     let edge_port = spaceport_testkit::free_port();
-    let wasmtime = std::env::var_os("HOME")
-        .map(|h| std::path::Path::new(&h).join(".cargo/bin/wasmtime"))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| "wasmtime".into());
+    let wasmtime = spaceport_testkit::build::wasmtime();
     let mut edge = Killed(
         Command::new(wasmtime)
             .args([

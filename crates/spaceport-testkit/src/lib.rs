@@ -5,6 +5,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod build;
 mod emulators;
 pub mod fakes;
 mod files;
