@@ -243,7 +243,7 @@ async fn the_edge_refuses_at_the_door_and_carries_a_run_through_to_succeeded() {
     // The same bad bodies, sent to the API itself, are refused with the same bytes.
     for bad in [
         json!({"pipeline": "vggt", "settings": {"conf_thres": 101}}),
-        json!({"pipeline": "nope"}),
+        json!({"pipeline": "vggt", "start": "later"}),
         json!({"pipeline": "vggt", "inputs": {"images": [{"filename": "../a.png", "content_type": "image/png", "size": 1}]}}),
         json!({"pipeline": "vggt", "bogus": 1}),
     ] {
@@ -256,6 +256,17 @@ async fn the_edge_refuses_at_the_door_and_carries_a_run_through_to_succeeded() {
         );
     }
     assert_eq!(reached(), before);
+
+    // A pipeline the edge does not carry goes on, and the API answers in its own words.
+    let before = reached();
+    let (status, _, bytes) = raw(post(Some(writer)).json(&json!({"pipeline": "nope"}))).await;
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    let err = expect_error(&(status, v), 422, "validation_failed");
+    assert!(
+        err["message"].as_str().unwrap().contains("known: vggt"),
+        "{err}"
+    );
+    assert_eq!(reached(), before + 1);
 
     // A create goes through as acme's (a forged principal header is dropped), with the
     // client's request id seen by the API and returned.
