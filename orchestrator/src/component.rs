@@ -36,12 +36,13 @@ fn now() -> std::time::Duration {
         .unwrap_or_default()
 }
 
-/// A fresh request id: the time and a random draw (WASI's random source behind `RandomState`).
+/// A fresh request id: a random draw and the time's nanoseconds.
 fn fresh_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(now().as_nanos());
-    format!("req_{:016x}{:08x}", h.finish(), now().subsec_nanos())
+    format!(
+        "req_{:016x}{:08x}",
+        edge::random_u64(),
+        now().subsec_nanos()
+    )
 }
 
 fn answer(a: Answer, extra: &[(String, String)]) -> spin_sdk::http::Result<types::Response> {

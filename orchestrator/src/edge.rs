@@ -6,7 +6,7 @@
 
 use spaceport_core::access::{
     Access, EDGE_PRINCIPAL_HEADER, EDGE_SECRET_HEADER, Presented, Refusal, authorize,
-    parse_json_body, require_json,
+    check_declared_length, parse_json_body, require_json,
 };
 use std::collections::BTreeMap;
 
@@ -49,8 +49,8 @@ pub struct EdgeConfig {
     pub cors_origins: Vec<String>,
     pub body_bytes: usize,
     /// What creates are checked against: the built-in pipelines (a create naming another goes
-    /// on for the API to judge).
-    pub pipelines: PipelineSet,
+    /// on for the API to judge), parsed only when a create needs them.
+    pipelines: std::sync::OnceLock<PipelineSet>,
     /// Where webhook URLs may point (the API's `outbound_allow`).
     pub guard: OutboundGuard,
     /// Each key's request rate per scope (the API's `rate_limits`, defaults included).
@@ -135,7 +135,7 @@ impl EdgeConfig {
             run_token_secret,
             cors_origins: list("SPACEPORT_CORS_ORIGINS"),
             body_bytes,
-            pipelines: PipelineSet::builtin(),
+            pipelines: std::sync::OnceLock::new(),
             guard: OutboundGuard::new(allow),
         })
     }
@@ -284,13 +284,11 @@ pub fn decide(cfg: &EdgeConfig, head: &Head<'_>, request_id: &str, now_s: i64) -
         Access::Open => (None, None),
         Access::Granted(p, s) => (Some(p), Some(s)),
     };
-    if let Some(len) = head
-        .header("content-length")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        && len > cfg.body_bytes as u64
-        && !head.path.starts_with("/v1/uploads/")
+    // Uploads are held to their declared size by their signed URL, not to the body limit.
+    if !head.path.starts_with("/v1/uploads/")
+        && let Err(r) = check_declared_length(head.header("content-length"), cfg.body_bytes)
     {
-        return Verdict::Answer(Answer::refusal(&Refusal::too_large(cfg.body_bytes)));
+        return Verdict::Answer(Answer::refusal(&r));
     }
     let mut headers: Vec<(String, String)> = head
         .headers
@@ -355,6 +353,15 @@ pub async fn rate_check<S: RateStore>(
     })
 }
 
+/// 64 random bits: a fresh `RandomState`'s keys, which std draws from the host's random source
+/// (WASI's `random` interface in the component), so no randomness crate is needed.
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
 /// Buckets as files in a directory (one per key and scope, named by the slot's hash, replaced
 /// whole by a rename so a reader never sees half of one).
 pub struct DirStore {
@@ -377,14 +384,8 @@ impl RateStore for DirStore {
 
     async fn save(&self, slot: &str, bucket: &Bucket) {
         let path = self.path(slot);
-        // A name of its own per writer (WASI has no process id): a fresh hasher's random keys.
-        let unique = {
-            use std::hash::{BuildHasher, Hasher};
-            std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish()
-        };
-        let tmp = path.with_extension(format!("tmp{unique:016x}"));
+        // A name of its own per writer (WASI has no process id).
+        let tmp = path.with_extension(format!("tmp{:016x}", random_u64()));
         let body = serde_json::to_vec(bucket).unwrap_or_default();
         if std::fs::write(&tmp, body).is_ok() {
             let _ = std::fs::rename(&tmp, &path);
@@ -401,12 +402,13 @@ pub fn check_create(cfg: &EdgeConfig, head: &Head<'_>, body: &[u8]) -> Result<()
         return Err(refuse(Refusal::too_large(cfg.body_bytes)));
     }
     let req: CreateRunRequest = parse_json_body(body).map_err(refuse)?;
-    if cfg.pipelines.get(&req.pipeline).is_err() {
+    let pipelines = cfg.pipelines.get_or_init(PipelineSet::builtin);
+    if pipelines.get(&req.pipeline).is_err() {
         // A pipeline the edge does not carry (the API's own pipelines_dir): the API decides,
         // in its own words, rather than the edge refusing a run the API would take.
         return Ok(());
     }
-    validate_create(&cfg.pipelines, &cfg.guard, &req)
+    validate_create(pipelines, &cfg.guard, &req)
         .map(|_| ())
         .map_err(|e| refuse(Refusal::of_error(&e)))
 }
@@ -557,13 +559,6 @@ mod tests {
         );
     }
 
-    fn rand_suffix() -> u64 {
-        use std::hash::{BuildHasher, Hasher};
-        std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
-    }
-
     struct Mem(std::cell::RefCell<std::collections::HashMap<String, Bucket>>);
 
     impl RateStore for Mem {
@@ -597,7 +592,7 @@ mod tests {
             },
         );
         let mem = Mem(Default::default());
-        let dir = std::env::temp_dir().join(format!("edge-rates-{:x}", rand_suffix()));
+        let dir = std::env::temp_dir().join(format!("edge-rates-{:x}", random_u64()));
         std::fs::create_dir_all(&dir).unwrap();
         let files = DirStore { dir: dir.clone() };
         fn exercise<S: RateStore>(cfg: &EdgeConfig, store: &S) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use spaceport_cli::client::ApiClient;
-use spaceport_cli::config::{Config, PipelineOverride};
+use spaceport_cli::config::{ApiKeyConfig, Config, PipelineOverride};
 use spaceport_cli::stack::{EmbeddedStack, StackOptions};
 use spaceport_core::RunId;
 pub use spaceport_testkit::MirrorSpace;
@@ -263,4 +263,17 @@ pub async fn wait_records(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A fresh API key and its configuration entry (only its hash), for `tenant` with `scopes`.
+pub fn api_key(name: &str, tenant: &str, scopes: &[&str]) -> (String, ApiKeyConfig) {
+    let key = format!("sk_{name}_{:032x}", rand::random::<u128>());
+    let entry = ApiKeyConfig {
+        name: name.into(),
+        tenant: tenant.into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        hash: spaceport_core::auth::hash_text(&spaceport_core::auth::key_hash(&key)),
+        revoked: false,
+    };
+    (key, entry)
 }

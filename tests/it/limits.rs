@@ -5,21 +5,12 @@
 
 use serde_json::{Value, json};
 use spaceport_cli::config::ApiKeyConfig;
-use spaceport_core::auth::{hash_text, key_hash};
 use spaceport_core::limits::Rate;
 
 use crate::common::*;
 
 fn key(name: &str, tenant: &str) -> (String, ApiKeyConfig) {
-    let key = format!("sk_{name}_{:032x}", rand::random::<u128>());
-    let entry = ApiKeyConfig {
-        name: name.into(),
-        tenant: tenant.into(),
-        scopes: vec!["runs:read".into(), "runs:write".into()],
-        hash: hash_text(&key_hash(&key)),
-        revoked: false,
-    };
-    (key, entry)
+    api_key(name, tenant, &["runs:read", "runs:write"])
 }
 
 fn create_body(size: u64) -> Value {

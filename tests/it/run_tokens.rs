@@ -4,9 +4,8 @@
 //! not a change. An expired token, or one signed with another secret, is 401.
 
 use serde_json::json;
-use spaceport_cli::config::{ApiKeyConfig, Secret};
+use spaceport_cli::config::Secret;
 use spaceport_core::RunId;
-use spaceport_core::auth::{hash_text, key_hash};
 use spaceport_core::run_token::RunToken;
 
 use crate::common::*;
@@ -15,16 +14,10 @@ const SECRET: &str = "a-run-token-secret-of-32-characters-or-more";
 
 #[tokio::test]
 async fn a_run_token_reads_its_run_only_and_not_after_it_expires() {
-    let key = format!("sk_{:064x}", rand::random::<u128>());
+    let (key, entry) = api_key("app", "acme", &["runs:read", "runs:write"]);
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), "http://127.0.0.1:9");
-    cfg.api_keys = vec![ApiKeyConfig {
-        name: "app".into(),
-        tenant: "acme".into(),
-        scopes: vec!["runs:read".into(), "runs:write".into()],
-        hash: hash_text(&key_hash(&key)),
-        revoked: false,
-    }];
+    cfg.api_keys = vec![entry];
     cfg.run_token_secret = Some(Secret::new(SECRET));
     cfg.run_token_ttl_s = Some(600);
     let t = TestStack::start_config(cfg).await.unwrap();

@@ -8,22 +8,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use spaceport_cli::config::{ApiKeyConfig, Secret};
-use spaceport_core::auth::{hash_text, key_hash};
 
 use crate::common::*;
 
 const SECRET: &str = "whsec_dGhlLW5ldy1zZWNyZXQtb2YtMjAyNiEh";
 
 fn key(name: &str, tenant: &str) -> (String, ApiKeyConfig) {
-    let key = format!("sk_{name}_{:032x}", rand::random::<u128>());
-    let entry = ApiKeyConfig {
-        name: name.into(),
-        tenant: tenant.into(),
-        scopes: vec!["admin".into()],
-        hash: hash_text(&key_hash(&key)),
-        revoked: false,
-    };
-    (key, entry)
+    api_key(name, tenant, &["admin"])
 }
 
 /// Sends `method path` with `key` (and `body` as JSON when given).

@@ -63,7 +63,8 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn unauthorized(message: impl Into<String>) -> Refusal {
+    /// A 401 `unauthorized` on `Authorization`.
+    pub fn unauthorized(message: impl Into<String>) -> Refusal {
         Refusal {
             status: 401,
             code: "unauthorized",
@@ -72,13 +73,21 @@ impl Refusal {
         }
     }
 
-    fn forbidden(message: impl Into<String>) -> Refusal {
+    /// A 403 `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Refusal {
         Refusal {
             status: 403,
             code: "forbidden",
             message: message.into(),
             field: None,
         }
+    }
+
+    /// A 403 for `key`, which lacks `scope`.
+    pub fn lacks_scope(key: &str, scope: Scope) -> Refusal {
+        Refusal::forbidden(format!(
+            "key {key:?} lacks the {scope} scope this request needs"
+        ))
     }
 
     /// A 400 `validation_failed`: the request is malformed.
@@ -129,6 +138,15 @@ impl Refusal {
     /// Its body.
     pub fn body(&self) -> ErrorBody {
         ErrorBody::new(self.code, self.message.clone(), self.field.clone())
+    }
+}
+
+/// A 413 for a body declared (`Content-Length`) longer than `limit`, refused from the headers
+/// alone; a body sent without a length is cut off at the limit as it is read.
+pub fn check_declared_length(content_length: Option<&str>, limit: usize) -> Result<(), Refusal> {
+    match content_length.and_then(|v| v.trim().parse::<u64>().ok()) {
+        Some(n) if n > limit as u64 => Err(Refusal::too_large(limit)),
+        _ => Ok(()),
     }
 }
 
@@ -266,10 +284,7 @@ pub fn authorize(
         }
     };
     if !principal.allows(scope) {
-        return Access::Refused(Refusal::forbidden(format!(
-            "key {:?} lacks the {scope} scope this request needs",
-            principal.key
-        )));
+        return Access::Refused(Refusal::lacks_scope(&principal.key, scope));
     }
     Access::Granted(principal, scope)
 }

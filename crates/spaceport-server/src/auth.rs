@@ -72,10 +72,8 @@ fn vouched(gate: &Gate, req: &Request) -> Option<Result<Principal, Refusal>> {
         .and_then(|v| v.to_str().ok());
     Some(
         edge_principal(secret, presented, principal).ok_or_else(|| Refusal {
-            status: 401,
-            code: "unauthorized",
-            message: "the edge's secret or principal does not check out".into(),
             field: Some(EDGE_SECRET_HEADER.into()),
+            ..Refusal::unauthorized("the edge's secret or principal does not check out")
         }),
     )
 }
@@ -108,12 +106,7 @@ pub(crate) async fn authenticate(
         (_, Some(Ok(p))) => match scope_of(req.method().as_str(), req.uri().path()) {
             Some(s) if p.allows(s) => (p, s),
             Some(s) => {
-                return refused(Refusal {
-                    status: 403,
-                    code: "forbidden",
-                    message: format!("key {:?} lacks the {s} scope this request needs", p.key),
-                    field: None,
-                });
+                return refused(Refusal::lacks_scope(&p.key, s));
             }
             None => return next.run(req).await,
         },

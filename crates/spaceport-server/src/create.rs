@@ -25,12 +25,10 @@ use spaceport_steps::{Accept, Created};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiQuery, ErrorBody};
+use crate::routes::parse_wait;
 use crate::views::RunView;
 
 type ApiResult<T> = Result<T, ApiError>;
-
-/// The longest `?wait=` honoured.
-const MAX_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct CreateParams {
@@ -122,21 +120,7 @@ fn wait_of(query: Option<&str>, headers: &HeaderMap) -> ApiResult<Option<Duratio
         (None, Some(p)) => ("Prefer", p),
         (None, None) => return Ok(None),
     };
-    let secs: f64 = text
-        .trim()
-        .parse()
-        .ok()
-        .filter(|s: &f64| s.is_finite() && *s >= 0.0)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                Some(field.into()),
-                format!("wait = {text:?} must be a number of seconds"),
-            )
-        })?;
-    // Capped before converting: a huge number of seconds is no Duration.
-    Ok(Some(Duration::from_secs_f64(
-        secs.min(MAX_WAIT.as_secs_f64()),
-    )))
+    Ok(Some(parse_wait(field, text.trim())?))
 }
 
 /// The run once it has ended, or as it is when `wait` has passed.

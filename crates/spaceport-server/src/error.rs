@@ -31,6 +31,12 @@ impl ApiError {
         }
     }
 
+    /// A mistake the domain found in a query string (a page limit, a filter, a cursor): a 400
+    /// naming the parameter, since the request itself is malformed (not a 422).
+    pub fn malformed(e: Error) -> Self {
+        ApiError::bad_request(e.field().map(str::to_string), e.to_string())
+    }
+
     /// A 404 `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError {

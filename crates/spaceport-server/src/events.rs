@@ -160,8 +160,7 @@ pub(crate) async fn feed(
     Caller(api): Caller,
     ApiQuery(p): ApiQuery<FeedParams>,
 ) -> Result<Json<FeedView>, ApiError> {
-    let limit = parse_page_limit(p.limit.as_deref())
-        .map_err(|e| ApiError::bad_request(e.field().map(str::to_string), e.to_string()))?;
+    let limit = parse_page_limit(p.limit.as_deref()).map_err(ApiError::malformed)?;
     let mut types = vec![];
     for t in p.types.as_deref().unwrap_or("").split(',').map(str::trim) {
         if t.is_empty() {
@@ -185,7 +184,7 @@ pub(crate) async fn feed(
         .await
         .map_err(|e| match e.field() {
             // A malformed cursor is a malformed request.
-            Some(f) => ApiError::bad_request(Some(f.to_string()), e.to_string()),
+            Some(_) => ApiError::malformed(e),
             None => e.into(),
         })?;
     Ok(Json(FeedView {

@@ -89,12 +89,10 @@ pub fn too_large(limit: usize) -> ApiError {
 pub fn check_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(n) if n > limit as u64 => Err(too_large(limit)),
-        _ => Ok(()),
-    }
+        .and_then(|v| v.to_str().ok());
+    Ok(spaceport_core::access::check_declared_length(
+        declared, limit,
+    )?)
 }
 
 #[cfg(test)]

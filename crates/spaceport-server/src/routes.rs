@@ -233,12 +233,8 @@ async fn list_runs(
     Caller(api): Caller,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> ApiResult<Json<RunList>> {
-    // Query-string mistakes are 400s (the request is malformed), not 422s.
-    let bad_query = |e: spaceport_core::Error| {
-        ApiError::bad_request(e.field().map(str::to_string), e.to_string())
-    };
-    let status = parse_status_filter(p.status.as_deref()).map_err(bad_query)?;
-    let limit = parse_page_limit(p.limit.as_deref()).map_err(bad_query)?;
+    let status = parse_status_filter(p.status.as_deref()).map_err(ApiError::malformed)?;
+    let limit = parse_page_limit(p.limit.as_deref()).map_err(ApiError::malformed)?;
     let page = api
         .list(&ListQuery {
             tenant: None, // the caller's own: `api` is confined to its tenant
@@ -250,7 +246,7 @@ async fn list_runs(
         .await
         .map_err(|e| match e.field() {
             // A malformed cursor is a malformed request.
-            Some("cursor") => bad_query(e),
+            Some("cursor") => ApiError::malformed(e),
             _ => e.into(),
         })?;
     let mut runs = vec![];
@@ -261,6 +257,25 @@ async fn list_runs(
         runs,
         next_cursor: page.next_cursor,
     }))
+}
+
+/// The longest wait a request is held for (`?wait=` on a run or a create).
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// A number of seconds to wait (`field` names where it came from), at most `MAX_WAIT`.
+pub(crate) fn parse_wait(field: &str, text: &str) -> ApiResult<Duration> {
+    let secs: f64 = text
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                Some(field.into()),
+                format!("wait = {text:?} must be a number of seconds"),
+            )
+        })?;
+    // Capped before converting: a huge number of seconds is no Duration.
+    Ok(Duration::from_secs_f64(secs.min(MAX_WAIT.as_secs_f64())))
 }
 
 #[derive(Debug, Deserialize)]
@@ -280,20 +295,7 @@ async fn get_run(
     let id = run_id(&id)?;
     let run = match p.wait.as_deref() {
         None => api.get(&id).await?,
-        Some(w) => {
-            let secs: f64 = w
-                .parse()
-                .ok()
-                .filter(|s: &f64| s.is_finite() && *s >= 0.0)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        Some("wait".into()),
-                        format!("wait = {w:?} must be a number of seconds"),
-                    )
-                })?;
-            api.wait(&id, None, Duration::from_secs_f64(secs.min(60.0)))
-                .await?
-        }
+        Some(w) => api.wait(&id, None, parse_wait("wait", w)?).await?,
     };
     Ok(Json(full_view(&st, &run).await?))
 }

@@ -78,8 +78,7 @@ pub(crate) async fn dead_letters(
             ));
         }
     }
-    let limit = parse_page_limit(p.limit.as_deref())
-        .map_err(|e| ApiError::bad_request(e.field().map(str::to_string), e.to_string()))?;
+    let limit = parse_page_limit(p.limit.as_deref()).map_err(ApiError::malformed)?;
     // One more than asked tells whether a next page exists.
     let mut page = st
         .webhooks
