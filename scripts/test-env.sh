@@ -1,20 +1,38 @@
 #!/usr/bin/env bash
-# Installs every test peer into the project: the Python venv (.venv, from the pinned
-# tests/requirements.txt), the npm tools (tests/node/node_modules), the rustup targets and
+# Installs every test peer into the project: the Python venvs (.venv from the pinned
+# tests/requirements.txt, .venv-gradio-<version> from tests/peers/legacy/), the npm tools (tests/node/node_modules), the rustup targets and
 # wasmtime (cargo's bin, reused when present).
 # Idempotent and quick when nothing changed. Prints the env lines the tests read.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-stamp=.venv/.requirements.sha256
-want=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
-if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "test-env: installing Python test peers into .venv" >&2
-  python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
-  echo "$want" > "$stamp"
-fi
+# One venv per pinned requirements file, reinstalled only when the file changed (its sha256 is
+# stamped inside the venv). The main one holds Gradio 6.x and the other Python peers; each older
+# Gradio (one per wire protocol, tests/peers/legacy/) has its own, since their pins conflict.
+venv() {
+  local dir=$1 req=$2 stamp want
+  stamp=$dir/.requirements.sha256
+  want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ ! -x "$dir/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "test-env: installing $req into $dir" >&2
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check -r "$req"
+    echo "$want" > "$stamp"
+  fi
+}
+
+# Installed concurrently: pip spends most of its time waiting on downloads and unpacking.
+pids=()
+venv .venv tests/requirements.txt & pids+=($!)
+for req in tests/peers/legacy/requirements-*.txt; do
+  version=$(basename "$req" .txt); version=${version#requirements-}
+  venv ".venv-gradio-$version" "$req" & pids+=($!)
+done
+for pid in "${pids[@]}"; do
+  wait "$pid"
+done
 
 if [ ! -d tests/node/node_modules/gltf-validator ]; then
   echo "test-env: installing npm test tools into tests/node/node_modules" >&2

@@ -118,6 +118,12 @@ pub struct RunEvent {
     pub error: Option<RunError>,
     /// The backend attempt (1 for the first submission).
     pub attempt: u32,
+    /// The backend's log lines this change added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
+    /// The run's non-file outputs, once the backend returned them.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub outputs: serde_json::Map<String, serde_json::Value>,
 }
 
 impl RunEvent {

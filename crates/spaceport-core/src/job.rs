@@ -26,6 +26,9 @@ pub struct JobState {
     /// The last call's outputs once the job completed.
     #[serde(default)]
     pub outputs: Option<Vec<Value>>,
+    /// Which of the pipeline's layouts the job runs (absent: `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
     #[serde(default)]
     pub lease: Option<Lease>,
     /// Failed tries to reach the backend in this attempt.

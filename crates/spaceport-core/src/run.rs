@@ -93,6 +93,11 @@ pub struct Artifact {
 /// The tenant of every run on a server without API keys.
 pub const LOCAL_TENANT: &str = "local";
 
+/// The most log lines a run keeps (the newest), as Replicate keeps a prediction's logs.
+pub const MAX_LOG_LINES: usize = 200;
+/// The most bytes a run's log lines take together, and one line at most a tenth of it.
+pub const MAX_LOG_BYTES: usize = 32 * 1024;
+
 fn local_tenant() -> String {
     LOCAL_TENANT.into()
 }
@@ -120,6 +125,14 @@ pub struct Run {
     pub job: Option<JobState>,
     pub error: Option<RunError>,
     pub artifacts: Vec<Artifact>,
+    /// What the backend returned besides files (a seed, an info text, a log), named by the
+    /// pipeline's `[values]`.
+    #[serde(default)]
+    pub outputs: Map<String, Value>,
+    /// The backend's log lines (`gr.Info`, `gr.Warning`, log messages), oldest first; only the
+    /// newest `MAX_LOG_LINES` (and `MAX_LOG_BYTES`) are kept.
+    #[serde(default)]
+    pub logs: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub queued_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
@@ -145,6 +158,9 @@ pub struct Run {
     /// Events this change recorded; the store writes them in the same transaction as the run.
     #[serde(skip)]
     pub new_events: PendingEvents,
+    /// Log lines this change appended, for the next event it records.
+    #[serde(skip)]
+    pub new_logs: Vec<String>,
 }
 
 impl Run {
@@ -170,6 +186,8 @@ impl Run {
             job: None,
             error: None,
             artifacts: vec![],
+            outputs: Map::new(),
+            logs: vec![],
             created_at,
             queued_at: None,
             started_at: None,
@@ -183,6 +201,7 @@ impl Run {
             webhook: None,
             event_seq: 0,
             new_events: PendingEvents::default(),
+            new_logs: vec![],
         }
         .recorded(EventType::Created, created_at)
     }
@@ -205,6 +224,8 @@ impl Run {
             progress: self.progress.clone(),
             error: self.error.clone(),
             attempt: self.backend.attempt,
+            logs: std::mem::take(&mut self.new_logs),
+            outputs: self.outputs.clone(),
         });
     }
 
@@ -225,6 +246,32 @@ impl Run {
     /// Forgets the recorded events once the store wrote them.
     pub fn clear_new_events(&mut self) {
         self.new_events.0.clear();
+    }
+
+    /// Appends the backend's log lines, keeping the newest within the bounds.
+    pub fn append_logs(&mut self, lines: impl IntoIterator<Item = String>) {
+        for mut line in lines {
+            if line.len() > MAX_LOG_BYTES / 10 {
+                let mut end = MAX_LOG_BYTES / 10;
+                while !line.is_char_boundary(end) {
+                    end -= 1;
+                }
+                line.truncate(end);
+                line.push('…');
+            }
+            self.new_logs.push(line.clone());
+            self.logs.push(line);
+        }
+        let mut total: usize = self.logs.iter().map(String::len).sum();
+        let mut drop = self.logs.len().saturating_sub(MAX_LOG_LINES);
+        for line in &self.logs[..drop] {
+            total -= line.len();
+        }
+        while total > MAX_LOG_BYTES && drop < self.logs.len() {
+            total -= self.logs[drop].len();
+            drop += 1;
+        }
+        self.logs.drain(..drop);
     }
 
     /// Replaces the reported progress; a change that records no other event records a
@@ -380,6 +427,24 @@ pub(crate) mod tests {
             now,
             now + chrono::Duration::seconds(60),
         )
+    }
+
+    #[test]
+    fn logs_keep_the_newest_lines_within_both_bounds() {
+        let mut run = sample(Utc::now());
+        run.append_logs((0..MAX_LOG_LINES + 5).map(|i| format!("line {i}")));
+        assert_eq!(run.logs.len(), MAX_LOG_LINES);
+        assert_eq!(run.logs[0], "line 5");
+        assert_eq!(
+            run.logs.last().unwrap(),
+            &format!("line {}", MAX_LOG_LINES + 4)
+        );
+        run.append_logs(["x".repeat(MAX_LOG_BYTES)]);
+        let last = run.logs.last().unwrap();
+        assert!(last.len() <= MAX_LOG_BYTES / 10 + 4 && last.ends_with('…'));
+        run.append_logs((0..20).map(|_| "y".repeat(MAX_LOG_BYTES / 10)));
+        assert!(run.logs.iter().map(String::len).sum::<usize>() <= MAX_LOG_BYTES);
+        assert!(run.logs.last().unwrap().starts_with('y'));
     }
 
     #[test]

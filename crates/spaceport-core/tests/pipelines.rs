@@ -68,7 +68,14 @@ fn vggt_calls_follow_the_space() {
     assert_eq!(calls[1].api_name.as_deref(), Some("/gradio_demo"));
     let args = calls[1].args();
     assert_eq!(args.len(), 8);
-    assert_eq!(args[0], Arg::Output(OutputRef { call: 0, index: 1 }));
+    assert_eq!(
+        args[0],
+        Arg::Output(OutputRef {
+            call: 0,
+            index: 1,
+            item: None
+        })
+    );
     assert_eq!(args[2], Arg::Value(json!("All")));
     assert_eq!(args[7], Arg::Setting("prediction_mode".into()));
 }

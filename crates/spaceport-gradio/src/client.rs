@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::stream::StreamExt;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderValue, SET_COOKIE};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderName, HeaderValue, SET_COOKIE};
 use reqwest::{RequestBuilder, Response};
 use serde_json::Value;
 use spaceport_core::ports::{ByteStream, JobInput};
@@ -176,16 +176,24 @@ impl GradioClient {
         &self.options
     }
 
-    fn with_auth(&self, req: RequestBuilder, cookies: &Cookies) -> RequestBuilder {
-        let mut req = req;
+    /// The headers every request to the Space carries: our token and the job's cookies.
+    pub(crate) fn auth_headers(&self, cookies: &Cookies) -> Vec<(HeaderName, HeaderValue)> {
+        let mut headers = vec![];
         if let Some(h) = self.options.token.as_ref().and_then(Token::header) {
-            req = req.header(AUTHORIZATION, h);
+            headers.push((AUTHORIZATION, h));
         }
-        let c = cookies.header();
-        if !c.is_empty() {
-            req = req.header(COOKIE, c);
+        if let Ok(c) = HeaderValue::from_str(&cookies.header())
+            && !c.is_empty()
+        {
+            headers.push((COOKIE, c));
         }
-        req
+        headers
+    }
+
+    fn with_auth(&self, req: RequestBuilder, cookies: &Cookies) -> RequestBuilder {
+        self.auth_headers(cookies)
+            .into_iter()
+            .fold(req, |req, (name, value)| req.header(name, value))
     }
 
     /// Sends `req` with our token and the job's cookies (absorbing those the Space sets); a

@@ -1,5 +1,8 @@
 //! `/config` discovery: the protocol, the API prefix and the endpoints (fn_index = a dependency's
-//! `id`, trigger = the first target's component), so a call named by `api_name` can be joined.
+//! `id`, else its position; trigger = the first target's component; inputs and outputs as the
+//! components they are), so a call named by `api_name` or `fn_index` can be joined and checked.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 use spaceport_core::Error;
@@ -7,16 +10,37 @@ use spaceport_core::pipeline::CallSpec;
 
 use crate::protocol::{Protocol, protocol_error};
 
+/// A component an endpoint reads or writes, as `/config` describes it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Component {
+    pub id: u64,
+    /// `image`, `state`, `number`, `textbox`, `file`, `gallery`, `model3d` …
+    pub kind: String,
+    pub label: Option<String>,
+    /// A Radio's or Dropdown's choices, as the values the function receives.
+    pub choices: Option<Vec<Value>>,
+}
+
+impl Component {
+    /// Whether the slot is server-side session state: sent as null, never shown by `/info`.
+    pub fn is_state(&self) -> bool {
+        self.kind == "state"
+    }
+}
+
 /// One callable endpoint (a backend dependency).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
     pub fn_index: u64,
     /// Without the leading slash, as `/config` spells it.
     pub api_name: Option<String>,
     pub trigger_id: Option<u64>,
-    /// How many positional inputs and outputs it has.
-    pub inputs: usize,
-    pub outputs: usize,
+    /// Positional inputs and outputs, in order.
+    pub inputs: Vec<Component>,
+    pub outputs: Vec<Component>,
+    /// The fn_indexes this dependency cancels (a Stop button's); how 3.x and `sse_v1`/`v2`
+    /// servers, which have no `/cancel`, stop a job.
+    pub cancels: Vec<u64>,
 }
 
 /// What `/config` says about a Space.
@@ -49,28 +73,57 @@ impl SpaceConfig {
             .get("dependencies")
             .and_then(Value::as_array)
             .ok_or_else(|| protocol_error("/config has no dependencies list"))?;
+        let components: BTreeMap<u64, Component> = v
+            .get("components")
+            .and_then(Value::as_array)
+            .map(|cs| cs.iter().filter_map(component).map(|c| (c.id, c)).collect())
+            .unwrap_or_default();
+        let slots = |d: &Value, key: &str| -> Vec<Component> {
+            d.get(key)
+                .and_then(Value::as_array)
+                .map(|ids| {
+                    ids.iter()
+                        .map(|id| {
+                            let id = id.as_u64().unwrap_or(u64::MAX);
+                            components.get(&id).cloned().unwrap_or(Component {
+                                id,
+                                ..Component::default()
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         let endpoints = deps
             .iter()
             .enumerate()
             .map(|(i, d)| Endpoint {
                 fn_index: d.get("id").and_then(Value::as_u64).unwrap_or(i as u64),
+                // 3.x writes `null`, 4.x `false` and 6.x the string "false" (with
+                // `api_visibility: "private"`) for an endpoint with no name.
                 api_name: d
                     .get("api_name")
                     .and_then(Value::as_str)
+                    .filter(|s| *s != "false")
                     .map(|s| s.trim_start_matches('/').to_string()),
                 trigger_id: d
                     .get("targets")
                     .and_then(|t| t.get(0))
                     .and_then(|t| t.get(0))
-                    .and_then(Value::as_u64),
-                inputs: d
-                    .get("inputs")
+                    .and_then(Value::as_u64)
+                    // 3.x spells a dependency's trigger as `trigger`/`targets: [id]`.
+                    .or_else(|| {
+                        d.get("targets")
+                            .and_then(|t| t.get(0))
+                            .and_then(Value::as_u64)
+                    }),
+                inputs: slots(d, "inputs"),
+                outputs: slots(d, "outputs"),
+                cancels: d
+                    .get("cancels")
                     .and_then(Value::as_array)
-                    .map_or(0, Vec::len),
-                outputs: d
-                    .get("outputs")
-                    .and_then(Value::as_array)
-                    .map_or(0, Vec::len),
+                    .map(|c| c.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default(),
             })
             .collect();
         Ok(SpaceConfig {
@@ -90,6 +143,11 @@ impl SpaceConfig {
             .find(|e| e.api_name.as_deref() == Some(name))
     }
 
+    /// The endpoint with this fn_index.
+    pub fn by_fn_index(&self, fn_index: u64) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.fn_index == fn_index)
+    }
+
     /// The endpoint a pipeline call means, checked against its argument count.
     pub fn resolve(&self, call: &CallSpec) -> Result<&Endpoint, Error> {
         let ep = match (&call.api_name, call.fn_index) {
@@ -97,22 +155,57 @@ impl SpaceConfig {
                 .endpoint(name)
                 .ok_or_else(|| protocol_error(format!("the Space has no endpoint {name:?}")))?,
             (None, Some(i)) => self
-                .endpoints
-                .iter()
-                .find(|e| e.fn_index == i as u64)
+                .by_fn_index(i as u64)
                 .ok_or_else(|| protocol_error(format!("the Space has no fn_index {i}")))?,
             (None, None) => return Err(protocol_error("a call names no endpoint")),
         };
-        if ep.inputs != call.inputs.len() {
+        if ep.inputs.len() != call.inputs.len() {
             return Err(protocol_error(format!(
                 "endpoint {} takes {} inputs, the pipeline gives {}",
-                call.api_name.as_deref().unwrap_or("(unnamed)"),
-                ep.inputs,
+                call.label(),
+                ep.inputs.len(),
                 call.inputs.len()
             )));
         }
         Ok(ep)
     }
+
+    /// The dependency that cancels `fn_index` (a Stop button's), if the app has one.
+    pub fn canceller_of(&self, fn_index: u64) -> Option<&Endpoint> {
+        self.endpoints
+            .iter()
+            .find(|e| e.cancels.contains(&fn_index))
+    }
+}
+
+/// A component of `/config`'s `components` list.
+fn component(c: &Value) -> Option<Component> {
+    let props = c.get("props");
+    let choices = props
+        .and_then(|p| p.get("choices"))
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                // 4.x+ lists `[display, value]` pairs; 3.x plain values.
+                .map(|c| match c {
+                    Value::Array(pair) if pair.len() == 2 => pair[1].clone(),
+                    other => other.clone(),
+                })
+                .collect()
+        });
+    Some(Component {
+        id: c.get("id")?.as_u64()?,
+        kind: c
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        label: props
+            .and_then(|p| p.get("label"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        choices,
+    })
 }
 
 #[cfg(test)]
@@ -135,8 +228,39 @@ mod tests {
         assert_eq!(cfg.protocol, Protocol::SseV3);
         assert_eq!(cfg.api_prefix, "/gradio_api");
         let ep = cfg.endpoint("/update_gallery_on_upload_1").unwrap();
-        assert_eq!((ep.fn_index, ep.trigger_id, ep.outputs), (14, Some(8), 4));
+        assert_eq!(
+            (ep.fn_index, ep.trigger_id, ep.outputs.len()),
+            (14, Some(8), 4)
+        );
         assert_eq!(cfg.endpoint("gradio_demo").unwrap().trigger_id, None);
+    }
+
+    #[test]
+    fn a_3x_config_is_read_by_position_with_components_and_cancels() {
+        // The shape of Gradio 3.50.2's /config (gradio-protocol-legacy.md §3).
+        let cfg = SpaceConfig::from_json(&json!({
+            "version": "3.50.2",
+            "components": [
+                {"id": 7, "type": "state", "props": {}},
+                {"id": 8, "type": "number", "props": {"label": "add"}},
+                {"id": 9, "type": "radio", "props": {"choices": ["a", "b"]}},
+                {"id": 10, "type": "radio", "props": {"choices": [["A", "a"], ["B", "b"]]}}
+            ],
+            "dependencies": [
+                {"targets": [9, "click"], "inputs": [7, 8], "outputs": [7], "api_name": null, "cancels": []},
+                {"targets": [[5, "click"]], "inputs": [9, 10], "outputs": [], "api_name": "x", "cancels": [0]}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(cfg.protocol, Protocol::Ws);
+        let ep = cfg.by_fn_index(0).unwrap();
+        assert_eq!(ep.api_name, None);
+        assert!(ep.inputs[0].is_state());
+        assert_eq!(ep.inputs[1].label.as_deref(), Some("add"));
+        assert_eq!(cfg.canceller_of(0).unwrap().fn_index, 1);
+        let radios = &cfg.by_fn_index(1).unwrap().inputs;
+        assert_eq!(radios[0].choices, Some(vec![json!("a"), json!("b")]));
+        assert_eq!(radios[1].choices, Some(vec![json!("a"), json!("b")]));
     }
 
     #[test]

@@ -9,13 +9,32 @@ use spaceport_core::{Error, ErrorCode};
 use crate::protocol::Protocol;
 
 /// A joined Gradio job, in the shape of its protocol family.
-///
-/// A `ws` (Gradio 3.x) job has no variant: it lives only as long as its websocket and has no
-/// `event_id` (gradio-protocol-legacy.md §8), so what it persists is decided with `protocol/ws`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobHandle {
     /// Joined on a session's queue stream (`sse_v1` … `sse_v3`).
     Queue(QueueJob),
+    /// A Gradio 3.x job, which lives only as long as one websocket (`ws`).
+    Ws(WsJob),
+}
+
+/// A `ws` job (Gradio 3.x): the server knows a job only while the websocket that sent its data
+/// stays open, and gives it no id (gradio-protocol-legacy.md §8). So "joining" records the call
+/// and the job starts when its stream is opened; a stream lost for any reason (a crash of the
+/// worker holding it included) can only be a new attempt, which poll-status counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WsJob {
+    /// The base URL we reached the Space at.
+    pub root: String,
+    /// Empty on every 3.x server; kept for symmetry with the queue family.
+    pub api_prefix: String,
+    /// Always `ws`; it tells a stored handle's family apart.
+    pub protocol: Protocol,
+    pub fn_index: u64,
+    pub session_hash: String,
+    /// The call's positional data, sent when the server asks for it (`send_data`).
+    pub data: Vec<Value>,
+    #[serde(default)]
+    pub cookies: String,
 }
 
 /// A job of the queue family: `POST {prefix}/queue/join` gave `event_id` for our `session_hash`,
@@ -45,15 +64,25 @@ impl Serialize for JobHandle {
         // Untagged: a queue job is written exactly as the single struct it replaced.
         match self {
             JobHandle::Queue(job) => job.serialize(s),
+            JobHandle::Ws(job) => job.serialize(s),
         }
     }
 }
 
 impl<'de> Deserialize<'de> for JobHandle {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // Every handle written so far has the queue shape, whatever protocol it names (submit
-        // refuses the others before joining); a family with another shape is told apart here.
-        QueueJob::deserialize(d).map(JobHandle::Queue)
+        // The family is told apart by the protocol the handle names: `ws` has its own shape,
+        // every other protocol the queue shape.
+        let v = Value::deserialize(d)?;
+        if v.get("protocol").and_then(Value::as_str) == Some(Protocol::Ws.as_str()) {
+            WsJob::deserialize(v)
+                .map(JobHandle::Ws)
+                .map_err(serde::de::Error::custom)
+        } else {
+            QueueJob::deserialize(v)
+                .map(JobHandle::Queue)
+                .map_err(serde::de::Error::custom)
+        }
     }
 }
 
@@ -78,6 +107,7 @@ impl JobHandle {
     pub fn protocol(&self) -> Protocol {
         match self {
             JobHandle::Queue(job) => job.protocol,
+            JobHandle::Ws(job) => job.protocol,
         }
     }
 
@@ -85,6 +115,7 @@ impl JobHandle {
     pub fn root(&self) -> &str {
         match self {
             JobHandle::Queue(job) => &job.root,
+            JobHandle::Ws(job) => &job.root,
         }
     }
 
@@ -92,6 +123,7 @@ impl JobHandle {
     pub fn api_prefix(&self) -> &str {
         match self {
             JobHandle::Queue(job) => &job.api_prefix,
+            JobHandle::Ws(job) => &job.api_prefix,
         }
     }
 
@@ -99,6 +131,7 @@ impl JobHandle {
     pub fn cookies(&self) -> &str {
         match self {
             JobHandle::Queue(job) => &job.cookies,
+            JobHandle::Ws(job) => &job.cookies,
         }
     }
 
@@ -106,6 +139,23 @@ impl JobHandle {
     pub fn event_id(&self) -> Option<&str> {
         match self {
             JobHandle::Queue(job) => Some(&job.event_id),
+            JobHandle::Ws(_) => None,
+        }
+    }
+
+    /// The dependency that was called.
+    pub fn fn_index(&self) -> u64 {
+        match self {
+            JobHandle::Queue(job) => job.fn_index,
+            JobHandle::Ws(job) => job.fn_index,
+        }
+    }
+
+    /// The session hash the job was joined in.
+    pub fn session_hash(&self) -> &str {
+        match self {
+            JobHandle::Queue(job) => &job.session_hash,
+            JobHandle::Ws(job) => &job.session_hash,
         }
     }
 }
@@ -138,7 +188,9 @@ mod tests {
     fn a_stored_sse_v3_handle_round_trips_byte_for_byte() {
         let stored: Value = serde_json::from_str(STORED).unwrap();
         let h = JobHandle::from_json(&stored).unwrap();
-        let JobHandle::Queue(job) = &h;
+        let JobHandle::Queue(job) = &h else {
+            panic!("{h:?}")
+        };
         assert_eq!(
             (job.protocol, job.fn_index, job.event_id.as_str()),
             (Protocol::SseV3, 4, "e1")
@@ -149,6 +201,25 @@ mod tests {
             serde_json::to_string(&stored).unwrap()
         );
         assert_eq!(serde_json::to_string(&h).unwrap(), STORED);
+    }
+
+    #[test]
+    fn a_ws_handle_round_trips_and_is_told_apart_by_its_protocol() {
+        let h = JobHandle::Ws(WsJob {
+            root: "http://127.0.0.1:7860".into(),
+            api_prefix: String::new(),
+            protocol: Protocol::Ws,
+            fn_index: 1,
+            session_hash: "s".into(),
+            data: vec![Value::from("data:image/png;base64,AA=="), Value::Null],
+            cookies: String::new(),
+        });
+        let v = h.to_json();
+        assert_eq!(JobHandle::from_json(&v).unwrap(), h);
+        assert_eq!((h.event_id(), h.fn_index()), (None, 1));
+        let mut no_data = v.clone();
+        no_data.as_object_mut().unwrap().remove("data");
+        assert!(JobHandle::from_json(&no_data).is_err());
     }
 
     #[test]

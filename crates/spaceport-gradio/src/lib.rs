@@ -6,6 +6,7 @@ pub mod backend;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod handle;
 pub mod protocol;
 pub mod sse;

@@ -112,6 +112,11 @@ pub struct RunView {
     pub backend: BackendView,
     pub error: Option<RunErrorView>,
     pub artifacts: Vec<ArtifactView>,
+    /// What the backend returned besides files, named by the pipeline (`seed`, `info`, `log`).
+    #[schema(value_type = Object)]
+    pub outputs: Map<String, Value>,
+    /// The backend's log lines, oldest first (the newest 200 are kept).
+    pub logs: Vec<String>,
     /// Where to upload inputs that have not landed (while `created`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub uploads: Vec<UploadView>,
@@ -170,6 +175,8 @@ impl RunView {
             },
             error: run.error.as_ref().map(RunErrorView::from),
             artifacts,
+            outputs: run.outputs.clone(),
+            logs: run.logs.clone(),
             uploads: uploads.into_iter().map(UploadView::from).collect(),
             created_at: run.created_at,
             queued_at: run.queued_at,
@@ -227,6 +234,13 @@ pub struct EventView {
     pub error: Option<RunErrorView>,
     /// The backend attempt (1 for the first submission).
     pub attempt: u32,
+    /// The backend's log lines this change added.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
+    /// The run's non-file outputs, once the backend returned them.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub outputs: Map<String, Value>,
 }
 
 impl From<&RunEvent> for EventView {
@@ -241,6 +255,8 @@ impl From<&RunEvent> for EventView {
             progress: ProgressView::from(&e.progress),
             error: e.error.as_ref().map(RunErrorView::from),
             attempt: e.attempt,
+            logs: e.logs.clone(),
+            outputs: e.outputs.clone(),
         }
     }
 }

@@ -93,6 +93,7 @@ impl PollStatus {
             tokio::time::Instant::now() + left
         };
         let mut progress: Option<Progress> = None;
+        let mut logs: Vec<String> = vec![];
         let mut next_beat = tokio::time::Instant::now() + heartbeat;
         // Progress is stored as it comes, at most once per PROGRESS_EVERY; the rest rides on heartbeats.
         let start = tokio::time::Instant::now();
@@ -103,18 +104,30 @@ impl PollStatus {
                     Some(Ok(SpaceEvent::Progress(p))) => {
                         if last_write.elapsed() >= PROGRESS_EVERY {
                             last_write = tokio::time::Instant::now();
-                            if !runs.renew(id, Some(p)).await? {
+                            if !runs.renew_with_logs(id, Some(p), std::mem::take(&mut logs)).await? {
                                 break End::Released;
                             }
                         } else {
                             progress = Some(p);
                         }
                     }
+                    Some(Ok(SpaceEvent::Log { line })) => {
+                        logs.push(line);
+                        if last_write.elapsed() >= PROGRESS_EVERY {
+                            last_write = tokio::time::Instant::now();
+                            if !runs.renew_with_logs(id, progress.take(), std::mem::take(&mut logs)).await? {
+                                break End::Released;
+                            }
+                        }
+                    }
                     Some(Ok(SpaceEvent::Completed { outputs })) => {
-                        self.completed(id, outputs).await?;
+                        self.completed(id, outputs, std::mem::take(&mut logs)).await?;
                         break End::Done;
                     }
                     Some(Ok(SpaceEvent::Failed { code, message })) => {
+                        if !logs.is_empty() {
+                            runs.renew_with_logs(id, None, std::mem::take(&mut logs)).await?;
+                        }
                         let retryable = code == ErrorCode::SpaceQuotaExceeded;
                         runs.fail_run(id, code, &format!("the Space failed: {message}"), retryable).await?;
                         break End::Done;
@@ -149,7 +162,7 @@ impl PollStatus {
                 _ = tokio::time::sleep_until(next_beat) => {
                     next_beat += heartbeat;
                     last_write = tokio::time::Instant::now();
-                    if !runs.renew(id, progress.take()).await? {
+                    if !runs.renew_with_logs(id, progress.take(), std::mem::take(&mut logs)).await? {
                         break End::Released;
                     }
                 }
@@ -185,14 +198,41 @@ impl PollStatus {
         }
     }
 
-    async fn completed(&self, id: &RunId, outputs: Vec<serde_json::Value>) -> Result<(), Error> {
+    /// The job completed: its values (checked against the pipeline) and last log lines go on
+    /// the run, which moves on to fetching its files.
+    async fn completed(
+        &self,
+        id: &RunId,
+        outputs: Vec<serde_json::Value>,
+        logs: Vec<String>,
+    ) -> Result<(), Error> {
         let runs = &self.runs;
         let now = runs.clock.now();
+        let run = runs.load(id).await?;
+        let pipeline = runs.pipelines.get(&run.pipeline)?;
+        let values = match pipeline.extract_values(run.job().layout.as_deref(), &outputs) {
+            Ok(v) => v,
+            Err(message) => {
+                runs.fail_run(
+                    id,
+                    ErrorCode::SpaceProtocol,
+                    &format!(
+                        "the Space's answer does not fit pipeline {}: {message}",
+                        pipeline.name
+                    ),
+                    false,
+                )
+                .await?;
+                return Ok(());
+            }
+        };
         let mutated = runs
             .mutate(id, |run| {
                 if run.status != Status::Running {
                     return Ok(false);
                 }
+                run.append_logs(logs.iter().cloned());
+                run.outputs = values.clone();
                 let job = run.job.get_or_insert_default();
                 job.outputs = Some(outputs.clone());
                 lease::clear(run);

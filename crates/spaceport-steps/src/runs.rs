@@ -196,14 +196,29 @@ impl Runs {
         id: &RunId,
         progress: Option<Progress>,
     ) -> Result<bool, Error> {
+        self.renew_with_logs(id, progress, vec![]).await
+    }
+
+    /// As `renew`, appending the backend's log lines too.
+    pub(crate) async fn renew_with_logs(
+        &self,
+        id: &RunId,
+        progress: Option<Progress>,
+        logs: Vec<String>,
+    ) -> Result<bool, Error> {
         let now = self.clock.now();
         let until = self.lease_until(now);
         let me = self.worker_id.clone();
         let mut ours = false;
         self.mutate(id, |run| {
             ours = lease::renew(run, &me, until);
-            if ours && let Some(p) = &progress {
-                run.set_progress(p.clone(), now);
+            if ours {
+                run.append_logs(logs.iter().cloned());
+                if let Some(p) = &progress {
+                    run.set_progress(p.clone(), now);
+                } else if !logs.is_empty() {
+                    run.record(spaceport_core::EventType::Progress, now);
+                }
             }
             Ok(ours)
         })

@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::Value;
 use spaceport_core::pipeline::BackendSpec;
 use spaceport_core::ports::{
-    BlobStore, JobInput, ModelRunner, QueueName, SpaceBackend, SpaceJob, StepMessage,
+    BlobStore, JobInput, ModelRunner, QueueName, SpaceBackend, SpaceJob, StepMessage, Submitted,
 };
 use spaceport_core::{
     BackendKind, Error, ErrorCode, EventType, JobState, Progress, Run, RunId, Status, lease,
@@ -127,14 +126,14 @@ impl SubmitSpace {
         }
 
         match self.submit_job(&run).await {
-            Ok(handle) => self.record_submitted(&run.id, handle).await,
+            Ok(submitted) => self.record_submitted(&run.id, submitted).await,
             Err(e) => self.submit_failed(&run.id, e).await,
         }
     }
 
-    async fn submit_job(&self, run: &Run) -> Result<Value, Error> {
+    async fn submit_job(&self, run: &Run) -> Result<Submitted, Error> {
         let pipeline = self.runs.pipelines.get(&run.pipeline)?;
-        let BackendSpec::Space { space, calls, .. } = &pipeline.backend else {
+        let BackendSpec::Space { space, .. } = &pipeline.backend else {
             return Err(Error::Internal(format!(
                 "pipeline {} has no Space backend",
                 pipeline.name
@@ -157,14 +156,15 @@ impl SubmitSpace {
             run_id: run.id.clone(),
             space: space.clone(),
             url: pipeline.backend.space_url().unwrap_or_default(),
-            calls: calls.clone(),
+            layouts: pipeline.layouts(),
             settings: pipeline.backend_settings(&run.settings),
             inputs: job_inputs,
         };
         self.space.submit(job).await
     }
 
-    async fn record_submitted(&self, id: &RunId, handle: Value) -> Result<Outcome, Error> {
+    async fn record_submitted(&self, id: &RunId, submitted: Submitted) -> Result<Outcome, Error> {
+        let Submitted { handle, layout } = submitted;
         let runs = &self.runs;
         let now = runs.clock.now();
         let me = runs.worker_id().to_string();
@@ -175,6 +175,7 @@ impl SubmitSpace {
                 }
                 let job = run.job.get_or_insert_default();
                 job.handle = Some(handle.clone());
+                job.layout = Some(layout.clone());
                 job.lease = None;
                 job.submit_tries = 0;
                 run.transition(Status::Running, now)?;

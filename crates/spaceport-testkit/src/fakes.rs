@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use spaceport_core::ports::{
     BlobMeta, BlobStore, ByteStream, Delivery, FeedPage, FeedQuery, Idempotency, InsertOutcome,
     ListQuery, Queue, QueueName, QueueStats, RunPage, RunStore, SpaceBackend, SpaceEvent, SpaceJob,
-    StallCursor, StalledPage, UploadTarget,
+    StallCursor, StalledPage, Submitted, UploadTarget,
 };
 use spaceport_core::{Error, Run, RunEvent, RunId, Status};
 use tokio::sync::Notify;
@@ -48,7 +48,7 @@ impl InstantSpace {
 
 #[async_trait]
 impl SpaceBackend for InstantSpace {
-    async fn submit(&self, job: SpaceJob) -> Result<Value, Error> {
+    async fn submit(&self, job: SpaceJob) -> Result<Submitted, Error> {
         let mut read = 0u64;
         for files in job.inputs.into_values() {
             for mut f in files {
@@ -59,7 +59,13 @@ impl SpaceBackend for InstantSpace {
                 }
             }
         }
-        Ok(json!({"instant": job.run_id.as_str(), "read": read}))
+        Ok(Submitted {
+            handle: json!({"instant": job.run_id.as_str(), "read": read}),
+            layout: job
+                .layouts
+                .first()
+                .map_or_else(|| "default".into(), |l| l.name.clone()),
+        })
     }
 
     async fn watch(

@@ -1,13 +1,78 @@
-//! The Gradio apps under `tests/peers/` (mirrors of real Spaces' APIs), started from the
-//! project's `.venv` on a free port and killed on drop.
+//! The Gradio apps under `tests/peers/` (mirrors of real Spaces' APIs), started under one of
+//! the Gradio versions the test setup installs (the project's `.venv` for 6.x, a
+//! `.venv-gradio-<version>` each for the older protocols) on a free port, and killed on drop.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
 use crate::peer::{Peer, http_get_status};
 use crate::{START_TIMEOUT, free_port, repo_root, venv_python};
+
+/// A Gradio release the test peers run under, one per wire protocol (gradio-protocol-legacy.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Gradio {
+    /// 3.50.2: `ws`, no `protocol` in `/config`.
+    V3_50,
+    /// 4.15.0: `sse_v1`.
+    V4_15,
+    /// 4.17.0: `sse_v2`.
+    V4_17,
+    /// 4.44.1: `sse_v3` without the `/gradio_api` prefix.
+    V4_44,
+    /// 6.31.0 (the project's `.venv`): `sse_v3` under `/gradio_api`.
+    V6,
+}
+
+impl Gradio {
+    /// Every version, oldest first.
+    pub const ALL: [Gradio; 5] = [
+        Gradio::V3_50,
+        Gradio::V4_15,
+        Gradio::V4_17,
+        Gradio::V4_44,
+        Gradio::V6,
+    ];
+
+    /// The release, as `/config`'s `version` says it.
+    pub fn version(self) -> &'static str {
+        match self {
+            Gradio::V3_50 => "3.50.2",
+            Gradio::V4_15 => "4.15.0",
+            Gradio::V4_17 => "4.17.0",
+            Gradio::V4_44 => "4.44.1",
+            Gradio::V6 => "6.31.0",
+        }
+    }
+
+    /// The protocol `/config` names (`ws` when it names none).
+    pub fn protocol(self) -> &'static str {
+        match self {
+            Gradio::V3_50 => "ws",
+            Gradio::V4_15 => "sse_v1",
+            Gradio::V4_17 => "sse_v2",
+            Gradio::V4_44 | Gradio::V6 => "sse_v3",
+        }
+    }
+
+    /// The Python of the venv this version is installed in, or how to make it.
+    pub fn python(self) -> Result<PathBuf> {
+        if self == Gradio::V6 {
+            return venv_python();
+        }
+        let python = repo_root()
+            .join(format!(".venv-gradio-{}", self.version()))
+            .join("bin/python");
+        if !python.is_file() {
+            bail!(
+                "{} is missing: run `bash scripts/test-env.sh` to install the test peers",
+                python.display()
+            );
+        }
+        Ok(python)
+    }
+}
 
 /// A running Gradio app under `tests/peers/`, killed on drop.
 pub struct MirrorSpace {
@@ -39,7 +104,17 @@ impl MirrorSpace {
 
     /// Starts any peer app (a path relative to the repository root) that takes `--port`.
     pub fn start_app(app: &str, env: &[(&str, &str)]) -> Result<MirrorSpace> {
-        let python = venv_python()?;
+        Self::start_under(Gradio::V6, app, &[], env)
+    }
+
+    /// Starts a peer app under `gradio`, with extra arguments (`--layout github`).
+    pub fn start_under(
+        gradio: Gradio,
+        app: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<MirrorSpace> {
+        let python = gradio.python()?;
         let root = repo_root();
         let script = root.join(app);
         if !script.is_file() {
@@ -55,6 +130,7 @@ impl MirrorSpace {
             let port = free_port();
             let mut cmd = Command::new(&python);
             cmd.arg(&script)
+                .args(args)
                 .arg("--port")
                 .arg(port.to_string())
                 .current_dir(&root)

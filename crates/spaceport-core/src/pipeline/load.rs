@@ -3,7 +3,7 @@
 //! naming the file and the key.
 
 use super::inputs::check_filename;
-use super::spec::{ArgSpec, BackendSpec, Pipeline, SettingSpec};
+use super::spec::{ArgSpec, BackendSpec, CallSpec, Pipeline, SettingSpec};
 
 /// An error in a pipeline file, naming the file and the key.
 #[derive(Debug, thiserror::Error)]
@@ -105,8 +105,27 @@ impl Pipeline {
             check_filename("", &out.filename)
                 .map_err(|e| load_err(file, format!("outputs.{name}.filename"), e.to_string()))?;
         }
+        if let Some(name) = self.values.keys().find(|n| self.outputs.contains_key(*n)) {
+            return Err(load_err(
+                file,
+                format!("values.{name}"),
+                "is also an artifact in [outputs]: names are shared",
+            ));
+        }
+        if !self.values.is_empty() && !matches!(self.backend, BackendSpec::Space { .. }) {
+            return Err(load_err(
+                file,
+                "values",
+                "only a Space backend returns values",
+            ));
+        }
         match &self.backend {
-            BackendSpec::Space { space, calls, url } => {
+            BackendSpec::Space {
+                space,
+                calls,
+                url,
+                layouts,
+            } => {
                 if !space.contains('/') {
                     return Err(load_err(
                         file,
@@ -123,55 +142,62 @@ impl Pipeline {
                         format!("{u:?} is not an http(s) URL"),
                     ));
                 }
-                if calls.is_empty() {
+                if calls.is_empty() == layouts.is_empty() {
                     return Err(load_err(
                         file,
                         "backend.calls",
-                        "a Space backend makes at least one call",
+                        "a Space backend lists its calls, or its layouts, not both",
                     ));
                 }
-                for (i, call) in calls.iter().enumerate() {
-                    let key = format!("backend.calls[{i}]");
-                    match (&call.api_name, call.fn_index) {
-                        (Some(n), None) if n.starts_with('/') => {}
-                        (Some(n), None) => {
-                            return Err(load_err(
-                                file,
-                                format!("{key}.api_name"),
-                                format!("{n:?} must start with '/'"),
-                            ));
-                        }
-                        (None, Some(_)) => {}
-                        _ => {
-                            return Err(load_err(
-                                file,
-                                key,
-                                "give exactly one of api_name and fn_index",
-                            ));
-                        }
-                    }
-                    for (j, arg) in call.inputs.iter().enumerate() {
-                        self.check_arg(file, &format!("{key}.inputs[{j}]"), i, arg)?;
-                    }
-                }
-                for (name, out) in &self.outputs {
-                    let key = format!("outputs.{name}.from");
-                    let Some(from) = out.from else {
-                        return Err(load_err(
-                            file,
-                            key,
-                            "a Space pipeline says which call output holds the file",
-                        ));
+                let mut names = std::collections::BTreeSet::new();
+                for (l, layout) in self.layouts().iter().enumerate() {
+                    let key = if layouts.is_empty() {
+                        "backend".to_string()
+                    } else {
+                        format!("backend.layouts[{l}]")
                     };
-                    if from.call >= calls.len() {
+                    if !names.insert(layout.name.clone()) {
                         return Err(load_err(
                             file,
-                            key,
-                            format!("call {} does not exist", from.call),
+                            format!("{key}.name"),
+                            format!("layout {:?} is listed twice", layout.name),
                         ));
                     }
-                    if from.call != calls.len() - 1 {
-                        return Err(load_err(file, key, "artifacts come from the last call"));
+                    self.check_calls(file, &key, &layout.calls)?;
+                    for name in layout.from.keys() {
+                        if !self.outputs.contains_key(name) && !self.values.contains_key(name) {
+                            return Err(load_err(
+                                file,
+                                format!("{key}.from.{name}"),
+                                "names no output or value",
+                            ));
+                        }
+                    }
+                    let last = layout.calls.len() - 1;
+                    let named = self
+                        .outputs
+                        .keys()
+                        .map(|n| (format!("outputs.{n}.from"), n))
+                        .chain(self.values.keys().map(|n| (format!("values.{n}.from"), n)));
+                    for (okey, name) in named {
+                        let Some(from) = self.output_ref(name, Some(&layout.name)) else {
+                            return Err(load_err(
+                                file,
+                                okey,
+                                "a Space pipeline says which call output holds it",
+                            ));
+                        };
+                        if from.call != last {
+                            return Err(load_err(
+                                file,
+                                okey,
+                                format!(
+                                    "call {} is not the last call of layout {:?}: outputs come \
+                                     from the last call",
+                                    from.call, layout.name
+                                ),
+                            ));
+                        }
                     }
                 }
             }
@@ -191,6 +217,41 @@ impl Pipeline {
                         format!("{m:?} is not pad or crop"),
                     ));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_calls(&self, file: &str, key: &str, calls: &[CallSpec]) -> Result<(), LoadError> {
+        if calls.is_empty() {
+            return Err(load_err(
+                file,
+                format!("{key}.calls"),
+                "a Space backend makes at least one call",
+            ));
+        }
+        for (i, call) in calls.iter().enumerate() {
+            let key = format!("{key}.calls[{i}]");
+            match (&call.api_name, call.fn_index) {
+                (Some(n), None) if n.starts_with('/') => {}
+                (Some(n), None) => {
+                    return Err(load_err(
+                        file,
+                        format!("{key}.api_name"),
+                        format!("{n:?} must start with '/'"),
+                    ));
+                }
+                (None, Some(_)) => {}
+                _ => {
+                    return Err(load_err(
+                        file,
+                        key,
+                        "give exactly one of api_name and fn_index",
+                    ));
+                }
+            }
+            for (j, arg) in call.inputs.iter().enumerate() {
+                self.check_arg(file, &format!("{key}.inputs[{j}]"), i, arg)?;
             }
         }
         Ok(())

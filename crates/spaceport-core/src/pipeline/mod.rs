@@ -8,12 +8,15 @@ mod schema;
 mod set;
 mod settings;
 mod spec;
+mod values;
 
 pub use inputs::{DeclaredFile, check_filename};
 pub use load::LoadError;
 pub use schema::BackendDescription;
 pub use set::{BUILTIN_PIPELINES, PipelineSet};
 pub use spec::{
-    Arg, ArgSpec, BackendSpec, CallSpec, FileForm, InputOrder, InputSpec, OutputRef, OutputSpec,
-    Pipeline, SettingSpec, space_base_url, toml_to_json,
+    Arg, ArgSpec, BackendSpec, CallSpec, DEFAULT_LAYOUT, FileForm, InputOrder, InputSpec,
+    LayoutSpec, OutputRef, OutputSpec, Pipeline, SettingSpec, ValueKind, ValueSpec, space_base_url,
+    toml_to_json,
 };
+pub use values::MAX_VALUE_BYTES;

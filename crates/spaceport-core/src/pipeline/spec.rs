@@ -79,12 +79,27 @@ pub enum SettingSpec {
     },
 }
 
-/// Refers to output `index` of call number `call` (0-based) in the backend's sequence.
+/// Refers to output `index` of call number `call` (0-based) in the backend's sequence, and
+/// within it to list element `item` when the output is a list (a Gallery's images).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputRef {
     pub call: usize,
     pub index: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
+}
+
+impl OutputRef {
+    /// The value this reference names in a call's outputs; `None` when the Space returned
+    /// nothing there (a null, a short list).
+    pub fn pick<'a>(&self, outputs: &'a [Value]) -> Option<&'a Value> {
+        let v = outputs.get(self.index).filter(|v| !v.is_null())?;
+        match self.item {
+            None => Some(v),
+            Some(i) => v.as_array()?.get(i).filter(|v| !v.is_null()),
+        }
+    }
 }
 
 /// How a slot's files are shaped for a Gradio component.
@@ -97,6 +112,12 @@ pub enum FileForm {
     File,
     /// A list of `{image, caption}` (`gr.Gallery`).
     Gallery,
+    /// One image (`gr.Image`): a file on Gradio 4.x+, a base64 data URL on 3.x, which accepts
+    /// nothing else for an Image.
+    Image,
+    /// `gr.ImageEditor` (Gradio 4.x+): `{background, layers: [], composite: null}` with the
+    /// slot's first file as the background.
+    Editor,
 }
 
 /// Where one positional argument of a call comes from, as written in the file: exactly one of
@@ -168,6 +189,15 @@ pub struct CallSpec {
 }
 
 impl CallSpec {
+    /// How messages name the call: its api_name, else `fn_index N`.
+    pub fn label(&self) -> String {
+        match (&self.api_name, self.fn_index) {
+            (Some(name), _) => name.clone(),
+            (None, Some(i)) => format!("fn_index {i}"),
+            (None, None) => "(unnamed)".into(),
+        }
+    }
+
     /// The resolved positional arguments.
     pub fn args(&self) -> Vec<Arg> {
         self.inputs.iter().map(ArgSpec::arg).collect()
@@ -185,7 +215,12 @@ pub enum BackendSpec {
         /// Base URL; by default `https://<owner>-<name>.hf.space`. Overridable per deployment.
         #[serde(default)]
         url: Option<String>,
+        /// The calls, in order (empty when `layouts` lists them instead).
+        #[serde(default)]
         calls: Vec<CallSpec>,
+        /// Alternative call sequences, the first whose endpoints the live Space has being used.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        layouts: Vec<LayoutSpec>,
     },
     /// A local ONNX model run by the `reconstruct` worker.
     Onnx {
@@ -210,6 +245,48 @@ pub struct OutputSpec {
     /// For Space backends: which call output holds the file.
     #[serde(default)]
     pub from: Option<OutputRef>,
+    /// The Space may return nothing there (a null): the run succeeds without this artifact.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+/// A non-file output of a Space (a Textbox, a Number, JSON): kept on the run under `outputs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueSpec {
+    /// Which output of the last call holds it.
+    pub from: OutputRef,
+    /// What it is: the Space's value is checked (and a 3.x float such as `42.0` made an integer).
+    #[serde(rename = "type")]
+    pub kind: ValueKind,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The Space may return nothing there: the run's `outputs` then holds null.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+/// The type of a non-file output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueKind {
+    Text,
+    Number,
+    Integer,
+    Boolean,
+    Json,
+}
+
+/// A Space layout: one named sequence of calls (and where its artifacts and values are), for
+/// a Space whose apps exist in more than one shape (Hunyuan3D-2's 7- and 13-input apps).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutSpec {
+    pub name: String,
+    pub calls: Vec<CallSpec>,
+    /// Where this layout puts an artifact or value, when not where `[outputs]`/`[values]` say.
+    #[serde(default)]
+    pub from: BTreeMap<String, OutputRef>,
 }
 
 /// A pipeline, as loaded and checked.
@@ -236,6 +313,9 @@ pub struct Pipeline {
     #[serde(default)]
     pub settings: BTreeMap<String, SettingSpec>,
     pub outputs: BTreeMap<String, OutputSpec>,
+    /// Non-file outputs, shown on the run as `outputs`.
+    #[serde(default)]
+    pub values: BTreeMap<String, ValueSpec>,
 }
 
 fn default_deadline_s() -> u64 {
@@ -248,7 +328,41 @@ fn default_max_attempts() -> u32 {
     3
 }
 
+/// The name of the one layout of a Space pipeline that lists plain `calls`.
+pub const DEFAULT_LAYOUT: &str = "default";
+
 impl Pipeline {
+    /// A Space pipeline's call sequences, in the order they are tried (empty for other kinds).
+    pub fn layouts(&self) -> Vec<LayoutSpec> {
+        match &self.backend {
+            BackendSpec::Space { calls, .. } if !calls.is_empty() => vec![LayoutSpec {
+                name: DEFAULT_LAYOUT.into(),
+                calls: calls.clone(),
+                from: BTreeMap::new(),
+            }],
+            BackendSpec::Space { layouts, .. } => layouts.clone(),
+            BackendSpec::Onnx { .. } => vec![],
+        }
+    }
+
+    /// Where `layout` puts the artifact or value `name`: the layout's own `from`, else the one
+    /// in `[outputs]` or `[values]`.
+    pub fn output_ref(&self, name: &str, layout: Option<&str>) -> Option<OutputRef> {
+        let layout = layout.unwrap_or(DEFAULT_LAYOUT);
+        if let BackendSpec::Space { layouts, .. } = &self.backend
+            && let Some(r) = layouts
+                .iter()
+                .find(|l| l.name == layout)
+                .and_then(|l| l.from.get(name))
+        {
+            return Some(*r);
+        }
+        self.outputs
+            .get(name)
+            .and_then(|o| o.from)
+            .or_else(|| self.values.get(name).map(|v| v.from))
+    }
+
     /// The default deadline as a duration.
     pub fn default_deadline(&self) -> chrono::Duration {
         chrono::Duration::seconds(self.deadline_s as i64)

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::error::Error;
 use crate::ids::RunId;
-use crate::pipeline::CallSpec;
+use crate::pipeline::LayoutSpec;
 use crate::run::Progress;
 
 use super::ByteStream;
@@ -30,19 +30,31 @@ pub struct SpaceJob {
     pub space: String,
     /// Base URL of the Space (an override, or derived from the id).
     pub url: String,
-    /// The ordered calls; every call but the last runs to completion, the last is joined.
-    pub calls: Vec<CallSpec>,
+    /// The Space's possible call sequences (one for most Spaces): the backend runs the first
+    /// whose endpoints the live Space has. In each, every call but the last runs to completion
+    /// and the last is joined.
+    pub layouts: Vec<LayoutSpec>,
     /// Settings in the backend's spelling, by setting name.
     pub settings: Map<String, Value>,
     /// Input files by slot, in the pipeline's order.
     pub inputs: BTreeMap<String, Vec<JobInput>>,
 }
 
+/// A joined job: its persisted handle, and which layout of the pipeline it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    pub handle: Value,
+    /// The layout's name (`default` for a pipeline with plain `calls`).
+    pub layout: String,
+}
+
 /// What the backend says while a job runs, and how it ends.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SpaceEvent {
-    /// Queue position, ETA, progress or a log line.
+    /// Queue position, ETA or progress.
     Progress(Progress),
+    /// A line the Space logged (`gr.Info`, `gr.Warning`, a log message).
+    Log { line: String },
     /// The job finished: one value per output of the last call (files as the backend describes them).
     Completed { outputs: Vec<Value> },
     /// The job itself failed: the Space's message, classified (`space_error`, or
@@ -62,8 +74,8 @@ pub enum SpaceEvent {
 #[async_trait]
 pub trait SpaceBackend: Send + Sync {
     /// Uploads the inputs, runs every call but the last to completion and joins the last one.
-    /// Returns the persisted job handle.
-    async fn submit(&self, job: SpaceJob) -> Result<Value, Error>;
+    /// Returns the persisted job handle and the layout it chose.
+    async fn submit(&self, job: SpaceJob) -> Result<Submitted, Error>;
 
     /// Streams the job's events until one of `Completed`, `Failed`, `Cancelled` or `Lost`.
     async fn watch(

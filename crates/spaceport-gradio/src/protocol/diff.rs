@@ -28,14 +28,30 @@ pub fn apply_diff(mut target: Value, diff: &Value) -> Result<Value, String> {
     Ok(target)
 }
 
-/// A generator's running output: the first `process_generating` is the full value, later ones
-/// are per-output diffs against it.
-#[derive(Debug, Default, Clone)]
+/// A generator's running output: the first `process_generating` is the full value; on protocols
+/// that send diffs (`sse_v2` onwards) later ones are per-output diffs against it, on the others
+/// (`ws`, `sse_v1`) full values again.
+#[derive(Debug, Clone)]
 pub struct GeneratingState {
     current: Option<Vec<Value>>,
+    diffs: bool,
+}
+
+impl Default for GeneratingState {
+    fn default() -> Self {
+        GeneratingState::new(true)
+    }
 }
 
 impl GeneratingState {
+    /// A state for a protocol that sends diffs after the first update (or not).
+    pub fn new(diffs: bool) -> GeneratingState {
+        GeneratingState {
+            current: None,
+            diffs,
+        }
+    }
+
     /// Applies one `process_generating` output and returns the full current values.
     pub fn apply(&mut self, output: &Value) -> Result<Vec<Value>, Error> {
         let data = output
@@ -46,6 +62,7 @@ impl GeneratingState {
             })?;
         let next = match self.current.take() {
             None => data.clone(),
+            Some(_) if !self.diffs => data.clone(),
             Some(prev) => {
                 if prev.len() != data.len() {
                     return Err(protocol_error(format!(

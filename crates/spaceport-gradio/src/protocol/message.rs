@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use spaceport_core::Error;
 
+use super::diff::GeneratingState;
 use super::protocol_error;
+use crate::stream::{JobUpdate, Outcome};
 
 /// One step of a `gr.Progress` report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -177,6 +179,87 @@ pub fn progress_summary(units: &[ProgressUnit]) -> (Option<f64>, Option<String>)
     let fraction = units.iter().rev().find_map(ProgressUnit::fraction);
     let message = units.iter().rev().find_map(|u| u.desc.clone());
     (fraction, message)
+}
+
+/// What a message about our job (or the whole session) means for it; `None` when nothing.
+/// `ids`: whether the protocol tags a job's messages with its `event_id` (all but `ws`), in
+/// which case a `process_completed` without one is not about our job.
+pub(crate) fn to_update(
+    msg: Message,
+    generating: &mut GeneratingState,
+    ids: bool,
+) -> Result<Option<JobUpdate>, Error> {
+    Ok(match msg {
+        Message::Estimation {
+            rank,
+            queue_size,
+            rank_eta,
+            ..
+        } => Some(JobUpdate::Queued {
+            rank,
+            queue_size,
+            eta_s: rank_eta,
+        }),
+        Message::ProcessStarts { eta, .. } => Some(JobUpdate::Started { eta_s: eta }),
+        Message::Progress { units, .. } => {
+            let (fraction, message) = progress_summary(&units);
+            Some(JobUpdate::Progress { fraction, message })
+        }
+        Message::Log { log, .. } => Some(JobUpdate::Log { message: log }),
+        Message::Heartbeat | Message::Other { .. } => None,
+        Message::ProcessGenerating { output, .. } => Some(JobUpdate::Generating {
+            outputs: generating.apply(&output)?,
+        }),
+        Message::ProcessCompleted {
+            success,
+            output,
+            title,
+            event_id,
+        } => {
+            if ids && event_id.is_none() {
+                return Ok(None);
+            }
+            Some(JobUpdate::Finished(outcome(
+                success,
+                &output,
+                title.as_deref(),
+            )?))
+        }
+        // sse_v3 closes a session only once nothing is pending, so ours cannot complete now.
+        Message::CloseStream => Some(JobUpdate::Lost {
+            reason: "the Space closed the stream before the job completed".into(),
+        }),
+        Message::UnexpectedError {
+            message,
+            session_not_found,
+        } => Some(JobUpdate::Lost {
+            reason: if session_not_found {
+                format!("the Space does not know the session ({message})")
+            } else {
+                format!("the Space failed the stream: {message}")
+            },
+        }),
+    })
+}
+
+/// What `process_completed` means.
+pub fn outcome(success: bool, output: &Value, title: Option<&str>) -> Result<Outcome, Error> {
+    if !success {
+        let message = output
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| title.map(str::to_string))
+            .unwrap_or_else(|| "the Space reported an error without a message".into());
+        return Ok(Outcome::Failed(message));
+    }
+    match output.get("data") {
+        None | Some(Value::Null) => Ok(Outcome::Cancelled),
+        Some(Value::Array(d)) => Ok(Outcome::Completed(d.clone())),
+        Some(other) => Err(protocol_error(format!(
+            "process_completed output.data is not a list: {other:.200}"
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
 //! Gradio's wire protocols. `/config` names one, and `wire` is the one place a protocol meets
-//! the module that speaks it: join, open and cancel all go through it. Only `sse_v3` (Gradio
-//! 4.38–6.x) is spoken today; `ws` (3.x) and `sse`/`sse_v1`/`sse_v2`/`sse_v2.1` (4.x) are refused.
+//! the module that speaks it: join, open and cancel all go through it. Spoken: `ws` (Gradio
+//! 3.x), `sse_v1`, `sse_v2`, `sse_v2.1` (4.15–4.3x) and `sse_v3` (4.38–6.x); `sse` (4.0–4.14,
+//! one stream per job) is refused.
 
+pub mod cancel;
 pub mod diff;
 pub mod message;
 pub mod queue;
+pub mod ws;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -81,6 +84,17 @@ impl Protocol {
     pub fn ensure_supported(self) -> Result<(), Error> {
         wire(self).map(drop)
     }
+
+    /// Whether a generator's updates after the first are diffs (`sse_v2` onwards).
+    pub fn sends_diffs(self) -> bool {
+        matches!(self, Protocol::SseV2 | Protocol::SseV2_1 | Protocol::SseV3)
+    }
+
+    /// Whether files travel in Gradio 3.x's shapes: `{name, data, is_file}` for a file and a
+    /// base64 data URL for an image (gradio-protocol-legacy.md §4).
+    pub fn is_3x(self) -> bool {
+        self == Protocol::Ws
+    }
 }
 
 impl std::fmt::Display for Protocol {
@@ -116,25 +130,24 @@ pub(crate) trait Wire: Sync {
     async fn cancel(&self, client: &GradioClient, handle: &JobHandle) -> Result<(), Error>;
 }
 
-/// The module that speaks `protocol`, or `space_protocol` when none does yet. Each refused arm
-/// says where its module goes; adding one is a module and its arm here.
+/// The module that speaks `protocol`, or `space_protocol` when none does. Adding one is a
+/// module and its arm here.
 pub(crate) fn wire(protocol: Protocol) -> Result<&'static dyn Wire, Error> {
     match protocol {
         Protocol::SseV3 => Ok(&queue::sse_v3::SseV3),
-        // The rest of the queue family (gradio-protocol-legacy.md §7): same join and session
-        // stream, a module beside `queue/sse_v3.rs` each for its stream end, diffs and cancel.
-        Protocol::SseV1 | Protocol::SseV2 | Protocol::SseV2_1 => Err(unsupported(protocol)),
-        // Gradio 4.0–4.14, one stream per job; not measured yet.
+        Protocol::SseV1 | Protocol::SseV2 | Protocol::SseV2_1 => Ok(&queue::sse_v1::SseV1),
+        Protocol::Ws => Ok(&ws::Ws),
+        // Gradio 4.0–4.14 (one SSE stream per job, `send_data` answered by a POST): like `ws`
+        // in shape, but no server of that range is among the test peers, so it is refused
+        // rather than spoken untested.
         Protocol::Sse => Err(unsupported(protocol)),
-        // Gradio 3.x, one websocket per job and no event_id (gradio-protocol-legacy.md §8): a
-        // `protocol/ws.rs` and a `JobHandle` variant of its own.
-        Protocol::Ws => Err(unsupported(protocol)),
     }
 }
 
 fn unsupported(protocol: Protocol) -> Error {
     protocol_error(format!(
-        "Gradio protocol {:?} is not supported yet (only sse_v3, Gradio 5.x-6.x)",
+        "Gradio protocol {:?} (Gradio 4.0-4.14) is not supported: upgrade the Space to Gradio \
+         4.15 or later, or use 3.x",
         protocol.as_str()
     ))
 }
@@ -157,55 +170,53 @@ mod tests {
     }
 
     #[test]
-    fn only_sse_v3_is_spoken_and_the_rest_are_refused_as_before() {
+    fn every_protocol_but_sse_is_spoken() {
         for p in Protocol::ALL {
-            assert_eq!(p.is_supported(), p == Protocol::SseV3, "{p}");
+            assert_eq!(p.is_supported(), p != Protocol::Sse, "{p}");
             assert_eq!(Protocol::parse(p.as_str()).unwrap(), p);
         }
-        let e = Protocol::SseV2.ensure_supported().unwrap_err();
+        let e = Protocol::Sse.ensure_supported().unwrap_err();
         assert!(space_protocol(&e), "{e:?}");
-        assert_eq!(
-            e.to_string(),
-            "Gradio protocol \"sse_v2\" is not supported yet (only sse_v3, Gradio 5.x-6.x)"
-        );
+        assert!(e.to_string().contains("4.0-4.14"), "{e}");
+        assert!(!Protocol::SseV1.sends_diffs() && Protocol::SseV2.sends_diffs());
     }
 
     #[tokio::test]
-    async fn a_handle_naming_an_unsupported_protocol_decodes_but_is_refused() {
+    async fn a_handle_naming_sse_decodes_but_is_refused() {
         // Port 9 (discard) is never reached: the refusal comes before any request.
         let client = GradioClient::new("http://127.0.0.1:9", ClientOptions::default()).unwrap();
-        for p in Protocol::ALL.into_iter().filter(|p| *p != Protocol::SseV3) {
-            let handle = JobHandle::from_json(&json!({
-                "root": "http://127.0.0.1:9", "api_prefix": "", "protocol": p.as_str(),
-                "fn_index": 3, "session_hash": "s", "event_id": "e", "cookies": "",
-            }))
-            .unwrap();
-            assert_eq!(handle.protocol(), p);
-            let expected = p.ensure_supported().unwrap_err().to_string();
-            let open = client.open(&handle).await.err().expect("open refuses");
-            let cancel = client.cancel(&handle).await.unwrap_err();
-            let config = SpaceConfig {
-                version: None,
-                protocol: p,
-                api_prefix: String::new(),
-                root: None,
-                endpoints: vec![],
-            };
-            let endpoint = Endpoint {
-                fn_index: 3,
-                api_name: None,
-                trigger_id: None,
-                inputs: 0,
-                outputs: 0,
-            };
-            let join = client
-                .join(&config, &endpoint, &[], "s", &Cookies::default())
-                .await
-                .unwrap_err();
-            for e in [open, cancel, join] {
-                assert!(space_protocol(&e), "{p}: {e:?}");
-                assert_eq!(e.to_string(), expected);
-            }
+        let p = Protocol::Sse;
+        let handle = JobHandle::from_json(&json!({
+            "root": "http://127.0.0.1:9", "api_prefix": "", "protocol": p.as_str(),
+            "fn_index": 3, "session_hash": "s", "event_id": "e", "cookies": "",
+        }))
+        .unwrap();
+        assert_eq!(handle.protocol(), p);
+        let expected = p.ensure_supported().unwrap_err().to_string();
+        let open = client.open(&handle).await.err().expect("open refuses");
+        let cancel = client.cancel(&handle).await.unwrap_err();
+        let config = SpaceConfig {
+            version: None,
+            protocol: p,
+            api_prefix: String::new(),
+            root: None,
+            endpoints: vec![],
+        };
+        let endpoint = Endpoint {
+            fn_index: 3,
+            api_name: None,
+            trigger_id: None,
+            inputs: vec![],
+            outputs: vec![],
+            cancels: vec![],
+        };
+        let join = client
+            .join(&config, &endpoint, &[], "s", &Cookies::default())
+            .await
+            .unwrap_err();
+        for e in [open, cancel, join] {
+            assert!(space_protocol(&e), "{p}: {e:?}");
+            assert_eq!(e.to_string(), expected);
         }
     }
 }

@@ -59,14 +59,16 @@ pub fn default_settings() -> serde_json::Map<String, Value> {
 }
 
 pub fn job(url: &str, names: &[&str], settings: serde_json::Map<String, Value>) -> SpaceJob {
-    let BackendSpec::Space { space, calls, .. } = vggt().backend else {
+    let pipeline = vggt();
+    let BackendSpec::Space { space, .. } = &pipeline.backend else {
         panic!("vggt is a Space pipeline")
     };
+    let space = space.clone();
     SpaceJob {
         run_id: RunId::new(1, rand_u128()),
         space,
         url: url.to_string(),
-        calls,
+        layouts: pipeline.layouts(),
         settings,
         inputs: [("images".to_string(), images(names))].into(),
     }

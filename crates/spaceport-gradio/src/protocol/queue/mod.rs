@@ -3,22 +3,76 @@
 //! carries every event of that session. What differs by version (stream end, diffs, cancel) is
 //! left to each protocol's module; the join and the session stream are shared here.
 
+pub mod sse_v1;
 pub mod sse_v3;
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use serde_json::{Value, json};
-use spaceport_core::Error;
+use spaceport_core::{Error, ErrorCode};
 
-use super::message::{Message, parse_message};
+use super::diff::GeneratingState;
+use super::message::{Message, parse_message, to_update};
 use super::{Protocol, protocol_error};
 use crate::client::{Cookies, GradioClient};
 use crate::config::{Endpoint, SpaceConfig};
-use crate::handle::QueueJob;
+use crate::handle::{JobHandle, QueueJob};
 use crate::sse::SseParser;
+use crate::stream::{JobUpdate, UpdateSource};
+
+/// How long a finished job's stream is read on, so the Space can send `close_stream` (or end
+/// the response) before our disconnect makes it clean the session.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// The queue job inside a handle; a handle of another family is a bug of ours.
+pub(crate) fn queue_job(handle: &JobHandle) -> Result<&QueueJob, Error> {
+    match handle {
+        JobHandle::Queue(job) => Ok(job),
+        other => Err(Error::upstream(
+            ErrorCode::Internal,
+            false,
+            format!("a {} handle reached the queue protocols", other.protocol()),
+        )),
+    }
+}
+
+/// A session stream read as one job's updates, diffs applied as the protocol sends them.
+pub(crate) struct Updates {
+    session: SessionStream,
+    generating: GeneratingState,
+}
+
+impl Updates {
+    pub(crate) fn new(session: SessionStream, protocol: Protocol) -> Updates {
+        Updates {
+            session,
+            generating: GeneratingState::new(protocol.sends_diffs()),
+        }
+    }
+}
+
+#[async_trait]
+impl UpdateSource for Updates {
+    async fn next(&mut self) -> Result<JobUpdate, Error> {
+        loop {
+            let msg = match self.session.next().await? {
+                Read::Message(msg) => msg,
+                Read::Lost(reason) => return Ok(JobUpdate::Lost { reason }),
+            };
+            if let Some(update) = to_update(msg, &mut self.generating, true)? {
+                return Ok(update);
+            }
+        }
+    }
+
+    async fn settle(&mut self) {
+        self.session.linger(SETTLE).await;
+    }
+}
 
 /// The join endpoint.
 pub fn join_url(base: &str, api_prefix: &str) -> String {

@@ -6,18 +6,12 @@ use async_trait::async_trait;
 use serde_json::Value;
 use spaceport_core::Error;
 
-use super::{Read, SessionStream};
+use super::Updates;
 use crate::client::{Cookies, GradioClient};
 use crate::config::{Endpoint, SpaceConfig};
 use crate::handle::JobHandle;
-use crate::protocol::diff::GeneratingState;
-use crate::protocol::message::{Message, progress_summary};
-use crate::protocol::{Protocol, Wire, protocol_error};
-use crate::stream::{JobStream, JobUpdate, Outcome, UpdateSource};
-
-/// How long a finished job's stream is read on, so the Space can send `close_stream` before our
-/// disconnect makes it clean the session.
-const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+use crate::protocol::{Protocol, Wire};
+use crate::stream::JobStream;
 
 /// The cancel endpoint.
 pub fn cancel_url(base: &str, api_prefix: &str) -> String {
@@ -52,15 +46,15 @@ impl Wire for SseV3 {
     }
 
     async fn open(&self, client: &GradioClient, handle: &JobHandle) -> Result<JobStream, Error> {
-        let JobHandle::Queue(job) = handle;
-        Ok(JobStream::new(Box::new(Updates {
-            session: super::open(client, job).await?,
-            generating: GeneratingState::default(),
-        })))
+        let job = super::queue_job(handle)?;
+        Ok(JobStream::new(Box::new(Updates::new(
+            super::open(client, job).await?,
+            Protocol::SseV3,
+        ))))
     }
 
     async fn cancel(&self, client: &GradioClient, handle: &JobHandle) -> Result<(), Error> {
-        let JobHandle::Queue(job) = handle;
+        let job = super::queue_job(handle)?;
         let req = client
             .http()
             .post(cancel_url(client.base(), &job.api_prefix))
@@ -81,113 +75,15 @@ impl Wire for SseV3 {
     }
 }
 
-/// An `sse_v3` session stream read as one job's updates.
-struct Updates {
-    session: SessionStream,
-    generating: GeneratingState,
-}
-
-#[async_trait]
-impl UpdateSource for Updates {
-    async fn next(&mut self) -> Result<JobUpdate, Error> {
-        loop {
-            let msg = match self.session.next().await? {
-                Read::Message(msg) => msg,
-                Read::Lost(reason) => return Ok(JobUpdate::Lost { reason }),
-            };
-            if let Some(update) = self.update_for(msg)? {
-                return Ok(update);
-            }
-        }
-    }
-
-    async fn settle(&mut self) {
-        self.session.linger(SETTLE).await;
-    }
-}
-
-impl Updates {
-    /// What a message about our event (or the session) means; `None` when nothing.
-    fn update_for(&mut self, msg: Message) -> Result<Option<JobUpdate>, Error> {
-        Ok(match msg {
-            Message::Estimation {
-                rank,
-                queue_size,
-                rank_eta,
-                ..
-            } => Some(JobUpdate::Queued {
-                rank,
-                queue_size,
-                eta_s: rank_eta,
-            }),
-            Message::ProcessStarts { eta, .. } => Some(JobUpdate::Started { eta_s: eta }),
-            Message::Progress { units, .. } => {
-                let (fraction, message) = progress_summary(&units);
-                Some(JobUpdate::Progress { fraction, message })
-            }
-            Message::Log { log, .. } => Some(JobUpdate::Log { message: log }),
-            Message::Heartbeat | Message::Other { .. } => None,
-            Message::ProcessGenerating { output, .. } => Some(JobUpdate::Generating {
-                outputs: self.generating.apply(&output)?,
-            }),
-            Message::ProcessCompleted {
-                success,
-                output,
-                title,
-                event_id,
-            } => {
-                if event_id.is_none() {
-                    return Ok(None);
-                }
-                Some(JobUpdate::Finished(outcome(
-                    success,
-                    &output,
-                    title.as_deref(),
-                )?))
-            }
-            // sse_v3 closes a session only once nothing is pending, so ours cannot complete now.
-            Message::CloseStream => Some(JobUpdate::Lost {
-                reason: "the Space closed the stream before the job completed".into(),
-            }),
-            Message::UnexpectedError {
-                message,
-                session_not_found,
-            } => Some(JobUpdate::Lost {
-                reason: if session_not_found {
-                    format!("the Space does not know the session ({message})")
-                } else {
-                    format!("the Space failed the stream: {message}")
-                },
-            }),
-        })
-    }
-}
-
-/// What `process_completed` means.
-pub fn outcome(success: bool, output: &Value, title: Option<&str>) -> Result<Outcome, Error> {
-    if !success {
-        let message = output
-            .get("error")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .or_else(|| title.map(str::to_string))
-            .unwrap_or_else(|| "the Space reported an error without a message".into());
-        return Ok(Outcome::Failed(message));
-    }
-    match output.get("data") {
-        None | Some(Value::Null) => Ok(Outcome::Cancelled),
-        Some(Value::Array(d)) => Ok(Outcome::Completed(d.clone())),
-        Some(other) => Err(protocol_error(format!(
-            "process_completed output.data is not a list: {other:.200}"
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::message::parse_message;
+    use crate::protocol::diff::GeneratingState;
+    use crate::protocol::message::{Message, outcome, parse_message, progress_summary};
+    use crate::protocol::queue::SessionStream;
     use crate::sse::SseParser;
+    use crate::stream::JobUpdate;
+    use crate::stream::Outcome;
 
     // Lines captured from Gradio 6.31.0 (gradio-protocol.md §3).
     const CAPTURED: &str = concat!(
@@ -306,10 +202,10 @@ mod tests {
     }
 
     fn updates(chunks: Vec<&'static str>) -> JobStream {
-        JobStream::new(Box::new(Updates {
-            session: SessionStream::from_chunks("e1", chunks),
-            generating: GeneratingState::default(),
-        }))
+        JobStream::new(Box::new(Updates::new(
+            SessionStream::from_chunks("e1", chunks),
+            Protocol::SseV3,
+        )))
     }
 
     async fn all(mut s: JobStream) -> Vec<JobUpdate> {
