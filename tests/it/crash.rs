@@ -367,3 +367,63 @@ async fn a_webhook_survives_kill_9_before_and_between_its_tries() {
     assert!(all_logs.contains("webhook_secrets"), "{all_logs}");
     assert_eq!(all_logs.matches("webhook attempt").count(), 2, "{all_logs}");
 }
+
+/// On `ws` (Gradio 3.x) a job lives only as long as its websocket: a worker killed while holding
+/// it loses the job at the Space, and the restart runs it again as a new attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_while_running_over_ws_runs_the_job_again_as_a_new_attempt() {
+    let mirror = MirrorSpace::start_under(
+        spaceport_testkit::Gradio::V3_50,
+        "tests/peers/wonder3d_mirror/app.py",
+        &[],
+        &[],
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let port = spaceport_testkit::free_port();
+    let env = [("SPACEPORT_SPACE_URL_WONDER3D", mirror.url())];
+    let steps = "submit-space,poll-status,fetch-artifact";
+    let start = || {
+        Serve::start_with(
+            data.path(),
+            port,
+            mirror.url(),
+            steps,
+            &env,
+            Stdio::inherit(),
+        )
+    };
+    let serve = start().await;
+    // Seed 14 makes the mirror's run_pipeline take about 10 s, reporting progress.
+    let body = json!({"pipeline": "wonder3d", "settings": {"seed": 14},
+        "inputs": {"image": [{"filename": "o.png", "content_type": "image/png", "size": png(40, 40, 3).len()}]}});
+    let created = serve.client.create_run(&body, None).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("o.png");
+    std::fs::write(&path, png(40, 40, 3)).unwrap();
+    serve
+        .client
+        .upload(&created["uploads"][0], &path)
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    wait_for(
+        &serve.client,
+        &id,
+        Duration::from_secs(60),
+        "running at the Space",
+        |r| r["status"] == "running" && r["progress"]["stage"] == "running",
+    )
+    .await
+    .unwrap();
+    serve.kill9();
+    let serve = start().await;
+    let done = wait_terminal(&serve.client, &id, Duration::from_secs(90))
+        .await
+        .unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["backend"]["attempt"], 2, "{done}");
+    assert_eq!(done["artifacts"].as_array().unwrap().len(), 12);
+    let runs = mirror.output().matches("RUN_PIPELINE").count();
+    assert_eq!(runs, 2, "the Space ran the job once per attempt");
+}

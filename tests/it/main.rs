@@ -17,5 +17,6 @@ mod onnx;
 mod openapi;
 mod run_tokens;
 mod runs;
+mod spaces;
 mod tenants;
 mod webhooks;

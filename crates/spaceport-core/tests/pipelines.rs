@@ -45,6 +45,115 @@ fn shipped_pipelines_load() {
 }
 
 #[test]
+fn the_builtin_pipelines_are_the_shipped_files() {
+    let dir = PipelineSet::load_dir(&pipelines_dir()).unwrap();
+    let builtin = PipelineSet::builtin();
+    let names = |s: &PipelineSet| s.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&builtin), names(&dir));
+    for name in [
+        "vggt",
+        "vggt-onnx",
+        "kolors-tryon",
+        "idm-vton",
+        "hunyuan3d",
+        "hunyuan3d-shape",
+        "wonder3d",
+    ] {
+        assert_eq!(builtin.get(name).unwrap(), dir.get(name).unwrap(), "{name}");
+    }
+}
+
+#[test]
+fn hunyuan3d_lists_both_app_shapes_and_where_each_puts_its_mesh() {
+    let set = PipelineSet::builtin();
+    let p = set.get("hunyuan3d").unwrap();
+    let layouts = p.layouts();
+    let shapes: Vec<(&str, usize)> = layouts
+        .iter()
+        .map(|l| (l.name.as_str(), l.calls[0].inputs.len()))
+        .collect();
+    assert_eq!(shapes, [("space", 7), ("github", 13)]);
+    assert_eq!(
+        layouts[1].calls[0].args()[0],
+        Arg::Value(Value::Null),
+        "the State slot"
+    );
+    let glb = p.output_spec("mesh", Some("space")).unwrap();
+    let obj = p.output_spec("mesh", Some("github")).unwrap();
+    assert_eq!(
+        (glb.content_type.as_str(), glb.filename.as_str()),
+        ("model/gltf-binary", "mesh.glb")
+    );
+    assert_eq!(
+        (obj.content_type.as_str(), obj.filename.as_str()),
+        ("model/obj", "mesh.obj")
+    );
+    assert_eq!(
+        p.output_spec("textured_mesh", Some("github"))
+            .unwrap()
+            .filename,
+        "textured_mesh.glb"
+    );
+}
+
+#[test]
+fn non_file_outputs_are_picked_and_typed() {
+    let set = PipelineSet::builtin();
+    let kolors = set.get("kolors-tryon").unwrap();
+    let got = kolors
+        .extract_values(
+            None,
+            &[
+                json!({"path": "/tmp/r.webp"}),
+                json!(123.0),
+                json!("Success"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(Value::Object(got), json!({"seed": 123, "info": "Success"}));
+    let e = kolors
+        .extract_values(None, &[json!(null), json!("x"), json!("Empty image")])
+        .unwrap_err();
+    assert!(e.contains("\"seed\""), "{e}");
+    let e = kolors.extract_values(None, &[json!(null)]).unwrap_err();
+    assert!(e.contains("returned nothing"), "{e}");
+}
+
+#[test]
+fn layouts_and_values_mistakes_name_their_key() {
+    let base = std::fs::read_to_string(pipelines_dir().join("kolors-tryon.toml")).unwrap();
+    let cases = [
+        (
+            base.replace("[values.info]", "[values.result]"),
+            "values.result",
+        ),
+        (
+            base.replace(
+                "from = { call = 0, index = 2 }",
+                "from = { call = 1, index = 2 }",
+            ),
+            "values.info.from",
+        ),
+        (
+            base.replace("type = \"text\"", "type = \"blob\""),
+            "unknown variant",
+        ),
+        (
+            base.replace(
+                "[backend]\nkind = \"space\"",
+                "[backend]\nkind = \"space\"\nlayouts = [{ name = \"a\", calls = [] }]",
+            ),
+            "backend.calls",
+        ),
+    ];
+    for (text, key) in cases {
+        let e = Pipeline::from_toml("kolors-tryon.toml", &text).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains(key), "{key}: {shown}");
+    }
+}
+
+#[test]
 fn vggt_calls_follow_the_space() {
     let p = vggt();
     let BackendSpec::Space { space, calls, .. } = &p.backend else {

@@ -66,6 +66,17 @@ fn progress(stage: &str) -> Progress {
     }
 }
 
+/// An output a function returned as `gr.update(value=…)` reaches the client as
+/// `{"__type__": "update", "value": …}` (Hunyuan3D-2.1 returns its files so): its value.
+fn unwrap_update(v: Value) -> Value {
+    match v {
+        Value::Object(mut o) if o.get("__type__").and_then(Value::as_str) == Some("update") => {
+            o.remove("value").unwrap_or(Value::Null)
+        }
+        other => other,
+    }
+}
+
 /// What a stream update means to the run.
 fn to_event(u: JobUpdate) -> Option<SpaceEvent> {
     Some(match u {
@@ -90,7 +101,9 @@ fn to_event(u: JobUpdate) -> Option<SpaceEvent> {
         }),
         JobUpdate::Log { message } => SpaceEvent::Log { line: message },
         JobUpdate::Generating { .. } => return None,
-        JobUpdate::Finished(Outcome::Completed(outputs)) => SpaceEvent::Completed { outputs },
+        JobUpdate::Finished(Outcome::Completed(outputs)) => SpaceEvent::Completed {
+            outputs: outputs.into_iter().map(unwrap_update).collect(),
+        },
         JobUpdate::Finished(Outcome::Cancelled) => SpaceEvent::Cancelled,
         JobUpdate::Finished(Outcome::Failed(message)) => SpaceEvent::Failed {
             code: crate::error::classify_message(&message),
@@ -250,6 +263,16 @@ impl SpaceBackend for GradioBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_wrapper_gives_its_value() {
+        let fd = serde_json::json!({"path": "/tmp/m.glb"});
+        assert_eq!(
+            unwrap_update(serde_json::json!({"__type__": "update", "value": fd.clone()})),
+            fd
+        );
+        assert_eq!(unwrap_update(fd.clone()), fd);
+    }
 
     #[test]
     fn session_hashes_are_fresh() {

@@ -30,6 +30,39 @@ pub(crate) async fn store(
     })
 }
 
+/// An output whose content type is a wildcard (`image/*`: the Space picks PNG or WebP by its
+/// Gradio version) takes the type the backend gave when it is of that kind, with the matching
+/// extension; otherwise the spec stands.
+pub(crate) fn resolve_format(mut spec: OutputSpec, backend_type: Option<&str>) -> OutputSpec {
+    let Some(major) = spec.content_type.strip_suffix("/*") else {
+        return spec;
+    };
+    let given = backend_type
+        .and_then(|t| t.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| {
+            t.split_once('/')
+                .is_some_and(|(m, sub)| m == major && !sub.is_empty() && sub != "*")
+        });
+    let Some(given) = given else {
+        spec.content_type = "application/octet-stream".into();
+        return spec;
+    };
+    let ext = match given.as_str() {
+        "image/jpeg" => "jpg",
+        "image/svg+xml" => "svg",
+        other => other.split('/').nth(1).unwrap_or("bin"),
+    };
+    let stem = spec
+        .filename
+        .rsplit_once('.')
+        .map_or(spec.filename.as_str(), |(stem, _)| stem)
+        .to_string();
+    spec.filename = format!("{stem}.{ext}");
+    spec.content_type = given;
+    spec
+}
+
 /// Ends a `fetching` run `succeeded` with its artifacts, dropping the worker's lease.
 pub(crate) fn record_success(
     run: &mut Run,
@@ -44,4 +77,39 @@ pub(crate) fn record_success(
         ..Progress::default()
     };
     run.transition(Status::Succeeded, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(content_type: &str) -> OutputSpec {
+        OutputSpec {
+            content_type: content_type.into(),
+            filename: "result.img".into(),
+            from: None,
+            optional: false,
+        }
+    }
+
+    #[test]
+    fn a_wildcard_type_takes_the_backends_when_it_fits() {
+        let s = resolve_format(spec("image/*"), Some("image/webp"));
+        assert_eq!(
+            (s.content_type.as_str(), s.filename.as_str()),
+            ("image/webp", "result.webp")
+        );
+        let s = resolve_format(spec("image/*"), Some("image/jpeg; charset=x"));
+        assert_eq!(
+            (s.content_type.as_str(), s.filename.as_str()),
+            ("image/jpeg", "result.jpg")
+        );
+        let s = resolve_format(spec("image/*"), Some("text/html"));
+        assert_eq!(s.content_type, "application/octet-stream");
+        let s = resolve_format(spec("image/png"), Some("image/webp"));
+        assert_eq!(
+            (s.content_type.as_str(), s.filename.as_str()),
+            ("image/png", "result.img")
+        );
+    }
 }

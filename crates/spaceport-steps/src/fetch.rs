@@ -110,23 +110,39 @@ impl FetchArtifact {
                 "the job completed without outputs",
             ));
         };
+        let layout = job.layout.as_deref();
         let mut stored = vec![];
-        for (name, spec) in &pipeline.outputs {
-            let index = spec.from.map(|f| f.index).unwrap_or(0);
-            let file = outputs.get(index).filter(|v| !v.is_null()).ok_or_else(|| {
-                Error::upstream(
+        for name in pipeline.outputs.keys() {
+            let Some(spec) = pipeline.output_spec(name, layout) else {
+                continue;
+            };
+            let from = spec.from.unwrap_or(spaceport_core::pipeline::OutputRef {
+                call: 0,
+                index: 0,
+                item: None,
+            });
+            let Some(file) = from.pick(&outputs) else {
+                if spec.optional {
+                    continue;
+                }
+                return Err(Error::upstream(
                     ErrorCode::SpaceProtocol,
                     false,
-                    format!("the Space returned no file for output {name} (index {index})"),
-                )
-            })?;
-            let (body, _backend_type) = self.space.download(&handle, file).await?;
+                    format!(
+                        "the Space returned no file for output {name} (index {}{})",
+                        from.index,
+                        from.item.map(|i| format!(", item {i}")).unwrap_or_default()
+                    ),
+                ));
+            };
+            let (body, backend_type) = self.space.download(&handle, file).await?;
+            let spec = artifacts::resolve_format(spec, backend_type.as_deref());
             stored.push(
                 artifacts::store(
                     self.blobs.as_ref(),
                     &run.id,
                     name,
-                    spec,
+                    &spec,
                     body,
                     Default::default(),
                 )

@@ -164,13 +164,15 @@ impl Pipeline {
                         ));
                     }
                     self.check_calls(file, &key, &layout.calls)?;
-                    for name in layout.from.keys() {
+                    for (name, out) in &layout.outputs {
+                        let okey = format!("{key}.outputs.{name}");
                         if !self.outputs.contains_key(name) && !self.values.contains_key(name) {
-                            return Err(load_err(
-                                file,
-                                format!("{key}.from.{name}"),
-                                "names no output or value",
-                            ));
+                            return Err(load_err(file, okey, "names no output or value"));
+                        }
+                        if let Some(f) = &out.filename {
+                            check_filename("", f).map_err(|e| {
+                                load_err(file, format!("{okey}.filename"), e.to_string())
+                            })?;
                         }
                     }
                     let last = layout.calls.len() - 1;

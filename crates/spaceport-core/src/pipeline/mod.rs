@@ -16,7 +16,7 @@ pub use schema::BackendDescription;
 pub use set::{BUILTIN_PIPELINES, PipelineSet};
 pub use spec::{
     Arg, ArgSpec, BackendSpec, CallSpec, DEFAULT_LAYOUT, FileForm, InputOrder, InputSpec,
-    LayoutSpec, OutputRef, OutputSpec, Pipeline, SettingSpec, ValueKind, ValueSpec, space_base_url,
-    toml_to_json,
+    LayoutOutput, LayoutSpec, OutputRef, OutputSpec, Pipeline, SettingSpec, ValueKind, ValueSpec,
+    space_base_url, toml_to_json,
 };
 pub use values::MAX_VALUE_BYTES;

@@ -15,6 +15,26 @@ pub const BUILTIN_PIPELINES: &[(&str, &str)] = &[
         "vggt-onnx.toml",
         include_str!("../../../../pipelines/vggt-onnx.toml"),
     ),
+    (
+        "kolors-tryon.toml",
+        include_str!("../../../../pipelines/kolors-tryon.toml"),
+    ),
+    (
+        "idm-vton.toml",
+        include_str!("../../../../pipelines/idm-vton.toml"),
+    ),
+    (
+        "hunyuan3d.toml",
+        include_str!("../../../../pipelines/hunyuan3d.toml"),
+    ),
+    (
+        "hunyuan3d-shape.toml",
+        include_str!("../../../../pipelines/hunyuan3d-shape.toml"),
+    ),
+    (
+        "wonder3d.toml",
+        include_str!("../../../../pipelines/wonder3d.toml"),
+    ),
 ];
 
 /// Every pipeline of a deployment, checked together (fallbacks must exist).

@@ -284,9 +284,22 @@ pub enum ValueKind {
 pub struct LayoutSpec {
     pub name: String,
     pub calls: Vec<CallSpec>,
-    /// Where this layout puts an artifact or value, when not where `[outputs]`/`[values]` say.
+    /// Where this layout puts an artifact or value (and in which format, for an artifact), when
+    /// not where `[outputs]`/`[values]` say.
     #[serde(default)]
-    pub from: BTreeMap<String, OutputRef>,
+    pub outputs: BTreeMap<String, LayoutOutput>,
+}
+
+/// An artifact or value of one layout: where it is, and for an artifact the format this layout
+/// returns it in when it differs (Hunyuan3D-2.1 returns its white mesh as OBJ, the Space as GLB).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutOutput {
+    pub from: OutputRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
 }
 
 /// A pipeline, as loaded and checked.
@@ -338,7 +351,7 @@ impl Pipeline {
             BackendSpec::Space { calls, .. } if !calls.is_empty() => vec![LayoutSpec {
                 name: DEFAULT_LAYOUT.into(),
                 calls: calls.clone(),
-                from: BTreeMap::new(),
+                outputs: BTreeMap::new(),
             }],
             BackendSpec::Space { layouts, .. } => layouts.clone(),
             BackendSpec::Onnx { .. } => vec![],
@@ -348,19 +361,40 @@ impl Pipeline {
     /// Where `layout` puts the artifact or value `name`: the layout's own `from`, else the one
     /// in `[outputs]` or `[values]`.
     pub fn output_ref(&self, name: &str, layout: Option<&str>) -> Option<OutputRef> {
-        let layout = layout.unwrap_or(DEFAULT_LAYOUT);
-        if let BackendSpec::Space { layouts, .. } = &self.backend
-            && let Some(r) = layouts
-                .iter()
-                .find(|l| l.name == layout)
-                .and_then(|l| l.from.get(name))
-        {
-            return Some(*r);
+        if let Some(o) = self.layout_output(name, layout) {
+            return Some(o.from);
         }
         self.outputs
             .get(name)
             .and_then(|o| o.from)
             .or_else(|| self.values.get(name).map(|v| v.from))
+    }
+
+    /// The artifact `name` as `layout` returns it: `[outputs]`'s spec with the layout's place
+    /// and format.
+    pub fn output_spec(&self, name: &str, layout: Option<&str>) -> Option<OutputSpec> {
+        let mut spec = self.outputs.get(name)?.clone();
+        if let Some(o) = self.layout_output(name, layout) {
+            spec.from = Some(o.from);
+            if let Some(c) = &o.content_type {
+                spec.content_type = c.clone();
+            }
+            if let Some(f) = &o.filename {
+                spec.filename = f.clone();
+            }
+        }
+        Some(spec)
+    }
+
+    fn layout_output(&self, name: &str, layout: Option<&str>) -> Option<&LayoutOutput> {
+        let layout = layout.unwrap_or(DEFAULT_LAYOUT);
+        match &self.backend {
+            BackendSpec::Space { layouts, .. } => layouts
+                .iter()
+                .find(|l| l.name == layout)
+                .and_then(|l| l.outputs.get(name)),
+            BackendSpec::Onnx { .. } => None,
+        }
     }
 
     /// The default deadline as a duration.

@@ -1,0 +1,323 @@
+//! Every shipped Space pipeline run end to end on the embedded stack against its mirror (a real
+//! Gradio server of the version the Space runs, tests/peers/*_mirror): a real run to
+//! `succeeded`, its artifacts decoded (images at the size the Space gives, meshes through the
+//! Khronos validator or trimesh) and its non-file `outputs` asserted. Wonder3D also shows what a
+//! crash does on `ws`, where a job lives only as long as its websocket: a new attempt.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use spaceport_cli::config::PipelineOverride;
+use spaceport_testkit::{Gradio, gltf_validate, repo_root};
+
+use crate::common::*;
+
+const RUN_WAIT: Duration = Duration::from_secs(120);
+
+/// A stack whose `pipeline` calls the mirror at `url`.
+async fn stack_for(pipeline: &str, url: &str) -> Result<TestStack> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = config(dir.path(), url);
+    cfg.pipelines.insert(
+        pipeline.into(),
+        PipelineOverride {
+            space_url: Some(url.into()),
+            model: None,
+        },
+    );
+    let t = TestStack::start_config(cfg).await?;
+    Ok(TestStack { dir, ..t })
+}
+
+/// Creates a run of `pipeline` with one file per slot, uploads them and waits for its end.
+async fn run(
+    t: &TestStack,
+    pipeline: &str,
+    files: &[(&str, &str, Vec<u8>)],
+    settings: Value,
+) -> Result<Value> {
+    let tmp = tempfile::tempdir()?;
+    let mut inputs = serde_json::Map::new();
+    for (slot, name, bytes) in files {
+        inputs.insert(
+            slot.to_string(),
+            json!([{"filename": name, "content_type": "image/png", "size": bytes.len()}]),
+        );
+    }
+    let body = json!({"pipeline": pipeline, "settings": settings, "inputs": inputs});
+    let created = t.client.create_run(&body, None).await?;
+    for up in created["uploads"].as_array().context("uploads")? {
+        let slot = up["slot"].as_str().unwrap();
+        let (_, name, bytes) = files.iter().find(|(s, _, _)| *s == slot).unwrap();
+        let path = tmp.path().join(name);
+        std::fs::write(&path, bytes)?;
+        t.client.upload(up, &path).await?;
+    }
+    let id = created["id"].as_str().unwrap().to_string();
+    wait_terminal(&t.client, &id, RUN_WAIT).await
+}
+
+/// Downloads artifact `name` of run `done`; checks its size and returns its path.
+async fn artifact(
+    t: &TestStack,
+    done: &Value,
+    name: &str,
+    dir: &Path,
+) -> Result<std::path::PathBuf> {
+    let a = done["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .with_context(|| format!("no artifact {name} in {done}"))?;
+    let id = done["id"].as_str().unwrap();
+    let path = t
+        .client
+        .download_artifact(id, name, a["filename"].as_str().unwrap(), dir)
+        .await?;
+    assert_eq!(std::fs::metadata(&path)?.len(), a["size"].as_u64().unwrap());
+    Ok(path)
+}
+
+fn image_size(path: &Path) -> (u32, u32) {
+    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (img.width(), img.height())
+}
+
+fn assert_valid_glb(path: &Path) {
+    let report = gltf_validate(path).unwrap();
+    assert_eq!(
+        report["issues"]["numErrors"],
+        0,
+        "{}: {report}",
+        path.display()
+    );
+}
+
+/// Loads a mesh with trimesh (another real consumer); returns its face count.
+fn trimesh_faces(path: &Path) -> u64 {
+    let out = Command::new(repo_root().join(".venv/bin/python"))
+        .arg("-c")
+        .arg(
+            "import sys, trimesh; m = trimesh.load(sys.argv[1], force='mesh'); print(len(m.faces))",
+        )
+        .arg(path)
+        .output()
+        .expect("running trimesh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn ok(done: &Value) {
+    assert_eq!(done["status"], "succeeded", "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kolors_tryon_on_gradio_4_44() {
+    let mirror =
+        MirrorSpace::start_under(Gradio::V4_44, "tests/peers/kolors_mirror/app.py", &[], &[])
+            .unwrap();
+    let t = stack_for("kolors-tryon", mirror.url()).await.unwrap();
+    let done = run(
+        &t,
+        "kolors-tryon",
+        &[
+            ("person", "person.png", png(60, 90, 1)),
+            ("garment", "shirt.png", png(40, 40, 2)),
+        ],
+        json!({"seed": 7, "randomize_seed": false}),
+    )
+    .await
+    .unwrap();
+    ok(&done);
+    assert_eq!(
+        done["outputs"],
+        json!({"seed": 7, "info": "Success"}),
+        "{done}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let result = artifact(&t, &done, "result", dir.path()).await.unwrap();
+    assert_eq!(image_size(&result), (60, 90), "the person's size");
+    // Gradio 4.44 serves WebP: the wildcard artifact takes the Space's type.
+    let a = &done["artifacts"][0];
+    assert_eq!(
+        (a["content_type"].as_str(), a["filename"].as_str()),
+        (Some("image/webp"), Some("result.webp"))
+    );
+
+    // A random seed comes back as the one used.
+    let done = run(
+        &t,
+        "kolors-tryon",
+        &[
+            ("person", "p.png", png(30, 30, 3)),
+            ("garment", "g.png", png(30, 30, 4)),
+        ],
+        json!({}),
+    )
+    .await
+    .unwrap();
+    ok(&done);
+    assert!(done["outputs"]["seed"].is_i64(), "{done}");
+    t.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idm_vton_on_gradio_4_17() {
+    let mirror = MirrorSpace::start_under(
+        Gradio::V4_17,
+        "tests/peers/idm_vton_mirror/app.py",
+        &[],
+        &[],
+    )
+    .unwrap();
+    let t = stack_for("idm-vton", mirror.url()).await.unwrap();
+    let done = run(
+        &t,
+        "idm-vton",
+        &[("person", "person.png", png(60, 80, 1)), ("garment", "shirt.png", png(40, 50, 2))],
+        json!({"garment_description": "a red shirt", "denoise_steps": 25, "seed": 5, "auto_crop": true}),
+    )
+    .await
+    .unwrap();
+    ok(&done);
+    let dir = tempfile::tempdir().unwrap();
+    let result = artifact(&t, &done, "result", dir.path()).await.unwrap();
+    let mask = artifact(&t, &done, "mask", dir.path()).await.unwrap();
+    // With auto-crop the result keeps the photo's size; the mask is the model's 768x1024.
+    assert_eq!(image_size(&result), (60, 80));
+    assert_eq!(image_size(&mask), (768, 1024));
+    let line = log_line(&mirror.output(), "TRYON").expect("the mirror's TRYON line");
+    let seen: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(seen["garment_des"], "a red shirt");
+    assert_eq!(
+        (seen["denoise_steps"].as_f64(), seen["seed"].as_f64()),
+        (Some(25.0), Some(5.0))
+    );
+    assert_eq!(
+        (
+            seen["is_checked"].as_bool(),
+            seen["is_checked_crop"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
+    t.stack.shutdown().await;
+}
+
+/// Runs `hunyuan3d` against the mirror in `layout`; returns the run and the stored layout.
+async fn hunyuan(gradio: Gradio, layout: &str) -> (Value, String, MirrorSpace, TestStack) {
+    let mirror = MirrorSpace::start_under(
+        gradio,
+        "tests/peers/hunyuan3d_mirror/app.py",
+        &["--layout", layout],
+        &[],
+    )
+    .unwrap();
+    let t = stack_for("hunyuan3d", mirror.url()).await.unwrap();
+    let done = run(
+        &t,
+        "hunyuan3d",
+        &[("image", "object.png", png(48, 40, 9))],
+        json!({"seed": 99, "octree_resolution": "256", "steps": 20}),
+    )
+    .await
+    .unwrap();
+    ok(&done);
+    let stored = t.stored(done["id"].as_str().unwrap()).await;
+    let chosen = stored.job().layout.unwrap_or_default();
+    (done, chosen, mirror, t)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hunyuan3d_live_space_layout_on_gradio_6() {
+    let (done, layout, _mirror, t) = hunyuan(Gradio::V6, "live").await;
+    assert_eq!(layout, "space");
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["mesh", "textured_mesh"] {
+        let path = artifact(&t, &done, name, dir.path()).await.unwrap();
+        assert!(
+            path.to_string_lossy().ends_with(".glb"),
+            "{}",
+            path.display()
+        );
+        assert_valid_glb(&path);
+        assert!(trimesh_faces(&path) > 100);
+    }
+    t.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hunyuan3d_github_layout_with_its_state_slot_on_gradio_4_44() {
+    let (done, layout, mirror, t) = hunyuan(Gradio::V4_44, "github").await;
+    assert_eq!(layout, "github");
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = artifact(&t, &done, "mesh", dir.path()).await.unwrap();
+    assert!(
+        mesh.to_string_lossy().ends_with("mesh.obj"),
+        "{}",
+        mesh.display()
+    );
+    assert!(trimesh_faces(&mesh) > 100);
+    let textured = artifact(&t, &done, "textured_mesh", dir.path())
+        .await
+        .unwrap();
+    assert_valid_glb(&textured);
+    let line = log_line(&mirror.output(), "GENERATE").expect("the mirror's GENERATE line");
+    let seen: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(seen["seed"].as_f64(), Some(99.0), "{seen}");
+    t.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wonder3d_on_gradio_3_50_over_ws_by_fn_index() {
+    let mirror = MirrorSpace::start_under(
+        Gradio::V3_50,
+        "tests/peers/wonder3d_mirror/app.py",
+        &[],
+        &[],
+    )
+    .unwrap();
+    let t = stack_for("wonder3d", mirror.url()).await.unwrap();
+    let done = run(
+        &t,
+        "wonder3d",
+        &[("image", "object.png", png(64, 48, 5))],
+        json!({"seed": 7, "steps": 20}),
+    )
+    .await
+    .unwrap();
+    ok(&done);
+    let arts = done["artifacts"].as_array().unwrap();
+    assert_eq!(arts.len(), 12, "{done}");
+    let dir = tempfile::tempdir().unwrap();
+    for kind in ["color", "normal"] {
+        for view in [
+            "front",
+            "front_right",
+            "right",
+            "back",
+            "left",
+            "front_left",
+        ] {
+            let path = artifact(&t, &done, &format!("{kind}_{view}"), dir.path())
+                .await
+                .unwrap();
+            assert_eq!(image_size(&path), (256, 256), "{}", path.display());
+        }
+    }
+    let line = log_line(&mirror.output(), "RUN_PIPELINE").expect("the mirror's RUN_PIPELINE line");
+    let seen: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (seen["seed"].as_f64(), seen["steps"].as_f64()),
+        (Some(7.0), Some(20.0)),
+        "{seen}"
+    );
+    t.stack.shutdown().await;
+}
