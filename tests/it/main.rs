@@ -15,6 +15,7 @@ mod limits;
 mod oneshot;
 mod onnx;
 mod openapi;
+mod pipelines_check;
 mod run_tokens;
 mod runs;
 mod spaces;

@@ -84,6 +84,18 @@ async fn a_run_succeeds_with_a_valid_glb_and_the_settings_and_order_reach_the_sp
     assert_eq!(named["prediction_mode"], "Pointmap Branch");
     assert_eq!(named["show_cam"], false);
     assert_eq!(log_line(&log, "IMAGES").unwrap(), "a.png,b.png,c.png");
+
+    // The Space's log text is kept as outputs.log, and its gr.Info lines as the run's logs.
+    assert_eq!(
+        done["outputs"]["log"].as_str(),
+        Some(log.as_str()),
+        "{done}"
+    );
+    assert_eq!(
+        done["logs"],
+        json!(["mirror: reconstructing 3 frames"]),
+        "{done}"
+    );
     t.stack.shutdown().await;
 }
 

@@ -2,6 +2,7 @@
 //! configuration, the embedded stack, an API client and the `run` command.
 
 pub mod client;
+pub mod pipelines_cmd;
 pub mod run_cmd;
 pub mod stack;
 

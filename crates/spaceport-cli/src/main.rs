@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 use spaceport_cli::client::ApiClient;
 use spaceport_cli::config::Config;
+use spaceport_cli::pipelines_cmd;
 use spaceport_cli::run_cmd::{self, RunArgs};
 use spaceport_cli::stack::{EmbeddedStack, StackOptions};
 use spaceport_core::pipeline::BackendDescription;
@@ -77,12 +78,47 @@ enum Command {
         #[command(subcommand)]
         command: RunsCommand,
     },
-    /// List the pipelines.
-    Pipelines,
+    /// List the pipelines; check a pipeline file against a live Space; start one from a Space.
+    Pipelines {
+        #[command(subcommand)]
+        command: Option<PipelinesCommand>,
+    },
     /// Make API keys.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PipelinesCommand {
+    /// Name every mismatch between a pipeline file and the live Space's /config (exit 1 on any).
+    Check {
+        file: PathBuf,
+        /// The Space's URL (default: the file's `url`, else https://<owner>-<name>.hf.space).
+        #[arg(long)]
+        space: Option<String>,
+    },
+    /// Print a starting pipeline file for one endpoint of a live Space.
+    New {
+        /// The Space's URL.
+        #[arg(long)]
+        space: String,
+        /// The endpoint, by name (`/tryon`).
+        #[arg(long, conflicts_with = "fn_index")]
+        api_name: Option<String>,
+        /// The endpoint, by fn_index (Gradio 3.x apps without names).
+        #[arg(long)]
+        fn_index: Option<u64>,
+        /// The Space id written in the file (default: from an *.hf.space URL).
+        #[arg(long)]
+        id: Option<String>,
+        /// The pipeline's name (default: the Space's).
+        #[arg(long)]
+        name: Option<String>,
+        /// Write it here instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -235,7 +271,49 @@ async fn real_main() -> Result<()> {
                     scopes,
                 },
         } => new_key(name, tenant, &scopes),
-        Command::Pipelines => {
+        Command::Pipelines {
+            command: Some(PipelinesCommand::Check { file, space }),
+        } => {
+            let token = cfg.hf_token.as_ref().map(|t| t.expose().to_string());
+            print!(
+                "{}",
+                pipelines_cmd::check_file(&file, space.as_deref(), token).await?
+            );
+            Ok(())
+        }
+        Command::Pipelines {
+            command:
+                Some(PipelinesCommand::New {
+                    space,
+                    api_name,
+                    fn_index,
+                    id,
+                    name,
+                    out,
+                }),
+        } => {
+            let token = cfg.hf_token.as_ref().map(|t| t.expose().to_string());
+            let args = pipelines_cmd::NewArgs {
+                url: space,
+                id,
+                api_name,
+                fn_index,
+                name,
+            };
+            let text = pipelines_cmd::new_file(&args, token).await?;
+            match out {
+                Some(path) => {
+                    if path.exists() {
+                        bail!("{} exists: not overwriting it", path.display());
+                    }
+                    std::fs::write(&path, &text)?;
+                    eprintln!("wrote {}", path.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Command::Pipelines { command: None } => {
             with_client(&cfg, |client| async move {
                 let v = client.pipelines().await?;
                 for p in v["pipelines"].as_array().cloned().unwrap_or_default() {

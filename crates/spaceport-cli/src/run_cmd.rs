@@ -154,6 +154,9 @@ pub async fn run(client: &ApiClient, args: RunArgs) -> Result<Value> {
     bar.finish_and_clear();
 
     let status = final_run["status"].as_str().unwrap_or("");
+    if status != "succeeded" && !args.json {
+        print_outputs(&final_run);
+    }
     if status != "succeeded" {
         let e = &final_run["error"];
         if args.json {
@@ -191,8 +194,36 @@ pub async fn run(client: &ApiClient, args: RunArgs) -> Result<Value> {
         for (name, path, size) in saved {
             println!("  {name}: {} ({size} bytes)", path.display());
         }
+        print_outputs(&final_run);
+    }
+    if final_run["outputs"]
+        .as_object()
+        .is_some_and(|o| !o.is_empty())
+    {
+        let path = out_dir.join("outputs.json");
+        std::fs::create_dir_all(&out_dir)?;
+        std::fs::write(&path, serde_json::to_vec_pretty(&final_run["outputs"])?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(final_run)
+}
+
+/// Prints a run's non-file outputs, one per line (long text cut to its first line).
+fn print_outputs(run: &Value) {
+    for (name, v) in run["outputs"].as_object().into_iter().flatten() {
+        let shown = match v {
+            Value::String(s) => {
+                let first = s.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+                if first.len() == s.len() {
+                    s.clone()
+                } else {
+                    format!("{first} … ({} bytes)", s.len())
+                }
+            }
+            other => other.to_string(),
+        };
+        println!("  {name} = {shown}");
+    }
 }
 
 /// How long `follow` keeps trying to reach a server that went away (a restart) before giving up.
@@ -222,6 +253,10 @@ pub async fn follow(client: &ApiClient, id: &str, bar: &ProgressBar) -> Result<V
                     })));
                     if let Some(f) = d["progress"]["fraction"].as_f64() {
                         bar.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
+                    }
+                    // The Space's log lines, as they come (Replicate shows a prediction's logs).
+                    for line in d["logs"].as_array().into_iter().flatten() {
+                        bar.println(format!("  log: {}", line.as_str().unwrap_or_default()));
                     }
                 }
                 // Ended by the server after the terminal event, or cut: the run says which.

@@ -246,6 +246,21 @@ impl GradioClient {
         SpaceConfig::from_json(&self.json(doing, resp).await?)
     }
 
+    /// `GET {prefix}/info`: the API as gradio_client reads it (parameter names and defaults;
+    /// State slots left out). `None` when the Space does not serve it.
+    pub async fn info(&self, api_prefix: &str, cookies: &Cookies) -> Result<Option<Value>, Error> {
+        let doing = "reading the Space's /info";
+        let req = self
+            .http
+            .get(format!("{}{api_prefix}/info", self.base))
+            .timeout(self.options.request_timeout);
+        match self.send(doing, req, cookies).await {
+            Ok(resp) => Ok(Some(self.json(doing, resp).await?)),
+            Err(e) if e.status_code().is_some_and(|s| s.is_client_error()) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// `POST {prefix}/upload`: streams the files as multipart `files` fields; returns the server
     /// paths in the same order.
     pub async fn upload(

@@ -19,6 +19,8 @@ pub struct Component {
     pub label: Option<String>,
     /// A Radio's or Dropdown's choices, as the values the function receives.
     pub choices: Option<Vec<Value>>,
+    /// Every prop `/config` gives (`minimum`, `maximum`, `value`, `file_count` …).
+    pub props: Value,
 }
 
 impl Component {
@@ -38,6 +40,9 @@ pub struct Endpoint {
     /// Positional inputs and outputs, in order.
     pub inputs: Vec<Component>,
     pub outputs: Vec<Component>,
+    /// Whether the app shows it in its API page (`show_api`, or 6.x's `api_visibility`):
+    /// hidden ones (gr.Examples loaders, UI glue) can still be called.
+    pub shown: bool,
     /// The fn_indexes this dependency cancels (a Stop button's); how 3.x and `sse_v1`/`v2`
     /// servers, which have no `/cancel`, stop a job.
     pub cancels: Vec<u64>,
@@ -119,6 +124,10 @@ impl SpaceConfig {
                     }),
                 inputs: slots(d, "inputs"),
                 outputs: slots(d, "outputs"),
+                shown: d.get("show_api").and_then(Value::as_bool).unwrap_or(true)
+                    && d.get("api_visibility")
+                        .and_then(Value::as_str)
+                        .is_none_or(|v| v == "public"),
                 cancels: d
                     .get("cancels")
                     .and_then(Value::as_array)
@@ -205,6 +214,7 @@ fn component(c: &Value) -> Option<Component> {
             .and_then(Value::as_str)
             .map(str::to_string),
         choices,
+        props: props.cloned().unwrap_or(Value::Null),
     })
 }
 

@@ -3,12 +3,14 @@
 //! each wire protocol (`sse_v3` today; `ws`, `sse_v1`/`v2` later) lives in its own module.
 
 pub mod backend;
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod files;
 pub mod handle;
 pub mod protocol;
+pub mod scaffold;
 pub mod sse;
 pub mod stream;
 

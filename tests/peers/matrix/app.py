@@ -74,6 +74,9 @@ def with_state(total, x):
 def slow(n, progress=gr.Progress()):
     _check(n)
     n = int(n or 0)
+    # gr.Info reaches the client as a {"msg": "log"} message (3.50.2 has it too).
+    if hasattr(gr, "Info"):
+        gr.Info(f"slow: {n} steps")
     for i in range(n):
         # gr.Progress exists in all five versions; 4.x/6.x send {"msg":"progress"} messages.
         progress((i, n), desc="slow", unit="steps")

@@ -159,6 +159,9 @@ def gradio_demo(
     if failing:
         raise gr.Error(f"mirror failure: {failing[0]} was asked to fail")
 
+    # Not in the Space: a log line (gr.Info reaches clients as a {"msg": "log"} message), so the
+    # run's `logs` can be tested.
+    gr.Info(f"mirror: reconstructing {len(names)} frames")
     _sleep(DELAY_S)
     if any("slow" in n for n in names) and not INSTANT:
         for _ in progress.tqdm(range(SLOW_STEPS), desc="reconstructing"):

@@ -208,6 +208,7 @@ mod tests {
             trigger_id: None,
             inputs: vec![],
             outputs: vec![],
+            shown: true,
             cancels: vec![],
         };
         let join = client

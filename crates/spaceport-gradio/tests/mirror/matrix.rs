@@ -229,6 +229,12 @@ async fn matrix(g: Gradio) -> Result<()> {
         got.iter().any(|u| matches!(u, JobUpdate::Progress { .. })),
         "{g:?} reports gr.Progress: {got:?}"
     );
+    assert!(
+        got.contains(&JobUpdate::Log {
+            message: "slow: 3 steps".into()
+        }),
+        "{g:?} passes gr.Info on: {got:?}"
+    );
     assert_eq!(
         got.last(),
         Some(&JobUpdate::Finished(Outcome::Completed(vec![json!(
