@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs every test peer into the project: the Python venvs (.venv from the pinned
-# tests/requirements.txt, .venv-gradio-<version> from tests/peers/legacy/), the npm tools (tests/node/node_modules), the rustup targets and
-# wasmtime (cargo's bin, reused when present).
+# tests/requirements.txt, .venv-gradio-<version> from tests/peers/legacy/), the npm tools
+# (tests/node/node_modules), the rustup targets and wasmtime (cargo's bin, reused when present).
 # Idempotent and quick when nothing changed. Prints the env lines the tests read.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
