@@ -263,7 +263,10 @@ async fn the_edge_refuses_at_the_door_and_carries_a_run_through_to_succeeded() {
     let v: Value = serde_json::from_slice(&bytes).unwrap();
     let err = expect_error(&(status, v), 422, "validation_failed");
     assert!(
-        err["message"].as_str().unwrap().contains("known: vggt"),
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("known: hunyuan3d"),
         "{err}"
     );
     assert_eq!(reached(), before + 1);

@@ -137,7 +137,18 @@ mod tests {
     fn the_document_names_the_pipelines_and_the_limits() {
         let doc = document(&PipelineSet::builtin());
         let create = &doc["components"]["schemas"]["CreateRunRequest"]["properties"];
-        assert_eq!(create["pipeline"]["enum"], json!(["vggt", "vggt-onnx"]));
+        assert_eq!(
+            create["pipeline"]["enum"],
+            json!([
+                "hunyuan3d",
+                "hunyuan3d-shape",
+                "idm-vton",
+                "kolors-tryon",
+                "vggt",
+                "vggt-onnx",
+                "wonder3d"
+            ])
+        );
         let list = &doc["paths"]["/v1/runs"]["get"];
         let limit = list["parameters"]
             .as_array()

@@ -73,7 +73,12 @@ impl SpaceBackend for InstantSpace {
         _handle: &Value,
     ) -> Result<BoxStream<'static, Result<SpaceEvent, Error>>, Error> {
         let done = SpaceEvent::Completed {
-            outputs: vec![json!({"path": "scene.glb", "mime_type": "model/gltf-binary"})],
+            // The shape of vggt's /gradio_demo: the GLB, the log text, the frame filter.
+            outputs: vec![
+                json!({"path": "scene.glb", "mime_type": "model/gltf-binary"}),
+                json!("instant: reconstructed"),
+                Value::Null,
+            ],
         };
         Ok(futures::stream::iter([Ok(done)]).boxed())
     }
