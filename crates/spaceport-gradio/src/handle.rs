@@ -13,21 +13,22 @@ use crate::protocol::Protocol;
 pub enum JobHandle {
     /// Joined on a session's queue stream (`sse_v1` … `sse_v3`).
     Queue(QueueJob),
-    /// A Gradio 3.x job, which lives only as long as one websocket (`ws`).
-    Ws(WsJob),
+    /// A job that lives only as long as the one connection that sent its data: a websocket
+    /// (`ws`, Gradio 3.x) or an SSE stream (`sse`, Gradio 4.0–4.8).
+    Live(LiveJob),
 }
 
-/// A `ws` job (Gradio 3.x): the server knows a job only while the websocket that sent its data
-/// stays open, and gives it no id (gradio-protocol-legacy.md §8). So "joining" records the call
-/// and the job starts when its stream is opened; a stream lost for any reason (a crash of the
-/// worker holding it included) can only be a new attempt, which poll-status counts.
+/// A `ws` (Gradio 3.x) or `sse` (Gradio 4.0–4.8) job: the server knows a job only while the
+/// connection that sent its data stays open (gradio-protocol-legacy.md §8). So "joining" records
+/// the call and the job starts when its stream is opened; a stream lost for any reason (a crash
+/// of the worker holding it included) can only be a new attempt, which poll-status counts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WsJob {
+pub struct LiveJob {
     /// The base URL we reached the Space at.
     pub root: String,
     /// Empty on every 3.x server; kept for symmetry with the queue family.
     pub api_prefix: String,
-    /// Always `ws`; it tells a stored handle's family apart.
+    /// `ws` or `sse`; it tells a stored handle's family apart.
     pub protocol: Protocol,
     pub fn_index: u64,
     pub session_hash: String,
@@ -64,19 +65,20 @@ impl Serialize for JobHandle {
         // Untagged: a queue job is written exactly as the single struct it replaced.
         match self {
             JobHandle::Queue(job) => job.serialize(s),
-            JobHandle::Ws(job) => job.serialize(s),
+            JobHandle::Live(job) => job.serialize(s),
         }
     }
 }
 
 impl<'de> Deserialize<'de> for JobHandle {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // The family is told apart by the protocol the handle names: `ws` has its own shape,
-        // every other protocol the queue shape.
+        // The family is told apart by the protocol the handle names: `ws` and `sse` have the
+        // live shape, every other protocol the queue shape.
         let v = Value::deserialize(d)?;
-        if v.get("protocol").and_then(Value::as_str) == Some(Protocol::Ws.as_str()) {
-            WsJob::deserialize(v)
-                .map(JobHandle::Ws)
+        let protocol = v.get("protocol").and_then(Value::as_str);
+        if protocol == Some(Protocol::Ws.as_str()) || protocol == Some(Protocol::Sse.as_str()) {
+            LiveJob::deserialize(v)
+                .map(JobHandle::Live)
                 .map_err(serde::de::Error::custom)
         } else {
             QueueJob::deserialize(v)
@@ -107,7 +109,7 @@ impl JobHandle {
     pub fn protocol(&self) -> Protocol {
         match self {
             JobHandle::Queue(job) => job.protocol,
-            JobHandle::Ws(job) => job.protocol,
+            JobHandle::Live(job) => job.protocol,
         }
     }
 
@@ -115,7 +117,7 @@ impl JobHandle {
     pub fn root(&self) -> &str {
         match self {
             JobHandle::Queue(job) => &job.root,
-            JobHandle::Ws(job) => &job.root,
+            JobHandle::Live(job) => &job.root,
         }
     }
 
@@ -123,7 +125,7 @@ impl JobHandle {
     pub fn api_prefix(&self) -> &str {
         match self {
             JobHandle::Queue(job) => &job.api_prefix,
-            JobHandle::Ws(job) => &job.api_prefix,
+            JobHandle::Live(job) => &job.api_prefix,
         }
     }
 
@@ -131,7 +133,7 @@ impl JobHandle {
     pub fn cookies(&self) -> &str {
         match self {
             JobHandle::Queue(job) => &job.cookies,
-            JobHandle::Ws(job) => &job.cookies,
+            JobHandle::Live(job) => &job.cookies,
         }
     }
 
@@ -139,7 +141,7 @@ impl JobHandle {
     pub fn event_id(&self) -> Option<&str> {
         match self {
             JobHandle::Queue(job) => Some(&job.event_id),
-            JobHandle::Ws(_) => None,
+            JobHandle::Live(_) => None,
         }
     }
 
@@ -147,7 +149,7 @@ impl JobHandle {
     pub fn fn_index(&self) -> u64 {
         match self {
             JobHandle::Queue(job) => job.fn_index,
-            JobHandle::Ws(job) => job.fn_index,
+            JobHandle::Live(job) => job.fn_index,
         }
     }
 
@@ -155,7 +157,7 @@ impl JobHandle {
     pub fn session_hash(&self) -> &str {
         match self {
             JobHandle::Queue(job) => &job.session_hash,
-            JobHandle::Ws(job) => &job.session_hash,
+            JobHandle::Live(job) => &job.session_hash,
         }
     }
 }
@@ -205,7 +207,7 @@ mod tests {
 
     #[test]
     fn a_ws_handle_round_trips_and_is_told_apart_by_its_protocol() {
-        let h = JobHandle::Ws(WsJob {
+        let h = JobHandle::Live(LiveJob {
             root: "http://127.0.0.1:7860".into(),
             api_prefix: String::new(),
             protocol: Protocol::Ws,

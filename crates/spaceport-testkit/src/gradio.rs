@@ -15,6 +15,8 @@ use crate::{START_TIMEOUT, free_port, repo_root, venv_python};
 pub enum Gradio {
     /// 3.50.2: `ws`, no `protocol` in `/config`.
     V3_50,
+    /// 4.8.0: `sse`, one stream per job.
+    V4_8,
     /// 4.15.0: `sse_v1`.
     V4_15,
     /// 4.17.0: `sse_v2`.
@@ -27,8 +29,9 @@ pub enum Gradio {
 
 impl Gradio {
     /// Every version, oldest first.
-    pub const ALL: [Gradio; 5] = [
+    pub const ALL: [Gradio; 6] = [
         Gradio::V3_50,
+        Gradio::V4_8,
         Gradio::V4_15,
         Gradio::V4_17,
         Gradio::V4_44,
@@ -39,6 +42,7 @@ impl Gradio {
     pub fn version(self) -> &'static str {
         match self {
             Gradio::V3_50 => "3.50.2",
+            Gradio::V4_8 => "4.8.0",
             Gradio::V4_15 => "4.15.0",
             Gradio::V4_17 => "4.17.0",
             Gradio::V4_44 => "4.44.1",
@@ -50,6 +54,7 @@ impl Gradio {
     pub fn protocol(self) -> &'static str {
         match self {
             Gradio::V3_50 => "ws",
+            Gradio::V4_8 => "sse",
             Gradio::V4_15 => "sse_v1",
             Gradio::V4_17 => "sse_v2",
             Gradio::V4_44 | Gradio::V6 => "sse_v3",

@@ -1,12 +1,14 @@
 //! Gradio's wire protocols. `/config` names one, and `wire` is the one place a protocol meets
-//! the module that speaks it: join, open and cancel all go through it. Spoken: `ws` (Gradio
-//! 3.x), `sse_v1`, `sse_v2`, `sse_v2.1` (4.15–4.3x) and `sse_v3` (4.38–6.x); `sse` (4.0–4.14,
-//! one stream per job) is refused.
+//! the module that speaks it: join, open and cancel all go through it. Every protocol Gradio
+//! has had is spoken: `ws` (3.x), `sse` (4.0–4.8), `sse_v1` (4.9–4.16), `sse_v2` and
+//! `sse_v2.1` (4.17–4.3x) and `sse_v3` (4.38–6.x).
 
 pub mod cancel;
 pub mod diff;
+mod live;
 pub mod message;
 pub mod queue;
+pub mod sse_v0;
 pub mod ws;
 
 use async_trait::async_trait;
@@ -137,19 +139,8 @@ pub(crate) fn wire(protocol: Protocol) -> Result<&'static dyn Wire, Error> {
         Protocol::SseV3 => Ok(&queue::sse_v3::SseV3),
         Protocol::SseV1 | Protocol::SseV2 | Protocol::SseV2_1 => Ok(&queue::sse_v1::SseV1),
         Protocol::Ws => Ok(&ws::Ws),
-        // Gradio 4.0–4.14 (one SSE stream per job, `send_data` answered by a POST): like `ws`
-        // in shape, but no server of that range is among the test peers, so it is refused
-        // rather than spoken untested.
-        Protocol::Sse => Err(unsupported(protocol)),
+        Protocol::Sse => Ok(&sse_v0::SseV0),
     }
-}
-
-fn unsupported(protocol: Protocol) -> Error {
-    protocol_error(format!(
-        "Gradio protocol {:?} (Gradio 4.0-4.14) is not supported: upgrade the Space to Gradio \
-         4.15 or later, or use 3.x",
-        protocol.as_str()
-    ))
 }
 
 #[cfg(test)]
@@ -170,54 +161,41 @@ mod tests {
     }
 
     #[test]
-    fn every_protocol_but_sse_is_spoken() {
+    fn every_protocol_is_spoken_and_parsed_back() {
         for p in Protocol::ALL {
-            assert_eq!(p.is_supported(), p != Protocol::Sse, "{p}");
+            assert!(p.is_supported(), "{p}");
             assert_eq!(Protocol::parse(p.as_str()).unwrap(), p);
         }
-        let e = Protocol::Sse.ensure_supported().unwrap_err();
-        assert!(space_protocol(&e), "{e:?}");
-        assert!(e.to_string().contains("4.0-4.14"), "{e}");
         assert!(!Protocol::SseV1.sends_diffs() && Protocol::SseV2.sends_diffs());
+        assert!(!Protocol::Sse.sends_diffs() && !Protocol::Ws.sends_diffs());
+        let e = Protocol::parse("sse_v9").unwrap_err();
+        assert!(space_protocol(&e), "{e:?}");
     }
 
     #[tokio::test]
-    async fn a_handle_naming_sse_decodes_but_is_refused() {
+    async fn a_handle_reaching_the_wrong_family_is_refused_before_any_request() {
         // Port 9 (discard) is never reached: the refusal comes before any request.
         let client = GradioClient::new("http://127.0.0.1:9", ClientOptions::default()).unwrap();
-        let p = Protocol::Sse;
-        let handle = JobHandle::from_json(&json!({
-            "root": "http://127.0.0.1:9", "api_prefix": "", "protocol": p.as_str(),
+        let live = JobHandle::from_json(&json!({
+            "root": "http://127.0.0.1:9", "api_prefix": "", "protocol": "sse",
+            "fn_index": 3, "session_hash": "s", "data": [], "cookies": "",
+        }))
+        .unwrap();
+        assert!(matches!(live, JobHandle::Live(_)));
+        let e = queue::sse_v3::SseV3
+            .open(&client, &live)
+            .await
+            .err()
+            .unwrap();
+        assert!(!e.retryable(), "{e:?}");
+        let queued = JobHandle::from_json(&json!({
+            "root": "http://127.0.0.1:9", "api_prefix": "", "protocol": "sse_v3",
             "fn_index": 3, "session_hash": "s", "event_id": "e", "cookies": "",
         }))
         .unwrap();
-        assert_eq!(handle.protocol(), p);
-        let expected = p.ensure_supported().unwrap_err().to_string();
-        let open = client.open(&handle).await.err().expect("open refuses");
-        let cancel = client.cancel(&handle).await.unwrap_err();
-        let config = SpaceConfig {
-            version: None,
-            protocol: p,
-            api_prefix: String::new(),
-            root: None,
-            endpoints: vec![],
-        };
-        let endpoint = Endpoint {
-            fn_index: 3,
-            api_name: None,
-            trigger_id: None,
-            inputs: vec![],
-            outputs: vec![],
-            shown: true,
-            cancels: vec![],
-        };
-        let join = client
-            .join(&config, &endpoint, &[], "s", &Cookies::default())
-            .await
-            .unwrap_err();
-        for e in [open, cancel, join] {
-            assert!(space_protocol(&e), "{p}: {e:?}");
-            assert_eq!(e.to_string(), expected);
-        }
+        let e = sse_v0::SseV0.open(&client, &queued).await.err().unwrap();
+        assert!(space_protocol(&e), "{e:?}");
+        let e = ws::Ws.open(&client, &queued).await.err().unwrap();
+        assert!(space_protocol(&e), "{e:?}");
     }
 }

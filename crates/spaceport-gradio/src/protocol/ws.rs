@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use spaceport_core::Error;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -22,11 +22,12 @@ use tokio_tungstenite::tungstenite::{Message as Frame, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::diff::GeneratingState;
-use super::message::{Message, parse_message, to_update};
+use super::live::{Asked, asked};
+use super::message::{parse_message, to_update};
 use super::{Wire, cancel, protocol_error};
 use crate::client::{Cookies, GradioClient};
 use crate::config::{Endpoint, SpaceConfig};
-use crate::handle::{JobHandle, WsJob};
+use crate::handle::{JobHandle, LiveJob};
 use crate::stream::{JobStream, JobUpdate, UpdateSource};
 
 /// The largest message the Space may send: 3.x inlines images as base64 in its messages.
@@ -58,7 +59,7 @@ impl Wire for Ws {
         session_hash: &str,
         cookies: &Cookies,
     ) -> Result<JobHandle, Error> {
-        Ok(JobHandle::Ws(WsJob {
+        Ok(JobHandle::Live(LiveJob {
             root: client.base().to_string(),
             api_prefix: config.api_prefix.clone(),
             protocol: config.protocol,
@@ -70,7 +71,7 @@ impl Wire for Ws {
     }
 
     async fn open(&self, client: &GradioClient, handle: &JobHandle) -> Result<JobStream, Error> {
-        let JobHandle::Ws(job) = handle else {
+        let JobHandle::Live(job) = handle else {
             return Err(protocol_error(format!(
                 "a {} handle reached the ws protocol",
                 handle.protocol()
@@ -124,7 +125,7 @@ impl Wire for Ws {
 /// A job's websocket read as its updates; it answers the server's `send_hash`/`send_data`.
 struct Updates {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    job: WsJob,
+    job: LiveJob,
     generating: GeneratingState,
     idle: Duration,
 }
@@ -172,31 +173,19 @@ impl UpdateSource for Updates {
                 _ => continue,
             };
             let msg = parse_message(text.as_str())?;
-            if let Message::Other { msg: kind, .. } = &msg {
-                let reply = match kind.as_str() {
-                    "send_hash" => Some(json!({
-                        "fn_index": self.job.fn_index,
-                        "session_hash": self.job.session_hash,
-                    })),
-                    "send_data" => Some(json!({
-                        "data": self.job.data,
-                        "event_data": null,
-                        "fn_index": self.job.fn_index,
-                        "session_hash": self.job.session_hash,
-                    })),
-                    "queue_full" => {
-                        return Ok(JobUpdate::Lost {
-                            reason: "the Space's queue is full".into(),
-                        });
-                    }
-                    _ => None,
-                };
-                if let Some(reply) = reply {
+            match asked(&msg, &self.job) {
+                Some(Asked::Send(reply)) => {
                     if let Err(reason) = self.send(reply).await {
                         return Ok(JobUpdate::Lost { reason });
                     }
                     continue;
                 }
+                Some(Asked::QueueFull) => {
+                    return Ok(JobUpdate::Lost {
+                        reason: "the Space's queue is full".into(),
+                    });
+                }
+                None => {}
             }
             if let Some(update) = to_update(msg, &mut self.generating, false)? {
                 return Ok(update);

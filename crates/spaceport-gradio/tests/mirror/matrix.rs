@@ -1,6 +1,6 @@
 //! The protocol matrix: one small app (tests/peers/matrix/app.py, the fn_index layout of
 //! gradio-protocol-legacy.md) run through our client and backend on every Gradio release the
-//! test setup installs, one per wire protocol: 3.50.2 (`ws`), 4.15.0 (`sse_v1`), 4.17.0
+//! test setup installs, one per wire protocol: 3.50.2 (`ws`), 4.8.0 (`sse`), 4.15.0 (`sse_v1`), 4.17.0
 //! (`sse_v2`), 4.44.1 (`sse_v3`, routes at the root) and 6.31.0 (`sse_v3` under `/gradio_api`).
 //! Each checks discovery, an image in and out, an unnamed endpoint by fn_index, State kept in
 //! the job's session across two calls, a file in and a file out, a generator's updates (diffs
@@ -279,8 +279,9 @@ async fn matrix(g: Gradio) -> Result<()> {
     match (config.protocol, after.last()) {
         (Protocol::SseV3, Some(JobUpdate::Finished(Outcome::Cancelled))) => {}
         (Protocol::Ws, Some(JobUpdate::Lost { .. })) => {}
-        // No completion on sse_v1/v2 after a cancel: the stream only carries heartbeats.
-        (Protocol::SseV1 | Protocol::SseV2, last) => {
+        // No completion on sse, sse_v1 and sse_v2 after a cancel: the stream only carries
+        // heartbeats, and the run's own state says it was cancelled.
+        (Protocol::Sse | Protocol::SseV1 | Protocol::SseV2, last) => {
             assert!(
                 !last.is_some_and(JobUpdate::is_terminal),
                 "{g:?}: {after:?}"
@@ -294,6 +295,11 @@ async fn matrix(g: Gradio) -> Result<()> {
 #[tokio::test]
 async fn matrix_gradio_3_50_ws() -> Result<()> {
     matrix(Gradio::V3_50).await
+}
+
+#[tokio::test]
+async fn matrix_gradio_4_8_sse() -> Result<()> {
+    matrix(Gradio::V4_8).await
 }
 
 #[tokio::test]
