@@ -21,6 +21,8 @@ pub enum Gradio {
     V4_15,
     /// 4.17.0: `sse_v2`.
     V4_17,
+    /// 4.21.0: `sse_v2.1`.
+    V4_21,
     /// 4.44.1: `sse_v3` without the `/gradio_api` prefix.
     V4_44,
     /// 6.31.0 (the project's `.venv`): `sse_v3` under `/gradio_api`.
@@ -29,11 +31,12 @@ pub enum Gradio {
 
 impl Gradio {
     /// Every version, oldest first.
-    pub const ALL: [Gradio; 6] = [
+    pub const ALL: [Gradio; 7] = [
         Gradio::V3_50,
         Gradio::V4_8,
         Gradio::V4_15,
         Gradio::V4_17,
+        Gradio::V4_21,
         Gradio::V4_44,
         Gradio::V6,
     ];
@@ -45,6 +48,7 @@ impl Gradio {
             Gradio::V4_8 => "4.8.0",
             Gradio::V4_15 => "4.15.0",
             Gradio::V4_17 => "4.17.0",
+            Gradio::V4_21 => "4.21.0",
             Gradio::V4_44 => "4.44.1",
             Gradio::V6 => "6.31.0",
         }
@@ -57,6 +61,7 @@ impl Gradio {
             Gradio::V4_8 => "sse",
             Gradio::V4_15 => "sse_v1",
             Gradio::V4_17 => "sse_v2",
+            Gradio::V4_21 => "sse_v2.1",
             Gradio::V4_44 | Gradio::V6 => "sse_v3",
         }
     }

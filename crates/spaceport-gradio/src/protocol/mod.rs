@@ -1,7 +1,7 @@
 //! Gradio's wire protocols. `/config` names one, and `wire` is the one place a protocol meets
 //! the module that speaks it: join, open and cancel all go through it. Every protocol Gradio
-//! has had is spoken: `ws` (3.x), `sse` (4.0–4.8), `sse_v1` (4.9–4.16), `sse_v2` and
-//! `sse_v2.1` (4.17–4.3x) and `sse_v3` (4.38–6.x).
+//! has had is spoken: `ws` (3.x), `sse` (4.0–4.8), `sse_v1` (4.9–4.16), `sse_v2` (4.17–4.20),
+//! `sse_v2.1` (4.21) and `sse_v3` (4.22–6.x), as their `/config` says (checked on each release).
 
 pub mod cancel;
 pub mod diff;
@@ -29,19 +29,19 @@ pub enum Protocol {
     /// Gradio 3.x: a websocket per job.
     #[serde(rename = "ws")]
     Ws,
-    /// Gradio 4.0: SSE, one stream per job.
+    /// Gradio 4.0–4.8: SSE, one stream per job.
     #[serde(rename = "sse")]
     Sse,
-    /// Gradio 4.15: join, then a session stream that ends by EOF; full data in every update.
+    /// Gradio 4.9–4.16: join, then a session stream that ends by EOF; full data in every update.
     #[serde(rename = "sse_v1")]
     SseV1,
-    /// Gradio 4.17: as `sse_v1`, with diffs after a generator's first update.
+    /// Gradio 4.17–4.20: as `sse_v1`, with diffs after a generator's first update.
     #[serde(rename = "sse_v2")]
     SseV2,
-    /// Gradio 4.2x: as `sse_v2` (not measured).
+    /// Gradio 4.21: as `sse_v2` on the wire (measured).
     #[serde(rename = "sse_v2.1")]
     SseV2_1,
-    /// Gradio 4.3x–6.x: join, then one stream per session carrying every event.
+    /// Gradio 4.22–6.x: join, then one stream per session carrying every event.
     #[serde(rename = "sse_v3")]
     SseV3,
 }

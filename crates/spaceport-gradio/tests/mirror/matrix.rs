@@ -1,7 +1,7 @@
 //! The protocol matrix: one small app (tests/peers/matrix/app.py, the fn_index layout of
 //! gradio-protocol-legacy.md) run through our client and backend on every Gradio release the
 //! test setup installs, one per wire protocol: 3.50.2 (`ws`), 4.8.0 (`sse`), 4.15.0 (`sse_v1`), 4.17.0
-//! (`sse_v2`), 4.44.1 (`sse_v3`, routes at the root) and 6.31.0 (`sse_v3` under `/gradio_api`).
+//! (`sse_v2`), 4.21.0 (`sse_v2.1`), 4.44.1 (`sse_v3`, routes at the root) and 6.31.0 (`sse_v3` under `/gradio_api`).
 //! Each checks discovery, an image in and out, an unnamed endpoint by fn_index, State kept in
 //! the job's session across two calls, a file in and a file out, a generator's updates (diffs
 //! applied where the version sends them) with progress, an error's text, and a cancel.
@@ -279,9 +279,9 @@ async fn matrix(g: Gradio) -> Result<()> {
     match (config.protocol, after.last()) {
         (Protocol::SseV3, Some(JobUpdate::Finished(Outcome::Cancelled))) => {}
         (Protocol::Ws, Some(JobUpdate::Lost { .. })) => {}
-        // No completion on sse, sse_v1 and sse_v2 after a cancel: the stream only carries
+        // No completion on sse, sse_v1, sse_v2 and sse_v2.1 after a cancel: the stream only carries
         // heartbeats, and the run's own state says it was cancelled.
-        (Protocol::Sse | Protocol::SseV1 | Protocol::SseV2, last) => {
+        (Protocol::Sse | Protocol::SseV1 | Protocol::SseV2 | Protocol::SseV2_1, last) => {
             assert!(
                 !last.is_some_and(JobUpdate::is_terminal),
                 "{g:?}: {after:?}"
@@ -310,6 +310,11 @@ async fn matrix_gradio_4_15_sse_v1() -> Result<()> {
 #[tokio::test]
 async fn matrix_gradio_4_17_sse_v2() -> Result<()> {
     matrix(Gradio::V4_17).await
+}
+
+#[tokio::test]
+async fn matrix_gradio_4_21_sse_v2_1() -> Result<()> {
+    matrix(Gradio::V4_21).await
 }
 
 #[tokio::test]

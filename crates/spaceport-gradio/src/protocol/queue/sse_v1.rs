@@ -1,5 +1,5 @@
-//! `sse_v1` (Gradio 4.15), `sse_v2` (4.17) and `sse_v2.1`: the queue family before
-//! `close_stream` and `/cancel` (gradio-protocol-legacy.md §7). The join and the session stream
+//! `sse_v1` (Gradio 4.9–4.16), `sse_v2` (4.17–4.20) and `sse_v2.1` (4.21): the queue family
+//! before `close_stream` and `/cancel` (gradio-protocol-legacy.md §7; 4.21 measured the same). The join and the session stream
 //! are sse_v3's; what differs:
 //! - the stream ends by EOF right after the last pending `process_completed`, so EOF before ours
 //!   is a lost job and EOF after it is the normal end;
