@@ -211,8 +211,12 @@ async fn idm_vton_on_gradio_4_17() {
     t.stack.shutdown().await;
 }
 
-/// Runs `hunyuan3d` against the mirror in `layout`; returns the run and the stored layout.
-async fn hunyuan(gradio: Gradio, layout: &str) -> (Value, String, MirrorSpace, TestStack) {
+/// Runs `pipeline` against the Hunyuan3D mirror in `layout`; returns the run and the stored layout.
+async fn hunyuan(
+    pipeline: &str,
+    gradio: Gradio,
+    layout: &str,
+) -> (Value, String, MirrorSpace, TestStack) {
     let mirror = MirrorSpace::start_under(
         gradio,
         "tests/peers/hunyuan3d_mirror/app.py",
@@ -220,10 +224,10 @@ async fn hunyuan(gradio: Gradio, layout: &str) -> (Value, String, MirrorSpace, T
         &[],
     )
     .unwrap();
-    let t = stack_for("hunyuan3d", mirror.url()).await.unwrap();
+    let t = stack_for(pipeline, mirror.url()).await.unwrap();
     let done = run(
         &t,
-        "hunyuan3d",
+        pipeline,
         &[("image", "object.png", png(48, 40, 9))],
         json!({"seed": 99, "octree_resolution": "256", "steps": 20}),
     )
@@ -237,7 +241,7 @@ async fn hunyuan(gradio: Gradio, layout: &str) -> (Value, String, MirrorSpace, T
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hunyuan3d_live_space_layout_on_gradio_6() {
-    let (done, layout, _mirror, t) = hunyuan(Gradio::V6, "live").await;
+    let (done, layout, _mirror, t) = hunyuan("hunyuan3d", Gradio::V6, "live").await;
     assert_eq!(layout, "space");
     let dir = tempfile::tempdir().unwrap();
     for name in ["mesh", "textured_mesh"] {
@@ -255,7 +259,7 @@ async fn hunyuan3d_live_space_layout_on_gradio_6() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hunyuan3d_github_layout_with_its_state_slot_on_gradio_4_44() {
-    let (done, layout, mirror, t) = hunyuan(Gradio::V4_44, "github").await;
+    let (done, layout, mirror, t) = hunyuan("hunyuan3d", Gradio::V4_44, "github").await;
     assert_eq!(layout, "github");
     let dir = tempfile::tempdir().unwrap();
     let mesh = artifact(&t, &done, "mesh", dir.path()).await.unwrap();
@@ -272,6 +276,18 @@ async fn hunyuan3d_github_layout_with_its_state_slot_on_gradio_4_44() {
     let line = log_line(&mirror.output(), "GENERATE").expect("the mirror's GENERATE line");
     let seen: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(seen["seed"].as_f64(), Some(99.0), "{seen}");
+    t.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hunyuan3d_shape_on_the_github_layout_on_gradio_4_44() {
+    let (done, layout, _mirror, t) = hunyuan("hunyuan3d-shape", Gradio::V4_44, "github").await;
+    assert_eq!(layout, "github");
+    assert_eq!(done["artifacts"].as_array().unwrap().len(), 1, "{done}");
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = artifact(&t, &done, "mesh", dir.path()).await.unwrap();
+    assert_valid_glb(&mesh);
+    assert!(trimesh_faces(&mesh) > 100);
     t.stack.shutdown().await;
 }
 
