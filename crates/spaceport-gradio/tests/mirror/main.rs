@@ -3,6 +3,7 @@
 //! rank, cancel) start their own mirror; the others share one per test binary.
 
 mod matrix;
+mod sticky;
 mod support;
 
 use std::time::{Duration, Instant};

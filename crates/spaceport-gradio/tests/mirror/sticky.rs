@@ -1,0 +1,105 @@
+//! Replica stickiness: Hugging Face's front sets a cookie that routes a browser to the same
+//! replica, and a multi-call pipeline must send it back on every later request of the job or
+//! its second call may reach a replica that never saw the first. Here a small proxy in front of
+//! the vggt mirror plays that front: it sets `replica=…` on the first answer and records the
+//! Cookie header of every request; the job (upload, two calls, their streams, the download)
+//! must carry it throughout, across the handle's trip through JSON.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use futures::StreamExt;
+
+use crate::support::{backend, completed, default_settings, events, job, shared};
+use spaceport_core::ports::SpaceBackend;
+
+#[derive(Clone)]
+struct Front {
+    upstream: String,
+    http: reqwest::Client,
+    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+}
+
+async fn forward(State(front): State<Front>, req: Request) -> Response {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/".to_string(), |p| p.to_string());
+    let cookie = req
+        .headers()
+        .get("cookie")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    front.seen.lock().unwrap().push((path.clone(), cookie));
+    let mut out = front
+        .http
+        .request(req.method().clone(), format!("{}{path}", front.upstream));
+    for (k, v) in req.headers() {
+        if k != "host" {
+            out = out.header(k, v);
+        }
+    }
+    let body = axum::body::to_bytes(req.into_body(), 64 << 20)
+        .await
+        .unwrap_or_default();
+    let resp = out.body(body).send().await.expect("the mirror answers");
+    let mut builder = Response::builder().status(resp.status());
+    for (k, v) in resp.headers() {
+        builder = builder.header(k, v);
+    }
+    // The front pins the client to a replica with the first answer it gives.
+    builder = builder.header("set-cookie", "replica=r7; Path=/; HttpOnly");
+    builder
+        .body(Body::from_stream(resp.bytes_stream()))
+        .expect("a response")
+}
+
+#[tokio::test]
+async fn every_request_of_a_two_call_job_carries_the_replica_cookie() -> Result<()> {
+    let mirror = shared();
+    let front = Front {
+        upstream: mirror.url().to_string(),
+        http: reqwest::Client::new(),
+        seen: Arc::default(),
+    };
+    let seen = front.seen.clone();
+    let app = axum::Router::new().fallback(forward).with_state(front);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let backend = backend();
+    let submitted = backend
+        .submit(job(&url, &["a.png", "b.png"], default_settings()))
+        .await?;
+    // Another process picks the job up from its stored handle.
+    let stored: serde_json::Value = serde_json::from_str(&submitted.handle.to_string())?;
+    let outputs = completed(&events(&backend, &stored).await?);
+    let (mut body, _) = backend.download(&stored, &outputs[0]).await?;
+    while let Some(chunk) = body.next().await {
+        chunk?;
+    }
+    server.abort();
+
+    let seen = seen.lock().unwrap().clone();
+    let (first, rest) = seen.split_first().expect("requests went through the front");
+    assert!(first.0.ends_with("/config"), "{seen:?}");
+    assert!(first.1.is_none(), "{seen:?}");
+    for kind in ["/upload", "/queue/join", "/queue/data", "/file="] {
+        assert!(
+            rest.iter().any(|(p, _)| p.contains(kind)),
+            "no {kind} request: {seen:?}"
+        );
+    }
+    for (path, cookie) in rest {
+        assert_eq!(
+            cookie.as_deref(),
+            Some("replica=r7"),
+            "{path} went without the replica cookie"
+        );
+    }
+    Ok(())
+}
