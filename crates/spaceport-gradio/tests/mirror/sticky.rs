@@ -16,11 +16,14 @@ use futures::StreamExt;
 use crate::support::{backend, completed, default_settings, events, job, shared};
 use spaceport_core::ports::SpaceBackend;
 
+/// Each request's path and Cookie header, in order.
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 #[derive(Clone)]
 struct Front {
     upstream: String,
     http: reqwest::Client,
-    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    seen: Seen,
 }
 
 async fn forward(State(front): State<Front>, req: Request) -> Response {
