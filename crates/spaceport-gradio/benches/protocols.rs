@@ -27,33 +27,7 @@ use spaceport_core::ports::{JobInput, SpaceBackend, SpaceEvent, SpaceJob};
 use spaceport_gradio::backend::new_session_hash;
 use spaceport_gradio::{ClientOptions, Cookies, GradioBackend, GradioClient, Outcome};
 use spaceport_testkit::stats::{Summary, bench_opt, header, machine_line, ms};
-use spaceport_testkit::{Gradio, MirrorSpace, png, repo_root};
-
-fn pipeline(calls: &str) -> Pipeline {
-    Pipeline::from_toml(
-        "bench.toml",
-        &format!(
-            r#"
-name = "bench"
-title = "bench"
-[backend]
-kind = "space"
-space = "test/matrix"
-calls = [{calls}]
-[inputs.image]
-min = 0
-max = 1
-content_types = ["image/png"]
-max_bytes = 1000000
-[outputs.first]
-content_type = "application/octet-stream"
-filename = "first.bin"
-from = {{ call = 0, index = 0 }}
-"#
-        ),
-    )
-    .expect("a valid bench pipeline")
-}
+use spaceport_testkit::{Gradio, MirrorSpace, matrix_pipeline, png, repo_root};
 
 /// One call through the backend: submit, watch to the end, download the first output when asked.
 async fn backend_call(
@@ -141,8 +115,8 @@ async fn main() -> Result<()> {
     let n = bench_opt("PROTOCOLS", "n", 30)?;
     println!("{}", machine_line("protocols"));
     let image = Bytes::from(png(4, 3, 7));
-    let fn1 = pipeline("{ fn_index = 1, inputs = [{ value = 21 }] }");
-    let process = pipeline(
+    let fn1 = matrix_pipeline("{ fn_index = 1, inputs = [{ value = 21 }] }");
+    let process = matrix_pipeline(
         r#"{ api_name = "/process", inputs = [{ input = "image", as = "image" }, { value = 2 }, { value = true }] }"#,
     );
     let mut ratios = vec![];

@@ -191,3 +191,36 @@ impl MirrorSpace {
         self.peer.output()
     }
 }
+
+/// A pipeline over the protocol-matrix app (tests/peers/matrix/app.py) whose one layout is
+/// `calls` (TOML, the inside of `calls = [...]`), with an `image` slot and a `doc` slot and one
+/// artifact from the last call's first output.
+pub fn matrix_pipeline(calls: &str) -> spaceport_core::pipeline::Pipeline {
+    let last = calls.matches("inputs =").count().saturating_sub(1);
+    let text = format!(
+        r#"
+name = "matrix"
+title = "protocol matrix"
+[backend]
+kind = "space"
+space = "test/matrix"
+calls = [{calls}]
+[inputs.image]
+min = 0
+max = 1
+content_types = ["image/png"]
+max_bytes = 1000000
+[inputs.doc]
+min = 0
+max = 1
+content_types = ["text/plain"]
+max_bytes = 1000000
+[outputs.first]
+content_type = "application/octet-stream"
+filename = "first.bin"
+from = {{ call = {last}, index = 0 }}
+"#
+    );
+    spaceport_core::pipeline::Pipeline::from_toml("matrix.toml", &text)
+        .expect("a valid matrix pipeline")
+}

@@ -22,7 +22,7 @@ use anyhow::{Result, bail};
 
 pub use emulators::{MotoServer, SeaweedS3};
 pub use files::{demo_model, gltf_validate, ort_dylib, png};
-pub use gradio::{Gradio, MirrorSpace};
+pub use gradio::{Gradio, MirrorSpace, matrix_pipeline};
 pub use receiver::WebhookReceiver;
 
 /// How long a mirror may take until `/config` answers.

@@ -4,9 +4,45 @@
 //! queue is full instead. Each protocol answers on its own transport (a websocket frame, a POST).
 
 use serde_json::{Value, json};
+use spaceport_core::Error;
 
 use super::message::Message;
-use crate::handle::LiveJob;
+use super::protocol_error;
+use crate::client::{Cookies, GradioClient};
+use crate::config::{Endpoint, SpaceConfig};
+use crate::handle::{JobHandle, LiveJob};
+
+/// "Joins" a live job: records the call, which starts when its connection is opened.
+pub(crate) fn record(
+    client: &GradioClient,
+    config: &SpaceConfig,
+    endpoint: &Endpoint,
+    data: &[Value],
+    session_hash: &str,
+    cookies: &Cookies,
+) -> JobHandle {
+    JobHandle::Live(LiveJob {
+        root: client.base().to_string(),
+        api_prefix: config.api_prefix.clone(),
+        protocol: config.protocol,
+        fn_index: endpoint.fn_index,
+        session_hash: session_hash.to_string(),
+        data: data.to_vec(),
+        cookies: cookies.header(),
+    })
+}
+
+/// The live job inside `handle`; a handle of the queue family is a bug of ours.
+pub(crate) fn job(handle: &JobHandle) -> Result<&LiveJob, Error> {
+    match handle {
+        JobHandle::Live(job) => Ok(job),
+        other => Err(protocol_error(format!(
+            "a {} handle reached the {} protocol's code",
+            other.protocol(),
+            "ws/sse"
+        ))),
+    }
+}
 
 /// What the server asked of the client holding `job`.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,9 +16,9 @@ use serde_json::Value;
 use spaceport_core::Error;
 
 use super::diff::GeneratingState;
-use super::live::{Asked, asked};
+use super::live::{self, Asked, asked};
 use super::message::{parse_message, to_update};
-use super::{Wire, cancel, protocol_error};
+use super::{Wire, cancel};
 use crate::client::{Cookies, GradioClient};
 use crate::config::{Endpoint, SpaceConfig};
 use crate::handle::{JobHandle, LiveJob};
@@ -39,24 +39,18 @@ impl Wire for SseV0 {
         session_hash: &str,
         cookies: &Cookies,
     ) -> Result<JobHandle, Error> {
-        Ok(JobHandle::Live(LiveJob {
-            root: client.base().to_string(),
-            api_prefix: config.api_prefix.clone(),
-            protocol: config.protocol,
-            fn_index: endpoint.fn_index,
-            session_hash: session_hash.to_string(),
-            data: data.to_vec(),
-            cookies: cookies.header(),
-        }))
+        Ok(live::record(
+            client,
+            config,
+            endpoint,
+            data,
+            session_hash,
+            cookies,
+        ))
     }
 
     async fn open(&self, client: &GradioClient, handle: &JobHandle) -> Result<JobStream, Error> {
-        let JobHandle::Live(job) = handle else {
-            return Err(protocol_error(format!(
-                "a {} handle reached the sse protocol",
-                handle.protocol()
-            )));
-        };
+        let job = live::job(handle)?;
         let req = client
             .http()
             .get(format!("{}{}/queue/join", client.base(), job.api_prefix))

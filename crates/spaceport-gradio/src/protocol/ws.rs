@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::{Message as Frame, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::diff::GeneratingState;
-use super::live::{Asked, asked};
+use super::live::{self, Asked, asked};
 use super::message::{parse_message, to_update};
 use super::{Wire, cancel, protocol_error};
 use crate::client::{Cookies, GradioClient};
@@ -59,24 +59,18 @@ impl Wire for Ws {
         session_hash: &str,
         cookies: &Cookies,
     ) -> Result<JobHandle, Error> {
-        Ok(JobHandle::Live(LiveJob {
-            root: client.base().to_string(),
-            api_prefix: config.api_prefix.clone(),
-            protocol: config.protocol,
-            fn_index: endpoint.fn_index,
-            session_hash: session_hash.to_string(),
-            data: data.to_vec(),
-            cookies: cookies.header(),
-        }))
+        Ok(live::record(
+            client,
+            config,
+            endpoint,
+            data,
+            session_hash,
+            cookies,
+        ))
     }
 
     async fn open(&self, client: &GradioClient, handle: &JobHandle) -> Result<JobStream, Error> {
-        let JobHandle::Live(job) = handle else {
-            return Err(protocol_error(format!(
-                "a {} handle reached the ws protocol",
-                handle.protocol()
-            )));
-        };
+        let job = live::job(handle)?;
         let doing = "opening the Space's websocket";
         let mut req = join_url(client.base(), &job.api_prefix)?
             .into_client_request()

@@ -14,44 +14,12 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use sha2::Digest;
 use spaceport_core::RunId;
-use spaceport_core::pipeline::Pipeline;
 use spaceport_core::ports::{JobInput, SpaceBackend, SpaceEvent, SpaceJob};
 use spaceport_gradio::backend::new_session_hash;
 use spaceport_gradio::{ClientOptions, Cookies, GradioClient, JobUpdate, Outcome, Protocol};
-use spaceport_testkit::{Gradio, MirrorSpace};
+use spaceport_testkit::{Gradio, MirrorSpace, matrix_pipeline};
 
 use crate::support::{backend, events, fixture, rand_u128};
-
-/// A pipeline over the matrix app whose one layout is `calls` (TOML), taking an `image` slot
-/// and a `doc` slot.
-fn pipeline(calls: &str) -> Pipeline {
-    let last = calls.matches("inputs =").count() - 1;
-    let text = format!(
-        r#"
-name = "matrix"
-title = "protocol matrix"
-[backend]
-kind = "space"
-space = "test/matrix"
-calls = [{calls}]
-[inputs.image]
-min = 0
-max = 1
-content_types = ["image/png"]
-max_bytes = 1000000
-[inputs.doc]
-min = 0
-max = 1
-content_types = ["text/plain"]
-max_bytes = 1000000
-[outputs.first]
-content_type = "application/octet-stream"
-filename = "first.bin"
-from = {{ call = {last}, index = 0 }}
-"#
-    );
-    Pipeline::from_toml("matrix.toml", &text).expect("a valid matrix pipeline")
-}
 
 fn input(name: &str, mime: &str, bytes: Vec<u8>) -> JobInput {
     let bytes = Bytes::from(bytes);
@@ -66,7 +34,7 @@ fn input(name: &str, mime: &str, bytes: Vec<u8>) -> JobInput {
 /// Runs `calls` (the last of them joined and watched to its end) and returns the last call's
 /// outputs with the handle they can be downloaded through.
 async fn run(url: &str, calls: &str, inputs: Vec<(&str, JobInput)>) -> Result<(Value, Vec<Value>)> {
-    let p = pipeline(calls);
+    let p = matrix_pipeline(calls);
     let job = SpaceJob {
         run_id: RunId::new(1, rand_u128()),
         space: "test/matrix".into(),

@@ -100,16 +100,15 @@ pub fn join_body(
     })
 }
 
-/// Joins the queue in `session_hash`; the job it returns names `protocol`.
+/// Joins the queue in `session_hash`; the job it returns names `/config`'s protocol.
 pub(crate) async fn join(
     client: &GradioClient,
-    protocol: Protocol,
     config: &SpaceConfig,
     endpoint: &Endpoint,
     data: &[Value],
     session_hash: &str,
     cookies: &Cookies,
-) -> Result<QueueJob, Error> {
+) -> Result<JobHandle, Error> {
     let doing = "joining the Space's queue";
     let body = join_body(data, endpoint.fn_index, endpoint.trigger_id, session_hash);
     let req = client
@@ -123,15 +122,27 @@ pub(crate) async fn join(
         .get("event_id")
         .and_then(Value::as_str)
         .ok_or_else(|| protocol_error(format!("{doing}: no event_id in {v:.200}")))?;
-    Ok(QueueJob {
+    Ok(JobHandle::Queue(QueueJob {
         root: client.base().to_string(),
         api_prefix: config.api_prefix.clone(),
-        protocol,
+        protocol: config.protocol,
         fn_index: endpoint.fn_index,
         session_hash: session_hash.to_string(),
         event_id: event_id.to_string(),
         cookies: cookies.header(),
-    })
+    }))
+}
+
+/// Opens a queue job's session stream as its updates (diffs applied as its protocol sends them).
+pub(crate) async fn open_updates(
+    client: &GradioClient,
+    handle: &JobHandle,
+) -> Result<crate::stream::JobStream, Error> {
+    let job = queue_job(handle)?;
+    Ok(crate::stream::JobStream::new(Box::new(Updates::new(
+        open(client, job).await?,
+        job.protocol,
+    ))))
 }
 
 /// Opens the session's stream, keeping only `job`'s messages and the session-wide ones.

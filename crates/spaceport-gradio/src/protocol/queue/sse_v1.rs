@@ -13,7 +13,6 @@ use async_trait::async_trait;
 use serde_json::Value;
 use spaceport_core::Error;
 
-use super::Updates;
 use crate::client::{Cookies, GradioClient};
 use crate::config::{Endpoint, SpaceConfig};
 use crate::handle::JobHandle;
@@ -35,25 +34,11 @@ impl Wire for SseV1 {
         session_hash: &str,
         cookies: &Cookies,
     ) -> Result<JobHandle, Error> {
-        let job = super::join(
-            client,
-            config.protocol,
-            config,
-            endpoint,
-            data,
-            session_hash,
-            cookies,
-        )
-        .await?;
-        Ok(JobHandle::Queue(job))
+        super::join(client, config, endpoint, data, session_hash, cookies).await
     }
 
     async fn open(&self, client: &GradioClient, handle: &JobHandle) -> Result<JobStream, Error> {
-        let job = super::queue_job(handle)?;
-        Ok(JobStream::new(Box::new(Updates::new(
-            super::open(client, job).await?,
-            job.protocol,
-        ))))
+        super::open_updates(client, handle).await
     }
 
     async fn cancel(&self, client: &GradioClient, handle: &JobHandle) -> Result<(), Error> {
@@ -66,6 +51,7 @@ mod tests {
     use super::*;
     use crate::protocol::Protocol;
     use crate::protocol::queue::SessionStream;
+    use crate::protocol::queue::Updates;
     use crate::stream::{JobUpdate, Outcome};
 
     // Captured from Gradio 4.15.0 (sse_v1): `json.dumps` spacing, full data in every update,

@@ -6,11 +6,10 @@ use async_trait::async_trait;
 use serde_json::Value;
 use spaceport_core::Error;
 
-use super::Updates;
 use crate::client::{Cookies, GradioClient};
 use crate::config::{Endpoint, SpaceConfig};
 use crate::handle::JobHandle;
-use crate::protocol::{Protocol, Wire};
+use crate::protocol::Wire;
 use crate::stream::JobStream;
 
 /// The cancel endpoint.
@@ -32,25 +31,11 @@ impl Wire for SseV3 {
         session_hash: &str,
         cookies: &Cookies,
     ) -> Result<JobHandle, Error> {
-        let job = super::join(
-            client,
-            Protocol::SseV3,
-            config,
-            endpoint,
-            data,
-            session_hash,
-            cookies,
-        )
-        .await?;
-        Ok(JobHandle::Queue(job))
+        super::join(client, config, endpoint, data, session_hash, cookies).await
     }
 
     async fn open(&self, client: &GradioClient, handle: &JobHandle) -> Result<JobStream, Error> {
-        let job = super::queue_job(handle)?;
-        Ok(JobStream::new(Box::new(Updates::new(
-            super::open(client, job).await?,
-            Protocol::SseV3,
-        ))))
+        super::open_updates(client, handle).await
     }
 
     async fn cancel(&self, client: &GradioClient, handle: &JobHandle) -> Result<(), Error> {
@@ -78,9 +63,11 @@ impl Wire for SseV3 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Protocol;
     use crate::protocol::diff::GeneratingState;
     use crate::protocol::message::{Message, outcome, parse_message, progress_summary};
     use crate::protocol::queue::SessionStream;
+    use crate::protocol::queue::Updates;
     use crate::sse::SseParser;
     use crate::stream::JobUpdate;
     use crate::stream::Outcome;
