@@ -82,10 +82,18 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-INSTANT = os.environ.get("MIRROR_INSTANT") == "1"
-DELAY_S = float(os.environ.get("MIRROR_DELAY_S") or 0)
-SLOW_STEPS = 20
-SLOW_STEP_S = 0.5
+# The hooks and watchdog every mirror shares (tests/peers/mirror_support.py).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mirror_support import (  # noqa: E402
+    DELAY_S,
+    INSTANT,
+    SLOW_STEPS,
+    SLOW_STEP_S,
+    sleep as _sleep,
+    payload_name as _payload_name,
+    exit_with_parent as _exit_with_parent,
+)
+
 
 SAVE_DIR = "gradio_cache"  # made absolute in main(), like the Space's
 HTML_OUTPUT_PLACEHOLDER = "<div style='height: 596px; width: 100%;'>No mesh here.</div>"
@@ -94,22 +102,10 @@ MAX_SEED = int(1e7)
 GITHUB_MODEL = {"shapegen": "tencent/Hunyuan3D-2.1/hunyuan3d-dit-v2-1", "texgen": "tencent/Hunyuan3D-2.1"}
 
 
-def _sleep(seconds):
-    if not INSTANT and seconds > 0:
-        time.sleep(seconds)
-
-
 # -------------------------------------------------------------------------
 # Upload names: the apps' functions only see PIL images, so the mirror's hooks read the uploaded
 # file name in a wrapper around each Image component's preprocess (config and API stay untouched).
 # -------------------------------------------------------------------------
-def _payload_name(payload):
-    if payload is None:
-        return ""
-    names = [getattr(payload, "orig_name", None), getattr(payload, "path", None)]
-    names = [os.path.basename(str(n)) for n in names if n]
-    return " ".join(dict.fromkeys(names))
-
 
 def _remember_upload_name(component):
     original = component.preprocess
@@ -645,15 +641,6 @@ def _write_examples(root):
         paths.append(os.path.join(root, f"example_{i}.png"))
         Image.fromarray(pixels, mode="RGBA").save(paths[-1])
     return paths
-
-
-def _exit_with_parent():
-    """Test harnesses that never run their teardown (a static, a killed test) leave no server."""
-    parent = os.getppid()
-    while True:
-        time.sleep(1)
-        if os.getppid() != parent:
-            os._exit(0)
 
 
 def main():

@@ -53,28 +53,23 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-INSTANT = os.environ.get("MIRROR_INSTANT") == "1"
-DELAY_S = float(os.environ.get("MIRROR_DELAY_S") or 0)
-SLOW_STEPS = 20
-SLOW_STEP_S = 0.5
-
-
-def _sleep(seconds):
-    if not INSTANT and seconds > 0:
-        time.sleep(seconds)
+# The hooks and watchdog every mirror shares (tests/peers/mirror_support.py).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mirror_support import (  # noqa: E402
+    DELAY_S,
+    INSTANT,
+    SLOW_STEPS,
+    SLOW_STEP_S,
+    sleep as _sleep,
+    payload_name as _payload_name,
+    exit_with_parent as _exit_with_parent,
+)
 
 
 # -------------------------------------------------------------------------
 # Upload names: the Space's function only sees PIL images, so the mirror's hooks read the uploaded
 # file name in a wrapper around the components' preprocess (config and API stay untouched).
 # -------------------------------------------------------------------------
-def _payload_name(payload):
-    if payload is None or isinstance(payload, str):
-        return os.path.basename(payload or "")
-    names = [getattr(payload, "orig_name", None), getattr(payload, "path", None)]
-    names = [os.path.basename(str(n)) for n in names if n]
-    return " ".join(dict.fromkeys(names))
-
 
 def _tag(image, name):
     if isinstance(image, Image.Image):
@@ -265,15 +260,6 @@ def build_app(human_list_path, garm_list_path):
     _remember_upload_name(imgs, editor=True)
     _remember_upload_name(garm_img)
     return image_blocks
-
-
-def _exit_with_parent():
-    """Test harnesses that never run their teardown (a static, a killed test) leave no server."""
-    parent = os.getppid()
-    while True:
-        time.sleep(1)
-        if os.getppid() != parent:
-            os._exit(0)
 
 
 def main():

@@ -49,16 +49,19 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-INSTANT = os.environ.get("MIRROR_INSTANT") == "1"
-DELAY_S = float(os.environ.get("MIRROR_DELAY_S") or 0)
-SLOW_STEPS = 20
-SLOW_STEP_S = 0.5
+# The hooks and watchdog every mirror shares (tests/peers/mirror_support.py).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mirror_support import (  # noqa: E402
+    DELAY_S,
+    INSTANT,
+    SLOW_STEPS,
+    SLOW_STEP_S,
+    sleep as _sleep,
+    payload_name as _payload_name,
+    exit_with_parent as _exit_with_parent,
+)
+
 MAX_SEED = 999999
-
-
-def _sleep(seconds):
-    if not INSTANT and seconds > 0:
-        time.sleep(seconds)
 
 
 # -------------------------------------------------------------------------
@@ -69,14 +72,6 @@ class _NamedArray(np.ndarray):
     """An ndarray that remembers the name of the file it was decoded from."""
 
     mirror_name = ""
-
-
-def _payload_name(payload):
-    if payload is None:
-        return ""
-    names = [getattr(payload, "orig_name", None), getattr(payload, "path", None)]
-    names = [os.path.basename(str(n)) for n in names if n]
-    return " ".join(dict.fromkeys(names))
 
 
 def _remember_upload_name(component):
@@ -221,15 +216,6 @@ def build_app(assets):
     _remember_upload_name(imgs)
     _remember_upload_name(garm_img)
     return Tryon
-
-
-def _exit_with_parent():
-    """Test harnesses that never run their teardown (a static, a killed test) leave no server."""
-    parent = os.getppid()
-    while True:
-        time.sleep(1)
-        if os.getppid() != parent:
-            os._exit(0)
 
 
 def main():

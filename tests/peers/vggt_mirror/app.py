@@ -30,16 +30,18 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-INSTANT = os.environ.get("MIRROR_INSTANT") == "1"
-DELAY_S = float(os.environ.get("MIRROR_DELAY_S") or 0)
-SLOW_STEPS = 20
-SLOW_STEP_S = 0.5
+# The hooks and watchdog every mirror shares (tests/peers/mirror_support.py).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mirror_support import (  # noqa: E402
+    DELAY_S,
+    INSTANT,
+    SLOW_STEPS,
+    SLOW_STEP_S,
+    sleep as _sleep,
+    exit_with_parent as _exit_with_parent,
+)
+
 POINTS_PER_IMAGE = 4096
-
-
-def _sleep(seconds):
-    if not INSTANT and seconds > 0:
-        time.sleep(seconds)
 
 
 # -------------------------------------------------------------------------
@@ -342,15 +344,6 @@ with gr.Blocks() as demo:
         inputs=[input_video, input_images],
         outputs=[reconstruction_output, target_dir_output, image_gallery, log_output],
     )
-
-
-def _exit_with_parent():
-    """Test harnesses that never run their teardown (a static, a killed test) leave no server."""
-    parent = os.getppid()
-    while True:
-        time.sleep(1)
-        if os.getppid() != parent:
-            os._exit(0)
 
 
 def main():

@@ -51,20 +51,22 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-INSTANT = os.environ.get("MIRROR_INSTANT") == "1"
-DELAY_S = float(os.environ.get("MIRROR_DELAY_S") or 0)
-SLOW_STEPS = 20
-SLOW_STEP_S = 0.5
+# The hooks and watchdog every mirror shares (tests/peers/mirror_support.py).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mirror_support import (  # noqa: E402
+    DELAY_S,
+    INSTANT,
+    SLOW_STEPS,
+    SLOW_STEP_S,
+    sleep as _sleep,
+    exit_with_parent as _exit_with_parent,
+)
+
 FAIL_SEED = 13
 SLOW_SEED = 14
 VIEWS = [("front", 0), ("front_right", 45), ("right", 90), ("back", 180), ("left", 270), ("front_left", 315)]
 
 _TITLE = "Wonder3D: Single Image to 3D using Cross-Domain Diffusion"
-
-
-def _sleep(seconds):
-    if not INSTANT and seconds > 0:
-        time.sleep(seconds)
 
 
 # -------------------------------------------------------------------------
@@ -265,15 +267,6 @@ def build_app(example_folder):
             outputs=views + normals,
         )
     return demo
-
-
-def _exit_with_parent():
-    """Test harnesses that never run their teardown (a static, a killed test) leave no server."""
-    parent = os.getppid()
-    while True:
-        time.sleep(1)
-        if os.getppid() != parent:
-            os._exit(0)
 
 
 def main():
