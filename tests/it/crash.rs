@@ -394,13 +394,15 @@ async fn kill_while_running_over_ws_runs_the_job_again_as_a_new_attempt() {
         )
     };
     let serve = start().await;
-    // Seed 14 makes the mirror's run_pipeline take about 10 s, reporting progress.
+    // Seed 14 makes the mirror's run_pipeline take about 10 s, reporting progress. The image is
+    // large enough that the job's handle lives in the blob store (the restart reads it there).
+    let image = crate::spaces::noisy_png(256, 256);
     let body = json!({"pipeline": "wonder3d", "settings": {"seed": 14},
-        "inputs": {"image": [{"filename": "o.png", "content_type": "image/png", "size": png(40, 40, 3).len()}]}});
+        "inputs": {"image": [{"filename": "o.png", "content_type": "image/png", "size": image.len()}]}});
     let created = serve.client.create_run(&body, None).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("o.png");
-    std::fs::write(&path, png(40, 40, 3)).unwrap();
+    std::fs::write(&path, &image).unwrap();
     serve
         .client
         .upload(&created["uploads"][0], &path)

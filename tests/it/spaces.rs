@@ -82,6 +82,18 @@ async fn artifact(
     Ok(path)
 }
 
+/// A PNG of noise: it barely compresses, so its data URL is about 4/3 of w*h*3 bytes.
+pub(crate) fn noisy_png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let v =
+            (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)).wrapping_mul(2_246_822_519);
+        image::Rgb([(v >> 24) as u8, (v >> 16) as u8, (v >> 8) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
 fn image_size(path: &Path) -> (u32, u32) {
     let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (img.width(), img.height())
@@ -304,7 +316,8 @@ async fn wonder3d_on_gradio_3_50_over_ws_by_fn_index() {
     let done = run(
         &t,
         "wonder3d",
-        &[("image", "object.png", png(64, 48, 5))],
+        // Large enough that its call's data URL (the handle of call 2) passes the stash's bound.
+        &[("image", "object.png", noisy_png(256, 256))],
         json!({"seed": 7, "steps": 20}),
     )
     .await
@@ -328,6 +341,25 @@ async fn wonder3d_on_gradio_3_50_over_ws_by_fn_index() {
             assert_eq!(image_size(&path), (256, 256), "{}", path.display());
         }
     }
+    // Twelve inline images would pass a DynamoDB item's 400 KB: they waited in the blob store,
+    // and the run's row stayed small.
+    let stored = t.stored(done["id"].as_str().unwrap()).await;
+    let row = serde_json::to_vec(&stored).unwrap().len();
+    assert!(row < 64 * 1024, "the run's row holds {row} bytes");
+    let outputs = stored.job().outputs.unwrap_or_default();
+    assert!(
+        outputs.len() == 1 && outputs[0]["stashed"].is_string(),
+        "{} outputs kept on the row",
+        outputs.len()
+    );
+    let handle = stored.job().handle.unwrap_or_default();
+    assert!(
+        handle["stashed"].is_string(),
+        "the handle stayed on the row"
+    );
+    let kept = outputs[0]["stashed"].as_str().unwrap().to_string();
+    let blobs = t.stack.steps.ports.blobs.clone();
+    assert!(blobs.get(&kept).await.is_ok());
     let line = log_line(&mirror.output(), "RUN_PIPELINE").expect("the mirror's RUN_PIPELINE line");
     let seen: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(

@@ -16,7 +16,7 @@ use spaceport_core::{
     StartMode, Status, validate_create,
 };
 
-use crate::runs::{Mutated, Runs, cancel_at_backend};
+use crate::runs::{Mutated, Runs};
 
 /// Where to upload one declared input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -404,7 +404,9 @@ impl Accept {
             .await?;
         let run = mutated.run().clone();
         if let Some(handle) = run.job_handle() {
-            cancel_at_backend(self.space.as_ref(), &run, handle).await;
+            self.runs
+                .cancel_at_backend(self.space.as_ref(), &run, handle)
+                .await;
         }
         Ok(run)
     }
@@ -494,6 +496,11 @@ impl Accept {
         }
         for a in &run.artifacts {
             self.blobs.delete(&a.key).await?;
+        }
+        // Job state kept in the blob store (a 3.x job's inline handle and outputs).
+        let job = run.job();
+        for kept in job.handle.iter().chain(job.outputs.iter().flatten()) {
+            crate::stash::forget(self.blobs.as_ref(), kept).await;
         }
         let now = self.runs.clock.now();
         let mutated = self

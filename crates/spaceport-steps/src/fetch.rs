@@ -110,6 +110,8 @@ impl FetchArtifact {
                 "the job completed without outputs",
             ));
         };
+        let handle = self.runs.unstash(&handle).await?;
+        let outputs = crate::stash::unstash_list(self.blobs.as_ref(), &outputs).await?;
         let layout = job.layout.as_deref();
         let mut stored = vec![];
         for name in pipeline.outputs.keys() {

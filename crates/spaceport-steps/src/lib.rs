@@ -16,6 +16,7 @@ mod reads;
 mod reconstruct;
 pub mod runner;
 mod runs;
+pub mod stash;
 mod submit;
 mod sweep;
 
@@ -172,6 +173,7 @@ impl Steps {
             ports.store.clone(),
             ports.queue.clone(),
             ports.clock.clone(),
+            ports.blobs.clone(),
             config,
         );
         Steps { ports, runs }

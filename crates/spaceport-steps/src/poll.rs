@@ -10,7 +10,7 @@ use futures::StreamExt;
 use spaceport_core::ports::{QueueName, SpaceBackend, SpaceEvent, StepMessage};
 use spaceport_core::{Error, ErrorCode, JobState, Progress, RunId, Status, lease};
 
-use crate::runs::{Mutated, Runs, cancel_at_backend};
+use crate::runs::{Mutated, Runs};
 use crate::{Outcome, Step};
 
 /// The most often progress is written to the run.
@@ -59,6 +59,7 @@ impl PollStatus {
             self.lost(id, "the run has no job handle").await?;
             return Ok(Outcome::Done);
         };
+        let handle = runs.unstash(&handle).await?;
         if job.stream_opened {
             self.lost(
                 id,
@@ -183,7 +184,9 @@ impl PollStatus {
                     && run.status != Status::Succeeded
                     && let Some(h) = run.job_handle()
                 {
-                    cancel_at_backend(self.space.as_ref(), &run, h).await;
+                    self.runs
+                        .cancel_at_backend(self.space.as_ref(), &run, h)
+                        .await;
                 }
                 Ok(Outcome::Done)
             }
@@ -226,6 +229,9 @@ impl PollStatus {
                 return Ok(());
             }
         };
+        // A 3.x Space's images come inline: large outputs live in the blob store until fetched.
+        let name = format!("outputs-{}", run.backend.attempt);
+        let outputs = crate::stash::stash_list(runs.blobs.as_ref(), id, &name, outputs).await?;
         let mutated = runs
             .mutate(id, |run| {
                 if run.status != Status::Running {

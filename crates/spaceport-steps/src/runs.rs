@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use spaceport_core::ports::{Clock, Queue, QueueName, RunStore, SpaceBackend, StepMessage};
+use spaceport_core::ports::{
+    BlobStore, Clock, Queue, QueueName, RunStore, SpaceBackend, StepMessage,
+};
 use spaceport_core::{BackendKind, Error, ErrorCode, PipelineSet, Progress, Run, RunId, lease};
 
 use crate::StepsConfig;
@@ -20,6 +22,8 @@ pub struct Runs {
     pub store: Arc<dyn RunStore>,
     pub queue: Arc<dyn Queue>,
     pub clock: Arc<dyn Clock>,
+    /// Where job state too large for a run's row is kept (`stash`).
+    pub blobs: Arc<dyn BlobStore>,
     pub config: StepsConfig,
     /// Names this worker in leases.
     worker_id: String,
@@ -48,6 +52,7 @@ impl Runs {
         store: Arc<dyn RunStore>,
         queue: Arc<dyn Queue>,
         clock: Arc<dyn Clock>,
+        blobs: Arc<dyn BlobStore>,
         config: StepsConfig,
     ) -> Runs {
         Runs {
@@ -55,6 +60,7 @@ impl Runs {
             store,
             queue,
             clock,
+            blobs,
             config,
             worker_id: format!("wrk_{:016x}", rand::random::<u64>()),
             changes: Changes::default(),
@@ -299,15 +305,35 @@ impl Runs {
     }
 }
 
-/// Stops the job `handle` names at the run's backend; failures are logged, not returned (the
-/// run is already final or being replaced). A local model needs nothing: its worker stops when
-/// its lease renewal finds the run ended.
-pub(crate) async fn cancel_at_backend(space: &dyn SpaceBackend, run: &Run, handle: &Value) {
-    let result = match run.backend.kind {
-        BackendKind::Space => space.cancel(handle).await,
-        BackendKind::Onnx => Ok(()),
-    };
-    if let Err(e) = result {
-        tracing::warn!(run = %run.id, error = %e, "could not cancel the job at the backend");
+impl Runs {
+    /// Job state as the run should keep it (`stash.rs`): large values go to the blob store.
+    pub(crate) async fn stash(&self, id: &RunId, name: &str, v: Value) -> Result<Value, Error> {
+        crate::stash::stash(self.blobs.as_ref(), id, name, v).await
+    }
+
+    /// Job state as it was, read back when it was stashed.
+    pub(crate) async fn unstash(&self, v: &Value) -> Result<Value, Error> {
+        crate::stash::unstash(self.blobs.as_ref(), v).await
+    }
+
+    /// Stops the job `handle` (as the run keeps it) names at the run's backend; failures are
+    /// logged, not returned (the run is already final or being replaced). A local model needs
+    /// nothing: its worker stops when its lease renewal finds the run ended.
+    pub(crate) async fn cancel_at_backend(
+        &self,
+        space: &dyn SpaceBackend,
+        run: &Run,
+        handle: &Value,
+    ) {
+        let result = match run.backend.kind {
+            BackendKind::Space => match self.unstash(handle).await {
+                Ok(h) => space.cancel(&h).await,
+                Err(e) => Err(e),
+            },
+            BackendKind::Onnx => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(run = %run.id, error = %e, "could not cancel the job at the backend");
+        }
     }
 }

@@ -15,7 +15,7 @@ use spaceport_core::{
     BackendKind, Error, ErrorCode, EventType, JobState, Progress, Run, RunId, Status, lease,
 };
 
-use crate::runs::{Mutated, Runs, cancel_at_backend};
+use crate::runs::{Mutated, Runs};
 use crate::{Outcome, Step, inputs};
 
 /// The submit-space step.
@@ -122,11 +122,17 @@ impl SubmitSpace {
         }
         if let Some(old) = previous_job {
             // The previous attempt may still hold a worker at the Space; free it.
-            cancel_at_backend(self.space.as_ref(), &run, &old).await;
+            self.runs
+                .cancel_at_backend(self.space.as_ref(), &run, &old)
+                .await;
+            crate::stash::forget(runs.blobs.as_ref(), &old).await;
         }
 
         match self.submit_job(&run).await {
-            Ok(submitted) => self.record_submitted(&run.id, submitted).await,
+            Ok(submitted) => {
+                self.record_submitted(&run.id, run.backend.attempt, submitted)
+                    .await
+            }
             Err(e) => self.submit_failed(&run.id, e).await,
         }
     }
@@ -163,9 +169,18 @@ impl SubmitSpace {
         self.space.submit(job).await
     }
 
-    async fn record_submitted(&self, id: &RunId, submitted: Submitted) -> Result<Outcome, Error> {
+    async fn record_submitted(
+        &self,
+        id: &RunId,
+        attempt: u32,
+        submitted: Submitted,
+    ) -> Result<Outcome, Error> {
         let Submitted { handle, layout } = submitted;
         let runs = &self.runs;
+        // A 3.x job's handle carries its data inline; a large one lives in the blob store.
+        let kept = runs
+            .stash(id, &format!("handle-{attempt}"), handle.clone())
+            .await?;
         let now = runs.clock.now();
         let me = runs.worker_id().to_string();
         let mutated = runs
@@ -174,7 +189,7 @@ impl SubmitSpace {
                     return Ok(false);
                 }
                 let job = run.job.get_or_insert_default();
-                job.handle = Some(handle.clone());
+                job.handle = Some(kept.clone());
                 job.layout = Some(layout.clone());
                 job.lease = None;
                 job.submit_tries = 0;
@@ -188,7 +203,10 @@ impl SubmitSpace {
             Mutated::Unchanged(run) => {
                 // Cancelled (or expired) while we were joining: the job we just made must not run on.
                 tracing::info!(run = %run.id, status = %run.status, "run changed during submission; cancelling the new job");
-                cancel_at_backend(self.space.as_ref(), &run, &handle).await;
+                self.runs
+                    .cancel_at_backend(self.space.as_ref(), &run, &handle)
+                    .await;
+                crate::stash::forget(runs.blobs.as_ref(), &kept).await;
             }
         }
         Ok(Outcome::Done)

@@ -11,7 +11,7 @@ use spaceport_core::Error;
 use spaceport_core::ports::{IDEMPOTENCY_TTL, SpaceBackend};
 
 use crate::notify::Notify;
-use crate::runs::{Runs, cancel_at_backend};
+use crate::runs::Runs;
 
 /// Stalled runs read per page.
 const STALLED_PAGE: usize = 100;
@@ -49,7 +49,9 @@ impl Sweeper {
                 touched += 1;
                 let run = runs.load(&id).await?;
                 if let Some(h) = run.job_handle() {
-                    cancel_at_backend(self.space.as_ref(), &run, h).await;
+                    self.runs
+                        .cancel_at_backend(self.space.as_ref(), &run, h)
+                        .await;
                 }
             }
         }
