@@ -4,6 +4,8 @@
 //! feeding later calls) and joins the last; the returned handle is all `watch`/`download`/
 //! `cancel` need.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
 use rand::Rng;
@@ -14,6 +16,7 @@ use spaceport_core::{Error, ErrorCode, Progress};
 
 use crate::client::{ClientOptions, Cookies, GradioClient, Token};
 use crate::config::{Endpoint, SpaceConfig};
+use crate::config_cache::ConfigCache;
 use crate::error::classify_message;
 use crate::files::{self, build_args};
 use crate::handle::JobHandle;
@@ -24,6 +27,8 @@ use crate::stream::{JobUpdate, Outcome};
 #[derive(Debug, Clone, Default)]
 pub struct GradioBackend {
     options: ClientOptions,
+    /// Each Space's `/config`, shared by the clones of this backend.
+    configs: Arc<ConfigCache>,
 }
 
 /// A random session hash, in the alphabet and length gradio_client uses.
@@ -38,7 +43,10 @@ pub fn new_session_hash() -> String {
 impl GradioBackend {
     /// A backend with these timeouts and credentials.
     pub fn new(options: ClientOptions) -> GradioBackend {
-        GradioBackend { options }
+        GradioBackend {
+            options,
+            configs: Arc::default(),
+        }
     }
 
     /// A backend with default timeouts that sends `token` to every Space.
@@ -149,16 +157,18 @@ fn choose_layout<'a>(
     Err(first_err.unwrap_or_else(|| Error::Internal("a Space job makes at least one call".into())))
 }
 
-#[async_trait]
-impl SpaceBackend for GradioBackend {
-    async fn submit(&self, job: SpaceJob) -> Result<Submitted, Error> {
-        let client = self.client(&job.url)?;
-        let cookies = Cookies::default();
-        let config = client.config(&cookies).await?;
+impl GradioBackend {
+    /// Submit's work once the Space's config is in hand.
+    async fn submit_with(
+        &self,
+        client: &GradioClient,
+        cookies: &Cookies,
+        config: &SpaceConfig,
+        job: SpaceJob,
+    ) -> Result<Submitted, Error> {
         config.protocol.ensure_supported()?;
-        let (layout, endpoints) = choose_layout(&config, &job.layouts)?;
-        let sent =
-            files::send_inputs(&client, &config, &layout.calls, job.inputs, &cookies).await?;
+        let (layout, endpoints) = choose_layout(config, &job.layouts)?;
+        let sent = files::send_inputs(client, config, &layout.calls, job.inputs, cookies).await?;
 
         // One session for the whole job, as a browser tab would use: State lives in it.
         let session_hash = new_session_hash();
@@ -173,7 +183,7 @@ impl SpaceBackend for GradioBackend {
                 config.protocol,
             )?;
             let handle = client
-                .join(&config, endpoint, &data, &session_hash, &cookies)
+                .join(config, endpoint, &data, &session_hash, cookies)
                 .await?;
             if i == last {
                 let event_id = handle.event_id().unwrap_or_default();
@@ -210,6 +220,28 @@ impl SpaceBackend for GradioBackend {
             }
         }
         unreachable!("the loop returns at the last call")
+    }
+}
+
+#[async_trait]
+impl SpaceBackend for GradioBackend {
+    async fn submit(&self, job: SpaceJob) -> Result<Submitted, Error> {
+        let client = self.client(&job.url)?;
+        let cookies = Cookies::default();
+        let mut reading = self.configs.get(&client, &cookies).await?;
+        // A layout that does not fit a kept reading is tried once more against a fresh one.
+        if !reading.fresh && choose_layout(&reading.config, &job.layouts).is_err() {
+            reading = self.configs.read(&client, &cookies).await?;
+        }
+        let fresh = reading.fresh;
+        let result = self
+            .submit_with(&client, &cookies, &reading.config, job)
+            .await;
+        if result.is_err() && !fresh {
+            // The Space may have changed since it was read: the next submit reads it again.
+            self.configs.forget(client.base());
+        }
+        result
     }
 
     async fn watch(

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod check;
 pub mod client;
 pub mod config;
+pub mod config_cache;
 pub mod error;
 pub mod files;
 pub mod handle;

@@ -60,11 +60,10 @@ async fn forward(State(front): State<Front>, req: Request) -> Response {
         .expect("a response")
 }
 
-#[tokio::test]
-async fn every_request_of_a_two_call_job_carries_the_replica_cookie() -> Result<()> {
-    let mirror = shared();
+/// Starts the front before `upstream`: its URL, what it sees, and its task.
+async fn start_front(upstream: &str) -> Result<(String, Seen, tokio::task::JoinHandle<()>)> {
     let front = Front {
-        upstream: mirror.url().to_string(),
+        upstream: upstream.to_string(),
         http: reqwest::Client::new(),
         seen: Arc::default(),
     };
@@ -72,7 +71,53 @@ async fn every_request_of_a_two_call_job_carries_the_replica_cookie() -> Result<
     let app = axum::Router::new().fallback(forward).with_state(front);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, seen, server))
+}
+
+fn config_reads(seen: &Seen) -> usize {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| p.ends_with("/config"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_backend_reads_a_spaces_config_once_and_again_when_a_layout_stops_fitting() -> Result<()>
+{
+    let mirror = shared();
+    let (url, seen, server) = start_front(mirror.url()).await?;
+    let backend = backend();
+    for _ in 0..3 {
+        backend
+            .submit(job(&url, &["a.png"], default_settings()))
+            .await?;
+    }
+    assert_eq!(config_reads(&seen), 1, "three submits, one reading");
+
+    // A call the kept reading does not have: read again before giving up, then fail.
+    let mut bad = job(&url, &["a.png"], default_settings());
+    bad.layouts[0].calls[1].api_name = Some("/gradio_demo_v2".into());
+    let e = backend.submit(bad).await.unwrap_err();
+    assert!(e.to_string().contains("/gradio_demo_v2"), "{e}");
+    assert_eq!(config_reads(&seen), 2, "a second look before the error");
+
+    // That reading was fresh, so it stays: the next good submit reads nothing.
+    backend
+        .submit(job(&url, &["a.png"], default_settings()))
+        .await?;
+    assert_eq!(config_reads(&seen), 2);
+    server.abort();
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_request_of_a_two_call_job_carries_the_replica_cookie() -> Result<()> {
+    let mirror = shared();
+    let (url, seen, server) = start_front(mirror.url()).await?;
 
     let backend = backend();
     let submitted = backend
