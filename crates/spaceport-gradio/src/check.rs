@@ -149,9 +149,9 @@ fn check_layout(
             continue;
         };
         let fits = if is_file {
-            FILE_OUTPUTS.contains(&component.kind.as_str())
+            component.holds_files()
         } else {
-            !FILE_OUTPUTS.contains(&component.kind.as_str()) || component.kind == "state"
+            !component.holds_files()
         };
         if !fits {
             out.push(Mismatch {
@@ -171,22 +171,6 @@ fn check_layout(
     }
     out
 }
-
-/// Components whose value is a file (or files).
-const FILE_OUTPUTS: &[&str] = &[
-    "image",
-    "file",
-    "files",
-    "model3d",
-    "gallery",
-    "video",
-    "audio",
-    "downloadbutton",
-    "uploadbutton",
-    "imageeditor",
-    "annotatedimage",
-    "imageslider",
-];
 
 fn find<'a>(config: &'a SpaceConfig, call: &CallSpec) -> Result<&'a Endpoint, String> {
     match (&call.api_name, call.fn_index) {

@@ -28,6 +28,26 @@ impl Component {
     pub fn is_state(&self) -> bool {
         self.kind == "state"
     }
+
+    /// Whether its value is a file (or files): an artifact's source, never a `[values]` entry.
+    /// `pipelines check` and `pipelines new` both decide by this one list.
+    pub fn holds_files(&self) -> bool {
+        matches!(
+            self.kind.as_str(),
+            "image"
+                | "file"
+                | "files"
+                | "model3d"
+                | "gallery"
+                | "video"
+                | "audio"
+                | "downloadbutton"
+                | "uploadbutton"
+                | "imageeditor"
+                | "annotatedimage"
+                | "imageslider"
+        )
+    }
 }
 
 /// One callable endpoint (a backend dependency).

@@ -234,17 +234,15 @@ pub fn scaffold(s: &Scaffold<'_>) -> Result<String, String> {
             .or(c.label.as_deref());
         let name = unique(&mut names, rname, format!("output_{k}"));
         let from = format!("from = {{ call = 0, index = {k} }}");
-        let file = match c.kind.as_str() {
-            "image" | "imageeditor" | "annotatedimage" => Some(("image/*", "png")),
-            "gallery" => Some(("image/*", "png")),
-            "model3d" => Some(("model/gltf-binary", "glb")),
-            "video" => Some(("video/mp4", "mp4")),
-            "audio" => Some(("audio/wav", "wav")),
-            "file" | "files" | "downloadbutton" | "uploadbutton" => {
-                Some(("application/octet-stream", "bin"))
+        let file = c.holds_files().then_some(match c.kind.as_str() {
+            "image" | "imageeditor" | "annotatedimage" | "imageslider" | "gallery" => {
+                ("image/*", "png")
             }
-            _ => None,
-        };
+            "model3d" => ("model/gltf-binary", "glb"),
+            "video" => ("video/mp4", "mp4"),
+            "audio" => ("audio/wav", "wav"),
+            _ => ("application/octet-stream", "bin"),
+        });
         match file {
             Some((ct, ext)) => {
                 let item = if c.kind == "gallery" {

@@ -37,9 +37,8 @@ pub(crate) fn job(handle: &JobHandle) -> Result<&LiveJob, Error> {
     match handle {
         JobHandle::Live(job) => Ok(job),
         other => Err(protocol_error(format!(
-            "a {} handle reached the {} protocol's code",
-            other.protocol(),
-            "ws/sse"
+            "a {} handle reached the ws/sse protocols' code",
+            other.protocol()
         ))),
     }
 }
