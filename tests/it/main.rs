@@ -8,6 +8,7 @@ mod crash;
 mod duplicates;
 mod edge;
 mod events;
+mod failures;
 mod front_door;
 mod fuzz;
 mod keys;

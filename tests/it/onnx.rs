@@ -46,6 +46,7 @@ fn onnx_config(
         ort_dylib_path: Some(ort_dylib()),
         pipelines_dir,
         max_frames,
+        hub_url: Some(String::new()),
         ..Config::default()
     };
     cfg.pipelines.insert(

@@ -7,12 +7,38 @@ started it. Imported by each mirror from the folder above it; runs under every G
 import os
 import time
 
-# MIRROR_INSTANT=1 skips every sleep; MIRROR_DELAY_S adds a delay to every call that does work.
+# MIRROR_INSTANT=1 skips every sleep; MIRROR_DELAY_S adds a delay to every call that does work;
+# MIRROR_QUEUE_MAX sizes the Gradio queue (a full one answers 503 "Queue is full").
 INSTANT = os.environ.get("MIRROR_INSTANT") == "1"
 DELAY_S = float(os.environ.get("MIRROR_DELAY_S") or 0)
 # The `slow` hook: this many gr.Progress steps of this many seconds (about 10 s in all).
 SLOW_STEPS = 20
 SLOW_STEP_S = 0.5
+QUEUE_MAX = int(os.environ.get("MIRROR_QUEUE_MAX") or 20)
+
+
+# The `quota` hook: the first call with such a file starts a ZeroGPU-style quota that frees this
+# many seconds later (MIRROR_QUOTA_WAIT_S); every call before then is refused with ZeroGPU's text.
+QUOTA_WAIT_S = float(os.environ.get("MIRROR_QUOTA_WAIT_S") or 2)
+_quota_free_at = None
+
+
+def quota_refusal(names):
+    """ZeroGPU's refusal text while the quota the `quota` hook started is spent, else None."""
+    global _quota_free_at
+    if not any("quota" in n for n in names):
+        return None
+    now = time.time()
+    if _quota_free_at is None:
+        _quota_free_at = now + QUOTA_WAIT_S
+    left = _quota_free_at - now
+    if left <= 0:
+        return None
+    secs = int(left + 0.999)
+    return (
+        f"You have exceeded your GPU quota (60s requested vs. 0s left). "
+        f"Try again in {secs // 3600}:{secs // 60 % 60:02d}:{secs % 60:02d}"
+    )
 
 
 def sleep(seconds):

@@ -14,11 +14,7 @@ use spaceport_core::{
 /// a deadline 15 minutes later and no inputs.
 pub fn sample_run(pipeline: &str, created_at: DateTime<Utc>) -> Run {
     let id = RunId::new(created_at.timestamp_millis() as u64, rand::random::<u128>());
-    let backend = BackendInfo {
-        kind: BackendKind::Space,
-        target: "facebook/vggt".into(),
-        attempt: 0,
-    };
+    let backend = BackendInfo::new(BackendKind::Space, "facebook/vggt");
     Run::new(
         id,
         pipeline,

@@ -15,6 +15,8 @@ pub enum ErrorCode {
     InputInvalid,
     SpaceUnavailable,
     SpaceQuotaExceeded,
+    /// The Space's queue stayed full (HTTP 503 "Queue is full", `queue_full`) until the run gave up.
+    SpaceQueueFull,
     SpaceError,
     SpaceProtocol,
     ModelError,
@@ -31,6 +33,7 @@ impl ErrorCode {
             ErrorCode::InputInvalid => "input_invalid",
             ErrorCode::SpaceUnavailable => "space_unavailable",
             ErrorCode::SpaceQuotaExceeded => "space_quota_exceeded",
+            ErrorCode::SpaceQueueFull => "space_queue_full",
             ErrorCode::SpaceError => "space_error",
             ErrorCode::SpaceProtocol => "space_protocol",
             ErrorCode::ModelError => "model_error",
@@ -99,6 +102,9 @@ pub enum Error {
         code: ErrorCode,
         retryable: bool,
         message: String,
+        /// When the peer said it can be tried again (HTTP `Retry-After`, a ZeroGPU "retry in
+        /// 0:09:48"), counted from when the error was made.
+        retry_after: Option<std::time::Duration>,
     },
     /// Storage or another local resource failed.
     #[error("{context}: {source}")]
@@ -140,6 +146,29 @@ impl Error {
             code,
             retryable,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A retryable upstream failure whose peer said when to try again.
+    pub fn upstream_after(
+        code: ErrorCode,
+        message: impl Into<String>,
+        retry_after: Option<std::time::Duration>,
+    ) -> Self {
+        Error::Upstream {
+            code,
+            retryable: true,
+            message: message.into(),
+            retry_after,
+        }
+    }
+
+    /// When the peer said the failed call can be tried again, if it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Upstream { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 

@@ -34,6 +34,13 @@ pub struct JobState {
     /// Failed tries to reach the backend in this attempt.
     #[serde(default)]
     pub submit_tries: u32,
+    /// The run waits for its backend until then (a backoff, a quota that frees, a Space
+    /// waking): no step submits it before, and the sweeper does not count it stalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
+    /// When the current wait for the backend (a Space waking, a full queue) began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<DateTime<Utc>>,
     /// Failed artifact downloads.
     #[serde(default)]
     pub fetch_tries: u32,

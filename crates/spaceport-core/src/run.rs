@@ -57,6 +57,13 @@ pub struct Progress {
     pub eta_s: Option<f64>,
     pub fraction: Option<f64>,
     pub message: Option<String>,
+    /// When a wait the backend announced ends and the run tries again (a ZeroGPU quota's
+    /// "retry in 0:09:48", a `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+    /// How long the run has waited in this stage so far (a sleeping Space waking, a full queue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waited_s: Option<f64>,
 }
 
 /// Which backend runs the job, and which attempt this is.
@@ -65,8 +72,49 @@ pub struct BackendInfo {
     pub kind: BackendKind,
     /// The Space (`facebook/vggt`) or model path.
     pub target: String,
-    /// 1 for the first submission; each resubmission after the backend lost the job adds one.
+    /// 1 for the first submission; each resubmission after the backend lost the job, and each
+    /// failover, adds one.
     pub attempt: u32,
+    /// The pipeline whose backend runs the job, when a failover moved it off the run's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
+    /// Every attempt so far, oldest first: which backend ran it and how it ended.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+}
+
+impl BackendInfo {
+    /// The backend of a run not yet submitted.
+    pub fn new(kind: BackendKind, target: impl Into<String>) -> BackendInfo {
+        BackendInfo {
+            kind,
+            target: target.into(),
+            attempt: 0,
+            pipeline: None,
+            attempts: vec![],
+        }
+    }
+}
+
+/// One attempt at running a job: on which backend, and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// The attempt's number (`backend.attempt` while it ran).
+    pub attempt: u32,
+    pub kind: BackendKind,
+    /// The Space or model.
+    pub target: String,
+    /// The pipeline whose backend it ran on (the run's own, or a fallback).
+    pub pipeline: String,
+    pub started_at: DateTime<Utc>,
+    #[serde(default)]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// How it ended: `succeeded`, an error code, `lost`, `failed_over`, `cancelled`, `expired`.
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// Why, in words.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// Why a run did not succeed.
@@ -299,6 +347,7 @@ impl Run {
         }
         if to.is_terminal() {
             self.finished_at = Some(now);
+            self.end_attempt(to.as_str(), None, now);
         }
         self.status = to;
         self.version += 1;
@@ -315,12 +364,60 @@ impl Run {
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
         self.transition(Status::Failed, now)?;
+        let message = message.into();
+        if let Some(last) = self.backend.attempts.last_mut()
+            && last.ended_at == Some(now)
+        {
+            last.outcome = Some(code.as_str().into());
+            last.message = Some(message.clone());
+        }
         self.error = Some(RunError {
             code,
-            message: message.into(),
+            message,
             retryable,
         });
         Ok(())
+    }
+
+    /// The pipeline whose backend runs the job: the run's own unless a failover moved it.
+    pub fn backend_pipeline(&self) -> &str {
+        self.backend.pipeline.as_deref().unwrap_or(&self.pipeline)
+    }
+
+    /// Starts a new attempt on the run's current backend (ending any still open).
+    pub fn begin_attempt(&mut self, now: DateTime<Utc>) {
+        self.end_attempt("replaced", None, now);
+        self.backend.attempt += 1;
+        self.backend.attempts.push(Attempt {
+            attempt: self.backend.attempt,
+            kind: self.backend.kind,
+            target: self.backend.target.clone(),
+            pipeline: self.backend_pipeline().to_string(),
+            started_at: now,
+            ended_at: None,
+            outcome: None,
+            message: None,
+        });
+    }
+
+    /// Ends the open attempt, if any, with `outcome` (and why).
+    pub fn end_attempt(&mut self, outcome: &str, message: Option<String>, now: DateTime<Utc>) {
+        if let Some(last) = self.backend.attempts.last_mut()
+            && last.ended_at.is_none()
+        {
+            last.ended_at = Some(now);
+            last.outcome = Some(outcome.to_string());
+            last.message = message;
+        }
+    }
+
+    /// How many attempts ran on the backend of pipeline `pipeline`.
+    pub fn attempts_on(&self, pipeline: &str) -> u32 {
+        self.backend
+            .attempts
+            .iter()
+            .filter(|a| a.pipeline == pipeline)
+            .count() as u32
     }
 
     /// Ends the run as `expired` because its deadline passed.
@@ -394,9 +491,16 @@ impl Run {
         if self.status.is_terminal() || self.status == Status::Created {
             return None;
         }
-        Some(match self.job.as_ref().and_then(|j| j.lease.as_ref()) {
+        let job = self.job.as_ref();
+        Some(match job.and_then(|j| j.lease.as_ref()) {
             Some(lease) => lease.until,
-            None => self.queued_at.unwrap_or(self.created_at),
+            // A run waiting for its backend is due when the wait ends, not stalled before.
+            None => job
+                .and_then(|j| j.not_before)
+                .into_iter()
+                .chain(Some(self.queued_at.unwrap_or(self.created_at)))
+                .max()
+                .unwrap_or(self.created_at),
         })
     }
 
@@ -419,11 +523,7 @@ pub(crate) mod tests {
         Run::new(
             RunId::new(1, 1),
             "vggt",
-            BackendInfo {
-                kind: BackendKind::Space,
-                target: "facebook/vggt".into(),
-                attempt: 0,
-            },
+            BackendInfo::new(BackendKind::Space, "facebook/vggt"),
             now,
             now + chrono::Duration::seconds(60),
         )

@@ -11,7 +11,9 @@ use futures::stream::{BoxStream, StreamExt};
 use rand::Rng;
 use serde_json::Value;
 use spaceport_core::pipeline::LayoutSpec;
-use spaceport_core::ports::{ByteStream, SpaceBackend, SpaceEvent, SpaceJob, Submitted};
+use spaceport_core::ports::{
+    ByteStream, SpaceBackend, SpaceEvent, SpaceJob, SpaceRuntime, Submitted,
+};
 use spaceport_core::{Error, ErrorCode, Progress};
 
 use crate::client::{ClientOptions, Cookies, GradioClient, Token};
@@ -20,16 +22,28 @@ use crate::config_cache::ConfigCache;
 use crate::error::classify_message;
 use crate::files::{self, build_args};
 use crate::handle::JobHandle;
+use crate::hub::Hub;
 use crate::protocol::protocol_error;
 use crate::stream::{JobUpdate, Outcome};
 
 /// A Gradio Space backend (any Space; the calls come from the pipeline).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GradioBackend {
     options: ClientOptions,
     /// Each Space's `/config`, shared by the clones of this backend.
     configs: Arc<ConfigCache>,
+    /// Where to ask about a Space that does not answer.
+    hub: Option<Hub>,
 }
+
+impl Default for GradioBackend {
+    fn default() -> Self {
+        GradioBackend::new(ClientOptions::default())
+    }
+}
+
+/// The longest a Hub question may take: it only decides how a failed submit waits.
+const HUB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A random session hash, in the alphabet and length gradio_client uses.
 pub fn new_session_hash() -> String {
@@ -43,9 +57,19 @@ pub fn new_session_hash() -> String {
 impl GradioBackend {
     /// A backend with these timeouts and credentials.
     pub fn new(options: ClientOptions) -> GradioBackend {
+        let hub = options.hub_url.as_deref().and_then(|url| {
+            Hub::new(
+                url,
+                options.token.clone(),
+                options.request_timeout.min(HUB_TIMEOUT),
+            )
+            .map_err(|e| tracing::warn!("no Hub: {e}"))
+            .ok()
+        });
         GradioBackend {
             options,
             configs: Arc::default(),
+            hub,
         }
     }
 
@@ -113,10 +137,16 @@ fn to_event(u: JobUpdate) -> Option<SpaceEvent> {
             outputs: outputs.into_iter().map(unwrap_update).collect(),
         },
         JobUpdate::Finished(Outcome::Cancelled) => SpaceEvent::Cancelled,
-        JobUpdate::Finished(Outcome::Failed(message)) => SpaceEvent::Failed {
-            code: crate::error::classify_message(&message),
-            message,
-        },
+        JobUpdate::Finished(Outcome::Failed(message)) => {
+            let code = crate::error::classify_message(&message);
+            SpaceEvent::Failed {
+                retry_after: (code == ErrorCode::SpaceQuotaExceeded)
+                    .then(|| crate::error::quota_retry_in(&message))
+                    .flatten(),
+                code,
+                message,
+            }
+        }
         JobUpdate::Lost { reason } => SpaceEvent::Lost { reason },
     })
 }
@@ -289,6 +319,23 @@ impl SpaceBackend for GradioBackend {
     async fn cancel(&self, handle: &Value) -> Result<(), Error> {
         let handle = JobHandle::from_json(handle)?;
         self.client(handle.root())?.cancel(&handle).await
+    }
+
+    async fn runtime(&self, space: &str) -> Option<SpaceRuntime> {
+        let hub = self.hub.as_ref()?;
+        match hub.runtime(space).await {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::info!(space, "the Hub could not say how the Space is: {e}");
+                None
+            }
+        }
+    }
+
+    async fn wake(&self, url: &str) {
+        if let Ok(client) = self.client(url) {
+            client.wake().await;
+        }
     }
 }
 

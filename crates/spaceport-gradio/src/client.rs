@@ -29,7 +29,7 @@ impl Token {
         Token(token.into())
     }
 
-    fn header(&self) -> Option<HeaderValue> {
+    pub(crate) fn header(&self) -> Option<HeaderValue> {
         let mut v = HeaderValue::from_str(&format!("Bearer {}", self.0)).ok()?;
         v.set_sensitive(true);
         Some(v)
@@ -53,6 +53,9 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// The longest silence on a stream or a transfer; longer than Gradio's 15 s heartbeat.
     pub idle_timeout: Duration,
+    /// The Hub asked whether a Space that does not answer is asleep, building or broken
+    /// (`None`: no Hub, for deployments whose Spaces are not on Hugging Face).
+    pub hub_url: Option<String>,
 }
 
 impl ClientOptions {
@@ -72,6 +75,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(45),
+            hub_url: Some(crate::hub::DEFAULT_HUB_URL.into()),
         }
     }
 }
@@ -212,14 +216,27 @@ impl GradioClient {
         cookies.absorb(&resp);
         if !resp.status().is_success() {
             let code = resp.status();
+            let retry_after = crate::error::retry_after_header(resp.headers());
             let body = tokio::time::timeout(Duration::from_secs(5), resp.text())
                 .await
                 .ok()
                 .and_then(Result::ok)
                 .unwrap_or_default();
-            return Err(HttpError::status(doing, code, &body));
+            return Err(HttpError::status(doing, code, &body).with_retry_after(retry_after));
         }
         Ok(resp)
+    }
+
+    /// Asks a sleeping Space to wake: on the Hub, a request to a Space is what starts it. The
+    /// answer (a "starting" page, a 503) does not matter, so it is not read.
+    pub async fn wake(&self) {
+        let req = self
+            .http
+            .get(format!("{}/", self.base))
+            .timeout(self.options.connect_timeout);
+        if let Err(e) = self.with_auth(req, &Cookies::default()).send().await {
+            tracing::debug!(base = %self.base, "waking the Space: {e}");
+        }
     }
 
     /// Reads a JSON answer.

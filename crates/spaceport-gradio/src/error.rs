@@ -2,13 +2,61 @@
 //! "try later" (`space_unavailable`, `space_quota_exceeded`) from "this will not work"
 //! (`space_protocol`). A job that raised is not an error here: it is a `Failed` event.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
 use spaceport_core::{Error, ErrorCode};
 
 /// Whether a Space's message says a quota (ZeroGPU minutes, rate limit) ran out.
 pub fn is_quota_message(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("quota") || m.contains("rate limit") || m.contains("too many requests")
+}
+
+/// When a quota message says the quota frees: ZeroGPU ends its messages with "Try again in
+/// 0:09:48" (hours:minutes:seconds; some releases say "retry in", some drop the hours).
+pub fn quota_retry_in(message: &str) -> Option<Duration> {
+    let m = message.to_ascii_lowercase();
+    let at = ["try again in", "retry in"]
+        .iter()
+        .filter_map(|p| m.find(p).map(|i| i + p.len()))
+        .min()?;
+    let clock: String = m[at..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ':')
+        .collect();
+    let parts: Vec<u64> = clock
+        .split(':')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let secs = match parts.as_slice() {
+        [h, m, s] if *m < 60 && *s < 60 => h * 3600 + m * 60 + s,
+        [m, s] if *s < 60 => m * 60 + s,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+/// Whether an answer says Gradio's queue is full (`503 {"detail": "Queue is full. Max size is
+/// 20 and size is 20."}`).
+pub fn is_queue_full(status: StatusCode, body: &str) -> bool {
+    status == StatusCode::SERVICE_UNAVAILABLE && body.contains("Queue is full")
+}
+
+/// A `Retry-After` header in seconds (the HTTP-date form is rare from Spaces and the Hub; it
+/// is read as absent, and the caller's backoff applies).
+pub fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// The error a quota message of the Space makes: retryable, at the time it names if it names one.
+pub fn quota_error(message: String) -> Error {
+    let after = quota_retry_in(&message);
+    Error::upstream_after(ErrorCode::SpaceQuotaExceeded, message, after)
 }
 
 /// The code a failure message of the Space maps to when it has to be an error.
@@ -35,6 +83,8 @@ pub enum HttpError {
         doing: &'static str,
         status: StatusCode,
         body: String,
+        /// The answer's `Retry-After`, if it had one.
+        retry_after: Option<Duration>,
     },
 }
 
@@ -50,7 +100,16 @@ impl HttpError {
             doing,
             status,
             body: body.chars().take(300).collect(),
+            retry_after: None,
         }
+    }
+
+    /// The same error with the answer's `Retry-After`.
+    pub fn with_retry_after(mut self, after: Option<Duration>) -> HttpError {
+        if let HttpError::Status { retry_after, .. } = &mut self {
+            *retry_after = after;
+        }
+        self
     }
 
     /// The HTTP status the Space answered with, if it answered.
@@ -80,6 +139,7 @@ impl std::fmt::Display for HttpError {
                 doing,
                 status,
                 body,
+                ..
             } => write!(f, "{doing}: HTTP {status}: {body}"),
         }
     }
@@ -99,20 +159,40 @@ impl From<HttpError> for Error {
     /// quota; 401/403 will not pass without a new token; anything else is a protocol mismatch.
     fn from(e: HttpError) -> Error {
         let message = e.to_string();
-        let (code, retryable) = match &e {
-            HttpError::Transport { .. } => (ErrorCode::SpaceUnavailable, true),
-            HttpError::Status { status, body, .. }
-                if *status == StatusCode::TOO_MANY_REQUESTS || is_quota_message(body) =>
-            {
-                (ErrorCode::SpaceQuotaExceeded, true)
-            }
-            HttpError::Status { status, .. } => match status.as_u16() {
-                500..=599 | 404 | 408 => (ErrorCode::SpaceUnavailable, true),
-                401 | 403 => (ErrorCode::SpaceUnavailable, false),
-                _ => (ErrorCode::SpaceProtocol, false),
+        let (code, retryable, after) = match &e {
+            HttpError::Transport { .. } => (ErrorCode::SpaceUnavailable, true, None),
+            HttpError::Status {
+                status,
+                body,
+                retry_after,
+                ..
+            } if *status == StatusCode::TOO_MANY_REQUESTS || is_quota_message(body) => (
+                ErrorCode::SpaceQuotaExceeded,
+                true,
+                retry_after.or_else(|| quota_retry_in(body)),
+            ),
+            HttpError::Status {
+                status,
+                body,
+                retry_after,
+                ..
+            } if is_queue_full(*status, body) => (ErrorCode::SpaceQueueFull, true, *retry_after),
+            HttpError::Status {
+                status,
+                retry_after,
+                ..
+            } => match status.as_u16() {
+                500..=599 | 404 | 408 => (ErrorCode::SpaceUnavailable, true, *retry_after),
+                401 | 403 => (ErrorCode::SpaceUnavailable, false, None),
+                _ => (ErrorCode::SpaceProtocol, false, None),
             },
         };
-        Error::upstream(code, retryable, message)
+        Error::Upstream {
+            code,
+            retryable,
+            message,
+            retry_after: after,
+        }
     }
 }
 
@@ -125,6 +205,7 @@ pub fn download_error(e: HttpError) -> Error {
             code: ErrorCode::SpaceProtocol | ErrorCode::SpaceUnavailable,
             retryable,
             message,
+            ..
         } => Error::upstream(
             ErrorCode::ArtifactDownloadFailed,
             retryable && !gone,
@@ -219,6 +300,35 @@ mod tests {
             (ErrorCode::ArtifactDownloadFailed, false)
         );
         assert_eq!(download(429, ""), (ErrorCode::SpaceQuotaExceeded, true));
+    }
+
+    #[test]
+    fn quota_waits_are_read_from_zerogpu_messages() {
+        let secs = |m: &str| quota_retry_in(m).map(|d| d.as_secs());
+        assert_eq!(
+            secs(
+                "You have exceeded your GPU quota (60s requested vs. 45s left). Try again in 0:09:48"
+            ),
+            Some(588)
+        );
+        assert_eq!(
+            secs("ZeroGPU quota exceeded: retry in 1:00:05."),
+            Some(3605)
+        );
+        assert_eq!(secs("quota exceeded, retry in 02:30"), Some(150));
+        assert_eq!(secs("You have exceeded your free GPU quota. Sign up"), None);
+        assert_eq!(secs("retry in 0:61:00"), None);
+        let e = code(&status(
+            "x",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{\"detail\":\"Queue is full. Max size is 1 and size is 1.\"}",
+        ));
+        assert_eq!(e, (ErrorCode::SpaceQueueFull, true));
+        let q = Error::from(
+            HttpError::status("x", StatusCode::TOO_MANY_REQUESTS, "slow down")
+                .with_retry_after(Some(Duration::from_secs(7))),
+        );
+        assert_eq!(q.retry_after(), Some(Duration::from_secs(7)));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod config_cache;
 pub mod error;
 pub mod files;
 pub mod handle;
+pub mod hub;
 pub mod protocol;
 pub mod scaffold;
 pub mod sse;

@@ -140,6 +140,7 @@ impl From<Error> for spaceport_core::Error {
             code,
             retryable,
             message: e.to_string(),
+            retry_after: None,
         }
     }
 }

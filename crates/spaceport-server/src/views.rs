@@ -63,6 +63,13 @@ pub struct ProgressView {
     pub eta_s: Option<f64>,
     pub fraction: Option<f64>,
     pub message: Option<String>,
+    /// When a wait the backend announced ends and the run tries again (a quota, a full queue,
+    /// a Space waking).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+    /// How long the run has waited in this stage so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waited_s: Option<f64>,
 }
 
 /// Which backend runs the job.
@@ -71,8 +78,28 @@ pub struct BackendView {
     /// `space` or `onnx`.
     pub kind: String,
     pub target: String,
-    /// 1 for the first submission; each resubmission after the backend lost the job adds one.
+    /// 1 for the first submission; each resubmission after the backend lost the job, and each
+    /// failover, adds one.
     pub attempt: u32,
+    /// The pipeline whose backend runs the job (the run's own, or the fallback it moved to).
+    pub pipeline: String,
+    /// Every attempt, oldest first: which backend ran it and how it ended.
+    pub attempts: Vec<BackendAttemptView>,
+}
+
+/// One attempt at running the job.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BackendAttemptView {
+    pub attempt: u32,
+    /// `space` or `onnx`.
+    pub kind: String,
+    pub target: String,
+    pub pipeline: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// `succeeded`, an error code, `lost`, `failed_over`, `cancelled`, `expired`; null while it runs.
+    pub outcome: Option<String>,
+    pub message: Option<String>,
 }
 
 /// Why a run did not succeed.
@@ -172,6 +199,22 @@ impl RunView {
                 kind: run.backend.kind.to_string(),
                 target: run.backend.target.clone(),
                 attempt: run.backend.attempt,
+                pipeline: run.backend_pipeline().to_string(),
+                attempts: run
+                    .backend
+                    .attempts
+                    .iter()
+                    .map(|a| BackendAttemptView {
+                        attempt: a.attempt,
+                        kind: a.kind.to_string(),
+                        target: a.target.clone(),
+                        pipeline: a.pipeline.clone(),
+                        started_at: a.started_at,
+                        ended_at: a.ended_at,
+                        outcome: a.outcome.clone(),
+                        message: a.message.clone(),
+                    })
+                    .collect(),
             },
             error: run.error.as_ref().map(RunErrorView::from),
             artifacts,
@@ -201,6 +244,8 @@ impl From<&Progress> for ProgressView {
             eta_s: p.eta_s,
             fraction: p.fraction,
             message: p.message.clone(),
+            retry_at: p.retry_at,
+            waited_s: p.waited_s,
         }
     }
 }

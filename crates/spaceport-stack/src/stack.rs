@@ -134,9 +134,12 @@ impl Stack {
                 )));
             }
         };
-        let space: Arc<dyn SpaceBackend> = Arc::new(GradioBackend::new(ClientOptions::with_token(
-            cfg.hf_token.as_ref().map(|t| t.expose().to_owned()),
-        )));
+        let mut space_options =
+            ClientOptions::with_token(cfg.hf_token.as_ref().map(|t| t.expose().to_owned()));
+        if let Some(hub) = &cfg.hub_url {
+            space_options.hub_url = Some(hub.clone()).filter(|h| !h.is_empty());
+        }
+        let space: Arc<dyn SpaceBackend> = Arc::new(GradioBackend::new(space_options));
         let mut sender = HttpSender::new(
             cfg.outbound_guard()?,
             opts.steps.webhook.timeout,

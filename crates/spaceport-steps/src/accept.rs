@@ -218,11 +218,7 @@ impl Accept {
                 (slot.clone(), list)
             })
             .collect();
-        let backend = BackendInfo {
-            kind: pipeline.backend_kind(),
-            target: pipeline.target().into(),
-            attempt: 0,
-        };
+        let backend = BackendInfo::new(pipeline.backend_kind(), pipeline.target());
         let deadline_at = now + chrono::Duration::seconds(new.deadline_s as i64);
         let mut run = Run {
             settings: new.settings,
@@ -461,10 +457,9 @@ impl Accept {
             inputs.insert(slot.clone(), list);
         }
         let deadline = old.deadline_at - old.created_at;
-        let backend = BackendInfo {
-            attempt: 0,
-            ..old.backend.clone()
-        };
+        // A retry starts on its pipeline's own backend, whatever the old run failed over to.
+        let pipeline = self.runs.pipelines.get(&old.pipeline)?;
+        let backend = BackendInfo::new(pipeline.backend_kind(), pipeline.target());
         let mut run = Run {
             inputs,
             settings: old.settings.clone(),

@@ -101,7 +101,7 @@ impl FetchArtifact {
     }
 
     async fn download_all(&self, run: &Run) -> Result<Vec<Artifact>, Error> {
-        let pipeline = self.runs.pipelines.get(&run.pipeline)?;
+        let pipeline = self.runs.pipelines.get(run.backend_pipeline())?;
         let job = run.job();
         let (Some(handle), Some(outputs)) = (job.handle, job.outputs) else {
             return Err(Error::upstream(

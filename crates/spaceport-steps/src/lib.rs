@@ -19,6 +19,7 @@ mod runs;
 pub mod stash;
 mod submit;
 mod sweep;
+mod trouble;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,6 +103,12 @@ pub struct StepsConfig {
     pub fetch_tries: u32,
     /// First retry delay; doubles each try.
     pub backoff: Duration,
+    /// How long a sleeping or building Space is waited for before it counts as down.
+    pub wake_timeout: Duration,
+    /// How often a waking Space is tried again.
+    pub wake_poll: Duration,
+    /// The longest wait between tries at a Space whose queue is full.
+    pub queue_full_max_delay: Duration,
     /// Lifetime of presigned upload URLs.
     pub upload_ttl: Duration,
     /// Lifetime of presigned download URLs.
@@ -124,6 +131,9 @@ impl Default for StepsConfig {
             submit_tries: 4,
             fetch_tries: 4,
             backoff: Duration::from_secs(1),
+            wake_timeout: Duration::from_secs(600),
+            wake_poll: Duration::from_secs(5),
+            queue_full_max_delay: Duration::from_secs(30),
             upload_ttl: Duration::from_secs(3600),
             download_ttl: Duration::from_secs(3600),
             outbound: OutboundGuard::default(),
@@ -206,7 +216,11 @@ impl Steps {
 
     /// poll-status.
     pub fn poll_status(&self) -> PollStatus {
-        PollStatus::new(self.runs.clone(), self.ports.space.clone())
+        PollStatus::new(
+            self.runs.clone(),
+            self.ports.space.clone(),
+            self.ports.model.clone(),
+        )
     }
 
     /// fetch-artifact.

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use spaceport_core::ports::{QueueName, SpaceBackend, SpaceEvent, StepMessage};
+use spaceport_core::ports::{ModelRunner, QueueName, SpaceBackend, SpaceEvent, StepMessage};
 use spaceport_core::{Error, ErrorCode, JobState, Progress, RunId, Status, lease};
 
 use crate::runs::{Mutated, Runs};
+use crate::trouble::{Trouble, Troubles};
 use crate::{Outcome, Step};
 
 /// The most often progress is written to the run.
@@ -29,6 +30,8 @@ enum End {
 pub struct PollStatus {
     runs: Runs,
     space: Arc<dyn SpaceBackend>,
+    /// Waits, failovers and errors when the Space fails the job.
+    troubles: Troubles,
 }
 
 #[async_trait]
@@ -44,8 +47,21 @@ impl Step for PollStatus {
 
 impl PollStatus {
     /// The step over its ports.
-    pub fn new(runs: Runs, space: Arc<dyn SpaceBackend>) -> PollStatus {
-        PollStatus { runs, space }
+    pub fn new(
+        runs: Runs,
+        space: Arc<dyn SpaceBackend>,
+        runner: Option<Arc<dyn ModelRunner>>,
+    ) -> PollStatus {
+        let troubles = Troubles {
+            runs: runs.clone(),
+            space: space.clone(),
+            runner,
+        };
+        PollStatus {
+            runs,
+            space,
+            troubles,
+        }
     }
 
     /// Handles a poll-status message.
@@ -103,6 +119,15 @@ impl PollStatus {
             tokio::select! {
                 ev = events.next() => match ev {
                     Some(Ok(SpaceEvent::Progress(p))) => {
+                        if let Some(rank) = p.queue_rank
+                            && self.troubles.rank_too_high(id, rank).await?
+                        {
+                            // Too far back in this Space's queue: leave it for the next backend.
+                            self.runs.cancel_at_backend(self.space.as_ref(), &run, &handle).await;
+                            let reason = format!("the Space put the job at queue rank {rank}");
+                            self.troubles.fail_over(id, Status::Running, &reason).await?;
+                            break End::Done;
+                        }
                         if last_write.elapsed() >= PROGRESS_EVERY {
                             last_write = tokio::time::Instant::now();
                             if !runs.renew_with_logs(id, Some(p), std::mem::take(&mut logs)).await? {
@@ -125,12 +150,18 @@ impl PollStatus {
                         self.completed(id, outputs, std::mem::take(&mut logs)).await?;
                         break End::Done;
                     }
-                    Some(Ok(SpaceEvent::Failed { code, message })) => {
+                    Some(Ok(SpaceEvent::Failed { code, message, retry_after })) => {
                         if !logs.is_empty() {
                             runs.renew_with_logs(id, None, std::mem::take(&mut logs)).await?;
                         }
-                        let retryable = code == ErrorCode::SpaceQuotaExceeded;
-                        runs.fail_run(id, code, &format!("the Space failed: {message}"), retryable).await?;
+                        // A quota is worth waiting for (or failing over from); the Space's own error is final.
+                        let trouble = Trouble {
+                            code,
+                            retryable: code == ErrorCode::SpaceQuotaExceeded,
+                            message,
+                            retry_after,
+                        };
+                        self.troubles.handle(id, Status::Running, trouble).await?;
                         break End::Done;
                     }
                     Some(Ok(SpaceEvent::Cancelled)) => {
@@ -144,6 +175,12 @@ impl PollStatus {
                     }
                     Some(Ok(SpaceEvent::Lost { reason })) => {
                         self.lost(id, &reason).await?;
+                        break End::Done;
+                    }
+                    Some(Err(Error::Upstream { code: ErrorCode::SpaceQueueFull, message, retry_after, .. })) => {
+                        // A live protocol's queue turned the job away: nothing ran, so it waits for room.
+                        let trouble = Trouble { code: ErrorCode::SpaceQueueFull, retryable: true, message, retry_after };
+                        self.troubles.handle(id, Status::Running, trouble).await?;
                         break End::Done;
                     }
                     Some(Err(e)) if !e.retryable() => {
@@ -212,7 +249,7 @@ impl PollStatus {
         let runs = &self.runs;
         let now = runs.clock.now();
         let run = runs.load(id).await?;
-        let pipeline = runs.pipelines.get(&run.pipeline)?;
+        let pipeline = runs.pipelines.get(run.backend_pipeline())?;
         let values = match pipeline.extract_values(run.job().layout.as_deref(), &outputs) {
             Ok(v) => v,
             Err(message) => {

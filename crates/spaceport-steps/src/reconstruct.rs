@@ -64,12 +64,24 @@ impl Reconstruct {
                     run.expire(now)?;
                     return Ok(true);
                 }
+                // A lapsed lease of another worker: it crashed mid-model.
+                let taken_over = run.job().lease.is_some_and(|l| l.holder != me);
                 // Any live lease, ours included: a duplicate handled at the same time must not run the model twice.
                 if !lease::claim(run, &me, now, until) {
                     return Ok(false);
                 }
                 if run.status == Status::Submitting {
                     run.transition(Status::Running, now)?;
+                }
+                // A model run taken over after a crash is a new attempt on the same model.
+                if taken_over
+                    || run
+                        .backend
+                        .attempts
+                        .last()
+                        .is_none_or(|a| a.ended_at.is_some())
+                {
+                    run.begin_attempt(now);
                 }
                 run.set_progress(
                     Progress {
@@ -119,11 +131,17 @@ impl Reconstruct {
         runner: Arc<dyn ModelRunner>,
     ) -> Result<Vec<Artifact>, Error> {
         let runs = &self.runs;
-        let declared = runs.pipelines.get(&run.pipeline)?;
-        // A Space pipeline whose run fell back to its ONNX fallback runs the fallback's model.
-        let pipeline = match (&declared.backend, &declared.fallback) {
-            (BackendSpec::Space { .. }, Some(fb)) => runs.pipelines.get(fb)?,
-            _ => declared,
+        let declared = runs.pipelines.get(run.backend_pipeline())?;
+        // A run that failed over to an ONNX pipeline runs that pipeline's model (runs stored
+        // before failovers named their pipeline: the first ONNX fallback).
+        let pipeline = match &declared.backend {
+            BackendSpec::Onnx { .. } => declared,
+            BackendSpec::Space { .. } => declared
+                .fallbacks()
+                .into_iter()
+                .filter_map(|name| runs.pipelines.get(name).ok())
+                .find(|p| matches!(p.backend, BackendSpec::Onnx { .. }))
+                .unwrap_or(declared),
         };
         let BackendSpec::Onnx {
             model,

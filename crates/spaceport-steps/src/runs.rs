@@ -290,6 +290,7 @@ impl Runs {
                 code,
                 retryable,
                 message,
+                ..
             } => Ok((code, retryable, message)),
             e @ Error::Storage { .. } => {
                 self.release(id).await?;
@@ -299,9 +300,12 @@ impl Runs {
         }
     }
 
-    /// The delay before retry number `tries` (0-based): the configured backoff, doubling.
+    /// The delay before retry number `tries` (0-based): the configured backoff, doubling, with
+    /// "equal jitter" (half fixed, half random) so runs that failed together do not all come
+    /// back together.
     pub(crate) fn backoff(&self, tries: u32) -> Duration {
-        self.config.backoff * (1u32 << tries.min(6))
+        let full = self.config.backoff * (1u32 << tries.min(6));
+        full / 2 + full.mul_f64(rand::random::<f64>() / 2.0)
     }
 }
 

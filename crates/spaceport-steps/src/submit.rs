@@ -5,17 +5,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use spaceport_core::pipeline::BackendSpec;
 use spaceport_core::ports::{
     BlobStore, JobInput, ModelRunner, QueueName, SpaceBackend, SpaceJob, StepMessage, Submitted,
 };
-use spaceport_core::{
-    BackendKind, Error, ErrorCode, EventType, JobState, Progress, Run, RunId, Status, lease,
-};
+use spaceport_core::{BackendKind, Error, ErrorCode, JobState, Run, RunId, Status, lease};
 
 use crate::runs::{Mutated, Runs};
+use crate::trouble::{Trouble, Troubles};
 use crate::{Outcome, Step, inputs};
 
 /// The submit-space step.
@@ -23,8 +23,8 @@ pub struct SubmitSpace {
     runs: Runs,
     blobs: Arc<dyn BlobStore>,
     space: Arc<dyn SpaceBackend>,
-    /// A local model runner to fall back on when a Space is down (`None`: no fallback here).
-    fallback: Option<Arc<dyn ModelRunner>>,
+    /// Waits, failovers and errors when the Space fails.
+    troubles: Troubles,
 }
 
 #[async_trait]
@@ -46,11 +46,16 @@ impl SubmitSpace {
         space: Arc<dyn SpaceBackend>,
         fallback: Option<Arc<dyn ModelRunner>>,
     ) -> SubmitSpace {
+        let troubles = Troubles {
+            runs: runs.clone(),
+            space: space.clone(),
+            runner: fallback,
+        };
         SubmitSpace {
             runs,
             blobs,
             space,
-            fallback,
+            troubles,
         }
     }
 
@@ -60,10 +65,18 @@ impl SubmitSpace {
         let now = runs.clock.now();
         let me = runs.worker_id().to_string();
         let lease_until = runs.lease_until(now);
-        let max_attempts = runs
-            .pipelines
-            .get(&runs.load(id).await?.pipeline)?
-            .max_attempts;
+        let stored = runs.load(id).await?;
+        // A run waiting for its backend (a quota, a Space waking) is not submitted before its time.
+        if stored.status == Status::Submitting
+            && let Some(at) = stored.job().not_before
+            && at > now
+            && !stored.job().leased(now)
+        {
+            return Ok(Outcome::RetryAfter(
+                (at - now).to_std().unwrap_or(Duration::ZERO),
+            ));
+        }
+        let max_attempts = runs.pipelines.get(stored.backend_pipeline())?.max_attempts;
         // Claim the run: queued → submitting (attempt 1), or take over a submission whose lease lapsed.
         let mut previous_job = None;
         let claimed = runs
@@ -79,7 +92,7 @@ impl SubmitSpace {
                 match run.status {
                     Status::Queued => {
                         run.transition(Status::Submitting, now)?;
-                        run.backend.attempt += 1;
+                        run.begin_attempt(now);
                         run.job = Some(JobState::default());
                     }
                     // A live lease, this worker's own included, means a submission is under way:
@@ -87,14 +100,16 @@ impl SubmitSpace {
                     // join the Space a second time.
                     Status::Submitting if run.job().leased(now) => return Ok(false),
                     Status::Submitting if run.job_handle().is_some() => {
-                        // A holder crashed after joining but before recording `running`: count a new attempt.
-                        run.backend.attempt += 1;
+                        // The job was lost (poll-status), or a holder crashed after joining but
+                        // before recording `running`: count a new attempt.
+                        run.begin_attempt(now);
                         previous_job = run.job.as_mut().and_then(|j| j.handle.take());
                     }
                     Status::Submitting => {}
                     _ => return Ok(false),
                 }
-                if run.backend.attempt > max_attempts {
+                let pipeline = run.backend_pipeline().to_string();
+                if run.attempts_on(&pipeline) > max_attempts {
                     run.fail(
                         ErrorCode::SpaceError,
                         format!("the Space lost the job {max_attempts} times; giving up"),
@@ -137,8 +152,21 @@ impl SubmitSpace {
         }
     }
 
+    /// A submit that failed: the run waits, fails over or fails (`trouble.rs`).
+    async fn submit_failed(&self, id: &RunId, err: Error) -> Result<Outcome, Error> {
+        let retry_after = err.retry_after();
+        let (code, retryable, message) = self.runs.classify(id, err, ErrorCode::Internal).await?;
+        let trouble = Trouble {
+            code,
+            retryable,
+            message,
+            retry_after,
+        };
+        self.troubles.handle(id, Status::Submitting, trouble).await
+    }
+
     async fn submit_job(&self, run: &Run) -> Result<Submitted, Error> {
-        let pipeline = self.runs.pipelines.get(&run.pipeline)?;
+        let pipeline = self.runs.pipelines.get(run.backend_pipeline())?;
         let BackendSpec::Space { space, .. } = &pipeline.backend else {
             return Err(Error::Internal(format!(
                 "pipeline {} has no Space backend",
@@ -193,6 +221,8 @@ impl SubmitSpace {
                 job.layout = Some(layout.clone());
                 job.lease = None;
                 job.submit_tries = 0;
+                job.not_before = None;
+                job.waiting_since = None;
                 run.transition(Status::Running, now)?;
                 run.progress.stage = Some("submitted".into());
                 Ok(true)
@@ -210,80 +240,5 @@ impl SubmitSpace {
             }
         }
         Ok(Outcome::Done)
-    }
-
-    async fn submit_failed(&self, id: &RunId, err: Error) -> Result<Outcome, Error> {
-        let runs = &self.runs;
-        let now = runs.clock.now();
-        let tries_max = runs.config.submit_tries;
-        let (code, retryable, message) = runs.classify(id, err, ErrorCode::Internal).await?;
-        let mut retry_in = None;
-        let mut fell_back = false;
-        let fallback_model = self.fallback_model(id).await?;
-        let mutated = runs
-            .mutate(id, |run| {
-                fell_back = false;
-                retry_in = None;
-                if run.status != Status::Submitting {
-                    return Ok(false);
-                }
-                let job = run.job.get_or_insert_default();
-                job.lease = None;
-                if retryable && job.submit_tries + 1 < tries_max {
-                    job.submit_tries += 1;
-                    retry_in = Some(runs.backoff(job.submit_tries - 1));
-                    let tries = job.submit_tries;
-                    let progress = Progress {
-                        message: Some(format!("{message} (try {tries} of {tries_max}, retrying)")),
-                        ..run.progress.clone()
-                    };
-                    run.set_progress(progress, now);
-                    return Ok(true);
-                }
-                if let Some(target) = &fallback_model
-                    && code == ErrorCode::SpaceUnavailable
-                {
-                    // The Space is down: the fallback pipeline's local model does the job instead.
-                    run.backend.kind = BackendKind::Onnx;
-                    run.backend.target = target.clone();
-                    run.progress = Progress {
-                        stage: Some("fallback".into()),
-                        message: Some(format!("{message}; running on the local model instead")),
-                        ..Progress::default()
-                    };
-                    // Another backend takes the job: an update, not mere progress.
-                    run.record(EventType::Updated, now);
-                    fell_back = true;
-                    return Ok(true);
-                }
-                let message = if retryable {
-                    format!("{message} (gave up after {tries_max} tries)")
-                } else {
-                    message.clone()
-                };
-                run.fail(code, message, retryable, now)?;
-                Ok(true)
-            })
-            .await?;
-        if let (true, Mutated::Changed(run)) = (fell_back, &mutated) {
-            runs.hand_on(run).await?;
-        }
-        Ok(retry_in.map_or(Outcome::Done, Outcome::RetryAfter))
-    }
-
-    /// The model of the run's fallback pipeline, when it has one this process can run.
-    async fn fallback_model(&self, id: &RunId) -> Result<Option<String>, Error> {
-        let Some(runner) = &self.fallback else {
-            return Ok(None);
-        };
-        let run = self.runs.load(id).await?;
-        let pipeline = self.runs.pipelines.get(&run.pipeline)?;
-        let Some(fb) = &pipeline.fallback else {
-            return Ok(None);
-        };
-        Ok(match &self.runs.pipelines.get(fb)?.backend {
-            BackendSpec::Onnx { model, .. } => Some(model.clone()).filter(|m| runner.available(m)),
-            BackendSpec::Space { .. } => None,
-        })
     }
 }

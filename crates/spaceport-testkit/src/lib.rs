@@ -9,6 +9,7 @@ pub mod build;
 mod emulators;
 pub mod fakes;
 mod files;
+mod front;
 mod gradio;
 mod peer;
 mod receiver;
@@ -22,6 +23,7 @@ use anyhow::{Result, bail};
 
 pub use emulators::{MotoServer, SeaweedS3};
 pub use files::{demo_model, gltf_validate, ort_dylib, png};
+pub use front::{FRONT_SHA, Seen, SpaceFront};
 pub use gradio::{Gradio, MirrorSpace, matrix_pipeline};
 pub use receiver::WebhookReceiver;
 

@@ -10,7 +10,9 @@ the uploaded pixels with trimesh. The log output echoes what the Space received,
 
 Test hooks that leave the API alone: an image whose name contains `slow` makes /gradio_demo take
 about 10 s reporting gr.Progress steps; one containing `fail` raises gr.Error("mirror failure: …");
-env MIRROR_DELAY_S adds a delay to every /gradio_demo call; MIRROR_INSTANT=1 skips every sleep.
+one containing `quota` is refused with ZeroGPU's quota text ("Try again in 0:00:02") until
+MIRROR_QUOTA_WAIT_S after the first such call; env MIRROR_DELAY_S adds a delay to every
+/gradio_demo call; MIRROR_INSTANT=1 skips every sleep; MIRROR_QUEUE_MAX sizes the queue.
 
 Run: GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 GRADIO_TEMP_DIR=… python app.py --port 7861
 """
@@ -35,8 +37,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mirror_support import (  # noqa: E402
     DELAY_S,
     INSTANT,
+    QUEUE_MAX,
     SLOW_STEPS,
     SLOW_STEP_S,
+    quota_refusal,
     sleep as _sleep,
     exit_with_parent as _exit_with_parent,
 )
@@ -160,6 +164,10 @@ def gradio_demo(
     failing = [n for n in names if "fail" in n]
     if failing:
         raise gr.Error(f"mirror failure: {failing[0]} was asked to fail")
+    refusal = quota_refusal(names)
+    if refusal:
+        # As ZeroGPU refuses a call when the caller's GPU minutes are spent.
+        raise gr.Error(refusal, title="ZeroGPU quota exceeded")
 
     # Not in the Space: a log line (gr.Info reaches clients as a {"msg": "log"} message), so the
     # run's `logs` can be tested.
@@ -355,7 +363,7 @@ def main():
     work = tempfile.mkdtemp(prefix="vggt_mirror_", dir=os.environ.get("GRADIO_TEMP_DIR"))
     os.chdir(work)
     threading.Thread(target=_exit_with_parent, daemon=True).start()
-    demo.queue(max_size=20, default_concurrency_limit=1)
+    demo.queue(max_size=QUEUE_MAX, default_concurrency_limit=1)
     demo.launch(server_name="127.0.0.1", server_port=args.port, prevent_thread_lock=True, show_error=True)
     print(f"MIRROR READY http://127.0.0.1:{args.port}", flush=True)
     try:

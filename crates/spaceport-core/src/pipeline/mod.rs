@@ -15,7 +15,7 @@ pub use load::LoadError;
 pub use schema::BackendDescription;
 pub use set::{BUILTIN_PIPELINES, PipelineSet};
 pub use spec::{
-    Arg, ArgSpec, BackendSpec, CallSpec, DEFAULT_LAYOUT, FileForm, InputOrder, InputSpec,
+    Arg, ArgSpec, BackendSpec, CallSpec, DEFAULT_LAYOUT, Failover, FileForm, InputOrder, InputSpec,
     LayoutOutput, LayoutSpec, OutputRef, OutputSpec, Pipeline, SettingSpec, ValueKind, ValueSpec,
     space_base_url, toml_to_json,
 };

@@ -145,7 +145,13 @@ impl Pipeline {
             "inputs": inputs,
             "settings": self.settings_schema(),
             "outputs": outputs,
-            "fallback": self.fallback,
+            "fallback": self.fallbacks().first(),
+            "failover": {
+                "to": self.fallbacks(),
+                "when_down": self.failover.when_down,
+                "when_quota_wait_over_s": self.failover.when_quota_wait_over_s,
+                "when_queue_rank_over": self.failover.when_queue_rank_over,
+            },
             "deadline_s": self.deadline_s,
         })
     }

@@ -90,14 +90,30 @@ impl PipelineSet {
             pipelines.insert(p.name.clone(), p);
         }
         for p in pipelines.values() {
-            if let Some(fb) = &p.fallback
-                && (!pipelines.contains_key(fb) || fb == &p.name)
-            {
-                return Err(load_err(
-                    &format!("{}.toml", p.name),
-                    "fallback",
-                    format!("no other pipeline named {fb:?}"),
-                ));
+            let file = format!("{}.toml", p.name);
+            for fb in p.fallbacks() {
+                let Some(other) = pipelines.get(fb).filter(|o| o.name != p.name) else {
+                    return Err(load_err(
+                        &file,
+                        "fallback",
+                        format!("no other pipeline named {fb:?}"),
+                    ));
+                };
+                // A run keeps its inputs and promises its outputs whichever backend serves it.
+                if let Some(slot) = p.inputs.keys().find(|s| !other.inputs.contains_key(*s)) {
+                    return Err(load_err(
+                        &file,
+                        "fallback",
+                        format!("fallback {fb:?} has no input slot {slot:?}"),
+                    ));
+                }
+                if let Some(out) = p.outputs.keys().find(|o| !other.outputs.contains_key(*o)) {
+                    return Err(load_err(
+                        &file,
+                        "fallback",
+                        format!("fallback {fb:?} makes no output {out:?}"),
+                    ));
+                }
             }
         }
         Ok(PipelineSet { pipelines })

@@ -310,9 +310,12 @@ pub struct Pipeline {
     pub title: String,
     #[serde(default)]
     pub description: Option<String>,
-    /// Another pipeline that can do the same job when this one's backend is down.
+    /// Another pipeline that can do the same job when this one's backend is down (the first
+    /// of the failover list; `[failover]` names more, and when to use them).
     #[serde(default)]
     pub fallback: Option<String>,
+    #[serde(default)]
+    pub failover: Failover,
     /// Default run deadline in seconds (a request may ask for less or more, up to `max_deadline_s`).
     #[serde(default = "default_deadline_s")]
     pub deadline_s: u64,
@@ -329,6 +332,57 @@ pub struct Pipeline {
     /// Non-file outputs, shown on the run as `outputs`.
     #[serde(default)]
     pub values: BTreeMap<String, ValueSpec>,
+}
+
+/// When a run leaves this pipeline's backend for the next one that can do the same job. Each
+/// fallback runs at most once for a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failover {
+    /// Pipelines to try in order after `fallback` (they take the same inputs and make at least
+    /// the same outputs).
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// When the backend is down: unreachable after its tries, or the Hub says it is paused or
+    /// broken, or it did not wake in time. On unless set to false.
+    #[serde(default = "yes")]
+    pub when_down: bool,
+    /// When a quota (ZeroGPU minutes, a rate limit) would make the run wait longer than this many
+    /// seconds. Unset: wait while the deadline allows.
+    #[serde(default)]
+    pub when_quota_wait_over_s: Option<u64>,
+    /// When the Space puts the job behind more than this many others; a full queue counts as
+    /// above it. Unset: wait in the queue.
+    #[serde(default)]
+    pub when_queue_rank_over: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Failover {
+            to: vec![],
+            when_down: true,
+            when_quota_wait_over_s: None,
+            when_queue_rank_over: None,
+        }
+    }
+}
+
+impl Pipeline {
+    /// The pipelines a run may fail over to, in order: `fallback`, then `[failover] to`.
+    pub fn fallbacks(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = vec![];
+        for name in self.fallback.iter().chain(&self.failover.to) {
+            if !out.contains(&name.as_str()) {
+                out.push(name);
+            }
+        }
+        out
+    }
 }
 
 fn default_deadline_s() -> u64 {

@@ -62,6 +62,8 @@ pub enum SpaceEvent {
     Failed {
         code: crate::error::ErrorCode,
         message: String,
+        /// When the Space said the job can be tried again (a ZeroGPU quota's "retry in 0:09:48").
+        retry_after: Option<std::time::Duration>,
     },
     /// The job was cancelled at the backend (it answers like a success with no output).
     Cancelled,
@@ -92,6 +94,56 @@ pub trait SpaceBackend: Send + Sync {
 
     /// Stops the job at the backend, queued or running.
     async fn cancel(&self, handle: &Value) -> Result<(), Error>;
+
+    /// What the Hub says about Space `space` (`owner/name`): `None` when no Hub is configured
+    /// or it could not tell.
+    async fn runtime(&self, _space: &str) -> Option<SpaceRuntime> {
+        None
+    }
+
+    /// Asks the sleeping Space served at `url` to wake (a request to it is what wakes one).
+    async fn wake(&self, _url: &str) {}
+}
+
+/// A Space's runtime as the Hub reports it (`GET /api/spaces/{id}/runtime`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpaceRuntime {
+    /// The Hub's stage: `RUNNING`, `SLEEPING`, `BUILDING`, `APP_STARTING`, `PAUSED`,
+    /// `RUNTIME_ERROR`, …
+    pub stage: String,
+    /// The commit the Space runs, when the Hub says.
+    pub sha: Option<String>,
+}
+
+/// What a Space's Hub stage means for a run that wants it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpaceReadiness {
+    /// Up (or the Hub could not say otherwise): failures are the Space's own.
+    Running,
+    /// Asleep, building or starting: it will answer after a wait.
+    Waking,
+    /// Paused by its owner, broken or being deleted: it will not answer without a person.
+    Down,
+}
+
+impl SpaceRuntime {
+    /// What the stage means; stages the Hub adds later count as running, so a run keeps its
+    /// ordinary retries rather than waiting on a stage nobody knows.
+    pub fn readiness(&self) -> SpaceReadiness {
+        match self.stage.as_str() {
+            "SLEEPING" | "STOPPED" | "BUILDING" | "APP_STARTING" | "RUNNING_APP_STARTING" => {
+                SpaceReadiness::Waking
+            }
+            "PAUSED" | "NO_APP_FILE" | "CONFIG_ERROR" | "BUILD_ERROR" | "RUNTIME_ERROR"
+            | "DELETING" => SpaceReadiness::Down,
+            _ => SpaceReadiness::Running,
+        }
+    }
+
+    /// Whether the Space sleeps until a request wakes it.
+    pub fn asleep(&self) -> bool {
+        matches!(self.stage.as_str(), "SLEEPING" | "STOPPED")
+    }
 }
 
 /// An input image handed to a local model.

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use serde_json::Value;
-use spaceport_core::Error;
+use spaceport_core::{Error, ErrorCode};
 
 use super::diff::GeneratingState;
 use super::live::{self, Asked, asked};
@@ -125,9 +125,12 @@ impl UpdateSource for Updates {
                         continue;
                     }
                     Some(Asked::QueueFull) => {
-                        return Ok(JobUpdate::Lost {
-                            reason: "the Space's queue is full".into(),
-                        });
+                        // Nothing ran: the job waits for room like a refused join, without counting an attempt.
+                        return Err(Error::upstream(
+                            ErrorCode::SpaceQueueFull,
+                            true,
+                            "the Space's queue is full",
+                        ));
                     }
                     None => {}
                 }

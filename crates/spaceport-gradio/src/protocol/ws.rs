@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
-use spaceport_core::Error;
+use spaceport_core::{Error, ErrorCode};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -175,9 +175,12 @@ impl UpdateSource for Updates {
                     continue;
                 }
                 Some(Asked::QueueFull) => {
-                    return Ok(JobUpdate::Lost {
-                        reason: "the Space's queue is full".into(),
-                    });
+                    // Nothing ran: the job waits for room like a refused join, without counting an attempt.
+                    return Err(Error::upstream(
+                        ErrorCode::SpaceQueueFull,
+                        true,
+                        "the Space's queue is full",
+                    ));
                 }
                 None => {}
             }

@@ -134,6 +134,9 @@ pub struct Config {
     pub pipelines: BTreeMap<String, PipelineOverride>,
     /// Hugging Face token sent to Spaces (also read from `HF_TOKEN`); never logged.
     pub hf_token: Option<Secret>,
+    /// The Hugging Face Hub asked whether a Space that does not answer is asleep, building or
+    /// broken (default `https://huggingface.co`; empty: never ask).
+    pub hub_url: Option<String>,
     /// Seconds a worker's claim on a run lasts without renewal (default 30).
     pub lease_s: Option<u64>,
     /// Seconds a received step message stays hidden between heartbeats (default 30).
