@@ -3,7 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -52,6 +53,7 @@ pub fn config(data: &std::path::Path, space_url: &str) -> Config {
         PipelineOverride {
             space_url: Some(space_url.into()),
             model: None,
+            ..PipelineOverride::default()
         },
     );
     cfg
@@ -281,4 +283,77 @@ pub fn api_key(name: &str, tenant: &str, scopes: &[&str]) -> (String, ApiKeyConf
         revoked: false,
     };
     (key, entry)
+}
+
+/// A `spaceport serve` child process, killed with SIGKILL on drop.
+pub struct Serve {
+    child: Child,
+    pub client: ApiClient,
+}
+
+impl Serve {
+    pub async fn start(data: &Path, port: u16, space_url: &str, steps: &str) -> Serve {
+        Self::start_with(data, port, space_url, steps, &[], Stdio::inherit()).await
+    }
+
+    /// Starts it with `env` set too and its log (stderr) going to `log`.
+    pub async fn start_with(
+        data: &Path,
+        port: u16,
+        space_url: &str,
+        steps: &str,
+        env: &[(&str, &str)],
+        log: Stdio,
+    ) -> Serve {
+        let child = Command::new(env!("CARGO_BIN_EXE_spaceport"))
+            .args([
+                "--data",
+                data.to_str().unwrap(),
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--steps",
+                steps,
+            ])
+            .env("SPACEPORT_SPACE_URL_VGGT", space_url)
+            .env("SPACEPORT_LEASE_S", "3")
+            .env("SPACEPORT_VISIBILITY_S", "3")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning spaceport serve");
+        let client = ApiClient::new(&format!("http://127.0.0.1:{port}"));
+        let until = Instant::now() + Duration::from_secs(30);
+        let http = reqwest::Client::new();
+        loop {
+            if http
+                .get(format!("http://127.0.0.1:{port}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "spaceport serve did not answer within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Serve { child, client }
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaping");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

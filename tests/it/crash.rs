@@ -4,86 +4,13 @@
 //! between its tries is delivered after the restart, under the same message id.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use spaceport_cli::client::ApiClient;
 
 use crate::common::*;
-
-/// A `spaceport serve` child process, killed with SIGKILL on drop.
-struct Serve {
-    child: Child,
-    client: ApiClient,
-}
-
-impl Serve {
-    async fn start(data: &Path, port: u16, space_url: &str, steps: &str) -> Serve {
-        Self::start_with(data, port, space_url, steps, &[], Stdio::inherit()).await
-    }
-
-    /// Starts it with `env` set too and its log (stderr) going to `log`.
-    async fn start_with(
-        data: &Path,
-        port: u16,
-        space_url: &str,
-        steps: &str,
-        env: &[(&str, &str)],
-        log: Stdio,
-    ) -> Serve {
-        let child = Command::new(env!("CARGO_BIN_EXE_spaceport"))
-            .args([
-                "--data",
-                data.to_str().unwrap(),
-                "serve",
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-                "--steps",
-                steps,
-            ])
-            .env("SPACEPORT_SPACE_URL_VGGT", space_url)
-            .env("SPACEPORT_LEASE_S", "3")
-            .env("SPACEPORT_VISIBILITY_S", "3")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawning spaceport serve");
-        let client = ApiClient::new(&format!("http://127.0.0.1:{port}"));
-        let until = Instant::now() + Duration::from_secs(30);
-        let http = reqwest::Client::new();
-        loop {
-            if http
-                .get(format!("http://127.0.0.1:{port}/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < until,
-                "spaceport serve did not answer within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Serve { child, client }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaping");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn new_run(client: &ApiClient, name: &str) -> String {
     let run = create_and_upload(client, &[(name, png(48, 32, 9))], json!({}), json!({}))

@@ -406,6 +406,7 @@ async fn a_down_space_fails_over_to_a_fallback_space_then_to_the_local_model() {
             PipelineOverride {
                 space_url: url,
                 model,
+                ..PipelineOverride::default()
             },
         );
     }
@@ -481,6 +482,7 @@ async fn a_job_too_far_back_in_the_queue_leaves_it_for_the_fallback_space() {
             PipelineOverride {
                 space_url: Some(url.to_string()),
                 model: None,
+                ..PipelineOverride::default()
             },
         );
     }

@@ -4,6 +4,7 @@
 mod bad_input;
 mod blobs;
 mod common;
+mod concurrency;
 mod crash;
 mod duplicates;
 mod edge;

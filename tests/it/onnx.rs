@@ -54,6 +54,7 @@ fn onnx_config(
         PipelineOverride {
             space_url: Some(space_url.into()),
             model: None,
+            ..PipelineOverride::default()
         },
     );
     cfg.pipelines.insert(
@@ -61,6 +62,7 @@ fn onnx_config(
         PipelineOverride {
             space_url: None,
             model: Some(model.display().to_string()),
+            ..PipelineOverride::default()
         },
     );
     cfg

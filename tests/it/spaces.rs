@@ -26,6 +26,7 @@ async fn stack_for(pipeline: &str, url: &str) -> Result<TestStack> {
         PipelineOverride {
             space_url: Some(url.into()),
             model: None,
+            ..PipelineOverride::default()
         },
     );
     let t = TestStack::start_config(cfg).await?;

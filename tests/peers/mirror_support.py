@@ -4,7 +4,9 @@ started it. Imported by each mirror from the folder above it; runs under every G
 (plain Python, no Gradio import).
 """
 
+import functools
 import os
+import threading
 import time
 
 # MIRROR_INSTANT=1 skips every sleep; MIRROR_DELAY_S adds a delay to every call that does work;
@@ -15,6 +17,8 @@ DELAY_S = float(os.environ.get("MIRROR_DELAY_S") or 0)
 SLOW_STEPS = 20
 SLOW_STEP_S = 0.5
 QUEUE_MAX = int(os.environ.get("MIRROR_QUEUE_MAX") or 20)
+# MIRROR_CONCURRENCY: how many calls of one endpoint the Space runs at once (Gradio's default 1).
+CONCURRENCY = int(os.environ.get("MIRROR_CONCURRENCY") or 1)
 
 
 # The `quota` hook: the first call with such a file starts a ZeroGPU-style quota that frees this
@@ -39,6 +43,29 @@ def quota_refusal(names):
         f"You have exceeded your GPU quota (60s requested vs. 0s left). "
         f"Try again in {secs // 3600}:{secs // 60 % 60:02d}:{secs % 60:02d}"
     )
+
+
+_inflight = 0
+_inflight_lock = threading.Lock()
+
+
+def counted(fn):
+    """Logs `INFLIGHT n` as each call of `fn` starts (n counting itself), so tests can prove how
+    many jobs the Space ran at once. Keeps fn's signature, which Gradio reads."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        global _inflight
+        with _inflight_lock:
+            _inflight += 1
+            print(f"INFLIGHT {_inflight}", flush=True)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            with _inflight_lock:
+                _inflight -= 1
+
+    return wrapper
 
 
 def sleep(seconds):

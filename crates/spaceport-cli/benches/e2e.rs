@@ -298,6 +298,7 @@ async fn part_a(opts: &Opts) -> Result<()> {
         PipelineOverride {
             space_url: Some(mirror.url().into()),
             model: None,
+            ..PipelineOverride::default()
         },
     );
     let mut stack_opts = StackOptions {

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use spaceport_core::limits::Usage;
-use spaceport_core::ports::{Idempotency, InsertOutcome, ListQuery, RunStore};
+use spaceport_core::ports::{Idempotency, InsertOutcome, ListQuery, RunStore, SlotBook};
 use spaceport_core::{
     Artifact, BackendInfo, BackendKind, Error, InputFile, InputState, JobState, Lease, Run, RunId,
     Status,
@@ -44,7 +44,50 @@ pub async fn run_store_contract(store: &dyn RunStore) {
     store_usage_counts_a_tenants_live_runs_and_stored_bytes(store).await;
     store_overdue_lists_live_runs_past_their_deadline(store).await;
     store_stalled_pages_through_runs_nothing_moved(store).await;
+    store_slot_books_are_written_by_compare_and_swap(store).await;
     crate::events::run_events_contract(store).await;
+}
+
+/// A backend's slot book starts empty at version 0; each write must name the version it read,
+/// so of two writers that read the same version only one lands; `all_slots` lists books that
+/// hold or wait for something.
+pub async fn store_slot_books_are_written_by_compare_and_swap(store: &dyn RunStore) {
+    let key = unique_key("space:owner/slots");
+    let (book, v) = store.slots(&key).await.unwrap();
+    assert_eq!((book, v), (SlotBook::default(), 0));
+    let one = SlotBook {
+        holders: vec!["run_a".into()],
+        waiters: vec!["run_b".into(), "run_c".into()],
+    };
+    store.put_slots(&key, &one, 0).await.unwrap();
+    // A second writer that also read version 0 loses.
+    let lost = store.put_slots(&key, &SlotBook::default(), 0).await;
+    assert!(
+        matches!(lost, Err(Error::VersionConflict { .. })),
+        "{lost:?}"
+    );
+    assert_eq!(store.slots(&key).await.unwrap(), (one.clone(), 1));
+    let two = SlotBook {
+        holders: vec!["run_a".into(), "run_b".into()],
+        waiters: vec!["run_c".into()],
+    };
+    store.put_slots(&key, &two, 1).await.unwrap();
+    assert!(matches!(
+        store.put_slots(&key, &one, 1).await,
+        Err(Error::VersionConflict { .. })
+    ));
+    assert_eq!(store.slots(&key).await.unwrap(), (two.clone(), 2));
+    let all = store.all_slots().await.unwrap();
+    assert!(all.contains(&(key.clone(), two)), "{all:?}");
+    store
+        .put_slots(&key, &SlotBook::default(), 2)
+        .await
+        .unwrap();
+    let all = store.all_slots().await.unwrap();
+    assert!(
+        all.iter().all(|(k, _)| k != &key),
+        "an empty book is not listed"
+    );
 }
 
 /// `insert` then `get` gives back the same run; an unknown id is `None`.

@@ -38,6 +38,10 @@ pub struct JobState {
     /// waking): no step submits it before, and the sweeper does not count it stalled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<DateTime<Utc>>,
+    /// A step keeps looking at the run until then (a run waiting for one of its backend's slots
+    /// asks again every second): the sweeper does not count it stalled before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watched_until: Option<DateTime<Utc>>,
     /// When the current wait for the backend (a Space waking, a full queue) began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_since: Option<DateTime<Utc>>,

@@ -498,6 +498,7 @@ impl Run {
             None => job
                 .and_then(|j| j.not_before)
                 .into_iter()
+                .chain(job.and_then(|j| j.watched_until))
                 .chain(Some(self.queued_at.unwrap_or(self.created_at)))
                 .max()
                 .unwrap_or(self.created_at),

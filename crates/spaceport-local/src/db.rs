@@ -158,6 +158,14 @@ const MIGRATIONS: &[&str] = &[
             WHERE tenant = NEW.tenant;
     END;
     "#,
+    // 8: each backend's slot book (holders and waiters, JSON), written with compare-and-swap.
+    r#"
+    CREATE TABLE backend_slots (
+        key      TEXT PRIMARY KEY,
+        book     TEXT NOT NULL,
+        version  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

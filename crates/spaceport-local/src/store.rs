@@ -8,8 +8,8 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use spaceport_core::limits::Usage;
 pub use spaceport_core::ports::{DEFAULT_PAGE, MAX_PAGE};
 use spaceport_core::ports::{
-    FeedPage, FeedQuery, Idempotency, InsertOutcome, ListQuery, RunPage, RunStore, StallCursor,
-    StalledPage, encode_cursor,
+    FeedPage, FeedQuery, Idempotency, InsertOutcome, ListQuery, RunPage, RunStore, SlotBook,
+    StallCursor, StalledPage, encode_cursor,
 };
 use spaceport_core::{Error, Run, RunEvent, RunId};
 
@@ -73,6 +73,11 @@ fn to_json(run: &Run) -> Result<String, Error> {
 
 /// Decodes a stored run. One that does not decode (a job record of the wrong shape, say) is an
 /// error naming the run, never a default: a default would silently drop a live lease.
+fn book_from_json(body: &str) -> Result<SlotBook, Error> {
+    serde_json::from_str(body)
+        .map_err(|e| Error::Internal(format!("a stored slot book does not decode: {e}")))
+}
+
 fn from_json(body: &str) -> Result<Run, Error> {
     serde_json::from_str(body).map_err(|e| {
         let id = serde_json::from_str::<serde_json::Value>(body)
@@ -380,6 +385,78 @@ impl RunStore for SqliteStore {
                 conn.execute(PURGE_KEYS_SQL, [millis(before)])
                     .map(|n| n as u64)
                     .map_err(|e| sql_err("purging idempotency keys", e))
+            })
+            .await
+    }
+
+    async fn slots(&self, key: &str) -> Result<(SlotBook, u64), Error> {
+        let key = key.to_string();
+        self.db
+            .call(move |conn| {
+                let row: Option<(String, i64)> = conn
+                    .query_row(
+                        "SELECT book, version FROM backend_slots WHERE key = ?1",
+                        [&key],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(|e| sql_err("reading a slot book", e))?;
+                match row {
+                    None => Ok((SlotBook::default(), 0)),
+                    Some((book, v)) => Ok((book_from_json(&book)?, v as u64)),
+                }
+            })
+            .await
+    }
+
+    async fn put_slots(&self, key: &str, book: &SlotBook, expected: u64) -> Result<(), Error> {
+        let key = key.to_string();
+        let body = serde_json::to_string(book).map_err(|e| Error::Internal(e.to_string()))?;
+        self.db
+            .write("writing a slot book", move |tx| {
+                let changed = if expected == 0 {
+                    tx.execute(
+                        "INSERT INTO backend_slots (key, book, version) VALUES (?1, ?2, 1)
+                         ON CONFLICT (key) DO NOTHING",
+                        rusqlite::params![key, body],
+                    )
+                } else {
+                    tx.execute(
+                        "UPDATE backend_slots SET book = ?2, version = version + 1
+                         WHERE key = ?1 AND version = ?3",
+                        rusqlite::params![key, body, expected as i64],
+                    )
+                }
+                .map_err(|e| sql_err("writing a slot book", e))?;
+                if changed == 0 {
+                    return Err(Error::VersionConflict {
+                        id: key.clone(),
+                        expected,
+                    });
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn all_slots(&self) -> Result<Vec<(String, SlotBook)>, Error> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare("SELECT key, book FROM backend_slots ORDER BY key")
+                    .map_err(|e| sql_err("listing slot books", e))?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .map_err(|e| sql_err("listing slot books", e))?;
+                let mut out = vec![];
+                for row in rows {
+                    let (key, book) = row.map_err(|e| sql_err("listing slot books", e))?;
+                    let book = book_from_json(&book)?;
+                    if !book.holders.is_empty() || !book.waiters.is_empty() {
+                        out.push((key, book));
+                    }
+                }
+                Ok(out)
             })
             .await
     }

@@ -150,12 +150,29 @@ async fn readyz(State(st): State<AppState>) -> Response {
         ok = false;
         problems.push(format!("blob store: {e}"));
     }
+    // Each limited backend: the runs holding its slots and those waiting, in line order.
+    let mut backends = serde_json::Map::new();
+    match runs.slot_books().await {
+        Ok(books) => {
+            for (key, book) in books {
+                backends.insert(
+                    key,
+                    json!({"in_flight": book.holders.len(), "waiting": book.waiters.len(),
+                           "holders": book.holders, "waiters": book.waiters}),
+                );
+            }
+        }
+        Err(e) => {
+            ok = false;
+            problems.push(format!("backend slots: {e}"));
+        }
+    }
     let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({"status": if ok {"ok"} else {"unavailable"}, "queues": queues, "problems": problems}))).into_response()
+    (status, Json(json!({"status": if ok {"ok"} else {"unavailable"}, "queues": queues, "backends": backends, "problems": problems}))).into_response()
 }
 
 /// Every pipeline.

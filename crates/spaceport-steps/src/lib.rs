@@ -16,6 +16,7 @@ mod reads;
 mod reconstruct;
 pub mod runner;
 mod runs;
+mod slots;
 pub mod stash;
 mod submit;
 mod sweep;
@@ -109,6 +110,8 @@ pub struct StepsConfig {
     pub wake_poll: Duration,
     /// The longest wait between tries at a Space whose queue is full.
     pub queue_full_max_delay: Duration,
+    /// How often a run waiting for one of its backend's slots asks again.
+    pub slot_poll: Duration,
     /// Lifetime of presigned upload URLs.
     pub upload_ttl: Duration,
     /// Lifetime of presigned download URLs.
@@ -134,6 +137,7 @@ impl Default for StepsConfig {
             wake_timeout: Duration::from_secs(600),
             wake_poll: Duration::from_secs(5),
             queue_full_max_delay: Duration::from_secs(30),
+            slot_poll: Duration::from_secs(1),
             upload_ttl: Duration::from_secs(3600),
             download_ttl: Duration::from_secs(3600),
             outbound: OutboundGuard::default(),

@@ -11,6 +11,7 @@ use spaceport_core::ports::{BlobStore, ModelInput, ModelJob, ModelRunner, QueueN
 use spaceport_core::{Artifact, Error, ErrorCode, Progress, Run, RunId, Status, lease};
 
 use crate::runs::{Mutated, Runs};
+use crate::slots::Admit;
 use crate::{Outcome, Step, artifacts, inputs};
 
 /// The reconstruct step.
@@ -49,6 +50,19 @@ impl Reconstruct {
             return Ok(Outcome::RetryAfter(Duration::from_secs(5)));
         };
         let runs = &self.runs;
+        // One job per model at a time (or the pipeline's limit), across every worker.
+        if let Some(run) = runs.store.get(id).await?
+            && matches!(run.status, Status::Submitting | Status::Running)
+            && !run.job().leased(runs.clock.now())
+            && let Admit::Wait {
+                ahead,
+                waiting,
+                limit,
+            } = runs.admit(&run).await?
+        {
+            let again = runs.wait_for_slot(id, ahead, waiting, limit).await?;
+            return Ok(Outcome::RetryAfter(again));
+        }
         let now = runs.clock.now();
         let me = runs.worker_id().to_string();
         let until = runs.lease_until(now);

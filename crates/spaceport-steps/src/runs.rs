@@ -125,6 +125,7 @@ impl Runs {
         for _ in 0..32 {
             let mut run = self.load(id).await?;
             let prev = run.version;
+            let slot_before = self.occupied_slot(&run, self.clock.now());
             if !f(&mut run)? {
                 return Ok(Mutated::Unchanged(run));
             }
@@ -136,6 +137,14 @@ impl Runs {
                     self.changes.notify(id);
                     if recorded {
                         self.notify_webhooks(&run).await;
+                    }
+                    // A run that stopped occupying its backend gives its slot back at once (a
+                    // lost write here is evicted by the next run that finds it in the way).
+                    if let Some(key) = slot_before
+                        && self.occupied_slot(&run, self.clock.now()).as_ref() != Some(&key)
+                        && let Err(e) = self.leave(&key, id).await
+                    {
+                        tracing::warn!(run = %id, key, error = %e, "could not give a backend slot back");
                     }
                     return Ok(Mutated::Changed(run));
                 }

@@ -15,6 +15,7 @@ use spaceport_core::ports::{
 use spaceport_core::{BackendKind, Error, ErrorCode, JobState, Run, RunId, Status, lease};
 
 use crate::runs::{Mutated, Runs};
+use crate::slots::Admit;
 use crate::trouble::{Trouble, Troubles};
 use crate::{Outcome, Step, inputs};
 
@@ -75,6 +76,18 @@ impl SubmitSpace {
             return Ok(Outcome::RetryAfter(
                 (at - now).to_std().unwrap_or(Duration::ZERO),
             ));
+        }
+        // At most N jobs at a backend at once: the rest wait in line, their place shown.
+        if matches!(stored.status, Status::Queued | Status::Submitting)
+            && !stored.job().leased(now)
+            && let Admit::Wait {
+                ahead,
+                waiting,
+                limit,
+            } = runs.admit(&stored).await?
+        {
+            let again = runs.wait_for_slot(id, ahead, waiting, limit).await?;
+            return Ok(Outcome::RetryAfter(again));
         }
         let max_attempts = runs.pipelines.get(stored.backend_pipeline())?.max_attempts;
         // Claim the run: queued → submitting (attempt 1), or take over a submission whose lease lapsed.

@@ -282,3 +282,70 @@ async fn a_run_whose_job_record_does_not_decode_fails_loudly_and_keeps_its_lease
         "nothing rewrote the record (its lease is kept)"
     );
 }
+
+/// A queued `vggt-onnx` run (its model allows one job at a time).
+fn queued_onnx(now: DateTime<Utc>) -> Run {
+    let mut run = spaceport_contract::sample_run("vggt-onnx", now);
+    run.backend.kind = BackendKind::Onnx;
+    run.backend.target = "models/vggt.onnx".into();
+    run.transition(Status::Queued, now).unwrap();
+    run
+}
+
+#[tokio::test]
+async fn a_backend_slot_held_by_a_run_that_ended_without_giving_it_back_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalStack::open(dir.path(), "http://127.0.0.1").unwrap();
+    let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
+    let steps = steps_on(&local, clock.clone());
+    let now = clock.now();
+    let (a, b, c) = (queued_onnx(now), queued_onnx(now), queued_onnx(now));
+    for r in [&a, &b, &c] {
+        local.store.insert(r, None).await.unwrap();
+    }
+    let submit = steps.submit_space();
+    submit.submit(&a.id).await.unwrap();
+    assert_eq!(
+        local.store.get(&a.id).await.unwrap().unwrap().status,
+        Status::Submitting,
+        "the first run takes the model's one slot"
+    );
+    for (r, ahead) in [(&b, 0), (&c, 1)] {
+        let out = submit.submit(&r.id).await.unwrap();
+        assert!(matches!(out, spaceport_steps::Outcome::RetryAfter(_)));
+        let stored = local.store.get(&r.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, Status::Queued);
+        assert_eq!(
+            stored.progress.stage.as_deref(),
+            Some("waiting_for_backend")
+        );
+        assert_eq!(stored.progress.queue_rank, Some(ahead));
+    }
+    let books = steps.runs().slot_books().await.unwrap();
+    let id = |r: &Run| r.id.to_string();
+    assert_eq!(books[0].0, "onnx:models/vggt.onnx");
+    assert_eq!(books[0].1.holders, [id(&a)]);
+    assert_eq!(books[0].1.waiters, [id(&b), id(&c)]);
+
+    // `a` ends by a write that never gave its slot back (a process died between the two).
+    let mut ended = local.store.get(&a.id).await.unwrap().unwrap();
+    let v = ended.version;
+    ended
+        .fail(spaceport_core::ErrorCode::ModelError, "gone", false, now)
+        .unwrap();
+    ended.version = v + 1;
+    local.store.update(&ended, v).await.unwrap();
+    // The next in line finds it in the way, evicts it and goes; the one after still waits.
+    submit.submit(&b.id).await.unwrap();
+    assert_eq!(
+        local.store.get(&b.id).await.unwrap().unwrap().status,
+        Status::Submitting
+    );
+    assert!(matches!(
+        submit.submit(&c.id).await.unwrap(),
+        spaceport_steps::Outcome::RetryAfter(_)
+    ));
+    let books = steps.runs().slot_books().await.unwrap();
+    assert_eq!(books[0].1.holders, [id(&b)]);
+    assert_eq!(books[0].1.waiters, [id(&c)]);
+}

@@ -14,8 +14,8 @@ use futures::stream::BoxStream;
 use serde_json::{Value, json};
 use spaceport_core::ports::{
     BlobMeta, BlobStore, ByteStream, Delivery, FeedPage, FeedQuery, Idempotency, InsertOutcome,
-    ListQuery, Queue, QueueName, QueueStats, RunPage, RunStore, SpaceBackend, SpaceEvent, SpaceJob,
-    StallCursor, StalledPage, Submitted, UploadTarget,
+    ListQuery, Queue, QueueName, QueueStats, RunPage, RunStore, SlotBook, SpaceBackend, SpaceEvent,
+    SpaceJob, StallCursor, StalledPage, Submitted, UploadTarget,
 };
 use spaceport_core::{Error, Run, RunEvent, RunId, Status};
 use tokio::sync::Notify;
@@ -196,6 +196,19 @@ impl RunStore for CountingStore {
     async fn overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<RunId>, Error> {
         bump(&self.counts.other_reads);
         self.inner.overdue(now, limit).await
+    }
+
+    async fn slots(&self, key: &str) -> Result<(SlotBook, u64), Error> {
+        bump(&self.counts.other_reads);
+        self.inner.slots(key).await
+    }
+
+    async fn put_slots(&self, key: &str, book: &SlotBook, expected: u64) -> Result<(), Error> {
+        self.inner.put_slots(key, book, expected).await
+    }
+
+    async fn all_slots(&self) -> Result<Vec<(String, SlotBook)>, Error> {
+        self.inner.all_slots().await
     }
 
     async fn stalled(

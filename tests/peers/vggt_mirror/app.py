@@ -12,7 +12,8 @@ Test hooks that leave the API alone: an image whose name contains `slow` makes /
 about 10 s reporting gr.Progress steps; one containing `fail` raises gr.Error("mirror failure: …");
 one containing `quota` is refused with ZeroGPU's quota text ("Try again in 0:00:02") until
 MIRROR_QUOTA_WAIT_S after the first such call; env MIRROR_DELAY_S adds a delay to every
-/gradio_demo call; MIRROR_INSTANT=1 skips every sleep; MIRROR_QUEUE_MAX sizes the queue.
+/gradio_demo call; MIRROR_INSTANT=1 skips every sleep; MIRROR_QUEUE_MAX sizes the queue and
+MIRROR_CONCURRENCY how many reconstructions run at once; each logs `INFLIGHT n` as it starts.
 
 Run: GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 GRADIO_TEMP_DIR=… python app.py --port 7861
 """
@@ -37,7 +38,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mirror_support import (  # noqa: E402
     DELAY_S,
     INSTANT,
+    CONCURRENCY,
     QUEUE_MAX,
+    counted,
     SLOW_STEPS,
     SLOW_STEP_S,
     quota_refusal,
@@ -133,6 +136,7 @@ def _points(path, layer, mask_black_bg, mask_white_bg, conf_thres):
     return trimesh.PointCloud(vertices=xyz, colors=rgba)
 
 
+@counted
 def gradio_demo(
     target_dir,
     conf_thres=3.0,
@@ -363,7 +367,7 @@ def main():
     work = tempfile.mkdtemp(prefix="vggt_mirror_", dir=os.environ.get("GRADIO_TEMP_DIR"))
     os.chdir(work)
     threading.Thread(target=_exit_with_parent, daemon=True).start()
-    demo.queue(max_size=QUEUE_MAX, default_concurrency_limit=1)
+    demo.queue(max_size=QUEUE_MAX, default_concurrency_limit=CONCURRENCY)
     demo.launch(server_name="127.0.0.1", server_port=args.port, prevent_thread_lock=True, show_error=True)
     print(f"MIRROR READY http://127.0.0.1:{args.port}", flush=True)
     try:

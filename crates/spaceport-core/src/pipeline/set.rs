@@ -153,6 +153,12 @@ impl PipelineSet {
         }
     }
 
+    /// Sets how many jobs of a pipeline's backend may be in flight at once (0: no limit).
+    pub fn set_max_in_flight(&mut self, name: &str, n: u32) -> Result<(), Error> {
+        self.get_mut(name)?.max_in_flight = Some(n);
+        Ok(())
+    }
+
     /// Replaces an ONNX pipeline's model path.
     pub fn set_model(&mut self, name: &str, path: &str) -> Result<(), Error> {
         match &mut self.get_mut(name)?.backend {

@@ -324,6 +324,11 @@ pub struct Pipeline {
     /// How many times a job the backend lost is submitted again.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// The most jobs of this pipeline's backend (its Space or model) in flight at once, across
+    /// every process sharing the store; the rest wait in `queued` with their position shown.
+    /// Unset: no limit for a Space, 1 for a local model (one GPU runs one job at a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
     pub backend: BackendSpec,
     pub inputs: BTreeMap<String, InputSpec>,
     #[serde(default)]
@@ -373,6 +378,25 @@ impl Default for Failover {
 }
 
 impl Pipeline {
+    /// The most jobs of this pipeline's backend in flight at once (`None`: no limit).
+    pub fn in_flight_limit(&self) -> Option<u32> {
+        match (&self.backend, self.max_in_flight) {
+            (_, Some(0)) => None,
+            (_, Some(n)) => Some(n),
+            (BackendSpec::Onnx { .. }, None) => Some(1),
+            (BackendSpec::Space { .. }, None) => None,
+        }
+    }
+
+    /// The key the slots of this pipeline's backend are counted under: one per Space (by its
+    /// id) or model file, whichever pipelines use it.
+    pub fn slot_key(&self) -> String {
+        match &self.backend {
+            BackendSpec::Space { space, .. } => format!("space:{space}"),
+            BackendSpec::Onnx { model, .. } => format!("onnx:{model}"),
+        }
+    }
+
     /// The pipelines a run may fail over to, in order: `fallback`, then `[failover] to`.
     pub fn fallbacks(&self) -> Vec<&str> {
         let mut out: Vec<&str> = vec![];

@@ -83,6 +83,18 @@ fn decode_cursor(cursor: &str) -> Result<RunId, Error> {
     RunId::parse(&text).map_err(|_| bad())
 }
 
+/// Who holds a backend's slots and who waits for one, first come first served: one record per
+/// backend (`space:facebook/vggt`, `onnx:models/vggt.onnx`), written with compare-and-swap so
+/// every process sharing the store keeps the same limit. The rules live in the steps; stores
+/// only keep the record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SlotBook {
+    /// Runs that hold a slot (their job is at the backend, or about to be).
+    pub holders: Vec<String>,
+    /// Runs waiting for a slot, in arrival order.
+    pub waiters: Vec<String>,
+}
+
 /// Where a page of stalled runs ended: the last run's stall time and id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StallCursor {
@@ -197,4 +209,14 @@ pub trait RunStore: Send + Sync {
     async fn purge_idempotency_keys(&self, _before: DateTime<Utc>) -> Result<u64, Error> {
         Ok(0)
     }
+
+    /// The slot book of backend `key` and its version (an empty book at 0 when none was written).
+    async fn slots(&self, key: &str) -> Result<(SlotBook, u64), Error>;
+
+    /// Writes the slot book of `key` if its version is still `expected` (the new version is
+    /// `expected + 1`); `VersionConflict` when another write came first.
+    async fn put_slots(&self, key: &str, book: &SlotBook, expected: u64) -> Result<(), Error>;
+
+    /// Every backend's slot book that has holders or waiters, by key (for `/readyz`).
+    async fn all_slots(&self) -> Result<Vec<(String, SlotBook)>, Error>;
 }

@@ -99,6 +99,8 @@ pub(super) fn env_dict(
                     key
                 } else if let Some(p) = name.strip_prefix("space_url_") {
                     format!("pipelines.{}.space_url", p.replace('_', "-"))
+                } else if let Some(p) = name.strip_prefix("max_in_flight_") {
+                    format!("pipelines.{}.max_in_flight", p.replace('_', "-"))
                 } else if let Some(p) = name.strip_prefix("model_") {
                     format!("pipelines.{}.model", p.replace('_', "-"))
                 } else {

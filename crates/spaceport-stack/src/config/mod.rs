@@ -95,6 +95,10 @@ pub struct PipelineOverride {
     pub space_url: Option<String>,
     /// `SPACEPORT_MODEL_<PIPELINE>` (relative paths resolve against the working directory).
     pub model: Option<String>,
+    /// `SPACEPORT_MAX_IN_FLIGHT_<PIPELINE>`: the most jobs at the pipeline's backend at once,
+    /// across every process sharing the store (0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
 }
 
 /// Where one step queue lives on SQS.
@@ -372,6 +376,10 @@ impl Config {
                     .map_err(|e| err(format!("{}: {m:?}: {e}", model_var(name))))?;
                 set.set_model(name, &m.display().to_string())
                     .map_err(|e| err(format!("{}: {e}", model_var(name))))?;
+            }
+            if let Some(n) = o.max_in_flight {
+                set.set_max_in_flight(name, n)
+                    .map_err(|e| err(format!("[pipelines.{name}] max_in_flight: {e}")))?;
             }
         }
         Ok(set)
