@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod blobs;
+mod cache;
 mod common;
 mod concurrency;
 mod crash;

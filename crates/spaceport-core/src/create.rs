@@ -46,6 +46,9 @@ pub struct CreateRunRequest {
     /// `auto` (queue when every input has landed) or `manual` (wait for `POST /start`).
     #[serde(default)]
     pub start: Option<String>,
+    /// `false`: never answer from an earlier identical run's results (default true).
+    #[serde(default)]
+    pub cache: Option<bool>,
 }
 
 /// One declared input file.
@@ -76,6 +79,8 @@ pub struct NewRun {
     pub start: StartMode,
     /// The run's own webhook, checked (an allowed URL, known event types).
     pub webhook: Option<WebhookTarget>,
+    /// Whether an earlier identical run's results may answer it.
+    pub cache: bool,
 }
 
 /// Checks a create request against the deployment's pipelines and outbound rules (a webhook URL
@@ -131,6 +136,7 @@ pub fn validate_create(
         metadata: req.metadata.clone(),
         start,
         webhook,
+        cache: req.cache.unwrap_or(true),
     })
 }
 

@@ -146,6 +146,10 @@ pub const MAX_LOG_LINES: usize = 200;
 /// The most bytes a run's log lines take together, and one line at most a tenth of it.
 pub const MAX_LOG_BYTES: usize = 32 * 1024;
 
+fn yes() -> bool {
+    true
+}
+
 fn local_tenant() -> String {
     LOCAL_TENANT.into()
 }
@@ -200,6 +204,18 @@ pub struct Run {
     /// Webhook target, kept for the notify step.
     #[serde(default)]
     pub webhook: Option<Value>,
+    /// Whether an earlier identical run's results may answer it (`"cache": false` says no).
+    #[serde(default = "yes")]
+    pub cache: bool,
+    /// The result-cache key this run's results are kept under once it succeeds (`cache.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<String>,
+    /// Whether the results came from an earlier identical run instead of the backend.
+    #[serde(default)]
+    pub cache_hit: bool,
+    /// That earlier run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<RunId>,
     /// The sequence number of the run's last event (0 before the first).
     #[serde(default)]
     pub event_seq: u64,
@@ -247,6 +263,10 @@ impl Run {
             start: StartMode::Auto,
             retry_of: None,
             webhook: None,
+            cache: true,
+            cache_key: None,
+            cache_hit: false,
+            cached_from: None,
             event_seq: 0,
             new_events: PendingEvents::default(),
             new_logs: vec![],

@@ -34,6 +34,8 @@ pub struct GradioBackend {
     configs: Arc<ConfigCache>,
     /// Where to ask about a Space that does not answer.
     hub: Option<Hub>,
+    /// Each Space's commit as the Hub last said, for the result cache.
+    commits: Arc<crate::hub::Commits>,
 }
 
 impl Default for GradioBackend {
@@ -70,6 +72,7 @@ impl GradioBackend {
             options,
             configs: Arc::default(),
             hub,
+            commits: Arc::default(),
         }
     }
 
@@ -335,6 +338,20 @@ impl SpaceBackend for GradioBackend {
     async fn wake(&self, url: &str) {
         if let Ok(client) = self.client(url) {
             client.wake().await;
+        }
+    }
+
+    async fn revision(&self, space: &str, url: &str) -> Option<String> {
+        if let Some(sha) = self.commits.get(space, || self.runtime(space)).await {
+            return Some(format!("commit:{sha}"));
+        }
+        let client = self.client(url).ok()?;
+        match self.configs.get(&client, &Cookies::default()).await {
+            Ok(reading) => Some(format!("config:{}", reading.config.digest)),
+            Err(e) => {
+                tracing::info!(space, "no revision for the result cache: {e}");
+                None
+            }
         }
     }
 }

@@ -78,6 +78,10 @@ pub struct SpaceConfig {
     /// The root the server believes it has (may be wrong behind a proxy: we keep our base URL).
     pub root: Option<String>,
     pub endpoints: Vec<Endpoint>,
+    /// A digest of the app's shape (its Gradio version, components and dependencies): the
+    /// Space's revision for the result cache when the Hub does not name its commit. Stable
+    /// across restarts; changes when the app does.
+    pub digest: String,
 }
 
 impl SpaceConfig {
@@ -161,6 +165,7 @@ impl SpaceConfig {
             api_prefix,
             root: v.get("root").and_then(Value::as_str).map(str::to_string),
             endpoints,
+            digest: shape_digest(v),
         })
     }
 
@@ -236,6 +241,14 @@ fn component(c: &Value) -> Option<Component> {
         choices,
         props: props.cloned().unwrap_or(Value::Null),
     })
+}
+
+/// The digest of a `/config` document's app shape: version, components and dependencies (not
+/// `root`, which follows the Host header, nor per-launch ids such as `app_id`).
+fn shape_digest(v: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let shape = serde_json::json!([v.get("version"), v.get("components"), v.get("dependencies")]);
+    hex::encode(Sha256::digest(shape.to_string().as_bytes()))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! failed to answer, so a healthy Space costs no Hub call. The Hub's base URL is configurable (a
 //! local stand-in in tests); the token goes only to an `https` Hub.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use reqwest::header::AUTHORIZATION;
@@ -95,6 +95,36 @@ impl Hub {
             stage: json.stage,
             sha: json.sha,
         })
+    }
+}
+
+/// Each Space's commit as the Hub last said (or that it could not say), kept for the config
+/// cache's time so a run costs no Hub call when the Space was asked about lately.
+#[derive(Debug, Default)]
+pub struct Commits(std::sync::Mutex<std::collections::HashMap<String, (Option<String>, Instant)>>);
+
+impl Commits {
+    /// The commit of `space`, asking with `ask` when none is kept or it is stale.
+    pub async fn get<F, Fut>(&self, space: &str, ask: F) -> Option<String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Option<SpaceRuntime>>,
+    {
+        let kept = {
+            let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            map.get(space)
+                .filter(|(_, at)| at.elapsed() < crate::config_cache::CONFIG_TTL)
+                .map(|(sha, _)| sha.clone())
+        };
+        if let Some(sha) = kept {
+            return sha;
+        }
+        let sha = ask().await.and_then(|r| r.sha);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(space.to_string(), (sha.clone(), Instant::now()));
+        sha
     }
 }
 

@@ -156,6 +156,11 @@ pub struct RunView {
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
     pub retry_of: Option<String>,
+    /// Whether the results came from an earlier identical run (same pipeline, Space revision,
+    /// settings and input files) instead of a call to the backend.
+    pub cache_hit: bool,
+    /// That earlier run.
+    pub cached_from: Option<String>,
     /// In the answer to a create: a token good only for reading this run (status, events,
     /// artifacts) until `run_token_expires_at`, for a browser that holds no key.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -229,6 +234,8 @@ impl RunView {
             deleted_at: run.deleted_at,
             metadata: run.metadata.clone(),
             retry_of: run.retry_of.as_ref().map(|r| r.to_string()),
+            cache_hit: run.cache_hit,
+            cached_from: run.cached_from.as_ref().map(|r| r.to_string()),
             run_token: None,
             run_token_expires_at: None,
         }

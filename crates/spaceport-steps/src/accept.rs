@@ -229,6 +229,7 @@ impl Accept {
                 .webhook
                 .map(|w| serde_json::to_value(w).unwrap_or_default()),
             tenant: tenant.to_owned(),
+            cache: new.cache,
             ..Run::new(id, &pipeline.name, backend, now, deadline_at)
         };
         let queue_now = run.all_inputs_landed() && run.start == StartMode::Auto;
@@ -467,6 +468,8 @@ impl Accept {
             webhook: old.webhook.clone(),
             retry_of: Some(old.id.clone()),
             tenant: old.tenant.clone(),
+            // A retry asks for the job to run again, not for the results it may already have.
+            cache: false,
             ..Run::new(new_id, &old.pipeline, backend, now, now + deadline)
         };
         run.transition(Status::Queued, now)?;

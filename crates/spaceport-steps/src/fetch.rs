@@ -57,8 +57,13 @@ impl FetchArtifact {
                         Ok(true)
                     })
                     .await?;
-                if let Mutated::Unchanged(run) = m {
-                    tracing::info!(run = %run.id, status = %run.status, "run changed while fetching; artifacts not recorded");
+                match m {
+                    Mutated::Changed(run) => {
+                        crate::cache::remember(runs.blobs.as_ref(), &run).await;
+                    }
+                    Mutated::Unchanged(run) => {
+                        tracing::info!(run = %run.id, status = %run.status, "run changed while fetching; artifacts not recorded");
+                    }
                 }
                 Ok(Outcome::Done)
             }

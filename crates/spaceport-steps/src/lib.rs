@@ -6,6 +6,7 @@
 
 mod accept;
 mod artifacts;
+mod cache;
 pub mod changes;
 mod fetch;
 mod inputs;

@@ -14,6 +14,7 @@ use spaceport_core::ports::{
 };
 use spaceport_core::{BackendKind, Error, ErrorCode, JobState, Run, RunId, Status, lease};
 
+use crate::cache::Lookup;
 use crate::runs::{Mutated, Runs};
 use crate::slots::Admit;
 use crate::trouble::{Trouble, Troubles};
@@ -77,6 +78,18 @@ impl SubmitSpace {
                 (at - now).to_std().unwrap_or(Duration::ZERO),
             ));
         }
+        // The same job done before: its results answer the run, with no call to the Space.
+        let mut cache_key = None;
+        if stored.status == Status::Queued && !stored.job().leased(now) {
+            match crate::cache::lookup(runs, self.space.as_ref(), &stored).await? {
+                Lookup::Hit(source) => {
+                    if crate::cache::answer(runs, id, &source).await? {
+                        return Ok(Outcome::Done);
+                    }
+                }
+                Lookup::Miss(key) => cache_key = key,
+            }
+        }
         // At most N jobs at a backend at once: the rest wait in line, their place shown.
         if matches!(stored.status, Status::Queued | Status::Submitting)
             && !stored.job().leased(now)
@@ -107,6 +120,7 @@ impl SubmitSpace {
                         run.transition(Status::Submitting, now)?;
                         run.begin_attempt(now);
                         run.job = Some(JobState::default());
+                        run.cache_key = cache_key.clone();
                     }
                     // A live lease, this worker's own included, means a submission is under way:
                     // a duplicate message handled at the same time in this very process must not

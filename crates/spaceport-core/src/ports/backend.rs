@@ -103,6 +103,12 @@ pub trait SpaceBackend: Send + Sync {
 
     /// Asks the sleeping Space served at `url` to wake (a request to it is what wakes one).
     async fn wake(&self, _url: &str) {}
+
+    /// What the Space at `url` runs now, for the result cache: the commit the Hub names, else a
+    /// digest of its app's shape; `None` when neither can be read (the run is not cached).
+    async fn revision(&self, _space: &str, _url: &str) -> Option<String> {
+        None
+    }
 }
 
 /// A Space's runtime as the Hub reports it (`GET /api/spaces/{id}/runtime`).
