@@ -2,6 +2,7 @@
 //! Gradio client) and the vggt mirror Space (a real Gradio server), through the HTTP API.
 
 mod bad_input;
+mod batches;
 mod blobs;
 mod cache;
 mod common;

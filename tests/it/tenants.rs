@@ -78,6 +78,24 @@ async fn a_second_tenant_sees_none_of_the_first_tenants_runs_by_any_route() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let (_, before) = call(&http, &base, "GET", &format!("/v1/runs/{id}"), &acme, None).await;
+    // And acme's batch of one run.
+    let batch_body = json!({"pipeline": "vggt", "runs": [{"inputs": {"images": [
+        {"filename": "b.png", "content_type": "image/png", "size": 10}]}}]});
+    let (status, batch) = call(
+        &http,
+        &base,
+        "POST",
+        "/v1/batches",
+        &acme,
+        Some(&batch_body),
+    )
+    .await;
+    assert_eq!(status, 201, "{batch}");
+    let batch_id = batch["id"].as_str().unwrap().to_owned();
+    // Ended, so its results stream ends too when acme reads it below.
+    let batch_run = batch["runs"][0]["id"].as_str().unwrap().to_owned();
+    let cancel = format!("/v1/runs/{batch_run}/cancel");
+    assert_eq!(call(&http, &base, "POST", &cancel, &acme, None).await.0, 200);
 
     // Every route and method of the document, reads first, then writes.
     let (_, doc) = send(http.get(format!("{base}/v1/openapi.json"))).await;
@@ -91,6 +109,18 @@ async fn a_second_tenant_sees_none_of_the_first_tenants_runs_by_any_route() {
     assert!(routes.len() >= 17, "{routes:?}");
     let mut run_routes = vec![];
     for (method, template) in &routes {
+        // A batch route names acme's batch; every other route its run.
+        let (id, unknown) = if template.starts_with("/v1/batches/") {
+            (
+                batch_id.clone(),
+                format!("bat_{:026}", rand::random::<u64>()),
+            )
+        } else {
+            (
+                id.clone(),
+                spaceport_core::RunId::new(1_700_000_000_000, rand::random()).to_string(),
+            )
+        };
         let path = template
             .replace("{id}", &id)
             .replace("{delivery_id}", &delivery)
@@ -113,7 +143,6 @@ async fn a_second_tenant_sees_none_of_the_first_tenants_runs_by_any_route() {
             let e = expect_error(&(status, got.clone()), 404, "not_found");
             // Refused exactly as a run that does not exist, before any artifact or delivery
             // lookup: the answer says nothing but what the caller sent.
-            let unknown = spaceport_core::RunId::new(1_700_000_000_000, rand::random()).to_string();
             let other = call(
                 &http,
                 &base,
@@ -137,7 +166,7 @@ async fn a_second_tenant_sees_none_of_the_first_tenants_runs_by_any_route() {
             assert!(status < 500, "{method} {path}: {status} {text}");
         }
     }
-    assert_eq!(run_routes.len(), 9, "{routes:?}");
+    assert_eq!(run_routes.len(), 11, "{routes:?}");
 
     // Nothing globex asked changed acme's run, and no retry of it was made for either tenant.
     let (_, after) = call(&http, &base, "GET", &format!("/v1/runs/{id}"), &acme, None).await;
@@ -145,14 +174,14 @@ async fn a_second_tenant_sees_none_of_the_first_tenants_runs_by_any_route() {
         assert_eq!(after[field], before[field], "{field}: {after}");
     }
     let (_, mine) = call(&http, &base, "GET", "/v1/runs", &acme, None).await;
-    assert_eq!(mine["runs"].as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine["runs"].as_array().unwrap().len(), 2, "{mine}");
     let (_, theirs) = call(&http, &base, "GET", "/v1/runs", &globex, None).await;
     assert!(
         theirs["runs"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|r| r["id"] != id.as_str()),
+            .all(|r| r["id"] != id.as_str() && r["id"] != batch_run.as_str()),
         "{theirs}"
     );
     let (_, feed) = call(&http, &base, "GET", "/v1/events?limit=100", &acme, None).await;
@@ -161,7 +190,7 @@ async fn a_second_tenant_sees_none_of_the_first_tenants_runs_by_any_route() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|e| e["run_id"] == id.as_str()),
+            .all(|e| e["run_id"] == id.as_str() || e["run_id"] == batch_run.as_str()),
         "acme's feed holds another tenant's events: {feed}"
     );
 

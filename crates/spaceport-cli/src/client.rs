@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use eventsource_stream::Eventsource;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
@@ -105,6 +105,48 @@ impl ApiClient {
             req = req.header("Idempotency-Key", k);
         }
         Self::answer(req.send().await.context("sending POST /v1/runs")?).await
+    }
+
+    /// `POST /v1/batches`.
+    pub async fn create_batch(&self, body: &Value, idempotency_key: Option<&str>) -> Result<Value> {
+        let mut req = self.api(reqwest::Method::POST, "/v1/batches").json(body);
+        if let Some(k) = idempotency_key {
+            req = req.header("Idempotency-Key", k);
+        }
+        Self::answer(req.send().await.context("sending POST /v1/batches")?).await
+    }
+
+    /// `GET /v1/batches/{id}`.
+    pub async fn get_batch(&self, id: &str) -> Result<Value> {
+        let req = self.api(reqwest::Method::GET, &format!("/v1/batches/{id}"));
+        Self::answer(req.send().await.context("GET batch")?).await
+    }
+
+    /// `GET /v1/batches/{id}/results`: each run as it ends, one per item (keep-alive blank
+    /// lines skipped); the stream ends after the batch's last run.
+    pub async fn batch_results(
+        &self,
+        id: &str,
+    ) -> Result<impl futures::Stream<Item = Result<Value>> + use<>> {
+        let resp = self
+            .api(reqwest::Method::GET, &format!("/v1/batches/{id}/results"))
+            .send()
+            .await
+            .context("GET batch results")?;
+        if !resp.status().is_success() {
+            return Err(Self::answer(resp).await.unwrap_err());
+        }
+        let lines = tokio_util::codec::FramedRead::new(
+            tokio_util::io::StreamReader::new(resp.bytes_stream().map_err(std::io::Error::other)),
+            tokio_util::codec::LinesCodec::new_with_max_length(16 << 20),
+        );
+        Ok(lines.filter_map(|line| async move {
+            match line {
+                Ok(l) if l.trim().is_empty() => None,
+                Ok(l) => Some(serde_json::from_str(&l).context("a result line that is not JSON")),
+                Err(e) => Some(Err(anyhow::Error::new(e).context("reading the results"))),
+            }
+        }))
     }
 
     /// Sends one file to an upload target of a run (`uploads[i]`).

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
+use spaceport_cli::batch_cmd::{self, BatchArgs};
 use spaceport_cli::client::ApiClient;
 use spaceport_cli::config::Config;
 use spaceport_cli::pipelines_cmd;
@@ -58,8 +59,13 @@ enum Command {
     Run {
         pipeline: String,
         /// Input files (`slot=path` for pipelines with several inputs).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "batch", conflicts_with = "batch")]
         files: Vec<String>,
+        /// One run per entry of this folder, as one batch: a file is a run's one input, a
+        /// folder a run's files (named after their slots when there are several); each run's
+        /// results are written as it ends, under --out/<entry>/ and in --out/results.ndjson.
+        #[arg(long, value_name = "DIR")]
+        batch: Option<PathBuf>,
         /// A setting, `key=value` (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
@@ -213,11 +219,36 @@ async fn real_main() -> Result<()> {
         }
         Command::Run {
             pipeline,
+            batch: Some(dir),
+            set,
+            out,
+            deadline,
+            ..
+        } => {
+            with_client(&cfg, |client| async move {
+                batch_cmd::run(
+                    &client,
+                    BatchArgs {
+                        pipeline,
+                        dir,
+                        set,
+                        out,
+                        deadline_s: deadline,
+                    },
+                )
+                .await
+                .map(|_| ())
+            })
+            .await
+        }
+        Command::Run {
+            pipeline,
             files,
             set,
             out,
             json,
             deadline,
+            batch: None,
         } => {
             with_client(&cfg, |client| async move {
                 run_cmd::run(

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod auth;
 pub mod backend;
+pub mod batch;
 pub mod cache;
 pub mod create;
 pub mod error;

@@ -204,6 +204,9 @@ pub struct Run {
     /// Webhook target, kept for the notify step.
     #[serde(default)]
     pub webhook: Option<Value>,
+    /// The batch that created it (`bat_…`), if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
     /// Whether an earlier identical run's results may answer it (`"cache": false` says no).
     #[serde(default = "yes")]
     pub cache: bool,
@@ -263,6 +266,7 @@ impl Run {
             start: StartMode::Auto,
             retry_of: None,
             webhook: None,
+            batch: None,
             cache: true,
             cache_key: None,
             cache_hit: false,

@@ -76,6 +76,13 @@ pub fn document(pipelines: &PipelineSet) -> Value {
         create["deadline_s"]["maximum"] = json!(max_deadline);
         create["start"]["enum"] = json!(["auto", "manual", null]);
     }
+    if let Some(batch) = doc.pointer_mut("/components/schemas/CreateBatchRequest/properties") {
+        batch["pipeline"]["enum"] = json!(names);
+        batch["deadline_s"]["minimum"] = json!(1);
+        batch["deadline_s"]["maximum"] = json!(max_deadline);
+        batch["runs"]["minItems"] = json!(1);
+        batch["runs"]["maxItems"] = json!(spaceport_core::batch::MAX_BATCH_RUNS);
+    }
     doc["components"]["securitySchemes"] = json!({
         "bearer": {"type": "http", "scheme": "bearer",
                    "description": "an API key (sk_…) or, for reading one run, its run token (rt_…)"}

@@ -137,7 +137,7 @@ async fn wait_until_done(api: &Accept, run: &Run, wait: Duration) -> ApiResult<R
     Ok(run)
 }
 
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };

@@ -3,6 +3,7 @@
 //! `spaceport serve` and the Lambda front both mount it. Handlers only translate HTTP ⇄ the steps' operations.
 
 mod auth;
+mod batches;
 mod contract;
 mod create;
 mod error;

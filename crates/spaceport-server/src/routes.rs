@@ -39,6 +39,9 @@ type ApiResult<T> = Result<T, ApiError>;
         list_pipelines,
         get_pipeline,
         crate::create::create_run,
+        crate::batches::create_batch,
+        crate::batches::get_batch,
+        crate::batches::batch_results,
         list_runs,
         get_run,
         start_run,
@@ -56,6 +59,9 @@ type ApiResult<T> = Result<T, ApiError>;
     ),
     components(schemas(
         CreateRunRequest,
+        spaceport_core::batch::CreateBatchRequest,
+        spaceport_core::batch::BatchItem,
+        crate::batches::BatchView,
         RunView,
         RunList,
         PipelineList,
@@ -79,6 +85,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/pipelines/{name}", get(get_pipeline))
         .route("/v1/runs", post(crate::create::create_run).get(list_runs))
         .route("/v1/runs/{id}", get(get_run).delete(delete_run))
+        .route("/v1/batches", post(crate::batches::create_batch))
+        .route("/v1/batches/{id}", get(crate::batches::get_batch))
+        .route(
+            "/v1/batches/{id}/results",
+            get(crate::batches::batch_results),
+        )
         .route("/v1/runs/{id}/start", post(start_run))
         .route("/v1/runs/{id}/cancel", post(cancel_run))
         .route("/v1/runs/{id}/retry", post(retry_run))

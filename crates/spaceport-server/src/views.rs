@@ -156,6 +156,8 @@ pub struct RunView {
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
     pub retry_of: Option<String>,
+    /// The batch that created it (`bat_…`).
+    pub batch: Option<String>,
     /// Whether the results came from an earlier identical run (same pipeline, Space revision,
     /// settings and input files) instead of a call to the backend.
     pub cache_hit: bool,
@@ -234,6 +236,7 @@ impl RunView {
             deleted_at: run.deleted_at,
             metadata: run.metadata.clone(),
             retry_of: run.retry_of.as_ref().map(|r| r.to_string()),
+            batch: run.batch.clone(),
             cache_hit: run.cache_hit,
             cached_from: run.cached_from.as_ref().map(|r| r.to_string()),
             run_token: None,

@@ -150,7 +150,7 @@ impl Accept {
             self.runs.clock.now().timestamp_millis().max(0) as u64,
             rand::random(),
         );
-        self.create_with(req, idempotency, id, &BTreeMap::new())
+        self.create_with(req, idempotency, id, &BTreeMap::new(), None)
             .await
     }
 
@@ -160,14 +160,15 @@ impl Accept {
     }
 
     /// `create` for run `id`, some of whose inputs are already stored at their keys (`landed`,
-    /// by slot and index, with where they came from: a one-shot create). A run whose every
-    /// input has landed is queued as it is created.
+    /// by slot and index, with where they came from: a one-shot create), in `batch` if one is
+    /// named. A run whose every input has landed is queued as it is created.
     pub(crate) async fn create_with(
         &self,
         req: &CreateRunRequest,
         idempotency: Option<Idempotency>,
         id: RunId,
         landed: &BTreeMap<(String, usize), Landed>,
+        batch: Option<&str>,
     ) -> Result<Created, Error> {
         if has_url_inputs(req) {
             return Err(Error::Internal(
@@ -230,6 +231,7 @@ impl Accept {
                 .map(|w| serde_json::to_value(w).unwrap_or_default()),
             tenant: tenant.to_owned(),
             cache: new.cache,
+            batch: batch.map(str::to_string),
             ..Run::new(id, &pipeline.name, backend, now, deadline_at)
         };
         let queue_now = run.all_inputs_landed() && run.start == StartMode::Auto;

@@ -62,6 +62,25 @@ impl Listener {
     }
 }
 
+impl Listener {
+    /// Waits until any of `ids` changed in this process, the cross-process beat, or `max`.
+    pub async fn any_changed(&mut self, ids: &std::collections::HashSet<RunId>, max: Duration) {
+        let beat = tokio::time::sleep(max.min(CROSS_PROCESS_POLL));
+        tokio::pin!(beat);
+        loop {
+            tokio::select! {
+                got = self.0.recv() => match got {
+                    Ok(changed) if ids.contains(&changed) => return,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(broadcast::error::RecvError::Closed) => return beat.await,
+                },
+                _ = &mut beat => return,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

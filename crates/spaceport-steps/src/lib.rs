@@ -6,6 +6,7 @@
 
 mod accept;
 mod artifacts;
+pub mod batch;
 mod cache;
 pub mod changes;
 mod fetch;

@@ -274,7 +274,7 @@ impl OneShot {
             .collect();
         let created = self
             .accept
-            .create_with(&req, idempotency, self.id.clone(), &landed)
+            .create_with(&req, idempotency, self.id.clone(), &landed, None)
             .await;
         match created {
             Ok(c) if !c.existing => Ok(c),
