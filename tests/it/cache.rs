@@ -4,8 +4,6 @@
 //! mirror logs every reconstruction); `"cache": false`, other settings or a deleted source run
 //! go to the Space.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use spaceport_testkit::SpaceFront;
 
@@ -21,16 +19,7 @@ fn reconstructions(mirror: &MirrorSpace) -> usize {
 
 async fn run(t: &TestStack, settings: Value, extra: Value) -> Value {
     let files = [("left.png", png(40, 30, 7)), ("right.png", png(44, 30, 99))];
-    let run = create_and_upload(&t.client, &files, settings, extra)
-        .await
-        .unwrap();
-    let done = wait_terminal(
-        &t.client,
-        run["id"].as_str().unwrap(),
-        Duration::from_secs(90),
-    )
-    .await
-    .unwrap();
+    let done = run_to_end(&t.client, &files, settings, extra).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     done
 }

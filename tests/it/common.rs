@@ -150,6 +150,36 @@ pub async fn create_and_upload(
     Ok(run)
 }
 
+/// Creates a run declaring `files` (with `settings`, and `extra` fields such as `pipeline`),
+/// uploads them and waits up to two minutes for it to end; returns the run as it ended.
+pub async fn run_to_end(
+    client: &ApiClient,
+    files: &[(&str, Vec<u8>)],
+    settings: Value,
+    extra: Value,
+) -> Value {
+    let run = create_and_upload(client, files, settings, extra)
+        .await
+        .unwrap();
+    wait_terminal(
+        client,
+        run["id"].as_str().unwrap(),
+        Duration::from_secs(120),
+    )
+    .await
+    .unwrap()
+}
+
+/// The names of a run's artifacts, in its order.
+pub fn artifact_names(run: &Value) -> Vec<String> {
+    run["artifacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| a["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// Polls a run until `pred` holds, at most `timeout`.
 pub async fn wait_for(
     client: &ApiClient,

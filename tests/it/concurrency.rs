@@ -20,6 +20,14 @@ fn inflight(mirror: &MirrorSpace) -> (u32, usize) {
     (counts.iter().copied().max().unwrap_or(0), counts.len())
 }
 
+/// A run of one image named `name`, uploaded through `client`; its id.
+async fn new_run(client: &spaceport_cli::client::ApiClient, name: &str, shade: u8) -> String {
+    let run = create_and_upload(client, &[(name, png(40, 30, shade))], json!({}), json!({}))
+        .await
+        .unwrap();
+    run["id"].as_str().unwrap().to_string()
+}
+
 async fn readyz(url: &str) -> Value {
     let (status, body) = send(reqwest::Client::new().get(format!("{url}/readyz"))).await;
     assert_eq!(status, 200, "{body}");
@@ -53,16 +61,7 @@ async fn a_limit_of_one_holds_across_two_servers_sharing_a_data_dir() {
     let mut ids = vec![];
     for i in 0..5 {
         let (s, _) = &servers[i % 2];
-        let name = format!("r{i}.png");
-        let run = create_and_upload(
-            &s.client,
-            &[(name.as_str(), png(40, 30, i as u8))],
-            json!({}),
-            json!({}),
-        )
-        .await
-        .unwrap();
-        ids.push(run["id"].as_str().unwrap().to_string());
+        ids.push(new_run(&s.client, &format!("r{i}.png"), i as u8).await);
     }
     // While they run: never more than one in flight, and the others waiting in line, visibly.
     let mut saw_waiting_run = false;
@@ -115,16 +114,7 @@ async fn without_a_limit_the_same_mirror_runs_jobs_together() {
     let t = TestStack::start(mirror.url()).await.unwrap();
     let mut ids = vec![];
     for i in 0..3 {
-        let name = format!("u{i}.png");
-        let run = create_and_upload(
-            &t.client,
-            &[(name.as_str(), png(40, 30, i as u8))],
-            json!({}),
-            json!({}),
-        )
-        .await
-        .unwrap();
-        ids.push(run["id"].as_str().unwrap().to_string());
+        ids.push(new_run(&t.client, &format!("u{i}.png"), i as u8).await);
     }
     for id in &ids {
         let r = wait_terminal(&t.client, id, Duration::from_secs(60))

@@ -48,19 +48,6 @@ async fn stack(space_url: &str, hub: &str) -> TestStack {
     t
 }
 
-async fn run_to_end(t: &TestStack, files: &[(&str, Vec<u8>)], extra: Value) -> Value {
-    let run = create_and_upload(&t.client, files, json!({}), extra)
-        .await
-        .unwrap();
-    wait_terminal(
-        &t.client,
-        run["id"].as_str().unwrap(),
-        Duration::from_secs(90),
-    )
-    .await
-    .unwrap()
-}
-
 /// Every event of a run, as `GET /v1/runs/{id}/events?format=json` lists them.
 async fn events(t: &TestStack, id: &str) -> Vec<Value> {
     let url = format!("{}/v1/runs/{id}/events?after=0&format=json", t.stack.url);
@@ -105,7 +92,7 @@ async fn a_sleeping_space_is_woken_and_the_run_shows_the_wait() {
     let front = SpaceFront::start(mirror().url()).await.unwrap();
     front.sleep(Duration::from_secs(2));
     let t = stack(&front.url, &front.hub_url()).await;
-    let done = run_to_end(&t, &image("a.png"), json!({})).await;
+    let done = run_to_end(&t.client, &image("a.png"), json!({}), json!({})).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let id = done["id"].as_str().unwrap();
 
@@ -152,7 +139,7 @@ async fn a_space_the_hub_calls_broken_fails_at_once_naming_its_stage() {
     front.break_with("RUNTIME_ERROR");
     let t = stack(&front.url, &front.hub_url()).await;
     let started = Instant::now();
-    let done = run_to_end(&t, &image("a.png"), json!({})).await;
+    let done = run_to_end(&t.client, &image("a.png"), json!({}), json!({})).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "space_unavailable");
     assert_eq!(
@@ -235,7 +222,13 @@ async fn a_queue_that_stays_full_fails_space_queue_full_before_the_deadline() {
     );
     let t = stack(&front.url, "").await;
     let started = Instant::now();
-    let done = run_to_end(&t, &image("a.png"), json!({"deadline_s": 5})).await;
+    let done = run_to_end(
+        &t.client,
+        &image("a.png"),
+        json!({}),
+        json!({"deadline_s": 5}),
+    )
+    .await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "space_queue_full");
     let msg = done["error"]["message"].as_str().unwrap();
@@ -258,7 +251,7 @@ async fn a_zerogpu_quota_wait_resumes_when_the_space_said_it_would() {
     let mirror = MirrorSpace::start_with_env(&[("MIRROR_QUOTA_WAIT_S", "2")]).unwrap();
     let front = SpaceFront::start(mirror.url()).await.unwrap();
     let t = stack(&front.url, "").await;
-    let done = run_to_end(&t, &image("quota.png"), json!({})).await;
+    let done = run_to_end(&t.client, &image("quota.png"), json!({}), json!({})).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let evs = events(&t, done["id"].as_str().unwrap()).await;
     let wait = in_stage(&evs, "space_quota_wait");
@@ -295,7 +288,13 @@ async fn a_zerogpu_quota_wait_resumes_when_the_space_said_it_would() {
 async fn a_quota_that_frees_after_the_deadline_fails_at_once() {
     let t = stack(spent_mirror().url(), "").await;
     let started = Instant::now();
-    let done = run_to_end(&t, &image("quota-late.png"), json!({"deadline_s": 60})).await;
+    let done = run_to_end(
+        &t.client,
+        &image("quota-late.png"),
+        json!({}),
+        json!({"deadline_s": 60}),
+    )
+    .await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "space_quota_exceeded");
     assert_eq!(done["error"]["retryable"], true);
@@ -321,7 +320,7 @@ async fn server_errors_and_429_are_retried_with_backoff_and_retry_after() {
         Some(1),
     );
     let t = stack(&front.url, "").await;
-    let done = run_to_end(&t, &image("a.png"), json!({})).await;
+    let done = run_to_end(&t.client, &image("a.png"), json!({}), json!({})).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let seen = front.seen();
     let at = |path: &str, status: Option<u16>| {
@@ -353,7 +352,7 @@ async fn a_stream_cut_mid_job_is_submitted_again_as_a_new_attempt() {
     // The first stream is the upload call's (held by submit); the reconstruct call's is cut.
     front.cut_streams(1, 1);
     let t = stack(&front.url, "").await;
-    let done = run_to_end(&t, &image("a.png"), json!({})).await;
+    let done = run_to_end(&t.client, &image("a.png"), json!({}), json!({})).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["backend"]["attempt"], 2, "{done}");
     let attempts = done["backend"]["attempts"].as_array().unwrap();
@@ -421,7 +420,7 @@ async fn a_down_space_fails_over_to_a_fallback_space_then_to_the_local_model() {
         ("quota-a.png", png(64, 48, 10)),
         ("quota-b.png", png(72, 48, 40)),
     ];
-    let done = run_to_end(&t, &files, json!({})).await;
+    let done = run_to_end(&t.client, &files, json!({}), json!({})).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["pipeline"], "vggt");
     assert_eq!(done["backend"]["kind"], "onnx", "{done}");
@@ -457,13 +456,7 @@ async fn a_down_space_fails_over_to_a_fallback_space_then_to_the_local_model() {
     // The fallback Space was called (and refused), the down one never got a job.
     assert!(joins(&down).is_empty());
     assert!(!joins(&spent).is_empty());
-    let names: Vec<&str> = done["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["predictions", "scene"]);
+    assert_eq!(artifact_names(&done), ["predictions", "scene"]);
     t.stack.shutdown().await;
 }
 
@@ -514,7 +507,7 @@ async fn a_job_too_far_back_in_the_queue_leaves_it_for_the_fallback_space() {
         .unwrap();
         ahead.push(id);
     }
-    let done = run_to_end(&t, &image("c.png"), json!({})).await;
+    let done = run_to_end(&t.client, &image("c.png"), json!({}), json!({})).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let got = outcomes(&done);
     assert_eq!(got[0].2, "failed_over", "{done}");

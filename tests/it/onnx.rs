@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use spaceport_cli::config::{Config, PipelineOverride};
@@ -69,16 +68,7 @@ fn onnx_config(
 }
 
 async fn run_pipeline(t: &TestStack, pipeline: &str, files: &[(&str, Vec<u8>)]) -> Value {
-    let run = create_and_upload(&t.client, files, json!({}), json!({"pipeline": pipeline}))
-        .await
-        .unwrap();
-    wait_terminal(
-        &t.client,
-        run["id"].as_str().unwrap(),
-        Duration::from_secs(120),
-    )
-    .await
-    .unwrap()
+    run_to_end(&t.client, files, json!({}), json!({"pipeline": pipeline})).await
 }
 
 fn views(n: usize) -> Vec<(&'static str, Vec<u8>)> {
@@ -108,13 +98,7 @@ async fn a_vggt_onnx_run_writes_a_valid_glb_and_a_complete_npz() {
     let done = run_pipeline(&t, "vggt-onnx", &views(3)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["backend"]["kind"], "onnx");
-    let names: Vec<&str> = done["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["predictions", "scene"]);
+    assert_eq!(artifact_names(&done), ["predictions", "scene"]);
     let scene = done["artifacts"]
         .as_array()
         .unwrap()
@@ -245,12 +229,6 @@ async fn vggt_falls_back_to_the_local_model_when_its_space_is_down() {
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["pipeline"], "vggt");
     assert_eq!(done["backend"]["kind"], "onnx", "{done}");
-    let names: Vec<&str> = done["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["predictions", "scene"]);
+    assert_eq!(artifact_names(&done), ["predictions", "scene"]);
     t.stack.shutdown().await;
 }

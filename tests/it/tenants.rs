@@ -95,7 +95,10 @@ async fn a_second_tenant_sees_none_of_the_first_tenants_runs_by_any_route() {
     // Ended, so its results stream ends too when acme reads it below.
     let batch_run = batch["runs"][0]["id"].as_str().unwrap().to_owned();
     let cancel = format!("/v1/runs/{batch_run}/cancel");
-    assert_eq!(call(&http, &base, "POST", &cancel, &acme, None).await.0, 200);
+    assert_eq!(
+        call(&http, &base, "POST", &cancel, &acme, None).await.0,
+        200
+    );
 
     // Every route and method of the document, reads first, then writes.
     let (_, doc) = send(http.get(format!("{base}/v1/openapi.json"))).await;

@@ -11,7 +11,6 @@ use spaceport_core::ports::{BlobStore, ModelInput, ModelJob, ModelRunner, QueueN
 use spaceport_core::{Artifact, Error, ErrorCode, Progress, Run, RunId, Status, lease};
 
 use crate::runs::{Mutated, Runs};
-use crate::slots::Admit;
 use crate::{Outcome, Step, artifacts, inputs};
 
 /// The reconstruct step.
@@ -54,13 +53,8 @@ impl Reconstruct {
         if let Some(run) = runs.store.get(id).await?
             && matches!(run.status, Status::Submitting | Status::Running)
             && !run.job().leased(runs.clock.now())
-            && let Admit::Wait {
-                ahead,
-                waiting,
-                limit,
-            } = runs.admit(&run).await?
+            && let Some(again) = runs.hold_back(&run).await?
         {
-            let again = runs.wait_for_slot(id, ahead, waiting, limit).await?;
             return Ok(Outcome::RetryAfter(again));
         }
         let now = runs.clock.now();

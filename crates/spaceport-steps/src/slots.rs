@@ -19,7 +19,7 @@ const WATCH: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Whether a run may send its job to the backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Admit {
+enum Admit {
     /// It holds a slot (or the backend has no limit).
     Go,
     /// `ahead` runs wait before it, `waiting` in all; `holders` hold the backend's `limit` slots.
@@ -70,7 +70,7 @@ impl Runs {
     }
 
     /// Takes one of the slots of `run`'s backend, or joins (or keeps) its place in the line.
-    pub(crate) async fn admit(&self, run: &Run) -> Result<Admit, Error> {
+    async fn admit(&self, run: &Run) -> Result<Admit, Error> {
         let Some((key, limit)) = self.slot_limit(run) else {
             return Ok(Admit::Go);
         };
@@ -157,9 +157,22 @@ impl Runs {
         )))
     }
 
+    /// `None` when the run may send its job to its backend now; else how long its step waits
+    /// before asking again (its place in the line shown on the run meanwhile).
+    pub(crate) async fn hold_back(&self, run: &Run) -> Result<Option<Duration>, Error> {
+        Ok(match self.admit(run).await? {
+            Admit::Go => None,
+            Admit::Wait {
+                ahead,
+                waiting,
+                limit,
+            } => Some(self.wait_for_slot(&run.id, ahead, waiting, limit).await?),
+        })
+    }
+
     /// A run that must wait for a slot shows its place in the line; the step tries again after
     /// `slot_poll`.
-    pub(crate) async fn wait_for_slot(
+    async fn wait_for_slot(
         &self,
         id: &RunId,
         ahead: usize,
@@ -179,7 +192,10 @@ impl Runs {
                 ..Progress::default()
             };
             let watched = run.job().watched_until.is_some_and(|t| t > now + WATCH / 2);
-            if run.status.is_terminal() || (run.progress == progress && watched) {
+            // A step elsewhere may have taken it meanwhile (its slot came free): leave it be.
+            let waiting = matches!(run.status, Status::Queued | Status::Submitting)
+                && !run.job().leased(now);
+            if !waiting || (run.progress == progress && watched) {
                 return Ok(false);
             }
             run.job.get_or_insert_default().watched_until = Some(now + WATCH);

@@ -12,11 +12,12 @@ use spaceport_core::pipeline::BackendSpec;
 use spaceport_core::ports::{
     BlobStore, JobInput, ModelRunner, QueueName, SpaceBackend, SpaceJob, StepMessage, Submitted,
 };
-use spaceport_core::{BackendKind, Error, ErrorCode, JobState, Run, RunId, Status, lease};
+use spaceport_core::{
+    BackendKind, Error, ErrorCode, JobState, Progress, Run, RunId, Status, lease,
+};
 
 use crate::cache::Lookup;
 use crate::runs::{Mutated, Runs};
-use crate::slots::Admit;
 use crate::trouble::{Trouble, Troubles};
 use crate::{Outcome, Step, inputs};
 
@@ -93,13 +94,8 @@ impl SubmitSpace {
         // At most N jobs at a backend at once: the rest wait in line, their place shown.
         if matches!(stored.status, Status::Queued | Status::Submitting)
             && !stored.job().leased(now)
-            && let Admit::Wait {
-                ahead,
-                waiting,
-                limit,
-            } = runs.admit(&stored).await?
+            && let Some(again) = runs.hold_back(&stored).await?
         {
-            let again = runs.wait_for_slot(id, ahead, waiting, limit).await?;
             return Ok(Outcome::RetryAfter(again));
         }
         let max_attempts = runs.pipelines.get(stored.backend_pipeline())?.max_attempts;
@@ -121,6 +117,11 @@ impl SubmitSpace {
                         run.begin_attempt(now);
                         run.job = Some(JobState::default());
                         run.cache_key = cache_key.clone();
+                        // Whatever it showed while queued (its place in a backend's line) is over.
+                        run.progress = Progress {
+                            stage: Some("submitting".into()),
+                            ..Progress::default()
+                        };
                     }
                     // A live lease, this worker's own included, means a submission is under way:
                     // a duplicate message handled at the same time in this very process must not
