@@ -1,5 +1,5 @@
 //! At most N jobs at a backend at once, across processes: two `spaceport serve` processes on one
-//! data dir, `vggt` limited to one job in flight, five runs against a mirror that would run five
+//! data dir, `vggt` limited to one job in flight, eight runs against a mirror that would run five
 //! at once and logs how many it runs (`INFLIGHT n`). The rest wait in `queued` with their place
 //! shown on the run and in `/readyz`; without the limit the same mirror sees them together.
 
@@ -59,7 +59,9 @@ async fn a_limit_of_one_holds_across_two_servers_sharing_a_data_dir() {
         servers.push((s, format!("http://127.0.0.1:{port}")));
     }
     let mut ids = vec![];
-    for i in 0..5 {
+    // Eight runs of 0.7 s each: the last waits longer than a message's five receives would
+    // last, so waiting must not use them up.
+    for i in 0..8 {
         let (s, _) = &servers[i % 2];
         ids.push(new_run(&s.client, &format!("r{i}.png"), i as u8).await);
     }
@@ -98,11 +100,14 @@ async fn a_limit_of_one_holds_across_two_servers_sharing_a_data_dir() {
     }
     assert!(saw_waiting_run && saw_waiting_in_readyz);
     let (most, started) = inflight(&mirror);
-    assert_eq!(started, 5, "{}", mirror.output());
+    assert_eq!(started, 8, "{}", mirror.output());
     assert_eq!(most, 1, "two jobs were at the mirror at once");
-    // Every slot was given back.
+    // Every slot was given back, and no message was dead-lettered by the waiting.
     let r = readyz(&servers[1].1).await;
     assert!(r["backends"].as_object().unwrap().is_empty(), "{r}");
+    for (q, stats) in r["queues"].as_object().unwrap() {
+        assert_eq!(stats["dead"], 0, "{q}: {r}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -242,6 +242,10 @@ async fn a_queue_that_stays_full_fails_space_queue_full_before_the_deadline() {
     let deadline: DateTime<Utc> = done["deadline_at"].as_str().unwrap().parse().unwrap();
     assert!(finished <= deadline, "{done}");
     assert!(joins(&front).len() >= 3, "it kept trying for room");
+    // Waiting took fresh messages: none used up its receives and was dead-lettered.
+    for (q, _, _, dead) in queue_counts(&t).await {
+        assert_eq!(dead, 0, "{q}");
+    }
     t.stack.shutdown().await;
 }
 

@@ -55,7 +55,7 @@ impl Reconstruct {
             && !run.job().leased(runs.clock.now())
             && let Some(again) = runs.hold_back(&run).await?
         {
-            return Ok(Outcome::RetryAfter(again));
+            return runs.later(QueueName::Reconstruct, &run, again).await;
         }
         let now = runs.clock.now();
         let me = runs.worker_id().to_string();

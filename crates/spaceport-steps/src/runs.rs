@@ -99,6 +99,21 @@ impl Runs {
         Ok(())
     }
 
+    /// Comes back to `run` in `queue` after `delay` with a fresh message, ending this one. A
+    /// wait of any length (a slot, a quota, a Space waking) must not use up the message's
+    /// receives, which dead-letter it after a few (SQS's `maxReceiveCount`, the local queue's
+    /// limit); and SQS delays a message at most 15 minutes, so a longer wait takes several
+    /// messages, each finding the run's `not_before` still ahead.
+    pub(crate) async fn later(
+        &self,
+        queue: QueueName,
+        run: &Run,
+        delay: Duration,
+    ) -> Result<crate::Outcome, Error> {
+        self.enqueue(queue, run, delay).await?;
+        Ok(crate::Outcome::Done)
+    }
+
     /// Sends `run` to the step that moves a run of its kind on from its status (nothing for a
     /// created or terminal run).
     pub(crate) async fn hand_on(&self, run: &Run) -> Result<(), Error> {

@@ -193,8 +193,8 @@ impl Runs {
             };
             let watched = run.job().watched_until.is_some_and(|t| t > now + WATCH / 2);
             // A step elsewhere may have taken it meanwhile (its slot came free): leave it be.
-            let waiting = matches!(run.status, Status::Queued | Status::Submitting)
-                && !run.job().leased(now);
+            let waiting =
+                matches!(run.status, Status::Queued | Status::Submitting) && !run.job().leased(now);
             if !waiting || (run.progress == progress && watched) {
                 return Ok(false);
             }

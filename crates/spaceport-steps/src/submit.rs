@@ -75,9 +75,8 @@ impl SubmitSpace {
             && at > now
             && !stored.job().leased(now)
         {
-            return Ok(Outcome::RetryAfter(
-                (at - now).to_std().unwrap_or(Duration::ZERO),
-            ));
+            let left = (at - now).to_std().unwrap_or(Duration::ZERO);
+            return runs.later(QueueName::SubmitSpace, &stored, left).await;
         }
         // The same job done before: its results answer the run, with no call to the Space.
         let mut cache_key = None;
@@ -96,7 +95,7 @@ impl SubmitSpace {
             && !stored.job().leased(now)
             && let Some(again) = runs.hold_back(&stored).await?
         {
-            return Ok(Outcome::RetryAfter(again));
+            return runs.later(QueueName::SubmitSpace, &stored, again).await;
         }
         let max_attempts = runs.pipelines.get(stored.backend_pipeline())?.max_attempts;
         // Claim the run: queued → submitting (attempt 1), or take over a submission whose lease lapsed.

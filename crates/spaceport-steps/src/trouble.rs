@@ -395,13 +395,10 @@ impl Troubles {
                 Ok(true)
             })
             .await?;
-        match (from, mutated) {
-            (Status::Running, Mutated::Changed(run)) => {
-                runs.enqueue(QueueName::SubmitSpace, &run, delay).await?;
-                Ok(Outcome::Done)
-            }
-            (_, Mutated::Changed(_)) => Ok(Outcome::RetryAfter(delay)),
-            _ => Ok(Outcome::Done),
+        match mutated {
+            // Submit-space takes it up again then (from poll-status, a message of its own).
+            Mutated::Changed(run) => runs.later(QueueName::SubmitSpace, &run, delay).await,
+            Mutated::Unchanged(_) => Ok(Outcome::Done),
         }
     }
 
