@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod run;
 pub mod run_token;
+pub mod sniff;
 pub mod status;
 pub mod webhook;
 

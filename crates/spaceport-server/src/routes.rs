@@ -409,11 +409,23 @@ async fn upload(
     {
         return Err(ApiError::bad_request(None, "the upload body is empty"));
     }
+    // Checked before a byte is stored: a replayed URL must not replace what the run recorded.
+    st.api.upload_open(&key).await?;
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let meta = blobs
         .accept_upload(&key, query.as_deref().unwrap_or(""), ct, Box::pin(stream))
         .await?;
-    st.api.input_landed(&key, &meta).await?;
+    let run = st.api.input_landed(&key, &meta).await?;
+    // Bytes that are not what was declared failed the run; the uploader hears it too.
+    if let Some(e) = run.as_ref().and_then(|r| r.error.as_ref())
+        && e.code == spaceport_core::ErrorCode::InputInvalid
+    {
+        return Err(spaceport_core::Error::UnsupportedMediaType {
+            field: None,
+            message: format!("{}; the run failed input_invalid", e.message),
+        }
+        .into());
+    }
     Ok(Json(json!({"size": meta.size, "sha256": meta.sha256})))
 }
 

@@ -12,8 +12,8 @@ use spaceport_core::ports::{
     BlobMeta, BlobStore, Idempotency, InputFetcher, InsertOutcome, SpaceBackend,
 };
 use spaceport_core::{
-    BackendInfo, CreateRunRequest, Error, InputFile, InputState, LOCAL_TENANT, Run, RunId,
-    StartMode, Status, validate_create,
+    BackendInfo, CreateRunRequest, Error, ErrorCode, InputFile, InputState, LOCAL_TENANT, Run,
+    RunId, StartMode, Status, sniff, validate_create,
 };
 
 use crate::runs::{Mutated, Runs};
@@ -304,12 +304,68 @@ impl Accept {
         Ok(out)
     }
 
+    /// Whether an upload to input `key` may store its bytes: only while the run waits for that
+    /// input. A URL replayed after its input landed, or after the run moved on or was deleted,
+    /// is refused (409) and stores nothing, so the bytes a backend sees are the bytes whose
+    /// sha256 the run records.
+    pub async fn upload_open(&self, key: &str) -> Result<(), Error> {
+        let Some(id) = run_id_of_key(key) else {
+            return Ok(());
+        };
+        let Some(run) = self.runs.store.get(&id).await? else {
+            return Err(Error::Conflict(format!("run {id} does not exist")));
+        };
+        if run.deleted_at.is_some() {
+            return Err(Error::Conflict(format!(
+                "run {id} was deleted; its inputs take no uploads"
+            )));
+        }
+        let input = run
+            .inputs
+            .iter()
+            .flat_map(|(slot, fs)| fs.iter().enumerate().map(move |(i, f)| (slot, i, f)))
+            .find(|(_, _, f)| f.key == key);
+        match input {
+            Some((slot, i, f)) if f.state == InputState::Landed => Err(Error::Conflict(format!(
+                "input {slot}[{i}] ({}) already landed with sha256 {}; a run's inputs do not change once uploaded",
+                f.filename,
+                f.sha256.as_deref().unwrap_or("?")
+            ))),
+            _ if run.status != Status::Created => Err(Error::Conflict(format!(
+                "run {id} is already {}; its inputs take no uploads",
+                run.status
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Records that the input stored under `key` has landed (an object-created event). Queues
-    /// the run when every input is there and it starts by itself. Unknown keys are ignored.
+    /// the run when every input is there and it starts by itself. Unknown keys are ignored; an
+    /// input whose bytes are not its declared type fails the run `input_invalid`.
     pub async fn input_landed(&self, key: &str, meta: &BlobMeta) -> Result<Option<Run>, Error> {
         let Some(id) = run_id_of_key(key) else {
             return Ok(None);
         };
+        // Bytes that are not the declared type fail the run now, before a Space or model sees them.
+        if let Some(run) = self.runs.store.get(&id).await?
+            && run.status == Status::Created
+            && let Some((slot, i, f)) = run.inputs.iter().find_map(|(slot, fs)| {
+                fs.iter()
+                    .enumerate()
+                    .find(|(_, f)| f.key == key)
+                    .map(|(i, f)| (slot, i, f))
+            })
+        {
+            let head =
+                crate::inputs::read_head(self.blobs.get(key).await?, sniff::SNIFF_BYTES).await?;
+            if let Some(why) = sniff::mismatch(&f.content_type, &head) {
+                let message = format!("input {slot}[{i}] ({}): {why}", f.filename);
+                self.runs
+                    .fail_run(&id, ErrorCode::InputInvalid, &message, false)
+                    .await?;
+                return Ok(Some(self.runs.load(&id).await?));
+            }
+        }
         let now = self.runs.clock.now();
         let mutated = self
             .runs

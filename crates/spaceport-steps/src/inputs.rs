@@ -44,6 +44,22 @@ pub(crate) async fn open(
     })
 }
 
+/// Reads at most the first `n` bytes of a stream (and drops the rest unread).
+pub(crate) async fn read_head(mut stream: ByteStream, n: usize) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        match stream.next().await {
+            Some(chunk) => {
+                let chunk = chunk.map_err(|e| Error::storage("reading a blob", e))?;
+                let take = (n - out.len()).min(chunk.len());
+                out.extend_from_slice(&chunk[..take]);
+            }
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
 /// Reads a stream to its end (for a local model, which takes whole images).
 pub(crate) async fn read_all(mut stream: ByteStream) -> Result<Vec<u8>, Error> {
     let mut out = vec![];
