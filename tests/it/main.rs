@@ -15,6 +15,7 @@ mod failures;
 mod front_door;
 mod fuzz;
 mod keys;
+mod landing;
 mod limits;
 mod oneshot;
 mod onnx;

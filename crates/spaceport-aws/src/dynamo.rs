@@ -47,25 +47,17 @@ pub struct DynamoRunStore {
     feed_lag: std::time::Duration,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: impl ToString) -> AttributeValue {
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
 fn run_pk(id: &RunId) -> String {
     format!("run#{id}")
 }
-
-/// A backend's slot book: an item of its own beside the runs.
-fn slot_pk(key: &str) -> String {
-    format!("slot#{key}")
-}
-
-/// The item listing every slot book's key.
-const SLOT_KEYS_PK: &str = "slots";
 
 fn idem_pk(key: &str) -> String {
     format!("idem#{key}")
@@ -269,7 +261,10 @@ impl DynamoRunStore {
         Ok(())
     }
 
-    async fn get_item(&self, pk: String) -> Result<Option<HashMap<String, AttributeValue>>, Error> {
+    pub(crate) async fn get_item(
+        &self,
+        pk: String,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, Error> {
         let out = self
             .client
             .get_item()
@@ -410,83 +405,15 @@ impl RunStore for DynamoRunStore {
     }
 
     async fn slots(&self, key: &str) -> Result<(SlotBook, u64), Error> {
-        let Some(item) = self.get_item(slot_pk(key)).await? else {
-            return Ok((SlotBook::default(), 0));
-        };
-        let book = item
-            .get("book")
-            .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| Error::Internal(format!("slot book {key:?} has no body")))?;
-        let version = item
-            .get("version")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let book = serde_json::from_str(book)
-            .map_err(|e| Error::Internal(format!("slot book {key:?} does not decode: {e}")))?;
-        Ok((book, version))
+        self.read_slot_book(key).await
     }
 
     async fn put_slots(&self, key: &str, book: &SlotBook, expected: u64) -> Result<(), Error> {
-        let body = serde_json::to_string(book).map_err(|e| Error::Internal(e.to_string()))?;
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(slot_pk(key)))
-            .item("book", s(body))
-            .item("version", n(expected + 1));
-        put = if expected == 0 {
-            put.condition_expression("attribute_not_exists(pk)")
-        } else {
-            put.condition_expression("#v = :expected")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":expected", n(expected))
-        };
-        match put.send().await {
-            Ok(_) => {}
-            Err(e) if code_of(&e) == Some("ConditionalCheckFailedException") => {
-                return Err(Error::VersionConflict {
-                    id: key.to_string(),
-                    expected,
-                });
-            }
-            Err(e) => return Err(sdk("writing a slot book", e)),
-        }
-        if expected == 0 {
-            // The registry `all_slots` reads, so /readyz needs no table scan.
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(SLOT_KEYS_PK))
-                .update_expression("ADD #k :k")
-                .expression_attribute_names("#k", "keys")
-                .expression_attribute_values(":k", AttributeValue::Ss(vec![key.to_string()]))
-                .send()
-                .await
-                .map_err(|e| sdk("registering a slot book", e))?;
-        }
-        Ok(())
+        self.write_slot_book(key, book, expected).await
     }
 
     async fn all_slots(&self) -> Result<Vec<(String, SlotBook)>, Error> {
-        let keys = match self.get_item(SLOT_KEYS_PK.to_string()).await? {
-            Some(item) => item
-                .get("keys")
-                .and_then(|v| v.as_ss().ok())
-                .cloned()
-                .unwrap_or_default(),
-            None => vec![],
-        };
-        let mut out = vec![];
-        for key in keys {
-            let (book, _) = self.slots(&key).await?;
-            if !book.holders.is_empty() || !book.waiters.is_empty() {
-                out.push((key, book));
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        self.all_slot_books().await
     }
 
     async fn get(&self, id: &RunId) -> Result<Option<Run>, Error> {

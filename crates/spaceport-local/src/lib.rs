@@ -8,6 +8,7 @@ mod deliveries;
 mod events;
 mod queue;
 mod signed;
+mod slots;
 mod store;
 
 use std::path::{Path, PathBuf};

@@ -18,7 +18,7 @@ use crate::db::{LocalDb, millis, sql_err};
 /// Runs and idempotency keys in the SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    db: LocalDb,
+    pub(crate) db: LocalDb,
 }
 
 impl SqliteStore {
@@ -73,11 +73,6 @@ fn to_json(run: &Run) -> Result<String, Error> {
 
 /// Decodes a stored run. One that does not decode (a job record of the wrong shape, say) is an
 /// error naming the run, never a default: a default would silently drop a live lease.
-fn book_from_json(body: &str) -> Result<SlotBook, Error> {
-    serde_json::from_str(body)
-        .map_err(|e| Error::Internal(format!("a stored slot book does not decode: {e}")))
-}
-
 fn from_json(body: &str) -> Result<Run, Error> {
     serde_json::from_str(body).map_err(|e| {
         let id = serde_json::from_str::<serde_json::Value>(body)
@@ -390,75 +385,15 @@ impl RunStore for SqliteStore {
     }
 
     async fn slots(&self, key: &str) -> Result<(SlotBook, u64), Error> {
-        let key = key.to_string();
-        self.db
-            .call(move |conn| {
-                let row: Option<(String, i64)> = conn
-                    .query_row(
-                        "SELECT book, version FROM backend_slots WHERE key = ?1",
-                        [&key],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()
-                    .map_err(|e| sql_err("reading a slot book", e))?;
-                match row {
-                    None => Ok((SlotBook::default(), 0)),
-                    Some((book, v)) => Ok((book_from_json(&book)?, v as u64)),
-                }
-            })
-            .await
+        self.read_slot_book(key).await
     }
 
     async fn put_slots(&self, key: &str, book: &SlotBook, expected: u64) -> Result<(), Error> {
-        let key = key.to_string();
-        let body = serde_json::to_string(book).map_err(|e| Error::Internal(e.to_string()))?;
-        self.db
-            .write("writing a slot book", move |tx| {
-                let changed = if expected == 0 {
-                    tx.execute(
-                        "INSERT INTO backend_slots (key, book, version) VALUES (?1, ?2, 1)
-                         ON CONFLICT (key) DO NOTHING",
-                        rusqlite::params![key, body],
-                    )
-                } else {
-                    tx.execute(
-                        "UPDATE backend_slots SET book = ?2, version = version + 1
-                         WHERE key = ?1 AND version = ?3",
-                        rusqlite::params![key, body, expected as i64],
-                    )
-                }
-                .map_err(|e| sql_err("writing a slot book", e))?;
-                if changed == 0 {
-                    return Err(Error::VersionConflict {
-                        id: key.clone(),
-                        expected,
-                    });
-                }
-                Ok(())
-            })
-            .await
+        self.write_slot_book(key, book, expected).await
     }
 
     async fn all_slots(&self) -> Result<Vec<(String, SlotBook)>, Error> {
-        self.db
-            .call(move |conn| {
-                let mut stmt = conn
-                    .prepare("SELECT key, book FROM backend_slots ORDER BY key")
-                    .map_err(|e| sql_err("listing slot books", e))?;
-                let rows = stmt
-                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                    .map_err(|e| sql_err("listing slot books", e))?;
-                let mut out = vec![];
-                for row in rows {
-                    let (key, book) = row.map_err(|e| sql_err("listing slot books", e))?;
-                    let book = book_from_json(&book)?;
-                    if !book.holders.is_empty() || !book.waiters.is_empty() {
-                        out.push((key, book));
-                    }
-                }
-                Ok(out)
-            })
-            .await
+        self.all_slot_books().await
     }
 }
 

@@ -45,25 +45,12 @@ impl Listener {
     /// Waits until run `id` changed in this process, another process may have changed it (the
     /// cross-process beat), or `max` passed, whichever comes first.
     pub async fn changed(&mut self, id: &RunId, max: Duration) {
-        let beat = tokio::time::sleep(max.min(CROSS_PROCESS_POLL));
-        tokio::pin!(beat);
-        loop {
-            tokio::select! {
-                got = self.0.recv() => match got {
-                    Ok(changed) if &changed == id => return,
-                    Ok(_) => {}
-                    // Missed some: one of them may be ours.
-                    Err(broadcast::error::RecvError::Lagged(_)) => return,
-                    Err(broadcast::error::RecvError::Closed) => return beat.await,
-                },
-                _ = &mut beat => return,
-            }
-        }
+        self.any_changed(&std::collections::HashSet::from([id.clone()]), max)
+            .await
     }
-}
 
-impl Listener {
-    /// Waits until any of `ids` changed in this process, the cross-process beat, or `max`.
+    /// Waits until any of `ids` changed in this process (or some change was missed), another
+    /// process may have changed one (the cross-process beat), or `max` passed.
     pub async fn any_changed(&mut self, ids: &std::collections::HashSet<RunId>, max: Duration) {
         let beat = tokio::time::sleep(max.min(CROSS_PROCESS_POLL));
         tokio::pin!(beat);

@@ -101,6 +101,7 @@ impl PollStatus {
             }
         };
 
+        let rank_limit = self.troubles.rank_limit(&run)?;
         let heartbeat = runs.config.heartbeat;
         let window_end = tokio::time::Instant::now() + runs.config.poll_window;
         let deadline = {
@@ -119,8 +120,8 @@ impl PollStatus {
             tokio::select! {
                 ev = events.next() => match ev {
                     Some(Ok(SpaceEvent::Progress(p))) => {
-                        if let Some(rank) = p.queue_rank
-                            && self.troubles.rank_too_high(id, rank).await?
+                        if let (Some(rank), Some(limit)) = (p.queue_rank, rank_limit)
+                            && rank > limit
                         {
                             // Too far back in this Space's queue: leave it for the next backend.
                             self.runs.cancel_at_backend(self.space.as_ref(), &run, &handle).await;

@@ -13,8 +13,8 @@ use spaceport_core::{
     BackendKind, Error, ErrorCode, EventType, JobState, Progress, Run, RunId, Status,
 };
 
-use crate::Outcome;
 use crate::runs::{Mutated, Runs};
+use crate::{Outcome, StepsConfig};
 
 /// A backend failure as the steps weigh it.
 #[derive(Debug, Clone)]
@@ -58,15 +58,6 @@ pub(crate) struct Situation<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// The tunables of waiting.
-#[derive(Debug, Clone)]
-pub(crate) struct Waits {
-    pub submit_tries: u32,
-    pub wake_timeout: Duration,
-    pub wake_poll: Duration,
-    pub queue_full_max_delay: Duration,
-}
-
 /// The least time a try at the Space needs after a wait; a wait leaving less fails the run now.
 const TRY_MARGIN: Duration = Duration::from_secs(1);
 
@@ -76,7 +67,7 @@ fn secs(d: Duration) -> String {
 }
 
 /// Decides what a failure means. Pure: the caller acts on the answer.
-pub(crate) fn decide(t: &Trouble, s: &Situation, w: &Waits, backoff: Duration) -> Decision {
+pub(crate) fn decide(t: &Trouble, s: &Situation, w: &StepsConfig, backoff: Duration) -> Decision {
     let job = s.run.job();
     let left = (s.run.deadline_at - s.now)
         .to_std()
@@ -228,16 +219,6 @@ struct Next {
 }
 
 impl Troubles {
-    fn waits(&self) -> Waits {
-        let c = &self.runs.config;
-        Waits {
-            submit_tries: c.submit_tries,
-            wake_timeout: c.wake_timeout,
-            wake_poll: c.wake_poll,
-            queue_full_max_delay: c.queue_full_max_delay,
-        }
-    }
-
     /// The next fallback of the run's pipeline that has not served it yet and that this
     /// deployment can run.
     fn next_backend(&self, run: &Run) -> Result<Option<Next>, Error> {
@@ -271,13 +252,14 @@ impl Troubles {
         Ok(None)
     }
 
-    /// Whether a job at queue `rank` should leave for a fallback (the pipeline's
-    /// `when_queue_rank_over`, and a fallback left).
-    pub(crate) async fn rank_too_high(&self, id: &RunId, rank: u64) -> Result<bool, Error> {
-        let run = self.runs.load(id).await?;
+    /// The queue rank above which `run`'s job leaves its Space for a fallback: the pipeline's
+    /// `when_queue_rank_over`, when a fallback is left. Decided once per watch, not per event.
+    pub(crate) fn rank_limit(&self, run: &Run) -> Result<Option<u64>, Error> {
         let own = self.runs.pipelines.get(&run.pipeline)?;
-        Ok(own.failover.when_queue_rank_over.is_some_and(|n| rank > n)
-            && self.next_backend(&run)?.is_some())
+        Ok(match own.failover.when_queue_rank_over {
+            Some(n) if self.next_backend(run)?.is_some() => Some(n),
+            _ => None,
+        })
     }
 
     /// Weighs a failure of the run's backend while the run is in `from` (`Submitting` in
@@ -317,9 +299,8 @@ impl Troubles {
             readiness,
             now,
         };
-        let waits = self.waits();
         let backoff = runs.backoff(run.job().submit_tries);
-        match decide(&t, &situation, &waits, backoff) {
+        match decide(&t, &situation, &runs.config, backoff) {
             Decision::Wait {
                 delay,
                 stage,
@@ -464,12 +445,13 @@ mod tests {
         )
     }
 
-    fn waits() -> Waits {
-        Waits {
+    fn waits() -> StepsConfig {
+        StepsConfig {
             submit_tries: 3,
             wake_timeout: Duration::from_secs(60),
             wake_poll: Duration::from_secs(5),
             queue_full_max_delay: Duration::from_secs(30),
+            ..StepsConfig::default()
         }
     }
 
