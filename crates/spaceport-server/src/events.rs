@@ -162,7 +162,13 @@ pub(crate) async fn feed(
 ) -> Result<Json<FeedView>, ApiError> {
     let limit = parse_page_limit(p.limit.as_deref()).map_err(ApiError::malformed)?;
     let mut types = vec![];
-    for t in p.types.as_deref().unwrap_or("").split(',').map(str::trim) {
+    for t in p
+        .types
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(|t| t.trim_matches(|c: char| c.is_ascii_whitespace()))
+    {
         if t.is_empty() {
             continue;
         }
