@@ -326,7 +326,8 @@ impl Serve {
         Self::start_with(data, port, space_url, steps, &[], Stdio::inherit()).await
     }
 
-    /// Starts it with `env` set too and its log (stderr) going to `log`.
+    /// Starts it with `env` set too and its log (stderr) going to `log`; an empty `space_url`
+    /// leaves the `vggt` pipeline's as it is (for a `pipelines_dir` without one).
     pub async fn start_with(
         data: &Path,
         port: u16,
@@ -335,7 +336,11 @@ impl Serve {
         env: &[(&str, &str)],
         log: Stdio,
     ) -> Serve {
-        let child = Command::new(env!("CARGO_BIN_EXE_spaceport"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_spaceport"));
+        if !space_url.is_empty() {
+            cmd.env("SPACEPORT_SPACE_URL_VGGT", space_url);
+        }
+        let child = cmd
             .args([
                 "--data",
                 data.to_str().unwrap(),
@@ -345,7 +350,6 @@ impl Serve {
                 "--steps",
                 steps,
             ])
-            .env("SPACEPORT_SPACE_URL_VGGT", space_url)
             .env("SPACEPORT_LEASE_S", "3")
             .env("SPACEPORT_VISIBILITY_S", "3")
             .envs(env.iter().copied())
@@ -373,6 +377,19 @@ impl Serve {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Serve { child, client }
+    }
+
+    /// The most memory the process has held so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("reading /proc/PID/status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("VmHWM in /proc/PID/status");
+        kib * 1024
     }
 
     pub fn kill9(mut self) {

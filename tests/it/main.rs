@@ -14,6 +14,7 @@ mod events;
 mod failures;
 mod front_door;
 mod fuzz;
+mod hostile;
 mod keys;
 mod landing;
 mod limits;

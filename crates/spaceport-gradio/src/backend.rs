@@ -59,6 +59,11 @@ pub fn new_session_hash() -> String {
 impl GradioBackend {
     /// A backend with these timeouts and credentials.
     pub fn new(options: ClientOptions) -> GradioBackend {
+        // A run keeps a job's final outputs only: intermediate ones are not tracked.
+        let options = ClientOptions {
+            generator_updates: false,
+            ..options
+        };
         let hub = options.hub_url.as_deref().and_then(|url| {
             Hub::new(
                 url,

@@ -10,14 +10,17 @@ use futures::stream::StreamExt;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderName, HeaderValue, SET_COOKIE};
 use reqwest::{RequestBuilder, Response};
 use serde_json::Value;
+use spaceport_core::Error;
 use spaceport_core::ports::{ByteStream, JobInput};
-use spaceport_core::{Error, ErrorCode};
+
+use url::Url;
 
 use crate::config::{Endpoint, SpaceConfig};
 use crate::error::{HttpError, download_error};
 use crate::handle::JobHandle;
 use crate::protocol::{protocol_error, wire};
 use crate::stream::JobStream;
+use crate::{bounds, origin};
 
 /// A Hugging Face token. Its Debug never shows it, and it has no Display.
 #[derive(Clone)]
@@ -56,6 +59,11 @@ pub struct ClientOptions {
     /// The Hub asked whether a Space that does not answer is asleep, building or broken
     /// (`None`: no Hub, for deployments whose Spaces are not on Hugging Face).
     pub hub_url: Option<String>,
+    /// The `https` hosts the token is sent to (`*.hf.space`: any subdomain); never others.
+    pub token_hosts: Vec<String>,
+    /// Whether a generator's intermediate outputs are kept (diffs applied): only for callers
+    /// that show them; the steps need the final outputs alone.
+    pub generator_updates: bool,
 }
 
 impl ClientOptions {
@@ -76,6 +84,11 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(45),
             hub_url: Some(crate::hub::DEFAULT_HUB_URL.into()),
+            token_hosts: crate::origin::DEFAULT_TOKEN_HOSTS
+                .iter()
+                .map(|h| h.to_string())
+                .collect(),
+            generator_updates: true,
         }
     }
 }
@@ -130,6 +143,9 @@ impl Cookies {
 pub struct GradioClient {
     http: reqwest::Client,
     base: String,
+    url: Url,
+    /// Whether the token goes to this Space (`https`, on the allow-list).
+    send_token: bool,
     options: ClientOptions,
 }
 
@@ -146,23 +162,25 @@ impl GradioClient {
     /// A client for the Space at `base` (`https://owner-name.hf.space`, `http://127.0.0.1:7860`).
     pub fn new(base: &str, options: ClientOptions) -> Result<GradioClient, Error> {
         let base = base.trim_end_matches('/').to_string();
-        url::Url::parse(&base).map_err(|e| {
-            Error::upstream(
-                ErrorCode::SpaceUnavailable,
-                false,
-                format!("{base:?} is not a URL: {e}"),
-            )
-        })?;
+        let url = origin::parse_base(&base)?;
         let http = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
             .read_timeout(options.idle_timeout)
+            .redirect(origin::redirect_policy())
             .build()
             .map_err(|e| Error::Internal(format!("building the HTTP client: {e}")))?;
         Ok(GradioClient {
             http,
+            send_token: origin::token_allowed(&url, &options.token_hosts),
             base,
+            url,
             options,
         })
+    }
+
+    /// `{base}{api_prefix}/{tail}`, never off the Space's origin (`origin.rs`).
+    pub(crate) fn url(&self, api_prefix: &str, tail: &str) -> Result<Url, Error> {
+        origin::space_url(&self.url, api_prefix, tail)
     }
 
     /// The base URL.
@@ -183,7 +201,13 @@ impl GradioClient {
     /// The headers every request to the Space carries: our token and the job's cookies.
     pub(crate) fn auth_headers(&self, cookies: &Cookies) -> Vec<(HeaderName, HeaderValue)> {
         let mut headers = vec![];
-        if let Some(h) = self.options.token.as_ref().and_then(Token::header) {
+        if let Some(h) = self
+            .options
+            .token
+            .as_ref()
+            .filter(|_| self.send_token)
+            .and_then(Token::header)
+        {
             headers.push((AUTHORIZATION, h));
         }
         if let Ok(c) = HeaderValue::from_str(&cookies.header())
@@ -208,20 +232,24 @@ impl GradioClient {
         req: RequestBuilder,
         cookies: &Cookies,
     ) -> Result<Response, HttpError> {
-        let resp = self
+        let req = self
             .with_auth(req, cookies)
-            .send()
+            .build()
+            .map_err(|e| HttpError::transport(doing, e))?;
+        // Every URL is built by `url`; this is the one door, so nothing reaches another host.
+        if !origin::same_origin(&self.url, req.url()) {
+            return Err(HttpError::off_origin(doing, req.url()));
+        }
+        let resp = self
+            .http
+            .execute(req)
             .await
             .map_err(|e| HttpError::transport(doing, e))?;
         cookies.absorb(&resp);
         if !resp.status().is_success() {
             let code = resp.status();
             let retry_after = crate::error::retry_after_header(resp.headers());
-            let body = tokio::time::timeout(Duration::from_secs(5), resp.text())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default();
+            let body = bounds::error_text(resp).await;
             return Err(HttpError::status(doing, code, &body).with_retry_after(retry_after));
         }
         Ok(resp)
@@ -232,24 +260,16 @@ impl GradioClient {
     pub async fn wake(&self) {
         let req = self
             .http
-            .get(format!("{}/", self.base))
+            .get(self.url.clone())
             .timeout(self.options.connect_timeout);
         if let Err(e) = self.with_auth(req, &Cookies::default()).send().await {
             tracing::debug!(base = %self.base, "waking the Space: {e}");
         }
     }
 
-    /// Reads a JSON answer.
+    /// Reads a JSON answer of a few fields (at most `MAX_ANSWER_BYTES`).
     pub(crate) async fn json(&self, doing: &'static str, resp: Response) -> Result<Value, Error> {
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| HttpError::transport(doing, e))?;
-        serde_json::from_str(&text).map_err(|e| {
-            protocol_error(format!(
-                "{doing}: the answer is not JSON ({e}): {text:.200}"
-            ))
-        })
+        json_capped(doing, resp, bounds::MAX_ANSWER_BYTES).await
     }
 
     /// `GET /config`.
@@ -257,10 +277,10 @@ impl GradioClient {
         let doing = "reading the Space's /config";
         let req = self
             .http
-            .get(format!("{}/config", self.base))
+            .get(self.url("", "config")?)
             .timeout(self.options.request_timeout);
         let resp = self.send(doing, req, cookies).await?;
-        SpaceConfig::from_json(&self.json(doing, resp).await?)
+        SpaceConfig::from_json(&json_capped(doing, resp, bounds::MAX_CONFIG_BYTES).await?)
     }
 
     /// `GET {prefix}/info`: the API as gradio_client reads it (parameter names and defaults;
@@ -269,10 +289,12 @@ impl GradioClient {
         let doing = "reading the Space's /info";
         let req = self
             .http
-            .get(format!("{}{api_prefix}/info", self.base))
+            .get(self.url(api_prefix, "info")?)
             .timeout(self.options.request_timeout);
         match self.send(doing, req, cookies).await {
-            Ok(resp) => Ok(Some(self.json(doing, resp).await?)),
+            Ok(resp) => Ok(Some(
+                json_capped(doing, resp, bounds::MAX_CONFIG_BYTES).await?,
+            )),
             Err(e) if e.status_code().is_some_and(|s| s.is_client_error()) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -301,7 +323,7 @@ impl GradioClient {
         }
         let req = self
             .http
-            .post(format!("{}{api_prefix}/upload", self.base))
+            .post(self.url(api_prefix, "upload")?)
             .multipart(form);
         let resp = self.send(doing, req, cookies).await?;
         let paths: Vec<String> = serde_json::from_value(self.json(doing, resp).await?)
@@ -351,7 +373,7 @@ impl GradioClient {
         let doing = "downloading a result file from the Space";
         let req = self
             .http
-            .get(format!("{}{api_prefix}/file={path}", self.base));
+            .get(self.url(api_prefix, &format!("file={path}"))?);
         let resp = self
             .send(doing, req, cookies)
             .await
@@ -367,6 +389,17 @@ impl GradioClient {
             .boxed();
         Ok((stream, content_type))
     }
+}
+
+/// Reads a JSON answer of at most `limit` bytes.
+async fn json_capped(doing: &'static str, resp: Response, limit: usize) -> Result<Value, Error> {
+    let bytes = bounds::read_capped(doing, resp, limit).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        protocol_error(format!(
+            "{doing}: the answer is not JSON ({e}): {:.200}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(400)])
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -98,6 +98,8 @@ impl SpaceConfig {
             .unwrap_or("")
             .trim_end_matches('/')
             .to_string();
+        // A prefix naming a host would send every later request there.
+        crate::origin::check_prefix(&api_prefix)?;
         let deps = v
             .get("dependencies")
             .and_then(Value::as_array)
@@ -276,6 +278,20 @@ mod tests {
             (14, Some(8), 4)
         );
         assert_eq!(cfg.endpoint("gradio_demo").unwrap().trigger_id, None);
+    }
+
+    #[test]
+    fn an_api_prefix_naming_a_host_is_refused() {
+        for prefix in ["@127.0.0.1:9", "//evil.example", ".evil.example"] {
+            let e = SpaceConfig::from_json(&json!({
+                "protocol": "sse_v3", "api_prefix": prefix, "dependencies": [],
+            }))
+            .unwrap_err();
+            assert!(
+                !e.retryable() && e.to_string().contains("not a plain path"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -86,12 +86,31 @@ pub enum HttpError {
         /// The answer's `Retry-After`, if it had one.
         retry_after: Option<Duration>,
     },
+    /// A request we would not send: its URL left the Space's origin.
+    OffOrigin { doing: &'static str, origin: String },
 }
 
 impl HttpError {
     /// A transport failure while `doing` something.
     pub fn transport(doing: &'static str, source: reqwest::Error) -> HttpError {
         HttpError::Transport { doing, source }
+    }
+
+    /// A request to `url`, off the Space's origin, that was not sent.
+    pub fn off_origin(doing: &'static str, url: &url::Url) -> HttpError {
+        HttpError::OffOrigin {
+            doing,
+            origin: url.origin().ascii_serialization(),
+        }
+    }
+
+    /// Whether the Space sent us off its origin (a redirect elsewhere): it will not pass.
+    pub fn is_off_origin(&self) -> bool {
+        match self {
+            HttpError::Transport { source, .. } => source.is_redirect(),
+            HttpError::OffOrigin { .. } => true,
+            HttpError::Status { .. } => false,
+        }
     }
 
     /// A non-success `status` while `doing` something; keeps only the start of `body`.
@@ -115,7 +134,7 @@ impl HttpError {
     /// The HTTP status the Space answered with, if it answered.
     pub fn status_code(&self) -> Option<StatusCode> {
         match self {
-            HttpError::Transport { .. } => None,
+            HttpError::Transport { .. } | HttpError::OffOrigin { .. } => None,
             HttpError::Status { status, .. } => Some(*status),
         }
     }
@@ -141,6 +160,10 @@ impl std::fmt::Display for HttpError {
                 body,
                 ..
             } => write!(f, "{doing}: HTTP {status}: {body}"),
+            HttpError::OffOrigin { doing, origin } => write!(
+                f,
+                "{doing}: not sent: the URL leads off the Space's origin, to {origin}"
+            ),
         }
     }
 }
@@ -149,18 +172,22 @@ impl std::error::Error for HttpError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             HttpError::Transport { source, .. } => Some(source),
-            HttpError::Status { .. } => None,
+            HttpError::Status { .. } | HttpError::OffOrigin { .. } => None,
         }
     }
 }
 
 impl From<HttpError> for Error {
     /// Transport failures and 5xx/404/408 may pass (retryable); 429 or a quota message is a
-    /// quota; 401/403 will not pass without a new token; anything else is a protocol mismatch.
+    /// quota; 401/403 will not pass without a new token; a redirect off the Space's origin and
+    /// anything else is a protocol mismatch.
     fn from(e: HttpError) -> Error {
         let message = e.to_string();
         let (code, retryable, after) = match &e {
-            HttpError::Transport { .. } => (ErrorCode::SpaceUnavailable, true, None),
+            e if e.is_off_origin() => (ErrorCode::SpaceProtocol, false, None),
+            HttpError::Transport { .. } | HttpError::OffOrigin { .. } => {
+                (ErrorCode::SpaceUnavailable, true, None)
+            }
             HttpError::Status {
                 status,
                 body,

@@ -1,8 +1,10 @@
 //! A resumable Gradio client and the `SpaceBackend` built on it. A job is joined with a session
 //! hash we choose and persisted as a [`JobHandle`], so any process can open its event stream later;
-//! each wire protocol (`sse_v3` today; `ws`, `sse_v1`/`v2` later) lives in its own module.
+//! each wire protocol lives in its own module. What a Space may send is bounded (`bounds`) and
+//! where it may send us is its own origin (`origin`).
 
 pub mod backend;
+pub mod bounds;
 pub mod check;
 pub mod client;
 pub mod config;
@@ -11,6 +13,7 @@ pub mod error;
 pub mod files;
 pub mod handle;
 pub mod hub;
+pub mod origin;
 pub mod protocol;
 pub mod scaffold;
 pub mod sse;

@@ -139,6 +139,9 @@ impl Stack {
         if let Some(hub) = &cfg.hub_url {
             space_options.hub_url = Some(hub.clone()).filter(|h| !h.is_empty());
         }
+        if let Some(hosts) = &cfg.space_token_hosts {
+            space_options.token_hosts = hosts.clone();
+        }
         let space: Arc<dyn SpaceBackend> = Arc::new(GradioBackend::new(space_options));
         let mut sender = HttpSender::new(
             cfg.outbound_guard()?,

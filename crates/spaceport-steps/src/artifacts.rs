@@ -1,12 +1,22 @@
 //! A run's results: each file streamed into the blob store at a fixed key (so a repeated fetch
 //! overwrites instead of duplicating) and recorded with its size and sha256, then the run ended
 //! `succeeded`. fetch-artifact (files from a Space) and reconstruct (files a model wrote) share it.
+//! An artifact is capped at its spec's `max_bytes`, and a failure of the backend's own while it
+//! streams is the run's error (`artifact_download_failed`), not the store's.
+
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde_json::{Map, Value};
 use spaceport_core::pipeline::OutputSpec;
 use spaceport_core::ports::{BlobStore, ByteStream};
-use spaceport_core::{Artifact, Error, Progress, Run, RunId, Status, lease};
+use spaceport_core::{Artifact, Error, ErrorCode, Progress, Run, RunId, Status, lease};
+
+/// Where the artifact `name` of run `id` is kept.
+pub(crate) fn key(id: &RunId, name: &str, spec: &OutputSpec) -> String {
+    Run::artifact_key(id, name, &spec.filename)
+}
 
 /// Streams `body` into the artifact `name` of run `id`, as the pipeline's output `spec` says.
 pub(crate) async fn store(
@@ -17,8 +27,16 @@ pub(crate) async fn store(
     body: ByteStream,
     meta: Map<String, Value>,
 ) -> Result<Artifact, Error> {
-    let key = Run::artifact_key(id, name, &spec.filename);
-    let stored = blobs.put(&key, &spec.content_type, body).await?;
+    let key = key(id, name, spec);
+    let failure = Arc::new(Mutex::new(None));
+    let body = guarded(body, name, spec.max_bytes(), failure.clone());
+    let stored = match blobs.put(&key, &spec.content_type, body).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            let theirs = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+            return Err(theirs.unwrap_or(e));
+        }
+    };
     Ok(Artifact {
         name: name.to_string(),
         filename: spec.filename.clone(),
@@ -28,6 +46,41 @@ pub(crate) async fn store(
         key,
         meta,
     })
+}
+
+/// `body` as the store reads it: at most `max` bytes, and a failure of the backend's own (its
+/// transfer broke, or it sent more than `max`) kept in `failure` for the caller, since the store
+/// sees only that its body failed.
+fn guarded(
+    body: ByteStream,
+    name: &str,
+    max: u64,
+    failure: Arc<Mutex<Option<Error>>>,
+) -> ByteStream {
+    let name = name.to_string();
+    let mut seen = 0u64;
+    body.map(move |chunk| {
+        let err = match chunk {
+            Ok(c) if seen + c.len() as u64 <= max => {
+                seen += c.len() as u64;
+                return Ok(c);
+            }
+            Ok(_) => Error::upstream(
+                ErrorCode::ArtifactDownloadFailed,
+                false,
+                format!("output {name} is larger than its max_bytes ({max} bytes); nothing of it was kept"),
+            ),
+            Err(e) => Error::upstream(
+                ErrorCode::ArtifactDownloadFailed,
+                true,
+                format!("the transfer of output {name} broke off: {e}"),
+            ),
+        };
+        let message = err.to_string();
+        *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
+        Err(std::io::Error::other(message))
+    })
+    .boxed()
 }
 
 /// An output whose content type is a wildcard (`image/*`: the Space picks PNG or WebP by its
@@ -89,6 +142,7 @@ mod tests {
             filename: "result.img".into(),
             from: None,
             optional: false,
+            max_bytes: None,
         }
     }
 

@@ -1,13 +1,16 @@
 //! fetch-artifact: streams each result file from the backend into the blob store (never whole in
 //! memory), records size, sha256 and content type, and marks the run succeeded. Artifacts are
-//! written to fixed keys, so a repeated fetch overwrites instead of duplicating.
+//! written to fixed keys, so a repeated fetch overwrites instead of duplicating. The run is held
+//! while the files flow (`hold.rs`): the lease renewed, the transfer stopped at the deadline or
+//! when the run ends, and what a run that ended meanwhile would have received deleted.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use spaceport_core::ports::{BlobStore, QueueName, SpaceBackend, StepMessage};
 use spaceport_core::{Artifact, Error, ErrorCode, Run, RunId, Status};
 
+use crate::hold::Held;
 use crate::runs::{Mutated, Runs};
 use crate::{Outcome, Step, artifacts};
 
@@ -45,7 +48,20 @@ impl FetchArtifact {
         let Some(run) = runs.claim(id, Status::Fetching).await? else {
             return Ok(Outcome::Done);
         };
-        match self.download_all(&run).await {
+        let written = Mutex::new(vec![]);
+        let downloaded = match runs
+            .holding(&run, self.download_all(&run, &written))
+            .await?
+        {
+            Held::Done(d) => d,
+            Held::Released => {
+                let written =
+                    std::mem::take(&mut *written.lock().unwrap_or_else(|p| p.into_inner()));
+                runs.discard(id, self.blobs.as_ref(), &written).await;
+                return Ok(Outcome::Done);
+            }
+        };
+        match downloaded {
             Ok(stored) => {
                 let now = runs.clock.now();
                 let m = runs
@@ -56,14 +72,22 @@ impl FetchArtifact {
                         artifacts::record_success(run, &stored, now)?;
                         Ok(true)
                     })
-                    .await?;
+                    .await;
                 match m {
-                    Mutated::Changed(run) => {
+                    Ok(Mutated::Changed(run)) => {
                         crate::cache::remember(runs.blobs.as_ref(), &run).await;
                     }
-                    Mutated::Unchanged(run) => {
+                    Ok(Mutated::Unchanged(run)) => {
                         tracing::info!(run = %run.id, status = %run.status, "run changed while fetching; artifacts not recorded");
+                        let keys: Vec<String> = stored.iter().map(|a| a.key.clone()).collect();
+                        runs.discard(id, self.blobs.as_ref(), &keys).await;
                     }
+                    Err(Error::NotFound { .. }) => {
+                        // Deleted while its results came in: none of them may stay.
+                        let keys: Vec<String> = stored.iter().map(|a| a.key.clone()).collect();
+                        runs.discard(id, self.blobs.as_ref(), &keys).await;
+                    }
+                    Err(e) => return Err(e),
                 }
                 Ok(Outcome::Done)
             }
@@ -105,7 +129,13 @@ impl FetchArtifact {
         }
     }
 
-    async fn download_all(&self, run: &Run) -> Result<Vec<Artifact>, Error> {
+    /// Downloads every output, naming each key in `written` before writing it (so that a
+    /// transfer dropped half-way can be discarded).
+    async fn download_all(
+        &self,
+        run: &Run,
+        written: &Mutex<Vec<String>>,
+    ) -> Result<Vec<Artifact>, Error> {
         let pipeline = self.runs.pipelines.get(run.backend_pipeline())?;
         let job = run.job();
         let (Some(handle), Some(outputs)) = (job.handle, job.outputs) else {
@@ -144,6 +174,10 @@ impl FetchArtifact {
             };
             let (body, backend_type) = self.space.download(&handle, file).await?;
             let spec = artifacts::resolve_format(spec, backend_type.as_deref());
+            written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(artifacts::key(&run.id, name, &spec));
             stored.push(
                 artifacts::store(
                     self.blobs.as_ref(),

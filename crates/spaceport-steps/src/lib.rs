@@ -10,6 +10,7 @@ pub mod batch;
 mod cache;
 pub mod changes;
 mod fetch;
+mod hold;
 mod inputs;
 mod notify;
 mod oneshot;

@@ -137,7 +137,7 @@ impl Runs {
     where
         F: FnMut(&mut Run) -> Result<bool, Error>,
     {
-        for _ in 0..32 {
+        for attempt in 0..32u32 {
             let mut run = self.load(id).await?;
             let prev = run.version;
             let slot_before = self.occupied_slot(&run, self.clock.now());
@@ -163,7 +163,13 @@ impl Runs {
                     }
                     return Ok(Mutated::Changed(run));
                 }
-                Err(Error::VersionConflict { .. }) => continue,
+                Err(Error::VersionConflict { .. }) => {
+                    // Writers that collided would collide again in step: a random pause, up to
+                    // 1 ms doubling to 32 ms, sets them apart.
+                    let cap = Duration::from_micros(1000 << attempt.min(5));
+                    tokio::time::sleep(cap.mul_f64(rand::random::<f64>())).await;
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }

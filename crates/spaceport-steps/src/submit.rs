@@ -17,6 +17,7 @@ use spaceport_core::{
 };
 
 use crate::cache::Lookup;
+use crate::hold::Held;
 use crate::runs::{Mutated, Runs};
 use crate::trouble::{Trouble, Troubles};
 use crate::{Outcome, Step, inputs};
@@ -170,7 +171,12 @@ impl SubmitSpace {
             crate::stash::forget(runs.blobs.as_ref(), &old).await;
         }
 
-        match self.submit_job(&run).await {
+        // Inputs may take a while to reach the Space: the run is held meanwhile (`hold.rs`).
+        let submitted = match runs.holding(&run, self.submit_job(&run)).await? {
+            Held::Done(submitted) => submitted,
+            Held::Released => return Ok(Outcome::Done),
+        };
+        match submitted {
             Ok(submitted) => {
                 self.record_submitted(&run.id, run.backend.attempt, submitted)
                     .await

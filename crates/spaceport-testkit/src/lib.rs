@@ -11,6 +11,7 @@ pub mod fakes;
 mod files;
 mod front;
 mod gradio;
+mod hostile;
 mod peer;
 mod receiver;
 pub mod stats;
@@ -25,6 +26,7 @@ pub use emulators::{MotoServer, SeaweedS3};
 pub use files::{demo_model, gltf_validate, ort_dylib, png};
 pub use front::{FRONT_SHA, Seen, SpaceFront};
 pub use gradio::{Gradio, MirrorSpace, matrix_pipeline};
+pub use hostile::{Counts, Elsewhere, HostileSpace, Misbehaviour, SLOW_ARTIFACT_BYTES};
 pub use receiver::WebhookReceiver;
 
 /// How long a mirror may take until `/config` answers.

@@ -104,6 +104,13 @@ impl Pipeline {
         for (name, out) in &self.outputs {
             check_filename("", &out.filename)
                 .map_err(|e| load_err(file, format!("outputs.{name}.filename"), e.to_string()))?;
+            if out.max_bytes == Some(0) {
+                return Err(load_err(
+                    file,
+                    format!("outputs.{name}.max_bytes"),
+                    "must be positive",
+                ));
+            }
         }
         if let Some(name) = self.values.keys().find(|n| self.outputs.contains_key(*n)) {
             return Err(load_err(

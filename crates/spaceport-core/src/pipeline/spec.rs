@@ -248,6 +248,20 @@ pub struct OutputSpec {
     /// The Space may return nothing there (a null): the run succeeds without this artifact.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub optional: bool,
+    /// The most bytes the artifact may have (default `DEFAULT_ARTIFACT_MAX_BYTES`): a backend
+    /// that sends more fails the run, and nothing of it is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+}
+
+/// An artifact's cap when its pipeline names none: room for a large scene, not for a disk.
+pub const DEFAULT_ARTIFACT_MAX_BYTES: u64 = 8 << 30;
+
+impl OutputSpec {
+    /// The most bytes this artifact may have.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes.unwrap_or(DEFAULT_ARTIFACT_MAX_BYTES)
+    }
 }
 
 /// A non-file output of a Space (a Textbox, a Number, JSON): kept on the run under `outputs`.

@@ -33,11 +33,7 @@ pub(crate) async fn by_dependency(client: &GradioClient, handle: &JobHandle) -> 
     });
     let req = client
         .http()
-        .post(format!(
-            "{}{}/run/predict",
-            client.base(),
-            handle.api_prefix()
-        ))
+        .post(client.url(handle.api_prefix(), "run/predict")?)
         .timeout(client.options().request_timeout)
         .json(&body);
     client

@@ -35,6 +35,7 @@ pub fn apply_diff(mut target: Value, diff: &Value) -> Result<Value, String> {
 pub struct GeneratingState {
     current: Option<Vec<Value>>,
     diffs: bool,
+    tracking: bool,
 }
 
 impl Default for GeneratingState {
@@ -49,7 +50,21 @@ impl GeneratingState {
         GeneratingState {
             current: None,
             diffs,
+            tracking: true,
         }
+    }
+
+    /// Whether intermediate outputs are kept at all: a caller that never looks at them (the
+    /// steps want the final outputs, which `process_completed` carries whole) turns it off, so
+    /// a Space's diffs, however many, cost nothing.
+    pub fn tracking(mut self, on: bool) -> GeneratingState {
+        self.tracking = on;
+        self
+    }
+
+    /// See [`GeneratingState::tracking`].
+    pub fn tracks(&self) -> bool {
+        self.tracking
     }
 
     /// Applies one `process_generating` output and returns the full current values.

@@ -207,6 +207,7 @@ pub(crate) fn to_update(
         }
         Message::Log { log, .. } => Some(JobUpdate::Log { message: log }),
         Message::Heartbeat | Message::Other { .. } => None,
+        Message::ProcessGenerating { .. } if !generating.tracks() => None,
         Message::ProcessGenerating { output, .. } => Some(JobUpdate::Generating {
             outputs: generating.apply(&output)?,
         }),

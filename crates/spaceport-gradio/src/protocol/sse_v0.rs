@@ -53,7 +53,7 @@ impl Wire for SseV0 {
         let job = live::job(handle)?;
         let req = client
             .http()
-            .get(format!("{}{}/queue/join", client.base(), job.api_prefix))
+            .get(client.url(&job.api_prefix, "queue/join")?)
             .query(&[
                 ("fn_index", job.fn_index.to_string()),
                 ("session_hash", job.session_hash.clone()),
@@ -72,7 +72,7 @@ impl Wire for SseV0 {
             body: resp.bytes_stream().boxed(),
             parser: SseParser::new(),
             pending: VecDeque::new(),
-            generating: GeneratingState::new(false),
+            generating: GeneratingState::new(false).tracking(client.options().generator_updates),
             idle: client.options().idle_timeout,
         })))
     }
@@ -97,7 +97,11 @@ struct Updates {
 async fn post_data(client: &GradioClient, job: &LiveJob, body: Value) -> Result<(), String> {
     let req = client
         .http()
-        .post(format!("{}{}/queue/data", client.base(), job.api_prefix))
+        .post(
+            client
+                .url(&job.api_prefix, "queue/data")
+                .map_err(|e| e.to_string())?,
+        )
         .timeout(client.options().request_timeout)
         .json(&body);
     client
@@ -143,7 +147,7 @@ impl UpdateSource for Updates {
                 Ok(None) => "the Space ended the stream before the job completed".into(),
                 Ok(Some(Err(e))) => format!("the stream broke before the job completed: {e}"),
                 Ok(Some(Ok(chunk))) => {
-                    for rec in self.parser.feed(&chunk) {
+                    for rec in self.parser.feed(&chunk)? {
                         self.pending.push_back(rec.data);
                     }
                     continue;

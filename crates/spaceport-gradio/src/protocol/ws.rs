@@ -37,15 +37,12 @@ const MAX_MESSAGE_BYTES: usize = 64 << 20;
 pub(crate) struct Ws;
 
 /// The websocket URL of the queue: `http` becomes `ws`, `https` `wss`.
-pub fn join_url(base: &str, api_prefix: &str) -> Result<String, Error> {
-    let ws = if let Some(rest) = base.strip_prefix("https://") {
-        format!("wss://{rest}")
-    } else if let Some(rest) = base.strip_prefix("http://") {
-        format!("ws://{rest}")
-    } else {
-        return Err(protocol_error(format!("{base:?} is not an http(s) URL")));
-    };
-    Ok(format!("{ws}{api_prefix}/queue/join"))
+pub(crate) fn join_url(client: &GradioClient, api_prefix: &str) -> Result<String, Error> {
+    let mut url = client.url(api_prefix, "queue/join")?;
+    let ws = if url.scheme() == "https" { "wss" } else { "ws" };
+    url.set_scheme(ws)
+        .map_err(|()| protocol_error(format!("{url} cannot be a websocket URL")))?;
+    Ok(url.into())
 }
 
 #[async_trait]
@@ -72,7 +69,7 @@ impl Wire for Ws {
     async fn open(&self, client: &GradioClient, handle: &JobHandle) -> Result<JobStream, Error> {
         let job = live::job(handle)?;
         let doing = "opening the Space's websocket";
-        let mut req = join_url(client.base(), &job.api_prefix)?
+        let mut req = join_url(client, &job.api_prefix)?
             .into_client_request()
             .map_err(|e| protocol_error(format!("{doing}: {e}")))?;
         for (name, value) in client.auth_headers(&Cookies::parse(&job.cookies)) {
@@ -106,7 +103,7 @@ impl Wire for Ws {
         Ok(JobStream::new(Box::new(Updates {
             socket,
             job: job.clone(),
-            generating: GeneratingState::new(false),
+            generating: GeneratingState::new(false).tracking(client.options().generator_updates),
             idle: opts.idle_timeout,
         })))
     }
@@ -200,16 +197,21 @@ impl UpdateSource for Updates {
 mod tests {
     use super::*;
 
+    fn url(base: &str) -> Result<String, Error> {
+        let client = GradioClient::new(base, crate::client::ClientOptions::default())?;
+        join_url(&client, "")
+    }
+
     #[test]
     fn the_queue_url_follows_the_scheme() {
         assert_eq!(
-            join_url("http://127.0.0.1:7860", "").unwrap(),
+            url("http://127.0.0.1:7860").unwrap(),
             "ws://127.0.0.1:7860/queue/join"
         );
         assert_eq!(
-            join_url("https://owner-name.hf.space", "").unwrap(),
+            url("https://owner-name.hf.space").unwrap(),
             "wss://owner-name.hf.space/queue/join"
         );
-        assert!(join_url("ftp://x", "").is_err());
+        assert!(url("ftp://x").is_err());
     }
 }

@@ -66,6 +66,7 @@ fn queue_key(name: &str) -> Option<String> {
 /// Settings that are lists: comma-separated in a variable.
 const LISTS: &[&str] = &[
     "outbound_allow",
+    "space_token_hosts",
     "webhook_secrets",
     "webhook_schedule_s",
     "public_hosts",

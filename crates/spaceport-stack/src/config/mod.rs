@@ -141,6 +141,9 @@ pub struct Config {
     /// The Hugging Face Hub asked whether a Space that does not answer is asleep, building or
     /// broken (default `https://huggingface.co`; empty: never ask).
     pub hub_url: Option<String>,
+    /// The `https` hosts the Hugging Face token is sent to (default `*.hf.space`); a Space
+    /// URL elsewhere gets no token.
+    pub space_token_hosts: Option<Vec<String>>,
     /// Seconds a worker's claim on a run lasts without renewal (default 30).
     pub lease_s: Option<u64>,
     /// Seconds a received step message stays hidden between heartbeats (default 30).

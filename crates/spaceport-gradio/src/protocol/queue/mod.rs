@@ -74,16 +74,6 @@ impl UpdateSource for Updates {
     }
 }
 
-/// The join endpoint.
-pub fn join_url(base: &str, api_prefix: &str) -> String {
-    format!("{base}{api_prefix}/queue/join")
-}
-
-/// The session's event stream.
-pub fn data_url(base: &str, api_prefix: &str, session_hash: &str) -> String {
-    format!("{base}{api_prefix}/queue/data?session_hash={session_hash}")
-}
-
 /// The body of a join.
 pub fn join_body(
     data: &[Value],
@@ -113,7 +103,7 @@ pub(crate) async fn join(
     let body = join_body(data, endpoint.fn_index, endpoint.trigger_id, session_hash);
     let req = client
         .http()
-        .post(join_url(client.base(), &config.api_prefix))
+        .post(client.url(&config.api_prefix, "queue/join")?)
         .timeout(client.options().request_timeout)
         .json(&body);
     let resp = client.send(doing, req, cookies).await?;
@@ -139,10 +129,11 @@ pub(crate) async fn open_updates(
     handle: &JobHandle,
 ) -> Result<crate::stream::JobStream, Error> {
     let job = queue_job(handle)?;
-    Ok(crate::stream::JobStream::new(Box::new(Updates::new(
-        open(client, job).await?,
-        job.protocol,
-    ))))
+    let mut updates = Updates::new(open(client, job).await?, job.protocol);
+    updates.generating = updates
+        .generating
+        .tracking(client.options().generator_updates);
+    Ok(crate::stream::JobStream::new(Box::new(updates)))
 }
 
 /// Opens the session's stream, keeping only `job`'s messages and the session-wide ones.
@@ -150,7 +141,8 @@ pub(crate) async fn open(client: &GradioClient, job: &QueueJob) -> Result<Sessio
     let cookies = Cookies::parse(&job.cookies);
     let req = client
         .http()
-        .get(data_url(client.base(), &job.api_prefix, &job.session_hash))
+        .get(client.url(&job.api_prefix, "queue/data")?)
+        .query(&[("session_hash", &job.session_hash)])
         .header(reqwest::header::ACCEPT, "text/event-stream");
     let resp = client
         .send("opening the Space's event stream", req, &cookies)
@@ -212,7 +204,7 @@ impl SessionStream {
                     )));
                 }
                 Ok(Some(Ok(chunk))) => {
-                    for rec in self.parser.feed(&chunk) {
+                    for rec in self.parser.feed(&chunk)? {
                         self.pending.push_back(rec.data);
                     }
                 }
@@ -295,10 +287,6 @@ mod tests {
         assert_eq!(
             b,
             json!({"data": [1], "event_data": null, "fn_index": 4, "trigger_id": 10, "session_hash": "sess"})
-        );
-        assert_eq!(
-            data_url("http://h", "/gradio_api", "sess"),
-            "http://h/gradio_api/queue/data?session_hash=sess"
         );
     }
 }

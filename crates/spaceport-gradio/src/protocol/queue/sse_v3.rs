@@ -12,11 +12,6 @@ use crate::handle::JobHandle;
 use crate::protocol::Wire;
 use crate::stream::JobStream;
 
-/// The cancel endpoint.
-pub fn cancel_url(base: &str, api_prefix: &str) -> String {
-    format!("{base}{api_prefix}/cancel")
-}
-
 /// Speaks `sse_v3`.
 pub(crate) struct SseV3;
 
@@ -42,7 +37,7 @@ impl Wire for SseV3 {
         let job = super::queue_job(handle)?;
         let req = client
             .http()
-            .post(cancel_url(client.base(), &job.api_prefix))
+            .post(client.url(&job.api_prefix, "cancel")?)
             .timeout(client.options().request_timeout)
             .json(&serde_json::json!({
                 "session_hash": job.session_hash,
@@ -87,6 +82,7 @@ mod tests {
     fn messages(text: &str) -> Vec<Message> {
         SseParser::new()
             .feed(text.as_bytes())
+            .unwrap()
             .into_iter()
             .map(|r| parse_message(&r.data).unwrap())
             .collect()
