@@ -657,6 +657,8 @@ impl RunStore for DynamoRunStore {
     ) -> Result<StalledPage, Error> {
         let limit = limit.max(1);
         let mut runs = Vec::new();
+        let mut read = 0;
+        let mut last = None;
         // A cursor is the index key of the last run read: its table key and index attributes.
         let mut start = after.map(|c| {
             HashMap::from([
@@ -676,19 +678,39 @@ impl RunStore for DynamoRunStore {
                 .expression_attribute_names("#t", "stall_ms")
                 .expression_attribute_values(":s", s("1"))
                 .expression_attribute_values(":before", n(before.timestamp_millis()))
-                .limit((limit - runs.len()) as i32)
+                .limit((limit - read) as i32)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| sdk("finding stalled runs", e))?;
             for item in out.items() {
-                runs.push(run_from_item(item)?);
+                read += 1;
+                let id = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix("run#"))
+                    .and_then(|id| RunId::parse(id).ok());
+                let at = item
+                    .get("stall_ms")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse::<i64>().ok());
+                if let (Some(id), Some(at_ms)) = (id.clone(), at) {
+                    last = Some(StallCursor { at_ms, id });
+                }
+                // A run that does not decode is passed over without ending the page early.
+                match run_from_item(item) {
+                    Ok(run) => runs.push(run),
+                    Err(e) => {
+                        tracing::warn!(run = ?id, error = %e, "a stored run does not decode; the sweeper passes it over")
+                    }
+                }
             }
             match out.last_evaluated_key {
-                Some(key) if runs.len() < limit && !key.is_empty() => start = Some(key),
+                Some(key) if read < limit && !key.is_empty() => start = Some(key),
                 _ => break,
             }
         }
-        Ok(StalledPage::of(runs, limit))
+        let next = if read >= limit { last } else { None };
+        Ok(StalledPage { runs, next })
     }
 }

@@ -33,6 +33,7 @@ pub use queue::{
     queue_delayed_message_waits_for_its_delay, queue_send_receive_delete,
     queue_stats_count_waiting_in_flight_and_age,
     queue_visibility_expiry_redelivers_with_a_higher_count,
+    queue_waiting_names_a_runs_unreceived_message,
 };
 pub use store::{
     run_store_contract, sample_run, store_insert_then_get_round_trips,

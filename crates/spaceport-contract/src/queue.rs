@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use spaceport_core::ports::{Delivery, Queue, QueueName, QueueStats};
+use spaceport_core::RunId;
+use spaceport_core::ports::{Delivery, Queue, QueueName, QueueStats, StepMessage};
 
 /// Timing of the queue checks. SQS counts delays and visibility in whole seconds, so its
 /// adapters use the default; an adapter with finer timers may use a smaller `unit`.
@@ -47,6 +48,7 @@ pub async fn queue_contract_with(queue: &dyn Queue, opts: &QueueContractOptions)
     queue_change_visibility_extends_and_releases(queue, QueueName::NotifyWebhook, opts).await;
     queue_dead_letters_after_max_receives(queue, QueueName::Reconstruct, opts).await;
     queue_stats_count_waiting_in_flight_and_age(queue, QueueName::SubmitSpace, opts).await;
+    queue_waiting_names_a_runs_unreceived_message(queue, QueueName::PollStatus, opts).await;
 }
 
 fn unique_body(check: &str) -> String {
@@ -365,4 +367,51 @@ pub async fn queue_stats_count_waiting_in_flight_and_age(
         |s| s.depth == before.depth && s.in_flight == before.in_flight && s.dead == before.dead,
     )
     .await;
+}
+
+/// `waiting` is true for a run whose step message is in the queue not yet received, false for
+/// another run and once the message was received; a queue that cannot tell answers `None`.
+pub async fn queue_waiting_names_a_runs_unreceived_message(
+    queue: &dyn Queue,
+    q: QueueName,
+    opts: &QueueContractOptions,
+) {
+    let c = "queue_waiting_names_a_runs_unreceived_message";
+    let fresh = || RunId::new(chrono::Utc::now().timestamp_millis() as u64, rand::random());
+    let (ours, other) = (fresh(), fresh());
+    let body = serde_json::to_string(&StepMessage {
+        run_id: ours.clone(),
+        version: 1,
+        delivery: None,
+    })
+    .expect(c);
+    queue.send(q, &body, Duration::ZERO).await.expect(c);
+    let before = queue.waiting(q, &ours).await.expect(c);
+    if before.is_none() {
+        // This queue cannot tell; nothing more to hold it to. Take the message back out.
+        let d = receive_one(queue, q, c, &body, opts.unit * 3, opts.patience).await;
+        if let Some(d) = d {
+            queue.delete(q, &d.receipt).await.expect(c);
+        }
+        return;
+    }
+    assert_eq!(
+        before,
+        Some(true),
+        "[contract {c}] a sent, unreceived message waits"
+    );
+    assert_eq!(
+        queue.waiting(q, &other).await.expect(c),
+        Some(false),
+        "[contract {c}] another run has no waiting message"
+    );
+    let d = receive_one(queue, q, c, &body, opts.unit * 3, opts.patience)
+        .await
+        .unwrap_or_else(|| panic!("[contract {c}] a sent message must be received"));
+    assert_eq!(
+        queue.waiting(q, &ours).await.expect(c),
+        Some(false),
+        "[contract {c}] a received message is in a worker's hands, not waiting"
+    );
+    queue.delete(q, &d.receipt).await.expect(c);
 }

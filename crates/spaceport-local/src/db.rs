@@ -166,6 +166,13 @@ const MIGRATIONS: &[&str] = &[
         version  INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 9: a message names its run, so the sweeper can tell a run whose message merely waits in a
+    // backlog from one whose message was lost (`Queue::waiting`).
+    r#"
+    ALTER TABLE queue_messages ADD COLUMN run_id TEXT;
+    UPDATE queue_messages SET run_id = json_extract(body, '$.run_id');
+    CREATE INDEX queue_messages_by_run ON queue_messages (queue, run_id);
+    "#,
 ];
 
 /// The schema version this build writes.

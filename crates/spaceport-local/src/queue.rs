@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use chrono::Utc;
 use rusqlite::{OptionalExtension, Transaction, params};
 use spaceport_core::Error;
-use spaceport_core::ports::{Delivery, Queue, QueueName, QueueStats};
+use spaceport_core::RunId;
+use spaceport_core::ports::{Delivery, Queue, QueueName, QueueStats, StepMessage};
 
 use crate::db::{LocalDb, sql_err};
 
@@ -294,20 +295,24 @@ fn dead_letter(tx: &Transaction<'_>, id: &str, now: i64) -> Result<(), Error> {
 impl Queue for SqliteQueue {
     async fn send(&self, queue: QueueName, body: &str, delay: Duration) -> Result<String, Error> {
         let id = format!("msg_{}", ulid::Ulid::new());
+        let run_id = serde_json::from_str::<StepMessage>(body)
+            .ok()
+            .map(|m| m.run_id.to_string());
         let body = body.to_owned();
         let message_id = id.clone();
         self.db
             .call(move |conn| {
                 let now = now_ms();
                 conn.execute(
-                    "INSERT INTO queue_messages (id, queue, body, sent_at, visible_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO queue_messages (id, queue, body, sent_at, visible_at, run_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![
                         message_id,
                         queue.as_str(),
                         body,
                         now,
-                        now.saturating_add(ms(delay))
+                        now.saturating_add(ms(delay)),
+                        run_id
                     ],
                 )
                 .map_err(|e| sql_err("sending a message", e))?;
@@ -379,6 +384,22 @@ impl Queue for SqliteQueue {
             self.db.inner.notify[slot(queue)].notify_waiters();
         }
         Ok(())
+    }
+
+    async fn waiting(&self, queue: QueueName, run: &RunId) -> Result<Option<bool>, Error> {
+        let run = run.to_string();
+        self.db
+            .call(move |conn| {
+                conn.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM queue_messages
+                     WHERE queue = ?1 AND run_id = ?2 AND receive_count = 0)",
+                    params![queue.as_str(), run],
+                    |r| r.get::<_, bool>(0),
+                )
+                .map(Some)
+                .map_err(|e| sql_err("looking for a run's waiting message", e))
+            })
+            .await
     }
 
     async fn stats(&self, queue: QueueName) -> Result<QueueStats, Error> {

@@ -38,7 +38,7 @@ const PURGE_KEYS_SQL: &str = "DELETE FROM idempotency_keys WHERE created_at < ?1
 const OVERDUE_SQL: &str = "SELECT id FROM runs WHERE terminal = 0 AND deadline_at <= ?1
                            ORDER BY deadline_at LIMIT ?2";
 
-const STALLED_SQL: &str = "SELECT body FROM runs
+const STALLED_SQL: &str = "SELECT stall_at, id, body FROM runs
     WHERE stall_at IS NOT NULL AND stall_at < ?1 AND (stall_at, id) > (?2, ?3)
     ORDER BY stall_at, id LIMIT ?4";
 
@@ -322,19 +322,36 @@ impl RunStore for SqliteStore {
                 let mut stmt = conn
                     .prepare_cached(STALLED_SQL)
                     .map_err(|e| sql_err("finding stalled runs", e))?;
-                let bodies = stmt
+                let rows = stmt
                     .query_map(
                         params![millis(before), after_ms, after_id, limit as i64],
-                        |r| r.get::<_, String>(0),
+                        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
                     )
                     .map_err(|e| sql_err("finding stalled runs", e))?
                     .collect::<rusqlite::Result<Vec<_>>>()
                     .map_err(|e| sql_err("finding stalled runs", e))?;
-                let runs = bodies
+                // The cursor comes from the rows, so a run that does not decode is passed over
+                // without ending the page early.
+                let next = (rows.len() >= limit.max(1))
+                    .then(|| rows.last())
+                    .flatten()
+                    .and_then(|(at, id, _)| {
+                        Some(StallCursor {
+                            at_ms: *at,
+                            id: RunId::parse(id).ok()?,
+                        })
+                    });
+                let runs = rows
                     .iter()
-                    .map(|b| from_json(b))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(StalledPage::of(runs, limit))
+                    .filter_map(|(_, id, body)| match from_json(body) {
+                        Ok(run) => Some(run),
+                        Err(e) => {
+                            tracing::warn!(run = %id, error = %e, "a stored run does not decode; the sweeper passes it over");
+                            None
+                        }
+                    })
+                    .collect();
+                Ok(StalledPage { runs, next })
             })
             .await
     }

@@ -89,6 +89,13 @@ impl Queue for TwoHandles {
     async fn stats(&self, q: QueueName) -> Result<QueueStats, Error> {
         self.receiver.stats(q).await
     }
+    async fn waiting(
+        &self,
+        q: QueueName,
+        run: &spaceport_core::RunId,
+    ) -> Result<Option<bool>, Error> {
+        self.receiver.waiting(q, run).await
+    }
 }
 
 #[tokio::test]

@@ -476,11 +476,18 @@ impl Notify {
             let mut runs: Vec<RunId> = page.events.iter().map(|e| e.run_id.clone()).collect();
             runs.dedup();
             for id in runs {
-                let Some(run) = self.runs.store.get(&id).await? else {
-                    continue;
+                // One run that cannot be read or dispatched is passed over, not the feed.
+                let dispatched = async {
+                    match self.runs.store.get(&id).await? {
+                        Some(run) if self.settings().wants(&run) => self.dispatch(&id).await,
+                        _ => Ok(0),
+                    }
                 };
-                if self.settings().wants(&run) {
-                    touched += self.dispatch(&id).await?;
+                match dispatched.await {
+                    Ok(n) => touched += n,
+                    Err(e) => {
+                        tracing::warn!(run = %id, error = %e, "could not dispatch a run's events; passed over")
+                    }
                 }
             }
             match page.next_cursor {
@@ -500,7 +507,9 @@ impl Notify {
             match self.schedule(&mut d, now).await {
                 Ok(()) => touched += 1,
                 Err(Error::VersionConflict { .. }) => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(delivery = %d.id, error = %e, "could not re-send an overdue delivery; passed over")
+                }
             }
         }
         Ok(touched)

@@ -2,19 +2,27 @@
 //! re-sends the message of every run whose worker vanished (a lapsed lease, a message lost
 //! between a write and its send) to the step the routing table names, dispatches webhook
 //! deliveries a crash left undispatched, and forgets day-old idempotency keys, so a crash at any
-//! point loses nothing.
+//! point loses nothing. Each run is handled on its own: one that cannot be read or changed is
+//! logged and passed over, and the sweep goes on through every candidate, page by page. A run
+//! whose message merely waits in a backlog (the queue says so, where it can tell) is not sent
+//! another.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use spaceport_core::Error;
 use spaceport_core::ports::{IDEMPOTENCY_TTL, SpaceBackend};
+use spaceport_core::{Error, Run, RunId};
 
 use crate::notify::Notify;
 use crate::runs::Runs;
 
 /// Stalled runs read per page.
 const STALLED_PAGE: usize = 100;
+/// Overdue runs read per page.
+const OVERDUE_PAGE: usize = 100;
+/// Pages of overdue runs one sweep reads at most (the next sweep goes on).
+const OVERDUE_PAGES: usize = 100;
 /// How overdue a pending webhook delivery is before the sweeper re-sends its attempt.
 const DELIVERY_GRACE: Duration = Duration::from_secs(30);
 
@@ -43,18 +51,10 @@ impl Sweeper {
         let now = runs.clock.now();
         let mut touched = 0;
         let key_ttl = chrono::Duration::from_std(IDEMPOTENCY_TTL).unwrap_or_default();
-        runs.store.purge_idempotency_keys(now - key_ttl).await?;
-        for id in runs.store.overdue(now, 100).await? {
-            if runs.expire_run(&id).await? {
-                touched += 1;
-                let run = runs.load(&id).await?;
-                if let Some(h) = run.job_handle() {
-                    self.runs
-                        .cancel_at_backend(self.space.as_ref(), &run, h)
-                        .await;
-                }
-            }
+        if let Err(e) = runs.store.purge_idempotency_keys(now - key_ttl).await {
+            tracing::warn!(error = %e, "could not purge old idempotency keys");
         }
+        touched += self.expire_overdue(now).await?;
         let before = now - chrono::Duration::from_std(stall_after).unwrap_or_default();
         let mut after = None;
         loop {
@@ -63,9 +63,12 @@ impl Sweeper {
                 .stalled(before, after.as_ref(), STALLED_PAGE)
                 .await?;
             for run in &page.runs {
-                tracing::info!(run = %run.id, status = %run.status, "re-sending the message of a stalled run");
-                runs.hand_on(run).await?;
-                touched += 1;
+                match self.resend(run).await {
+                    Ok(sent) => touched += usize::from(sent),
+                    Err(e) => {
+                        tracing::warn!(run = %run.id, error = %e, "could not re-send a stalled run's message; passed over")
+                    }
+                }
             }
             match page.next {
                 Some(next) => after = Some(next),
@@ -74,5 +77,65 @@ impl Sweeper {
         }
         touched += self.notify.sweep(now, DELIVERY_GRACE).await?;
         Ok(touched)
+    }
+
+    /// Expires every run past its deadline, page by page; a run that cannot be expired is
+    /// passed over (and asked for again past the page, so it starves no other).
+    async fn expire_overdue(&self, now: chrono::DateTime<chrono::Utc>) -> Result<usize, Error> {
+        let runs = &self.runs;
+        let mut touched = 0;
+        let mut passed: HashSet<RunId> = HashSet::new();
+        for _ in 0..OVERDUE_PAGES {
+            let limit = OVERDUE_PAGE + passed.len();
+            let ids = runs.store.overdue(now, limit).await?;
+            let full = ids.len() >= limit;
+            let mut progressed = false;
+            for id in ids {
+                if passed.contains(&id) {
+                    continue;
+                }
+                match self.expire(&id).await {
+                    Ok(expired) => {
+                        touched += usize::from(expired);
+                        progressed = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(run = %id, error = %e, "could not expire an overdue run; passed over");
+                        passed.insert(id);
+                    }
+                }
+            }
+            if !full || !progressed {
+                break;
+            }
+        }
+        Ok(touched)
+    }
+
+    /// Expires one overdue run and stops its job at the backend.
+    async fn expire(&self, id: &RunId) -> Result<bool, Error> {
+        if !self.runs.expire_run(id).await? {
+            return Ok(false);
+        }
+        let run = self.runs.load(id).await?;
+        if let Some(h) = run.job_handle() {
+            self.runs
+                .cancel_at_backend(self.space.as_ref(), &run, h)
+                .await;
+        }
+        Ok(true)
+    }
+
+    /// Sends a stalled run's message again, unless one waits for it in its queue.
+    async fn resend(&self, run: &Run) -> Result<bool, Error> {
+        let Some(queue) = run.backend.kind.queue_for(run.status) else {
+            return Ok(false);
+        };
+        if self.runs.queue.waiting(queue, &run.id).await? == Some(true) {
+            return Ok(false);
+        }
+        tracing::info!(run = %run.id, status = %run.status, "re-sending the message of a stalled run");
+        self.runs.hand_on(run).await?;
+        Ok(true)
     }
 }

@@ -283,6 +283,132 @@ async fn a_run_whose_job_record_does_not_decode_fails_loudly_and_keeps_its_lease
     );
 }
 
+/// Corrupts a stored run's record as another build might: its lease's end is not a time.
+fn corrupt(local: &LocalStack, id: &RunId) {
+    let conn = rusqlite::Connection::open(local.db.path()).unwrap();
+    let n = conn
+        .execute(
+            "UPDATE runs SET body = json_set(body, '$.job.lease.until', 'soon') WHERE id = ?1",
+            [id.as_str()],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+/// Every run id whose message is in `queue`, received here (and so taken out).
+async fn drain(local: &LocalStack, queue: QueueName) -> Vec<RunId> {
+    let mut sent = vec![];
+    loop {
+        let got = local
+            .queue
+            .receive(queue, 10, Duration::from_secs(600))
+            .await
+            .unwrap();
+        if got.is_empty() {
+            return sent;
+        }
+        for d in got {
+            let msg: StepMessage = serde_json::from_str(&d.body).unwrap();
+            sent.push(msg.run_id);
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_bad_run_does_not_stop_the_sweep_for_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalStack::open(dir.path(), "http://127.0.0.1").unwrap();
+    let now = Utc::now();
+    let steps = steps_on(&local, Arc::new(ManualClock(Mutex::new(now))));
+    // Stalled: a bad one first in stall order, then good ones.
+    let bad_stalled = stalled_run(BackendKind::Space, Status::Fetching, true, now);
+    let good_stalled: Vec<Run> = (0..3)
+        .map(|_| stalled_run(BackendKind::Space, Status::Fetching, true, now))
+        .collect();
+    // Overdue: a bad one with the earliest deadline, then good ones.
+    let mut overdue = vec![];
+    for i in 0..3 {
+        let mut run = stalled_run(BackendKind::Space, Status::Running, true, now);
+        run.deadline_at = now - chrono::Duration::minutes(10 - i);
+        if let Some(job) = run.job.as_mut() {
+            job.lease.as_mut().unwrap().until = now + chrono::Duration::minutes(5);
+        }
+        overdue.push(run);
+    }
+    for run in std::iter::once(&bad_stalled)
+        .chain(&good_stalled)
+        .chain(&overdue)
+    {
+        local.store.insert(run, None).await.unwrap();
+    }
+    corrupt(&local, &bad_stalled.id);
+    corrupt(&local, &overdue[0].id);
+
+    let touched = steps
+        .sweeper()
+        .sweep(Duration::from_secs(10))
+        .await
+        .expect("a sweep with bad runs in it still completes");
+    assert_eq!(
+        touched,
+        good_stalled.len() + 2,
+        "the good runs were handled"
+    );
+    let mut sent = drain(&local, QueueName::FetchArtifact).await;
+    let mut want: Vec<RunId> = good_stalled.iter().map(|r| r.id.clone()).collect();
+    sent.sort();
+    want.sort();
+    assert_eq!(
+        sent, want,
+        "every good stalled run re-sent, the bad one passed over"
+    );
+    for run in &overdue[1..] {
+        let stored = local.store.get(&run.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, Status::Expired, "{}", run.id);
+    }
+    // The bad runs are still there, untouched, for a person to look at.
+    assert!(local.store.get(&bad_stalled.id).await.is_err());
+    assert!(local.store.get(&overdue[0].id).await.is_err());
+}
+
+#[tokio::test]
+async fn a_run_whose_message_waits_in_a_backlog_is_not_sent_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalStack::open(dir.path(), "http://127.0.0.1").unwrap();
+    let now = Utc::now();
+    let steps = steps_on(&local, Arc::new(ManualClock(Mutex::new(now))));
+    let waiting = stalled_run(BackendKind::Space, Status::Queued, false, now);
+    let lost = stalled_run(BackendKind::Space, Status::Queued, false, now);
+    for run in [&waiting, &lost] {
+        local.store.insert(run, None).await.unwrap();
+    }
+    // `waiting` has its message in the queue, behind a long backlog; `lost`'s never arrived.
+    let msg = serde_json::to_string(&StepMessage {
+        run_id: waiting.id.clone(),
+        version: waiting.version,
+        delivery: None,
+    })
+    .unwrap();
+    local
+        .queue
+        .send(QueueName::SubmitSpace, &msg, Duration::ZERO)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        steps
+            .sweeper()
+            .sweep(Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    let mut sent = drain(&local, QueueName::SubmitSpace).await;
+    sent.sort();
+    let lost_times = sent.iter().filter(|id| **id == lost.id).count();
+    let waiting_times = sent.iter().filter(|id| **id == waiting.id).count();
+    assert_eq!(waiting_times, 1, "only its own message: {sent:?}");
+    assert!(lost_times >= 1, "the lost one is re-sent: {sent:?}");
+}
+
 /// A queued `vggt-onnx` run (its model allows one job at a time).
 fn queued_onnx(now: DateTime<Utc>) -> Run {
     let mut run = spaceport_contract::sample_run("vggt-onnx", now);

@@ -289,6 +289,10 @@ impl Queue for CountingQueue {
             .await
     }
 
+    async fn waiting(&self, queue: QueueName, run: &RunId) -> Result<Option<bool>, Error> {
+        self.inner.waiting(queue, run).await
+    }
+
     async fn stats(&self, queue: QueueName) -> Result<QueueStats, Error> {
         self.inner.stats(queue).await
     }

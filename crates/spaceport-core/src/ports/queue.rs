@@ -111,4 +111,11 @@ pub trait Queue: Send + Sync {
 
     /// Depth, in-flight count, dead letters and oldest age.
     async fn stats(&self, queue: QueueName) -> Result<QueueStats, Error>;
+
+    /// Whether a message for `run` waits in `queue`, not yet received: the run is merely in a
+    /// backlog, and the sweeper does not send it another. `None` when the queue cannot tell
+    /// (SQS cannot look inside a queue): the sweeper then re-sends as for a lost message.
+    async fn waiting(&self, _queue: QueueName, _run: &RunId) -> Result<Option<bool>, Error> {
+        Ok(None)
+    }
 }
