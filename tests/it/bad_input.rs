@@ -652,3 +652,41 @@ async fn an_idempotency_key_returns_the_same_run_for_the_same_body_and_409_for_a
     assert_eq!(run_count(&t).await, 2);
     t.stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_has_the_error_shape_axums_own_included() {
+    let t = stack().await;
+    let base = &t.stack.url;
+    let got = send(http().get(format!("{base}/v1/nowhere"))).await;
+    expect_error(&got, 404, "not_found");
+    let resp = http()
+        .delete(format!("{base}/v1/pipelines"))
+        .send()
+        .await
+        .unwrap();
+    let allow = resp
+        .headers()
+        .get("allow")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert!(
+        allow.as_deref().is_some_and(|a| a.contains("GET")),
+        "{allow:?}"
+    );
+    let got = (resp.status().as_u16(), resp.json::<Value>().await.unwrap());
+    expect_error(&got, 405, "method_not_allowed");
+    let got = send(http().get(format!("{base}/v1/runs?limit=many"))).await;
+    expect_error(&got, 400, "validation_failed");
+    let big = format!(
+        "{{\"pipeline\": \"vggt\", \"metadata\": {{\"x\": \"{}\"}}}}",
+        "a".repeat(2 << 20)
+    );
+    let got = send(
+        http()
+            .post(format!("{base}/v1/runs"))
+            .header("content-type", "application/json")
+            .body(big),
+    )
+    .await;
+    expect_error(&got, 413, "payload_too_large");
+    assert_eq!(run_count(&t).await, 0, "nothing was stored");
+}

@@ -206,8 +206,11 @@ impl LocalDb {
     pub fn open(path: impl AsRef<Path>) -> Result<LocalDb, Error> {
         let path = path.as_ref().to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::storage(format!("creating {}", parent.display()), e))?;
+            crate::files::private_dir_all(parent)?;
+        }
+        if !path.exists() {
+            // SQLite gives its WAL and shared-memory files the database file's mode.
+            crate::files::create_private_file(&path)?;
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE

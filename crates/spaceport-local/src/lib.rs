@@ -6,6 +6,7 @@ mod blob;
 mod db;
 mod deliveries;
 mod events;
+pub mod files;
 mod queue;
 mod signed;
 mod slots;
@@ -46,6 +47,9 @@ impl LocalStack {
     /// Blocking; call it at start-up.
     pub fn open(data_dir: impl AsRef<Path>, base_url: &str) -> Result<LocalStack, Error> {
         let data_dir = data_dir.as_ref().to_path_buf();
+        for warning in files::loose_modes(&data_dir) {
+            tracing::warn!("{warning}");
+        }
         let db = LocalDb::open(data_dir.join("spaceport.db"))?;
         let key = load_or_create_signing_key(&data_dir.join("keys").join("blob-signing.key"))?;
         let blobs = DirBlobStore::open(data_dir.join("blobs"), key, base_url)?;

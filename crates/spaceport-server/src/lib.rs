@@ -9,6 +9,7 @@ mod create;
 mod error;
 mod events;
 mod front;
+pub mod guard;
 mod limits;
 mod routes;
 pub mod views;
@@ -74,6 +75,11 @@ pub fn app(state: AppState) -> Router {
     if let Some(cors) = front::cors(&front) {
         router = router.layer(cors);
     }
+    // Limits on every request, before the keys are looked at.
+    router = router.layer(axum::middleware::from_fn_with_state(
+        Arc::new(guard::Guard::default()),
+        guard::guard,
+    ));
     // Outermost: a request naming a foreign host gets no further, not even a CORS answer.
     router.layer(axum::middleware::from_fn_with_state(
         front,

@@ -108,6 +108,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/deliveries", get(crate::webhooks::dead_letters))
         .route("/v1/uploads/{*key}", put(upload))
         .route("/v1/blobs/{*key}", get(download))
+        .method_not_allowed_fallback(crate::guard::method_not_allowed)
         .fallback(not_found)
         .with_state(state)
 }

@@ -29,11 +29,7 @@ pub(super) fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
 
 /// Fsyncs a folder, so a rename or link into it is durable.
 pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    std::fs::File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+    crate::files::sync_dir(dir)
 }
 
 /// Removes the temp file unless the write was committed, also when the future is dropped
@@ -65,7 +61,12 @@ pub(super) async fn write(
         path: tmp_dir.join(format!("{}.part", ulid::Ulid::new())),
         committed: false,
     };
-    let mut file = tokio::fs::File::create(&temp.path)
+    let mut opts = tokio::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    opts.mode(crate::files::FILE_MODE);
+    let mut file = opts
+        .open(&temp.path)
         .await
         .map_err(|e| io_err("creating", &temp.path, e))?;
     let werr = |e| io_err("writing", &temp.path, e);
@@ -113,7 +114,7 @@ fn publish(from: &Path, dest: &Path) -> Result<(), Error> {
     let dir = dest.parent().expect("object paths have a parent");
     // A concurrent delete may remove an emptied parent folder between creating and renaming.
     for attempt in 0..3 {
-        std::fs::create_dir_all(dir).map_err(|e| io_err("creating", dir, e))?;
+        crate::files::private_dir_all(dir)?;
         match std::fs::rename(from, dest) {
             Ok(()) => return sync_dir(dir).map_err(|e| io_err("syncing", dir, e)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 2 => continue,

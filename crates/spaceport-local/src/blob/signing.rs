@@ -93,12 +93,7 @@ pub fn load_or_create_signing_key(path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), Error> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir)
-        .map_err(|e| Error::storage(format!("creating {}", dir.display()), e))
+    crate::files::private_dir_all(dir)
 }
 
 fn encode_key(key: &str) -> String {

@@ -82,7 +82,7 @@ impl DirBlobStore {
         let signer = Signer::new(signing_key)?;
         for sub in ["objects", "tmp"] {
             let dir = root.join(sub);
-            std::fs::create_dir_all(&dir).map_err(|e| io_err("creating", &dir, e))?;
+            crate::files::private_dir_all(&dir)?;
         }
         let store = DirBlobStore {
             root,
