@@ -141,7 +141,7 @@ pub struct ModelConfig {
 }
 
 fn default_max_frames() -> usize {
-    64
+    spaceport_core::pipeline::DEFAULT_MAX_FRAMES
 }
 
 impl ModelConfig {

@@ -15,8 +15,9 @@ pub use load::LoadError;
 pub use schema::BackendDescription;
 pub use set::{BUILTIN_PIPELINES, PipelineSet};
 pub use spec::{
-    Arg, ArgSpec, BackendSpec, CallSpec, DEFAULT_LAYOUT, Failover, FileForm, InputOrder, InputSpec,
-    LayoutOutput, LayoutSpec, OutputRef, OutputSpec, Pipeline, SettingSpec, ValueKind, ValueSpec,
-    space_base_url, toml_to_json,
+    Arg, ArgSpec, BackendSpec, CallSpec, DEFAULT_ARTIFACT_MAX_BYTES, DEFAULT_LAYOUT,
+    DEFAULT_MAX_FRAMES, Failover, FileForm, InputOrder, InputSpec, LayoutOutput, LayoutSpec,
+    OutputRef, OutputSpec, Pipeline, SettingSpec, ValueKind, ValueSpec, space_base_url,
+    toml_to_json,
 };
 pub use values::MAX_VALUE_BYTES;

@@ -159,6 +159,22 @@ impl PipelineSet {
         Ok(())
     }
 
+    /// Holds every local-model pipeline's input slots to `max_frames` files: the most images
+    /// the deployment's model runner takes (sized from memory). A run with more is refused
+    /// when it is created, naming the slot, instead of failing in the worker after its inputs
+    /// were uploaded and read; the pipeline's description shows the lower limit.
+    pub fn cap_frames(&mut self, max_frames: usize) {
+        let max_frames = max_frames.max(1);
+        for p in self.pipelines.values_mut() {
+            if matches!(p.backend, BackendSpec::Onnx { .. }) {
+                for slot in p.inputs.values_mut() {
+                    slot.max = slot.max.min(max_frames);
+                    slot.min = slot.min.min(slot.max);
+                }
+            }
+        }
+    }
+
     /// Replaces an ONNX pipeline's model path.
     pub fn set_model(&mut self, name: &str, path: &str) -> Result<(), Error> {
         match &mut self.get_mut(name)?.backend {

@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 
 use crate::backend::BackendKind;
 
+/// The most images a local-model run takes when the deployment does not say (`max_frames`).
+pub const DEFAULT_MAX_FRAMES: usize = 64;
+
 /// One input slot: how many files and of which kinds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -385,6 +385,11 @@ impl Config {
                     .map_err(|e| err(format!("[pipelines.{name}] max_in_flight: {e}")))?;
             }
         }
+        // The same limit the model runner holds to, checked when a run is created.
+        set.cap_frames(
+            self.max_frames
+                .unwrap_or(spaceport_core::pipeline::DEFAULT_MAX_FRAMES),
+        );
         Ok(set)
     }
 
