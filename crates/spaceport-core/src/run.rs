@@ -196,6 +196,9 @@ pub struct Run {
     /// When `DELETE` removed the inputs and artifacts (the record stays).
     #[serde(default)]
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Who removed them: `request` (`DELETE`) or `retention` (kept its days, then swept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_by: Option<String>,
     #[serde(default)]
     pub metadata: Map<String, Value>,
     #[serde(default)]
@@ -262,6 +265,7 @@ impl Run {
             deadline_at,
             cancel_requested_at: None,
             deleted_at: None,
+            deleted_by: None,
             metadata: Map::new(),
             start: StartMode::Auto,
             retry_of: None,

@@ -173,6 +173,16 @@ const MIGRATIONS: &[&str] = &[
     UPDATE queue_messages SET run_id = json_extract(body, '$.run_id');
     CREATE INDEX queue_messages_by_run ON queue_messages (queue, run_id);
     "#,
+    // 10: retention asks for finished runs that still hold their data by when they finished
+    // (Unix ms; NULL for live and deleted runs, so the partial index holds only candidates).
+    r#"
+    ALTER TABLE runs ADD COLUMN retain_from INTEGER;
+    UPDATE runs SET retain_from = CAST(ROUND((julianday(json_extract(body, '$.finished_at'))
+            - 2440587.5) * 86400000.0) AS INTEGER)
+        WHERE terminal = 1 AND json_extract(body, '$.deleted_at') IS NULL
+          AND json_extract(body, '$.finished_at') IS NOT NULL;
+    CREATE INDEX runs_retained ON runs (retain_from, id) WHERE retain_from IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -22,6 +22,60 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// A page of runs by a time column and id (`sql` takes before, after-time, after-id,
+    /// limit and selects time, id, body). The cursor comes from the rows, so a run that does
+    /// not decode is passed over (logged) without ending the page early.
+    async fn page_by_time(
+        &self,
+        sql: &'static str,
+        doing: &'static str,
+        before: DateTime<Utc>,
+        after: Option<&StallCursor>,
+        limit: usize,
+    ) -> Result<StalledPage, Error> {
+        // Before every run: stall times are Unix ms, ids sort after "".
+        let (after_ms, after_id) = after
+            .map(|c| (c.at_ms, c.id.as_str().to_owned()))
+            .unwrap_or((i64::MIN, String::new()));
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(sql)
+                    .map_err(|e| sql_err(doing, e))?;
+                let rows = stmt
+                    .query_map(
+                        params![millis(before), after_ms, after_id, limit as i64],
+                        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+                    )
+                    .map_err(|e| sql_err(doing, e))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(|e| sql_err(doing, e))?;
+                // The cursor comes from the rows, so a run that does not decode is passed over
+                // without ending the page early.
+                let next = (rows.len() >= limit.max(1))
+                    .then(|| rows.last())
+                    .flatten()
+                    .and_then(|(at, id, _)| {
+                        Some(StallCursor {
+                            at_ms: *at,
+                            id: RunId::parse(id).ok()?,
+                        })
+                    });
+                let runs = rows
+                    .iter()
+                    .filter_map(|(_, id, body)| match from_json(body) {
+                        Ok(run) => Some(run),
+                        Err(e) => {
+                            tracing::warn!(run = %id, error = %e, "a stored run does not decode; passed over");
+                            None
+                        }
+                    })
+                    .collect();
+                Ok(StalledPage { runs, next })
+            })
+            .await
+    }
+
     /// The store on an open database.
     pub fn new(db: LocalDb) -> Self {
         SqliteStore { db }
@@ -41,6 +95,18 @@ const OVERDUE_SQL: &str = "SELECT id FROM runs WHERE terminal = 0 AND deadline_a
 const STALLED_SQL: &str = "SELECT stall_at, id, body FROM runs
     WHERE stall_at IS NOT NULL AND stall_at < ?1 AND (stall_at, id) > (?2, ?3)
     ORDER BY stall_at, id LIMIT ?4";
+
+const RETAINED_SQL: &str = "SELECT retain_from, id, body FROM runs
+    WHERE retain_from IS NOT NULL AND retain_from < ?1 AND (retain_from, id) > (?2, ?3)
+    ORDER BY retain_from, id LIMIT ?4";
+
+/// When a finished run that still holds its data finished, as the `retain_from` column stores it.
+fn retain_from(run: &Run) -> Option<i64> {
+    if !run.status.is_terminal() || run.deleted_at.is_some() {
+        return None;
+    }
+    run.finished_at.map(millis)
+}
 
 /// `Run::stall_from` as the `stall_at` column stores it.
 fn stall_at(run: &Run) -> Option<i64> {
@@ -133,8 +199,8 @@ impl RunStore for SqliteStore {
                 }
                 let inserted = tx
                     .execute(
-                        "INSERT INTO runs (id, status, version, pipeline, created_at, deadline_at, terminal, body, stall_at, tenant, bytes)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING",
+                        "INSERT INTO runs (id, status, version, pipeline, created_at, deadline_at, terminal, body, stall_at, tenant, bytes, retain_from)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (id) DO NOTHING",
                         params![
                             run.id.as_str(),
                             run.status.as_str(),
@@ -147,6 +213,7 @@ impl RunStore for SqliteStore {
                             stall_at(&run),
                             run.tenant,
                             run.stored_bytes() as i64,
+                            retain_from(&run),
                         ],
                     )
                     .map_err(|e| sql_err("inserting a run", e))?;
@@ -189,7 +256,8 @@ impl RunStore for SqliteStore {
                 let changed = conn
                     .execute(
                         "UPDATE runs SET status = ?1, version = ?2, pipeline = ?3, deadline_at = ?4,
-                                         terminal = ?5, body = ?6, stall_at = ?9, bytes = ?10
+                                         terminal = ?5, body = ?6, stall_at = ?9, bytes = ?10,
+                                         retain_from = ?11
                          WHERE id = ?7 AND version = ?8",
                         params![
                             run.status.as_str(),
@@ -202,6 +270,7 @@ impl RunStore for SqliteStore {
                             expected_version as i64,
                             stall_at(&run),
                             run.stored_bytes() as i64,
+                            retain_from(&run),
                         ],
                     )
                     .map_err(|e| sql_err("updating a run", e))?;
@@ -313,47 +382,19 @@ impl RunStore for SqliteStore {
         after: Option<&StallCursor>,
         limit: usize,
     ) -> Result<StalledPage, Error> {
-        // Before every run: stall times are Unix ms, ids sort after "".
-        let (after_ms, after_id) = after
-            .map(|c| (c.at_ms, c.id.as_str().to_owned()))
-            .unwrap_or((i64::MIN, String::new()));
-        self.db
-            .call(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached(STALLED_SQL)
-                    .map_err(|e| sql_err("finding stalled runs", e))?;
-                let rows = stmt
-                    .query_map(
-                        params![millis(before), after_ms, after_id, limit as i64],
-                        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
-                    )
-                    .map_err(|e| sql_err("finding stalled runs", e))?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .map_err(|e| sql_err("finding stalled runs", e))?;
-                // The cursor comes from the rows, so a run that does not decode is passed over
-                // without ending the page early.
-                let next = (rows.len() >= limit.max(1))
-                    .then(|| rows.last())
-                    .flatten()
-                    .and_then(|(at, id, _)| {
-                        Some(StallCursor {
-                            at_ms: *at,
-                            id: RunId::parse(id).ok()?,
-                        })
-                    });
-                let runs = rows
-                    .iter()
-                    .filter_map(|(_, id, body)| match from_json(body) {
-                        Ok(run) => Some(run),
-                        Err(e) => {
-                            tracing::warn!(run = %id, error = %e, "a stored run does not decode; the sweeper passes it over");
-                            None
-                        }
-                    })
-                    .collect();
-                Ok(StalledPage { runs, next })
-            })
+        self.page_by_time(STALLED_SQL, "finding stalled runs", before, after, limit)
             .await
+    }
+
+    async fn retained(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<&StallCursor>,
+        limit: usize,
+    ) -> Result<Option<StalledPage>, Error> {
+        self.page_by_time(RETAINED_SQL, "finding retained runs", before, after, limit)
+            .await
+            .map(Some)
     }
 
     async fn events(&self, id: &RunId, after: u64, limit: usize) -> Result<Vec<RunEvent>, Error> {

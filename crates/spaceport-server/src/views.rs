@@ -153,6 +153,8 @@ pub struct RunView {
     pub finished_at: Option<DateTime<Utc>>,
     pub deadline_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Who deleted the inputs and artifacts: `request` (`DELETE`) or `retention`.
+    pub deleted_by: Option<String>,
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
     pub retry_of: Option<String>,
@@ -234,6 +236,7 @@ impl RunView {
             finished_at: run.finished_at,
             deadline_at: run.deadline_at,
             deleted_at: run.deleted_at,
+            deleted_by: run.deleted_by.clone(),
             metadata: run.metadata.clone(),
             retry_of: run.retry_of.as_ref().map(|r| r.to_string()),
             batch: run.batch.clone(),

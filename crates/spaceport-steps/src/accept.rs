@@ -547,33 +547,7 @@ impl Accept {
                 run.id, run.status
             )));
         }
-        for f in run.inputs.values().flatten() {
-            self.blobs.delete(&f.key).await?;
-        }
-        for a in &run.artifacts {
-            self.blobs.delete(&a.key).await?;
-        }
-        // Job state kept in the blob store (a 3.x job's inline handle and outputs).
-        let job = run.job();
-        for kept in job.handle.iter().chain(job.outputs.iter().flatten()) {
-            crate::stash::forget(self.blobs.as_ref(), kept).await;
-        }
-        let now = self.runs.clock.now();
-        let mutated = self
-            .runs
-            .mutate(id, |run| {
-                if run.deleted_at.is_some() {
-                    return Ok(false);
-                }
-                run.deleted_at = Some(now);
-                for f in run.inputs.values_mut().flatten() {
-                    f.state = InputState::Deleted;
-                }
-                run.artifacts.clear();
-                Ok(true)
-            })
-            .await?;
-        Ok(mutated.run().clone())
+        self.runs.delete_data(&run, "request").await
     }
 }
 

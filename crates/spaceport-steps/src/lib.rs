@@ -17,6 +17,7 @@ mod oneshot;
 mod poll;
 mod reads;
 mod reconstruct;
+mod retention;
 pub mod runner;
 mod runs;
 mod slots;
@@ -126,6 +127,9 @@ pub struct StepsConfig {
     pub webhook: WebhookSettings,
     /// What each tenant may hold, checked when a run is created.
     pub caps: spaceport_core::limits::TenantCaps,
+    /// Days a finished run's inputs and artifacts are kept when its pipeline does not say
+    /// (`retain_days`); `None`: kept until deleted.
+    pub retention_days: Option<u32>,
 }
 
 impl Default for StepsConfig {
@@ -146,6 +150,7 @@ impl Default for StepsConfig {
             outbound: OutboundGuard::default(),
             webhook: WebhookSettings::default(),
             caps: Default::default(),
+            retention_days: None,
         }
     }
 }

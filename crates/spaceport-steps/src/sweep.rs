@@ -2,7 +2,8 @@
 //! re-sends the message of every run whose worker vanished (a lapsed lease, a message lost
 //! between a write and its send) to the step the routing table names, dispatches webhook
 //! deliveries a crash left undispatched, and forgets day-old idempotency keys, so a crash at any
-//! point loses nothing. Each run is handled on its own: one that cannot be read or changed is
+//! point loses nothing; every ten minutes it deletes the data of runs kept past their retention
+//! (`retention.rs`). Each run is handled on its own: one that cannot be read or changed is
 //! logged and passed over, and the sweep goes on through every candidate, page by page. A run
 //! whose message merely waits in a backlog (the queue says so, where it can tell) is not sent
 //! another.
@@ -31,6 +32,8 @@ pub struct Sweeper {
     runs: Runs,
     space: Arc<dyn SpaceBackend>,
     notify: Notify,
+    /// When retention is next swept (`retention.rs`); `None`: at the next sweep.
+    retention_due: std::sync::Mutex<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
 impl Sweeper {
@@ -40,6 +43,7 @@ impl Sweeper {
             runs,
             space,
             notify,
+            retention_due: Default::default(),
         }
     }
 
@@ -76,7 +80,22 @@ impl Sweeper {
             }
         }
         touched += self.notify.sweep(now, DELIVERY_GRACE).await?;
+        if self.retention_is_due(now) {
+            touched += runs.sweep_retention(now).await?;
+        }
         Ok(touched)
+    }
+
+    /// Whether retention is due now (and if so, when it is due next).
+    fn retention_is_due(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let mut due = self.retention_due.lock().unwrap_or_else(|p| p.into_inner());
+        if due.is_some_and(|d| now < d) {
+            return false;
+        }
+        let every =
+            chrono::Duration::from_std(crate::retention::RETENTION_EVERY).unwrap_or_default();
+        *due = Some(now + every);
+        true
     }
 
     /// Expires every run past its deadline, page by page; a run that cannot be expired is

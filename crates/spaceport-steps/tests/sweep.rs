@@ -5,8 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde_json::json;
-use spaceport_core::ports::{Clock, Idempotency, Queue, QueueName, RunStore, StepMessage};
+use spaceport_core::ports::{
+    BlobStore, Clock, Idempotency, Queue, QueueName, RunStore, StepMessage,
+};
 use spaceport_core::{
     BackendKind, CreateRunRequest, JobState, Lease, PipelineSet, Run, RunId, Status,
 };
@@ -488,4 +491,122 @@ async fn a_backend_slot_held_by_a_run_that_ended_without_giving_it_back_is_taken
     let books = steps.runs().slot_books().await.unwrap();
     assert_eq!(books[0].1.holders, [id(&b)]);
     assert_eq!(books[0].1.waiters, [id(&c)]);
+}
+
+/// A run of `pipeline` that ended `cancelled` `days_ago` days before `now`, holding one
+/// artifact in the blob store.
+async fn finished_run(
+    local: &LocalStack,
+    pipeline: &str,
+    days_ago: i64,
+    now: DateTime<Utc>,
+) -> Run {
+    let ended = now - chrono::Duration::days(days_ago);
+    let mut run = spaceport_contract::sample_run(pipeline, ended - chrono::Duration::minutes(5));
+    run.transition(Status::Queued, ended).unwrap();
+    run.transition(Status::Cancelled, ended).unwrap();
+    let key = Run::artifact_key(&run.id, "scene", "scene.glb");
+    let body = futures::stream::once(async { Ok(bytes::Bytes::from_static(b"glTF")) }).boxed();
+    let meta = local
+        .blobs
+        .put(&key, "model/gltf-binary", body)
+        .await
+        .unwrap();
+    run.artifacts.push(spaceport_core::Artifact {
+        name: "scene".into(),
+        filename: "scene.glb".into(),
+        content_type: "model/gltf-binary".into(),
+        size: meta.size,
+        sha256: meta.sha256,
+        key,
+        meta: Default::default(),
+    });
+    local.store.insert(&run, None).await.unwrap();
+    run
+}
+
+#[tokio::test]
+async fn retention_deletes_the_data_of_runs_kept_past_their_days_and_keeps_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalStack::open(dir.path().join("data"), "http://127.0.0.1").unwrap();
+    // The built-in pipelines, `vggt-onnx` keeping its runs' data one day; the deployment 30.
+    let pipelines = dir.path().join("pipelines");
+    std::fs::create_dir_all(&pipelines).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines");
+    for e in std::fs::read_dir(&repo).unwrap().flatten() {
+        let mut text = std::fs::read_to_string(e.path()).unwrap();
+        if e.file_name() == "vggt-onnx.toml" {
+            text = format!("retain_days = 1\n{text}");
+        }
+        std::fs::write(pipelines.join(e.file_name()), text).unwrap();
+    }
+    let now = Utc::now();
+    let clock = Arc::new(ManualClock(Mutex::new(now)));
+    let steps = Steps::new(
+        Arc::new(PipelineSet::load_dir(&pipelines).unwrap()),
+        Ports {
+            store: local.store.clone(),
+            queue: local.queue.clone(),
+            blobs: local.blobs.clone(),
+            space: Arc::new(GradioBackend::new(ClientOptions::default())),
+            model: None,
+            clock: clock.clone(),
+            deliveries: local.store.clone(),
+            sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),
+            sink: None,
+            fetcher: None,
+        },
+        StepsConfig {
+            retention_days: Some(30),
+            ..StepsConfig::default()
+        },
+    );
+    let old = finished_run(&local, "vggt", 31, now).await;
+    let recent = finished_run(&local, "vggt", 10, now).await;
+    let short = finished_run(&local, "vggt-onnx", 2, now).await;
+    let mut live = spaceport_contract::sample_run("vggt", now - chrono::Duration::days(40));
+    live.deadline_at = now + chrono::Duration::hours(1);
+    local.store.insert(&live, None).await.unwrap();
+
+    let sweeper = steps.sweeper();
+    sweeper.sweep(Duration::from_secs(3600)).await.unwrap();
+    for (run, gone) in [(&old, true), (&recent, false), (&short, true)] {
+        let stored = local
+            .store
+            .get(&run.id)
+            .await
+            .unwrap()
+            .expect("the record stays");
+        let blob = local.blobs.head(&run.artifacts[0].key).await.unwrap();
+        if gone {
+            assert_eq!(
+                stored.deleted_by.as_deref(),
+                Some("retention"),
+                "{}",
+                run.id
+            );
+            assert!(stored.deleted_at.is_some() && stored.artifacts.is_empty());
+            assert!(blob.is_none(), "{}: the artifact is deleted", run.id);
+            assert_eq!(stored.status, Status::Cancelled, "how it went is kept");
+        } else {
+            assert_eq!(stored.deleted_at, None, "{}", run.id);
+            assert!(blob.is_some(), "{}: kept within its days", run.id);
+        }
+    }
+    let live_after = local.store.get(&live.id).await.unwrap().unwrap();
+    assert_eq!(live_after.deleted_at, None, "a live run is never swept");
+
+    // Twenty more days: the recent run's 30 are up, swept at the next retention sweep.
+    clock.advance(chrono::Duration::days(21));
+    sweeper.sweep(Duration::from_secs(3600)).await.unwrap();
+    let stored = local.store.get(&recent.id).await.unwrap().unwrap();
+    assert_eq!(stored.deleted_by.as_deref(), Some("retention"));
+    assert!(
+        local
+            .blobs
+            .head(&recent.artifacts[0].key)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -221,6 +221,16 @@ impl RunStore for CountingStore {
         self.inner.stalled(before, after, limit).await
     }
 
+    async fn retained(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<&StallCursor>,
+        limit: usize,
+    ) -> Result<Option<StalledPage>, Error> {
+        bump(&self.counts.other_reads);
+        self.inner.retained(before, after, limit).await
+    }
+
     async fn events(&self, id: &RunId, after: u64, limit: usize) -> Result<Vec<RunEvent>, Error> {
         bump(&self.counts.other_reads);
         self.inner.events(id, after, limit).await

@@ -112,6 +112,18 @@ impl Pipeline {
                 ));
             }
         }
+        if self.retain_days == Some(0) {
+            return Err(load_err(file, "retain_days", "must be positive"));
+        }
+        for (name, out) in &self.outputs {
+            if out.max_bytes == Some(0) {
+                return Err(load_err(
+                    file,
+                    format!("outputs.{name}.max_bytes"),
+                    "must be positive",
+                ));
+            }
+        }
         if let Some(name) = self.values.keys().find(|n| self.outputs.contains_key(*n)) {
             return Err(load_err(
                 file,

@@ -346,6 +346,10 @@ pub struct Pipeline {
     /// Unset: no limit for a Space, 1 for a local model (one GPU runs one job at a time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
+    /// Days a finished run's inputs and artifacts are kept before the sweeper deletes them (the
+    /// record stays, marked); unset: the deployment's `retention_days`, else kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_days: Option<u32>,
     pub backend: BackendSpec,
     pub inputs: BTreeMap<String, InputSpec>,
     #[serde(default)]

@@ -194,6 +194,19 @@ pub trait RunStore: Send + Sync {
         limit: usize,
     ) -> Result<StalledPage, Error>;
 
+    /// Finished runs that still hold their inputs and artifacts (not deleted), finished before
+    /// `before`, ordered by when they finished and then id, at most `limit`, after `after`: what
+    /// retention may delete. `None` when the store keeps no such index (DynamoDB: there the
+    /// bucket's lifecycle rules expire the objects instead).
+    async fn retained(
+        &self,
+        _before: DateTime<Utc>,
+        _after: Option<&StallCursor>,
+        _limit: usize,
+    ) -> Result<Option<StalledPage>, Error> {
+        Ok(None)
+    }
+
     /// The run's events after sequence number `after`, in order, at most `limit`.
     async fn events(&self, id: &RunId, after: u64, limit: usize) -> Result<Vec<RunEvent>, Error>;
 

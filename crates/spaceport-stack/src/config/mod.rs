@@ -205,6 +205,9 @@ pub struct Config {
     pub tenant_max_runs_in_flight: Option<u64>,
     /// The most bytes of inputs and artifacts each tenant may store; none by default.
     pub tenant_max_stored_bytes: Option<u64>,
+    /// Days a finished run's inputs and artifacts are kept when its pipeline does not say
+    /// (`retain_days`); unset: until deleted.
+    pub retention_days: Option<u32>,
 }
 
 impl Config {
@@ -287,6 +290,7 @@ impl Config {
         positive("concurrency", self.concurrency.map(|n| n as u64))?;
         positive("max_frames", self.max_frames.map(|n| n as u64))?;
         positive("webhook_timeout_s", self.webhook_timeout_s)?;
+        positive("retention_days", self.retention_days.map(u64::from))?;
         self.outbound_guard()?;
         self.signing_secrets()?;
         self.webhook_settings(WebhookSettings::default())?;
@@ -414,6 +418,7 @@ impl Config {
             runs_in_flight: self.tenant_max_runs_in_flight,
             stored_bytes: self.tenant_max_stored_bytes,
         };
+        base.retention_days = self.retention_days;
         base
     }
 
