@@ -102,11 +102,56 @@ pub(super) async fn write(
     file.sync_all().await.map_err(werr)?;
     drop(file);
     let from = temp.path.clone();
-    tokio::task::spawn_blocking(move || publish(&from, &dest))
-        .await
-        .map_err(|e| Error::Internal(format!("a blob write task failed: {e}")))??;
+    let landed = meta.clone();
+    tokio::task::spawn_blocking(move || match exact {
+        // An upload under a grant: its object is written once.
+        Some(_) => publish_new(&from, &dest, &landed),
+        None => publish(&from, &dest),
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("a blob write task failed: {e}")))??;
     temp.committed = true;
     Ok(meta)
+}
+
+/// Links the finished temp file into place only if nothing is there yet, so two uploads racing
+/// for one input cannot both land: the second is refused 409, unless it carried the same bytes
+/// (a client retrying an upload whose answer it lost). Removes the temp file when it succeeds.
+fn publish_new(from: &Path, dest: &Path, meta: &BlobMeta) -> Result<(), Error> {
+    let dir = dest.parent().expect("object paths have a parent");
+    for attempt in 0..3 {
+        crate::files::private_dir_all(dir)?;
+        match std::fs::hard_link(from, dest) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(from);
+                return sync_dir(dir).map_err(|e| io_err("syncing", dir, e));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 2 => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let theirs = read_meta(dest)?;
+                if theirs.sha256 == meta.sha256 && theirs.size == meta.size {
+                    let _ = std::fs::remove_file(from);
+                    return Ok(());
+                }
+                return Err(Error::Conflict(format!(
+                    "another upload of this input already landed (sha256 {}); nothing was stored",
+                    theirs.sha256
+                )));
+            }
+            Err(e) => return Err(io_err("linking into", dest, e)),
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+/// The header of the object at `path`.
+fn read_meta(path: &Path) -> Result<BlobMeta, Error> {
+    use std::io::Read;
+    let mut header = vec![0u8; HEADER_LEN];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .map_err(|e| io_err("reading", path, e))?;
+    decode_header(&header, path)
 }
 
 /// Renames the finished temp file into place and fsyncs the folder so the rename is durable.
@@ -237,6 +282,49 @@ mod tests {
         assert_eq!(temps(&s), 0);
         let meta = s.put_exact(&grant, body(&[b"ab", b"cd"])).await.unwrap();
         assert_eq!((meta.size, meta.content_type.as_str()), (4, "image/jpeg"));
+    }
+
+    fn owned(bytes: Vec<u8>) -> spaceport_core::ports::ByteStream {
+        stream::once(async move { Ok(Bytes::from(bytes)) }).boxed()
+    }
+
+    #[tokio::test]
+    async fn an_upload_lands_once_however_many_race_for_it() {
+        let (_d, s) = store();
+        let s = std::sync::Arc::new(s);
+        let grant = UploadGrant {
+            key: KEY.into(),
+            size: 4,
+            content_type: "image/jpeg".into(),
+        };
+        // Eight uploads of different bytes at once: one lands, the others are refused whole.
+        let racers: Vec<_> = (0..8u8)
+            .map(|i| {
+                let (s, grant) = (s.clone(), grant.clone());
+                tokio::spawn(async move { s.put_exact(&grant, owned(vec![b'a' + i; 4])).await })
+            })
+            .collect();
+        let mut landed = vec![];
+        for r in racers {
+            match r.await.unwrap() {
+                Ok(meta) => landed.push(meta),
+                Err(e) => assert!(matches!(e, Error::Conflict(_)), "{e:?}"),
+            }
+        }
+        assert_eq!(landed.len(), 1, "{landed:?}");
+        let stored = s.head(KEY).await.unwrap().unwrap();
+        assert_eq!(
+            stored.sha256, landed[0].sha256,
+            "the object is the one that landed"
+        );
+        assert_eq!(temps(&s), 0);
+        // The same bytes again (a retry whose answer was lost) are taken, changing nothing.
+        let winner = read_all(s.get(KEY).await.unwrap()).await;
+        let again = s.put_exact(&grant, owned(winner)).await.unwrap();
+        assert_eq!(again.sha256, stored.sha256);
+        let other = s.put_exact(&grant, body(&[b"zzzz"])).await.unwrap_err();
+        assert!(other.to_string().contains("already landed"), "{other}");
+        assert_eq!(s.head(KEY).await.unwrap().unwrap().sha256, stored.sha256);
     }
 
     #[tokio::test]
