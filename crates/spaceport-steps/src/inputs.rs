@@ -31,7 +31,7 @@ pub(crate) async fn open(
     slot: &str,
     file: &InputFile,
 ) -> Result<ByteStream, Error> {
-    blobs.get(&file.key).await.map_err(|e| match e {
+    let body = blobs.get(&file.key).await.map_err(|e| match e {
         Error::NotFound { .. } => Error::upstream(
             ErrorCode::UploadMissing,
             false,
@@ -41,7 +41,63 @@ pub(crate) async fn open(
             ),
         ),
         other => other,
+    })?;
+    Ok(dropped_at_end(body))
+}
+
+/// As `open`, but the file is opened only when its bytes are first asked for (and closed when
+/// they end): a job's inputs go out one after another in one request, so only the one being
+/// sent holds a handle and a read buffer, however many the run has. Missing inputs are still
+/// found here, before anything is sent.
+pub(crate) async fn open_lazily(
+    blobs: std::sync::Arc<dyn BlobStore>,
+    slot: &str,
+    file: &InputFile,
+) -> Result<ByteStream, Error> {
+    let missing = || {
+        Error::upstream(
+            ErrorCode::UploadMissing,
+            false,
+            format!(
+                "input {slot} file {:?} is missing from storage",
+                file.filename
+            ),
+        )
+    };
+    if blobs.head(&file.key).await?.is_none() {
+        return Err(missing());
+    }
+    let key = file.key.clone();
+    let body = futures::stream::once(async move {
+        blobs
+            .get(&key)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
     })
+    .map(|opened| match opened {
+        Ok(body) => dropped_at_end(body),
+        Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+    })
+    .flatten();
+    Ok(body.boxed())
+}
+
+/// `body`, its reader (file handle and read buffer) dropped as soon as it ends: a job's inputs
+/// go out one after another in one request, and each finished one must not keep its buffer
+/// until the last is sent (200 inputs held 64 KiB each).
+fn dropped_at_end(body: ByteStream) -> ByteStream {
+    let mut inner = Some(body);
+    futures::stream::poll_fn(move |cx| {
+        let Some(s) = inner.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let next = s.poll_next_unpin(cx);
+        if matches!(next, std::task::Poll::Ready(None)) {
+            inner = None;
+        }
+        next
+    })
+    .boxed()
 }
 
 /// Reads at most the first `n` bytes of a stream (and drops the rest unread).

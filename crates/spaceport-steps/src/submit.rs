@@ -214,7 +214,7 @@ impl SubmitSpace {
                     filename: f.filename.clone(),
                     content_type: f.content_type.clone(),
                     size: f.size,
-                    body: inputs::open(self.blobs.as_ref(), slot, f).await?,
+                    body: inputs::open_lazily(self.blobs.clone(), slot, f).await?,
                 });
             }
             job_inputs.insert(slot.to_string(), list);

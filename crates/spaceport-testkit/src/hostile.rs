@@ -38,6 +38,9 @@ pub enum Misbehaviour {
     HugeArtifact,
     /// The result file trickles: `SLOW_ARTIFACT_BYTES` over about `slow_for`.
     SlowArtifact,
+    /// Not hostile, large: the result file has this many bytes, sent as fast as it is read
+    /// (for the memory benchmark).
+    SizedArtifact(u64),
 }
 
 /// What the slow result file holds.
@@ -220,9 +223,22 @@ async fn answer(State(s): State<Arc<Shared>>, req: Request) -> Response {
             _ => json_response(config(PREFIX)),
         },
         p if p == format!("{PREFIX}/upload") => {
-            // Read the upload whole (it is one small image) before answering, as Gradio does.
-            let _ = axum::body::to_bytes(req.into_body(), 8 << 20).await;
-            json_response(json!(["/tmp/gradio/in/a.png"]))
+            // Read the upload to its end before answering, as Gradio does (counting the files,
+            // never holding them).
+            let mut body = req.into_body().into_data_stream();
+            let mut tail: Vec<u8> = vec![];
+            let mut files = 0usize;
+            let marker = b"filename=";
+            while let Some(Ok(chunk)) = body.next().await {
+                tail.extend_from_slice(&chunk);
+                files += tail.windows(marker.len()).filter(|w| *w == marker).count();
+                let keep = tail.len().min(marker.len() - 1);
+                tail.drain(..tail.len() - keep);
+            }
+            let paths: Vec<String> = (0..files.max(1))
+                .map(|i| format!("/tmp/gradio/in/{i}.png"))
+                .collect();
+            json_response(json!(paths))
         }
         p if p == format!("{PREFIX}/queue/join") => json_response(json!({"event_id": "e1"})),
         p if p == format!("{PREFIX}/queue/data") => events(&s),
@@ -324,6 +340,16 @@ fn result_file(s: Arc<Shared>) -> Response {
                     })
                     .boxed(),
                 Some(SLOW_ARTIFACT_BYTES as u64),
+            )
+        }
+        Misbehaviour::SizedArtifact(size) => {
+            const CHUNK: u64 = 64 << 10;
+            let piece = Bytes::from(vec![b'g'; CHUNK as usize]);
+            (
+                futures::stream::iter((0..size).step_by(CHUNK as usize))
+                    .map(move |at| piece.slice(..(size - at).min(CHUNK) as usize))
+                    .boxed(),
+                Some(size),
             )
         }
         _ => (
