@@ -266,3 +266,60 @@ async fn the_deadline_ends_a_run_expired_and_stops_the_job() {
     );
     t.stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_runs_again_on_copies_of_the_inputs_once_per_idempotency_key() {
+    let mirror = MirrorSpace::start().unwrap();
+    let t = TestStack::start(mirror.url()).await.unwrap();
+    let first = run_to_end(
+        &t.client,
+        &images(&["a.png", "b.png"]),
+        json!({}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let id = first["id"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    let retry = |key: &'static str| {
+        http.post(format!("{}/v1/runs/{id}/retry", t.stack.url))
+            .header("Idempotency-Key", key)
+    };
+    let (status, again) = send(retry("retry-1")).await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(again["retry_of"], id);
+    let (status, same) = send(retry("retry-1")).await;
+    assert_eq!((status, &same["id"]), (200, &again["id"]), "{same}");
+    let (status, other) = send(retry("retry-2")).await;
+    assert_eq!(status, 201, "{other}");
+    assert_ne!(other["id"], again["id"]);
+
+    // The copies hold the same bytes, and outlive the run they were copied from.
+    let old = t.stored(id).await;
+    let new = t.stored(again["id"].as_str().unwrap()).await;
+    let shas = |r: &spaceport_core::Run| -> Vec<Option<String>> {
+        r.inputs["images"]
+            .iter()
+            .map(|f| f.sha256.clone())
+            .collect()
+    };
+    assert_eq!(shas(&old), shas(&new));
+    let (status, _) = send(http.delete(format!("{}/v1/runs/{id}", t.stack.url))).await;
+    assert_eq!(status, 200);
+    let blobs = &t.stack.steps.ports.blobs;
+    for (o, n) in old.inputs["images"].iter().zip(&new.inputs["images"]) {
+        assert!(
+            blobs.head(&o.key).await.unwrap().is_none(),
+            "the old input is deleted"
+        );
+        let kept = blobs.head(&n.key).await.unwrap().expect("the copy stays");
+        assert_eq!(Some(kept.sha256), n.sha256);
+    }
+    for rid in [again["id"].as_str().unwrap(), other["id"].as_str().unwrap()] {
+        let done = wait_terminal(&t.client, rid, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    t.stack.shutdown().await;
+}

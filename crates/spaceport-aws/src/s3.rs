@@ -410,6 +410,29 @@ impl BlobStore for S3BlobStore {
             .map_err(|e| sdk(format!("deleting {key}"), e))?;
         Ok(())
     }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<BlobMeta, Error> {
+        let meta = self.head(from).await?.ok_or_else(|| Error::NotFound {
+            what: "blob",
+            id: from.to_string(),
+        })?;
+        // One CopyObject takes up to 5 GB; larger objects stream through us.
+        if meta.size > 5_000_000_000 {
+            let body = self.get(from).await?;
+            return self.put(to, &meta.content_type, body).await;
+        }
+        // Keys are of the store's own safe characters (validate_key), so the source needs no
+        // escaping; the object's metadata and tags (its sha256) are copied with it.
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .copy_source(format!("{}/{from}", self.bucket))
+            .key(to)
+            .send()
+            .await
+            .map_err(|e| sdk(format!("copying {from} to {to}"), e))?;
+        Ok(meta)
+    }
 }
 
 #[cfg(test)]

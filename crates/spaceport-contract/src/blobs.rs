@@ -42,6 +42,7 @@ pub async fn blob_store_contract_with(store: &dyn BlobStore, opts: &BlobContract
     blob_overwrite_replaces_the_object_and_its_sha256(store).await;
     blob_absent_key_has_no_head_is_not_found_and_deletes_fine(store).await;
     blob_large_object_streams_back_whole(store, opts).await;
+    blob_copy_holds_the_same_object_and_outlives_its_source(store).await;
 }
 
 /// A key no other check or test uses; `contract/…` names no run, so a server ignores it.
@@ -130,6 +131,39 @@ pub async fn blob_put_get_head_delete_round_trip(store: &dyn BlobStore) {
     store.delete(&key).await.unwrap_or_else(|e| {
         panic!("[contract {c}] deleting an already deleted object must be fine, got {e:?}")
     });
+}
+
+/// `copy` makes a second object with the same bytes, sha256 and type, which stays when the
+/// source is deleted; copying an absent key is `NotFound`.
+pub async fn blob_copy_holds_the_same_object_and_outlives_its_source(store: &dyn BlobStore) {
+    let c = "blob_copy_holds_the_same_object_and_outlives_its_source";
+    let (from, to) = (unique_blob_key(c, "from.png"), unique_blob_key(c, "to.png"));
+    let bytes = pattern(70_000, 3);
+    let meta = store
+        .put(&from, "image/png", body_of(&bytes, 9_000))
+        .await
+        .expect(c);
+    let copied = store.copy(&from, &to).await.expect(c);
+    assert_eq!(
+        copied, meta,
+        "[contract {c}] a copy reports the source's meta"
+    );
+    assert_eq!(
+        store.head(&to).await.expect(c),
+        Some(meta),
+        "[contract {c}] head of the copy"
+    );
+    store.delete(&from).await.expect(c);
+    assert!(
+        read_object(store, &to, c).await == bytes,
+        "[contract {c}] the copy streams back the bytes after its source is deleted"
+    );
+    store.delete(&to).await.expect(c);
+    let absent = store.copy(&from, &to).await.unwrap_err();
+    assert!(
+        matches!(absent, spaceport_core::Error::NotFound { .. }),
+        "[contract {c}] copying an absent key is NotFound, got {absent:?}"
+    );
 }
 
 /// A second `put` of a key replaces the bytes, the sha256 and the content type together.

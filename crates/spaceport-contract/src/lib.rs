@@ -13,8 +13,9 @@ mod store;
 pub use blobs::{
     BlobContractOptions, DOWNLOAD_FILENAME, PresignExpectations, Refusal,
     blob_absent_key_has_no_head_is_not_found_and_deletes_fine,
-    blob_large_object_streams_back_whole, blob_overwrite_replaces_the_object_and_its_sha256,
-    blob_put_get_head_delete_round_trip, blob_store_contract, blob_store_contract_with,
+    blob_copy_holds_the_same_object_and_outlives_its_source, blob_large_object_streams_back_whole,
+    blob_overwrite_replaces_the_object_and_its_sha256, blob_put_get_head_delete_round_trip,
+    blob_store_contract, blob_store_contract_with,
     presigned_download_serves_the_object_and_refuses_tampering,
     presigned_upload_accepts_only_its_declared_terms, presigned_upload_is_refused_once_expired,
     presigned_url_contract,

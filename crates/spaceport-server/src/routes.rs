@@ -353,14 +353,32 @@ async fn cancel_run(
 }
 
 /// A new run with the same inputs and settings (`retry_of` set).
-#[utoipa::path(post, path = "/v1/runs/{id}/retry", params(("id" = String, Path)), responses((status = 201, body = RunView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/runs/{id}/retry",
+    params(("id" = String, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "The same key for the same run returns the first retry")),
+    responses((status = 201, body = RunView), (status = 200, body = RunView, description = "the retry made earlier with the same Idempotency-Key"),
+               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn retry_run(
     State(st): State<AppState>,
     Caller(api): Caller,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
-    let run = api.retry(&run_id(&id)?).await?;
-    Ok((StatusCode::CREATED, Json(full_view(&st, &run).await?)).into_response())
+    let id = run_id(&id)?;
+    let idempotency =
+        crate::create::idempotency_key(&headers)?.map(|key| spaceport_core::ports::Idempotency {
+            key,
+            request_hash: spaceport_core::create::request_hash(
+                &serde_json::json!({"retry": id.as_str()}),
+            ),
+        });
+    let created = api.retry(&id, idempotency).await?;
+    let status = if created.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(full_view(&st, &created.run).await?)).into_response())
 }
 
 /// Deletes a finished run's inputs and artifacts; the record stays, marked `deleted_at`.

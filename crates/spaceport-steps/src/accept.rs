@@ -467,7 +467,14 @@ impl Accept {
     }
 
     /// `POST /runs/{id}/retry`: a new run with the same inputs and settings, `retry_of` set.
-    pub async fn retry(&self, id: &RunId) -> Result<Run, Error> {
+    /// The inputs are copied inside the blob store (a hard link on disk, `CopyObject` on S3),
+    /// so no byte passes through the request. With an Idempotency-Key, asking again returns the
+    /// first retry (`existing`).
+    pub async fn retry(
+        &self,
+        id: &RunId,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Created, Error> {
         let old = self.load(id).await?;
         if !old.status.is_terminal() {
             return Err(Error::InvalidState(format!(
@@ -504,8 +511,7 @@ impl Accept {
             let mut list = vec![];
             for (i, f) in files.iter().enumerate() {
                 let key = Run::input_key(&new_id, slot, i);
-                let body = self.blobs.get(&f.key).await?;
-                let meta = self.blobs.put(&key, &f.content_type, body).await?;
+                let meta = self.blobs.copy(&f.key, &key).await?;
                 list.push(InputFile {
                     key,
                     sha256: Some(meta.sha256),
@@ -531,11 +537,31 @@ impl Accept {
             ..Run::new(new_id, &old.pipeline, backend, now, now + deadline)
         };
         run.transition(Status::Queued, now)?;
-        self.runs.store.insert(&run, None).await?;
-        self.runs.changed(&run.id);
-        self.runs.notify_webhooks(&run).await;
-        self.runs.hand_on(&run).await?;
-        Ok(run)
+        match self.runs.store.insert(&run, idempotency.as_ref()).await? {
+            InsertOutcome::Inserted => {
+                self.runs.changed(&run.id);
+                self.runs.notify_webhooks(&run).await;
+                self.runs.hand_on(&run).await?;
+                Ok(Created {
+                    run,
+                    uploads: vec![],
+                    existing: false,
+                })
+            }
+            InsertOutcome::Existing(first) => {
+                // The key was used before: the copies made for this ask are not wanted.
+                for f in run.inputs.values().flatten() {
+                    if let Err(e) = self.blobs.delete(&f.key).await {
+                        tracing::warn!(key = %f.key, error = %e, "could not delete an unused copy");
+                    }
+                }
+                Ok(Created {
+                    run: *first,
+                    uploads: vec![],
+                    existing: true,
+                })
+            }
+        }
     }
 
     /// `DELETE /runs/{id}`: deletes a finished run's inputs and artifacts; the record stays, marked.

@@ -355,6 +355,10 @@ impl BlobStore for CountingBlobs {
         self.inner.head(key).await
     }
 
+    async fn copy(&self, from: &str, to: &str) -> Result<BlobMeta, Error> {
+        self.inner.copy(from, to).await
+    }
+
     async fn delete(&self, key: &str) -> Result<(), Error> {
         self.inner.delete(key).await
     }

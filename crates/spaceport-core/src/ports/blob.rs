@@ -67,6 +67,18 @@ pub trait BlobStore: Send + Sync {
 
     /// Deletes the object (absent is fine).
     async fn delete(&self, key: &str) -> Result<(), Error>;
+
+    /// Copies the object at `from` to `to` (the same bytes, type and sha256). Stores that can
+    /// copy inside themselves do (a hard link on disk, `CopyObject` on S3), so no byte passes
+    /// through us; this default streams it through `get` and `put`.
+    async fn copy(&self, from: &str, to: &str) -> Result<BlobMeta, Error> {
+        let meta = self.head(from).await?.ok_or_else(|| Error::NotFound {
+            what: "blob",
+            id: from.to_string(),
+        })?;
+        let body = self.get(from).await?;
+        self.put(to, &meta.content_type, body).await
+    }
 }
 
 /// A blob store whose presigned URLs are served by the API server itself (one machine; on AWS

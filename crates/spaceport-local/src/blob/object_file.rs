@@ -144,6 +144,24 @@ fn publish_new(from: &Path, dest: &Path, meta: &BlobMeta) -> Result<(), Error> {
     unreachable!("the loop returns on its last attempt")
 }
 
+/// Links the object at `from` in as `to` (the same file, no byte copied), replacing what `to`
+/// held; `None` when there is nothing at `from`.
+pub(super) fn link(tmp_dir: &Path, from: &Path, to: &Path) -> Result<Option<BlobMeta>, Error> {
+    let meta = match read_meta(from) {
+        Ok(meta) => meta,
+        Err(_) if !from.is_file() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // Linked under a temp name, then renamed over `to`: a reader sees the old object or the new.
+    let temp = tmp_dir.join(format!("{}.link", ulid::Ulid::new()));
+    std::fs::hard_link(from, &temp).map_err(|e| io_err("linking", &temp, e))?;
+    let published = publish(&temp, to);
+    if published.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    published.map(|()| Some(meta))
+}
+
 /// The header of the object at `path`.
 fn read_meta(path: &Path) -> Result<BlobMeta, Error> {
     use std::io::Read;

@@ -237,6 +237,18 @@ impl BlobStore for DirBlobStore {
         Ok(object_file::open(&path).await?.map(|(_, meta)| meta))
     }
 
+    async fn copy(&self, from: &str, to: &str) -> Result<BlobMeta, Error> {
+        let (src, dest) = (self.object_path(from)?, self.object_path(to)?);
+        let tmp = self.root.join("tmp");
+        let linked = tokio::task::spawn_blocking(move || object_file::link(&tmp, &src, &dest))
+            .await
+            .map_err(|e| Error::Internal(format!("a blob link task failed: {e}")))??;
+        linked.ok_or_else(|| Error::NotFound {
+            what: "blob",
+            id: from.to_owned(),
+        })
+    }
+
     async fn delete(&self, key: &str) -> Result<(), Error> {
         let path = self.object_path(key)?;
         let objects = self.root.join("objects");
