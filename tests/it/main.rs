@@ -18,6 +18,7 @@ mod hostile;
 mod keys;
 mod landing;
 mod limits;
+mod load;
 mod oneshot;
 mod onnx;
 mod openapi;
