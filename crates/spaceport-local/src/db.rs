@@ -195,7 +195,9 @@ pub struct LocalDb {
 }
 
 pub(crate) struct Inner {
-    conn: Mutex<Connection>,
+    pub(crate) conn: Mutex<Connection>,
+    /// Writes waiting for the next batch (`commit.rs`).
+    pub(crate) pending: Mutex<Vec<crate::commit::Job>>,
     path: PathBuf,
     /// Poked by `send` (and visibility changes) in this process, one per queue.
     pub(crate) notify: [Notify; QueueName::ALL.len()],
@@ -232,6 +234,7 @@ impl LocalDb {
         Ok(LocalDb {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
+                pending: Mutex::default(),
                 path,
                 notify: Default::default(),
             }),
@@ -280,21 +283,14 @@ impl LocalDb {
     }
 
     /// Runs `f` in a transaction that takes the write lock up front (`BEGIN IMMEDIATE`), so
-    /// read-then-write sequences are atomic across processes.
+    /// read-then-write sequences are atomic across processes; concurrent writes of this process
+    /// share one transaction and one fsync (`commit.rs`), each in its own savepoint.
     pub(crate) async fn write<T, F>(&self, what: &'static str, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, Error> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     {
-        self.call(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| sql_err(what, e))?;
-            let out = f(&tx)?;
-            tx.commit().map_err(|e| sql_err(what, e))?;
-            Ok(out)
-        })
-        .await
+        crate::commit::write(&self.inner, what, f).await
     }
 }
 

@@ -3,6 +3,7 @@
 //! URLs are HMAC-signed and checked by the local HTTP server.
 
 mod blob;
+mod commit;
 mod db;
 mod deliveries;
 mod events;

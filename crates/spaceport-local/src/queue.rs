@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, params};
 use spaceport_core::Error;
 use spaceport_core::RunId;
 use spaceport_core::ports::{Delivery, Queue, QueueName, QueueStats, StepMessage};
@@ -279,7 +279,7 @@ impl SqliteQueue {
     }
 }
 
-fn dead_letter(tx: &Transaction<'_>, id: &str, now: i64) -> Result<(), Error> {
+fn dead_letter(tx: &rusqlite::Connection, id: &str, now: i64) -> Result<(), Error> {
     tx.execute(
         "INSERT INTO queue_dead_letters (id, queue, body, sent_at, receive_count, dead_at)
          SELECT id, queue, body, sent_at, receive_count, ?2 FROM queue_messages WHERE id = ?1",
@@ -301,7 +301,7 @@ impl Queue for SqliteQueue {
         let body = body.to_owned();
         let message_id = id.clone();
         self.db
-            .call(move |conn| {
+            .write("sending a message", move |conn| {
                 let now = now_ms();
                 conn.execute(
                     "INSERT INTO queue_messages (id, queue, body, sent_at, visible_at, run_id)
@@ -341,7 +341,7 @@ impl Queue for SqliteQueue {
         // the newer receiver still owns the message.
         let receipt = receipt.to_owned();
         self.db
-            .call(move |conn| {
+            .write("deleting a message", move |conn| {
                 conn.execute(
                     "DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2",
                     params![queue.as_str(), receipt],
@@ -360,7 +360,7 @@ impl Queue for SqliteQueue {
     ) -> Result<(), Error> {
         let receipt = receipt.to_owned();
         self.db
-            .call(move |conn| {
+            .write("changing a message's visibility", move |conn| {
                 let changed = conn
                     .execute(
                         "UPDATE queue_messages SET visible_at = ?3 WHERE queue = ?1 AND receipt = ?2",

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, params};
 use spaceport_core::limits::Usage;
 pub use spaceport_core::ports::{DEFAULT_PAGE, MAX_PAGE};
 use spaceport_core::ports::{
@@ -153,7 +153,7 @@ fn from_json(body: &str) -> Result<Run, Error> {
     })
 }
 
-fn get_in(tx: &Transaction<'_>, id: &str) -> Result<Option<Run>, Error> {
+fn get_in(tx: &rusqlite::Connection, id: &str) -> Result<Option<Run>, Error> {
     let body: Option<String> = tx
         .query_row("SELECT body FROM runs WHERE id = ?1", [id], |r| r.get(0))
         .optional()
