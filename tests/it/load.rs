@@ -2,8 +2,10 @@
 //! one data dir, against a Space that answers at once (the testkit's `HostileSpace`, well
 //! behaved: Gradio 5's `sse_v3` wire, no Python in the way, so the engine is what is loaded),
 //! while one process or the other is `kill -9`ed at random points three times and restarted.
-//! Afterwards every run is terminal, every `succeeded` run has exactly one file for its
-//! artifact, and no step message is left in any queue.
+//! Half the runs go to the Space, the rest may be answered from the result cache (the same
+//! image each time). Afterwards every run is terminal, every `succeeded` run has exactly one
+//! file for its artifact, and no step message is left in any queue. (It found two workers
+//! answering one run from the cache, the loser deleting the copies the winner had recorded.)
 
 use std::path::Path;
 use std::process::Stdio;
@@ -103,7 +105,8 @@ async fn many_runs_through_two_processes_survive_three_kills() {
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
         let client = &procs[i % 2].as_ref().unwrap().client;
-        let extra = json!({"pipeline": "hostile", "start": "manual"});
+        // Half go to the Space; the rest may be answered from the result cache.
+        let extra = json!({"pipeline": "hostile", "start": "manual", "cache": i % 2 == 1});
         let run = create_and_upload(client, &image, json!({}), extra)
             .await
             .unwrap();
@@ -160,10 +163,11 @@ async fn many_runs_through_two_processes_survive_three_kills() {
         .iter()
         .filter(|r| r["backend"]["attempt"].as_u64() > Some(1))
         .count();
+    let cached = statuses.iter().filter(|r| r["cache_hit"] == true).count();
     eprintln!(
         "load: {n} runs started in {created_s:.1} s, all terminal at {done_s:.1} s \
          ({:.0} runs/s), {} succeeded, {kills} kills with {live_at_kills:?} runs live, \
-         {again} submitted again after a kill",
+         {again} submitted again after a kill, {cached} answered from the cache",
         n as f64 / done_s,
         succeeded.len()
     );

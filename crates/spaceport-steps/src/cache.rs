@@ -89,9 +89,8 @@ pub(crate) async fn answer(runs: &Runs, id: &RunId, source: &Run) -> Result<bool
             Ok(meta) if meta.sha256 == a.sha256 => copies.push(Artifact { key, ..a.clone() }),
             other => {
                 tracing::info!(run = %id, from = %source.id, "the cached results could not be copied ({other:?}); submitting instead");
-                for c in &copies {
-                    let _ = blobs.delete(&c.key).await;
-                }
+                let keys: Vec<String> = copies.iter().map(|c| c.key.clone()).collect();
+                runs.discard(id, blobs, &keys).await;
                 return Ok(false);
             }
         }
@@ -120,9 +119,10 @@ pub(crate) async fn answer(runs: &Runs, id: &RunId, source: &Run) -> Result<bool
         })
         .await?;
     if let Mutated::Unchanged(_) = mutated {
-        for c in &copies {
-            let _ = blobs.delete(&c.key).await;
-        }
+        // Another worker moved the run on first, maybe answering it from the cache into these
+        // very keys: they go only if the run does not hold them (`discard`).
+        let keys: Vec<String> = copies.iter().map(|c| c.key.clone()).collect();
+        runs.discard(id, blobs, &keys).await;
         return Ok(false);
     }
     Ok(true)
@@ -140,5 +140,81 @@ pub(crate) async fn remember(blobs: &dyn BlobStore, run: &Run) {
         .await
     {
         tracing::warn!(run = %run.id, error = %e, "could not keep the run's results for the cache");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::StreamExt;
+    use spaceport_core::ports::{BlobStore, RunStore, SystemClock};
+    use spaceport_core::{Artifact, PipelineSet, Run, Status};
+    use spaceport_local::LocalStack;
+
+    use crate::{Ports, Steps, StepsConfig};
+
+    /// Two workers answering one queued run from the cache (a duplicate message): the second
+    /// copies into the same keys, finds the run already answered, and must leave the copies
+    /// the first recorded (it deleted them, leaving a succeeded run without its files).
+    #[tokio::test]
+    async fn the_worker_that_loses_an_answer_leaves_the_winners_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalStack::open(dir.path(), "http://127.0.0.1").unwrap();
+        let steps = Steps::new(
+            Arc::new(PipelineSet::builtin()),
+            Ports {
+                store: local.store.clone(),
+                queue: local.queue.clone(),
+                blobs: local.blobs.clone(),
+                space: Arc::new(spaceport_gradio::GradioBackend::new(Default::default())),
+                model: None,
+                clock: Arc::new(SystemClock),
+                deliveries: local.store.clone(),
+                sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),
+                sink: None,
+                fetcher: None,
+            },
+            StepsConfig::default(),
+        );
+        let now = chrono::Utc::now();
+        let mut source = spaceport_contract::sample_run("vggt", now);
+        let key = Run::artifact_key(&source.id, "scene", "scene.glb");
+        let body = futures::stream::once(async { Ok(bytes::Bytes::from_static(b"glTF")) }).boxed();
+        let meta = local
+            .blobs
+            .put(&key, "model/gltf-binary", body)
+            .await
+            .unwrap();
+        source.artifacts.push(Artifact {
+            name: "scene".into(),
+            filename: "scene.glb".into(),
+            content_type: "model/gltf-binary".into(),
+            size: meta.size,
+            sha256: meta.sha256,
+            key,
+            meta: Default::default(),
+        });
+        let mut target = spaceport_contract::sample_run("vggt", now);
+        target.transition(Status::Queued, now).unwrap();
+        local.store.insert(&target, None).await.unwrap();
+
+        assert!(
+            super::answer(&steps.runs, &target.id, &source)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !super::answer(&steps.runs, &target.id, &source)
+                .await
+                .unwrap()
+        );
+        let answered = local.store.get(&target.id).await.unwrap().unwrap();
+        assert_eq!(answered.status, Status::Succeeded);
+        let file = &answered.artifacts[0].key;
+        assert!(
+            local.blobs.head(file).await.unwrap().is_some(),
+            "the succeeded run's artifact file is there"
+        );
     }
 }
