@@ -404,3 +404,20 @@ impl Drop for Serve {
         let _ = self.child.wait();
     }
 }
+
+/// Every file under `dir`, as path strings (an absent `dir` has none).
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = vec![];
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}

@@ -39,7 +39,7 @@ async fn finish_after_restart(data: &Path, port: u16, mirror: &MirrorSpace, id: 
         .unwrap();
     // Nothing runs twice: the blob store holds exactly the one artifact file.
     let dir = data.join("blobs");
-    let scene_files = walk(&dir)
+    let scene_files = files_under(&dir)
         .into_iter()
         .filter(|p| p.contains(id) && p.contains("artifacts/scene"))
         .count();
@@ -51,21 +51,6 @@ async fn finish_after_restart(data: &Path, port: u16, mirror: &MirrorSpace, id: 
     );
     drop(serve);
     done
-}
-
-fn walk(dir: &Path) -> Vec<String> {
-    let mut out = vec![];
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p.to_string_lossy().into_owned());
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,22 +33,10 @@ fn time(run: &Value, field: &str) -> DateTime<Utc> {
 
 /// Every file under `dir` whose path contains all of `parts`.
 fn files_with(dir: &Path, parts: &[&str]) -> Vec<String> {
-    let mut out = vec![];
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                let s = p.display().to_string();
-                if parts.iter().all(|x| s.contains(x)) {
-                    out.push(s);
-                }
-            }
-        }
-    }
-    out
+    files_under(dir)
+        .into_iter()
+        .filter(|s| parts.iter().all(|x| s.contains(x)))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,23 +41,6 @@ async fn start(data: &Path, port: u16, pipelines: &Path) -> Serve {
     .await
 }
 
-/// Every file under `dir`, as paths.
-fn files(dir: &Path) -> Vec<String> {
-    let mut out = vec![];
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p.display().to_string());
-            }
-        }
-    }
-    out
-}
-
 /// Runs not yet terminal.
 fn live_runs(data: &Path) -> i64 {
     let conn = rusqlite::Connection::open(data.join("spaceport.db")).unwrap();
@@ -183,7 +166,7 @@ async fn many_runs_through_two_processes_survive_three_kills() {
             .collect::<Vec<_>>()
     );
     // Exactly one file per artifact of a succeeded run, and nothing else under its artifacts.
-    let blobs = files(&data.join("blobs"));
+    let blobs = files_under(&data.join("blobs"));
     for run in &succeeded {
         let id = run["id"].as_str().unwrap();
         let mine = blobs

@@ -33,8 +33,13 @@ impl ManualClock {
 
 fn steps_on(local: &LocalStack, clock: Arc<dyn Clock>) -> Steps {
     let pipelines_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines");
+    steps_with(local, clock, &pipelines_dir, StepsConfig::default())
+}
+
+/// The steps on `local`'s adapters with the pipelines in `dir` and `config`.
+fn steps_with(local: &LocalStack, clock: Arc<dyn Clock>, dir: &Path, config: StepsConfig) -> Steps {
     Steps::new(
-        Arc::new(PipelineSet::load_dir(&pipelines_dir).unwrap()),
+        Arc::new(PipelineSet::load_dir(dir).unwrap()),
         Ports {
             store: local.store.clone(),
             queue: local.queue.clone(),
@@ -47,7 +52,7 @@ fn steps_on(local: &LocalStack, clock: Arc<dyn Clock>) -> Steps {
             sink: None,
             fetcher: None,
         },
-        StepsConfig::default(),
+        config,
     )
 }
 
@@ -542,20 +547,10 @@ async fn retention_deletes_the_data_of_runs_kept_past_their_days_and_keeps_the_r
     }
     let now = Utc::now();
     let clock = Arc::new(ManualClock(Mutex::new(now)));
-    let steps = Steps::new(
-        Arc::new(PipelineSet::load_dir(&pipelines).unwrap()),
-        Ports {
-            store: local.store.clone(),
-            queue: local.queue.clone(),
-            blobs: local.blobs.clone(),
-            space: Arc::new(GradioBackend::new(ClientOptions::default())),
-            model: None,
-            clock: clock.clone(),
-            deliveries: local.store.clone(),
-            sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),
-            sink: None,
-            fetcher: None,
-        },
+    let steps = steps_with(
+        &local,
+        clock.clone(),
+        &pipelines,
         StepsConfig {
             retention_days: Some(30),
             ..StepsConfig::default()

@@ -116,11 +116,7 @@ impl SpaceFront {
         let app = axum::Router::new()
             .fallback(answer)
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (url, task) = crate::serve_app(app).await?;
         Ok(SpaceFront { url, shared, task })
     }
 

@@ -105,11 +105,7 @@ impl HostileSpace {
         let app = axum::Router::new()
             .fallback(answer)
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (url, task) = crate::serve_app(app).await?;
         Ok(HostileSpace { url, shared, task })
     }
 
@@ -402,11 +398,7 @@ impl Elsewhere {
                 },
             )
             .with_state(seen.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (url, task) = crate::serve_app(app).await?;
         Ok(Elsewhere { url, seen, task })
     }
 

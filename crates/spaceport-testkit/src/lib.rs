@@ -41,6 +41,16 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Serves `app` on a free port of 127.0.0.1: its base URL, and the task to abort when done.
+pub async fn serve_app(app: axum::Router) -> Result<(String, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, task))
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
