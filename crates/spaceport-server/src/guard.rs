@@ -2,9 +2,9 @@
 //! answered at once (past that, 503 `overloaded` with `Retry-After` rather than a queue that
 //! grows without bound), how long an answer may take to start (a long poll waits at most
 //! `MAX_WAIT`, so 2 minutes is a stuck handler: 503 `timed_out`), and API-shaped bodies for the
-//! refusals axum makes itself (405). An upload's handler reads its whole body, however large,
-//! so uploads are held to the concurrency limit but not to the time limit; streamed answers
-//! (downloads, event streams) are timed to their first byte only.
+//! refusals axum makes itself (405). An upload's handler (a presigned PUT, a multipart create)
+//! reads its whole body, however large, so uploads are held to the concurrency limit but not to
+//! the time limit; streamed answers (downloads, event streams) are timed to their first byte.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +65,14 @@ pub(crate) async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next)
             "the server is answering as many requests as it takes; try again".into(),
         );
     };
-    if req.uri().path().starts_with("/v1/uploads/") {
+    // Handlers that read a whole upload (a presigned PUT, a multipart create with its files)
+    // take as long as the client's bytes take to come.
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/"));
+    if req.uri().path().starts_with("/v1/uploads/") || multipart {
         return next.run(req).await;
     }
     match tokio::time::timeout(g.answer_within, next.run(req)).await {
@@ -113,6 +120,13 @@ mod tests {
                 }),
             )
             .route("/v1/uploads/x", get(|| async { "up" }))
+            .route(
+                "/form",
+                axum::routing::post(|| async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "read"
+                }),
+            )
             .method_not_allowed_fallback(method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(Arc::new(g), guard))
     }
@@ -146,6 +160,21 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
         assert_eq!(error_code(resp).await, "timed_out");
+    }
+
+    #[tokio::test]
+    async fn a_multipart_body_is_not_timed() {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/form")
+            .header(header::CONTENT_TYPE, "multipart/form-data; boundary=x")
+            .body(Body::empty())
+            .unwrap();
+        let resp = app(Guard::new(4, Duration::from_millis(50)))
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
     }
 
     #[tokio::test]
