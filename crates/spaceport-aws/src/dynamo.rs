@@ -34,10 +34,10 @@ const BY_TENANT: &str = "by_tenant";
 const BY_TENANT_STATUS: &str = "by_tenant_status";
 const BY_TENANT_PIPELINE: &str = "by_tenant_pipeline";
 /// Sparse index of live runs by deadline: terminal runs carry no `live` attribute.
-const BY_DEADLINE: &str = "by_deadline";
+pub(crate) const BY_DEADLINE: &str = "by_deadline";
 /// Sparse index of the runs a step is due to move, by `Run::stall_from` (`stall_ms`): only they
 /// carry the `stalls` attribute, so the sweeper reads stalled runs and nothing else.
-const BY_STALL: &str = "by_stall";
+pub(crate) const BY_STALL: &str = "by_stall";
 
 /// Runs in a DynamoDB table (`runs_table`).
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn run_pk(id: &RunId) -> String {
+pub(crate) fn run_pk(id: &RunId) -> String {
     format!("run#{id}")
 }
 
@@ -98,7 +98,7 @@ fn run_item(run: &Run) -> Result<HashMap<String, AttributeValue>, Error> {
 
 /// Decodes a stored run. One that does not decode (a job record of the wrong shape, say) is an
 /// error naming the run, never a default: a default would silently drop a live lease.
-fn run_from_item(item: &HashMap<String, AttributeValue>) -> Result<Run, Error> {
+pub(crate) fn run_from_item(item: &HashMap<String, AttributeValue>) -> Result<Run, Error> {
     let body = item
         .get("body")
         .and_then(|v| v.as_s().ok())
@@ -603,42 +603,7 @@ impl RunStore for DynamoRunStore {
     }
 
     async fn overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<RunId>, Error> {
-        let mut ids = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(BY_DEADLINE)
-                .key_condition_expression("#l = :l AND #d <= :now")
-                .expression_attribute_names("#l", "live")
-                .expression_attribute_names("#d", "deadline_ms")
-                .expression_attribute_values(":l", s("1"))
-                .expression_attribute_values(":now", n(now.timestamp_millis()))
-                .limit((limit - ids.len()).max(1) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk("finding overdue runs", e))?;
-            for item in out.items() {
-                let pk = item.get("pk").and_then(|v| v.as_s().ok());
-                let id = pk
-                    .and_then(|pk| pk.strip_prefix("run#"))
-                    .and_then(|id| RunId::parse(id).ok())
-                    .ok_or_else(|| {
-                        Error::Internal(format!("a stored run key {pk:?} is malformed"))
-                    })?;
-                if ids.len() < limit {
-                    ids.push(id);
-                }
-            }
-            match out.last_evaluated_key {
-                Some(key) if ids.len() < limit && !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
-        Ok(ids)
+        crate::sweeps::overdue(self, now, limit).await
     }
 
     async fn events(&self, id: &RunId, after: u64, limit: usize) -> Result<Vec<RunEvent>, Error> {
@@ -655,62 +620,6 @@ impl RunStore for DynamoRunStore {
         after: Option<&StallCursor>,
         limit: usize,
     ) -> Result<StalledPage, Error> {
-        let limit = limit.max(1);
-        let mut runs = Vec::new();
-        let mut read = 0;
-        let mut last = None;
-        // A cursor is the index key of the last run read: its table key and index attributes.
-        let mut start = after.map(|c| {
-            HashMap::from([
-                ("pk".to_owned(), s(run_pk(&c.id))),
-                ("stalls".to_owned(), s("1")),
-                ("stall_ms".to_owned(), n(c.at_ms)),
-            ])
-        });
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(BY_STALL)
-                .key_condition_expression("#s = :s AND #t < :before")
-                .expression_attribute_names("#s", "stalls")
-                .expression_attribute_names("#t", "stall_ms")
-                .expression_attribute_values(":s", s("1"))
-                .expression_attribute_values(":before", n(before.timestamp_millis()))
-                .limit((limit - read) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk("finding stalled runs", e))?;
-            for item in out.items() {
-                read += 1;
-                let id = item
-                    .get("pk")
-                    .and_then(|v| v.as_s().ok())
-                    .and_then(|pk| pk.strip_prefix("run#"))
-                    .and_then(|id| RunId::parse(id).ok());
-                let at = item
-                    .get("stall_ms")
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse::<i64>().ok());
-                if let (Some(id), Some(at_ms)) = (id.clone(), at) {
-                    last = Some(StallCursor { at_ms, id });
-                }
-                // A run that does not decode is passed over without ending the page early.
-                match run_from_item(item) {
-                    Ok(run) => runs.push(run),
-                    Err(e) => {
-                        tracing::warn!(run = ?id, error = %e, "a stored run does not decode; the sweeper passes it over")
-                    }
-                }
-            }
-            match out.last_evaluated_key {
-                Some(key) if read < limit && !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
-        let next = if read >= limit { last } else { None };
-        Ok(StalledPage { runs, next })
+        crate::sweeps::stalled(self, before, after, limit).await
     }
 }

@@ -12,6 +12,7 @@ pub mod s3;
 mod slots;
 pub mod sqs;
 pub mod stack;
+mod sweeps;
 
 pub use bus::EventBridgeSink;
 pub use dynamo::DynamoRunStore;

@@ -50,17 +50,12 @@ impl SqliteStore {
                     .map_err(|e| sql_err(doing, e))?
                     .collect::<rusqlite::Result<Vec<_>>>()
                     .map_err(|e| sql_err(doing, e))?;
-                // The cursor comes from the rows, so a run that does not decode is passed over
-                // without ending the page early.
-                let next = (rows.len() >= limit.max(1))
-                    .then(|| rows.last())
-                    .flatten()
-                    .and_then(|(at, id, _)| {
-                        Some(StallCursor {
-                            at_ms: *at,
-                            id: RunId::parse(id).ok()?,
-                        })
-                    });
+                let last = rows.last().and_then(|(at, id, _)| {
+                    Some(StallCursor {
+                        at_ms: *at,
+                        id: RunId::parse(id).ok()?,
+                    })
+                });
                 let runs = rows
                     .iter()
                     .filter_map(|(_, id, body)| match from_json(body) {
@@ -71,7 +66,7 @@ impl SqliteStore {
                         }
                     })
                     .collect();
-                Ok(StalledPage { runs, next })
+                Ok(StalledPage::of_rows(runs, rows.len(), last, limit))
             })
             .await
     }

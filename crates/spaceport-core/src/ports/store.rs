@@ -112,19 +112,16 @@ pub struct StalledPage {
 }
 
 impl StalledPage {
-    /// A page of `runs` (sorted by stall time, then id) read with `limit`: the cursor after the
-    /// last one when the page is full.
-    pub fn of(runs: Vec<Run>, limit: usize) -> StalledPage {
-        let next = if runs.len() >= limit.max(1) {
-            runs.last().and_then(|r| {
-                r.stall_from().map(|t| StallCursor {
-                    at_ms: t.timestamp_millis(),
-                    id: r.id.clone(),
-                })
-            })
-        } else {
-            None
-        };
+    /// A page of the `runs` that decoded out of `read` rows read with `limit`, `last` being the
+    /// last row's key: the cursor after it when the page is full. Taken from the rows, not the
+    /// runs, so a row that does not decode is passed over without ending the paging early.
+    pub fn of_rows(
+        runs: Vec<Run>,
+        read: usize,
+        last: Option<StallCursor>,
+        limit: usize,
+    ) -> StalledPage {
+        let next = if read >= limit.max(1) { last } else { None };
         StalledPage { runs, next }
     }
 }

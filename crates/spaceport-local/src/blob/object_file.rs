@@ -27,11 +27,6 @@ pub(super) fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::storage(format!("{what} {}", path.display()), e)
 }
 
-/// Fsyncs a folder, so a rename or link into it is durable.
-pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    crate::files::sync_dir(dir)
-}
-
 /// Removes the temp file unless the write was committed, also when the future is dropped
 /// (a client that disconnects mid-upload).
 struct TempFile {
@@ -124,7 +119,7 @@ fn publish_new(from: &Path, dest: &Path, meta: &BlobMeta) -> Result<(), Error> {
         match std::fs::hard_link(from, dest) {
             Ok(()) => {
                 let _ = std::fs::remove_file(from);
-                return sync_dir(dir).map_err(|e| io_err("syncing", dir, e));
+                return crate::files::sync_dir(dir).map_err(|e| io_err("syncing", dir, e));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 2 => continue,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -179,7 +174,7 @@ fn publish(from: &Path, dest: &Path) -> Result<(), Error> {
     for attempt in 0..3 {
         crate::files::private_dir_all(dir)?;
         match std::fs::rename(from, dest) {
-            Ok(()) => return sync_dir(dir).map_err(|e| io_err("syncing", dir, e)),
+            Ok(()) => return crate::files::sync_dir(dir).map_err(|e| io_err("syncing", dir, e)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 2 => continue,
             Err(e) => return Err(io_err("renaming into", dest, e)),
         }

@@ -12,7 +12,7 @@ use sha2::Sha256;
 use spaceport_core::Error;
 use spaceport_core::ports::UploadTarget;
 
-use super::object_file::sync_dir;
+use crate::files::sync_dir;
 
 type HmacSha256 = Hmac<Sha256>;
 
