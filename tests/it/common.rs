@@ -405,6 +405,32 @@ impl Drop for Serve {
     }
 }
 
+/// Every object a data directory's blob store holds, by key: its files under `blobs/objects` and
+/// the small objects kept as rows of its database file (read without the server's help).
+pub fn stored_keys(data: &Path) -> Vec<String> {
+    let objects = data.join("blobs/objects");
+    let mut keys: Vec<String> = files_under(&objects)
+        .into_iter()
+        .map(|p| {
+            p.strip_prefix(&format!("{}/", objects.display()))
+                .unwrap_or(&p)
+                .to_owned()
+        })
+        .collect();
+    let db = rusqlite::Connection::open_with_flags(
+        data.join("spaceport.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut rows = db.prepare("SELECT key FROM blobs").unwrap();
+    keys.extend(
+        rows.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap),
+    );
+    keys
+}
+
 /// Every file under `dir`, as path strings (an absent `dir` has none).
 pub fn files_under(dir: &Path) -> Vec<String> {
     let mut out = vec![];

@@ -37,17 +37,16 @@ async fn finish_after_restart(data: &Path, port: u16, mirror: &MirrorSpace, id: 
     let done = wait_terminal(&serve.client, id, Duration::from_secs(90))
         .await
         .unwrap();
-    // Nothing runs twice: the blob store holds exactly the one artifact file.
-    let dir = data.join("blobs");
-    let scene_files = files_under(&dir)
+    // Nothing runs twice: the blob store holds exactly the one artifact.
+    let scene_files = stored_keys(data)
         .into_iter()
         .filter(|p| p.contains(id) && p.contains("artifacts/scene"))
         .count();
     assert_eq!(
         scene_files,
         1,
-        "artifact files for {id} under {}",
-        dir.display()
+        "artifacts for {id} under {}",
+        data.display()
     );
     drop(serve);
     done

@@ -31,9 +31,9 @@ fn time(run: &Value, field: &str) -> DateTime<Utc> {
         .into()
 }
 
-/// Every file under `dir` whose path contains all of `parts`.
-fn files_with(dir: &Path, parts: &[&str]) -> Vec<String> {
-    files_under(dir)
+/// Every object (file or inline row) of the data directory whose key contains all of `parts`.
+fn stored_with(data: &Path, parts: &[&str]) -> Vec<String> {
+    stored_keys(data)
         .into_iter()
         .filter(|s| parts.iter().all(|x| s.contains(x)))
         .collect()
@@ -165,7 +165,7 @@ async fn a_hostile_space_ends_each_run_with_a_code_in_time_with_flat_memory_and_
     }
     let huge = &ids[5];
     assert_eq!(
-        files_with(&data.join("blobs"), &[huge, "artifacts"]),
+        stored_with(&data, &[huge, "artifacts"]),
         Vec::<String>::new(),
         "nothing of the capped artifact is kept"
     );
@@ -275,7 +275,7 @@ async fn a_run_cancelled_while_its_result_flows_keeps_nothing_of_it() {
     let counts = space.counts();
     assert_eq!(counts.downloads_dropped, 1, "{counts:?}");
     assert_eq!(
-        files_with(&data.join("blobs"), &[&id, "artifacts"]),
+        stored_with(&data, &[&id, "artifacts"]),
         Vec::<String>::new(),
         "the cancelled run's late artifact is discarded"
     );

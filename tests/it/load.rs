@@ -165,15 +165,15 @@ async fn many_runs_through_two_processes_survive_three_kills() {
             .take(5)
             .collect::<Vec<_>>()
     );
-    // Exactly one file per artifact of a succeeded run, and nothing else under its artifacts.
-    let blobs = files_under(&data.join("blobs"));
+    // Exactly one object per artifact of a succeeded run, and nothing else under its artifacts.
+    let blobs = stored_keys(&data);
     for run in &succeeded {
         let id = run["id"].as_str().unwrap();
         let mine = blobs
             .iter()
             .filter(|p| p.contains(id) && p.contains("artifacts"))
             .count();
-        assert_eq!(mine, 1, "{id}: {mine} artifact files");
+        assert_eq!(mine, 1, "{id}: {mine} artifact objects");
         assert_eq!(run["artifacts"].as_array().unwrap().len(), 1, "{run}");
     }
     // No message left: duplicates sent around the kills are received and dropped.

@@ -1,28 +1,62 @@
 //! Group commit: the writes of concurrent callers in this process share one transaction, so one
-//! fsync makes a whole batch durable instead of one per write. A write joins the pending list
-//! and asks for a flush; whoever holds the connection next runs every pending write, each in a
-//! savepoint of one `BEGIN IMMEDIATE` transaction (a write that fails rolls back its own
-//! savepoint only), commits once, and only then answers each caller: nothing is acknowledged
-//! before it is on disk (`synchronous=FULL` semantics kept), and a failed commit fails every
-//! write of its batch. SQLite has no group commit of its own; this is the few lines it takes.
+//! fsync makes a whole batch durable instead of one per write. A write is handed to the writer
+//! thread, which owns the one writing connection; each time it wakes it takes every write
+//! waiting, runs each in a savepoint of one `BEGIN IMMEDIATE` transaction (a write that fails
+//! rolls back its own savepoint only), commits once, and only then answers each caller: nothing
+//! is acknowledged before it is on disk (`synchronous=FULL` semantics kept), and a failed commit
+//! fails every write of its batch. SQLite has no group commit of its own; this is the few lines
+//! it takes. One long-lived thread, rather than a blocking-pool task per write, because the
+//! hand-offs between threads cost more than the writes themselves.
 
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
 
 use rusqlite::Connection;
 use spaceport_core::Error;
 use tokio::sync::oneshot;
 
-use crate::db::{Inner, sql_err};
+use crate::db::sql_err;
 
 /// Delivers a write's result once its batch ended: `Ok` when it committed, else why not.
 type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// A write waiting for the next batch: it runs against the batch's transaction and says whether
 /// it succeeded (its savepoint kept or rolled back).
-pub(crate) type Job = Box<dyn FnOnce(&Connection) -> (bool, Deliver) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Deliver) + Send>;
+
+/// The most writes one batch takes: a bound on how long the first of them waits.
+const MAX_BATCH: usize = 512;
+
+/// The way to the writer thread.
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`; it ends when the `Writer` is dropped.
+    pub(crate) fn start(conn: Connection) -> Result<Writer, Error> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("spaceport-db-writer".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    flush(&conn, batch);
+                }
+            })
+            .map_err(|e| Error::storage("starting the database writer", e))?;
+        Ok(Writer { jobs })
+    }
+}
 
 /// Runs `f` in the next batch; its result once the batch committed.
-pub(crate) async fn write<T, F>(inner: &Arc<Inner>, what: &'static str, f: F) -> Result<T, Error>
+pub(crate) async fn write<T, F>(writer: &Writer, what: &'static str, f: F) -> Result<T, Error>
 where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
@@ -40,17 +74,14 @@ where
         });
         (ok, deliver)
     });
-    inner
-        .pending
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(job);
-    let flusher = inner.clone();
-    tokio::task::spawn_blocking(move || flush(&flusher))
-        .await
-        .map_err(|e| Error::Internal(format!("a database task failed: {e}")))?;
+    if writer.jobs.send(job).is_err() {
+        return Err(not_committed(
+            what,
+            "the database writer has stopped".into(),
+        ));
+    }
     rx.await
-        .unwrap_or_else(|_| Err(not_committed(what, "its batch could not start".into())))
+        .unwrap_or_else(|_| Err(not_committed(what, "its batch could not finish".into())))
 }
 
 fn not_committed(what: &'static str, why: String) -> Error {
@@ -61,16 +92,9 @@ fn not_committed(what: &'static str, why: String) -> Error {
     }
 }
 
-/// Runs every pending write in one transaction (see the module's note). A flush that finds the
-/// list empty does nothing: an earlier one took its writes.
-fn flush(inner: &Inner) {
-    let conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-    let batch: Vec<Job> =
-        std::mem::take(&mut *inner.pending.lock().unwrap_or_else(|p| p.into_inner()));
-    if batch.is_empty() {
-        return;
-    }
-    // A writer that panicked mid-batch left its transaction open: nothing of it was answered.
+/// Runs `batch` in one transaction (see the module's note).
+fn flush(conn: &Connection, batch: Vec<Job>) {
+    // A write that panicked mid-batch left its transaction open: nothing of it was answered.
     if !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
@@ -90,15 +114,21 @@ fn flush(inner: &Inner) {
             broken = Some(e.to_string());
             continue;
         }
-        let (ok, deliver) = job(&conn);
-        delivers.push(deliver);
-        let end = if ok {
-            "RELEASE w"
-        } else {
-            "ROLLBACK TO w; RELEASE w"
-        };
-        if let Err(e) = conn.execute_batch(end) {
-            broken = Some(e.to_string());
+        // A write that panics fails its batch (its caller's answer is dropped with it), not the
+        // thread every later write needs.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| job(conn))) {
+            Ok((ok, deliver)) => {
+                delivers.push(deliver);
+                let end = if ok {
+                    "RELEASE w"
+                } else {
+                    "ROLLBACK TO w; RELEASE w"
+                };
+                if let Err(e) = conn.execute_batch(end) {
+                    broken = Some(e.to_string());
+                }
+            }
+            Err(_) => broken = Some("a write in the batch panicked".into()),
         }
     }
     let committed = match broken {
@@ -108,7 +138,6 @@ fn flush(inner: &Inner) {
     if committed.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
-    drop(conn);
     for deliver in delivers {
         deliver(committed.clone());
     }

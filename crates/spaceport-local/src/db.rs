@@ -14,6 +14,9 @@ use tokio::sync::Notify;
 /// How long a connection waits for another process's write lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Read-only connections kept open between reads (more are opened while more reads run at once).
+const MAX_IDLE_READERS: usize = 8;
+
 /// The schema, one step per `user_version`. Steps are append-only: never edit a shipped one.
 const MIGRATIONS: &[&str] = &[
     // 1: runs, idempotency keys, queue messages and dead letters.
@@ -183,6 +186,17 @@ const MIGRATIONS: &[&str] = &[
           AND json_extract(body, '$.finished_at') IS NOT NULL;
     CREATE INDEX runs_retained ON runs (retain_from, id) WHERE retain_from IS NOT NULL;
     "#,
+    // 11: small objects of the blob store, inline (`blob/inline.rs`); the body column last, so
+    // reading the metadata never touches its pages.
+    r#"
+    CREATE TABLE blobs (
+        key           TEXT PRIMARY KEY,
+        content_type  TEXT NOT NULL,
+        size          INTEGER NOT NULL,
+        sha256        TEXT NOT NULL,
+        body          BLOB NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -195,9 +209,12 @@ pub struct LocalDb {
 }
 
 pub(crate) struct Inner {
-    pub(crate) conn: Mutex<Connection>,
-    /// Writes waiting for the next batch (`commit.rs`).
-    pub(crate) pending: Mutex<Vec<crate::commit::Job>>,
+    /// Hands writes to the writer thread, which owns the one writing connection and runs them
+    /// in batches (`commit.rs`); the thread ends when the last handle is dropped.
+    pub(crate) writes: crate::commit::Writer,
+    /// Read-only connections for `call`, so a read never waits behind a batch's fsync: WAL lets
+    /// readers run beside the writer, each seeing the last commit when it starts.
+    readers: Mutex<Vec<Connection>>,
     path: PathBuf,
     /// Poked by `send` (and visibility changes) in this process, one per queue.
     pub(crate) notify: [Notify; QueueName::ALL.len()],
@@ -231,14 +248,25 @@ impl LocalDb {
             .map_err(|e| sql_err(format!("opening {}", path.display()), e))?;
         configure(&conn).map_err(|e| sql_err("configuring the database", e))?;
         migrate(&mut conn)?;
+        let writes = crate::commit::Writer::start(conn)?;
         Ok(LocalDb {
             inner: Arc::new(Inner {
-                conn: Mutex::new(conn),
-                pending: Mutex::default(),
+                writes,
+                readers: Mutex::default(),
                 path,
                 notify: Default::default(),
             }),
         })
+    }
+
+    /// A new read-only connection on the file.
+    pub(crate) fn open_reader(&self) -> Result<Connection, Error> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.inner.path, flags)
+            .map_err(|e| sql_err(format!("opening {}", self.inner.path.display()), e))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| sql_err("configuring a reading connection", e))?;
+        Ok(conn)
     }
 
     /// The database file.
@@ -265,18 +293,35 @@ impl LocalDb {
         .await
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs the read `f` on a read-only connection on the blocking pool (writes go through
+    /// `write`: a write here fails, the connection being read-only).
     pub(crate) async fn call<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     {
-        let inner = self.inner.clone();
+        let db = self.clone();
         tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock leaves the connection usable: SQLite rolls back an
-            // unfinished transaction when the `Transaction` guard drops during unwinding.
-            let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut conn)
+            let pooled = db
+                .inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => db.open_reader()?,
+            };
+            let out = f(&mut conn);
+            // A read that panicked drops its connection; one left inside a transaction is not
+            // pooled either (it would pin an old snapshot).
+            if conn.is_autocommit() {
+                let mut pool = db.inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+                if pool.len() < MAX_IDLE_READERS {
+                    pool.push(conn);
+                }
+            }
+            out
         })
         .await
         .map_err(|e| Error::Internal(format!("a database task failed: {e}")))?
@@ -290,7 +335,7 @@ impl LocalDb {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     {
-        crate::commit::write(&self.inner, what, f).await
+        crate::commit::write(&self.inner.writes, what, f).await
     }
 }
 
@@ -361,7 +406,7 @@ mod tests {
         let path = dir.path().join("nested/spaceport.db");
         drop(LocalDb::open(&path).unwrap());
         let db = LocalDb::open(&path).unwrap();
-        let conn = db.inner.conn.lock().unwrap();
+        let conn = db.open_reader().unwrap();
         let v: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
@@ -439,7 +484,7 @@ mod tests {
         drop(conn);
 
         let db = LocalDb::open(&path).unwrap();
-        let conn = db.inner.conn.lock().unwrap();
+        let conn = db.open_reader().unwrap();
         let stall = |id: &str| -> Option<i64> {
             conn.query_row("SELECT stall_at FROM runs WHERE id = ?1", [id], |r| {
                 r.get(0)
@@ -496,7 +541,7 @@ mod tests {
         drop(conn);
 
         let db = LocalDb::open(&path).unwrap();
-        let conn = db.inner.conn.lock().unwrap();
+        let conn = db.open_reader().unwrap();
         let row: (i64, i64) = conn
             .query_row(
                 "SELECT runs_in_flight, stored_bytes FROM tenant_usage WHERE tenant = 'local'",

@@ -70,7 +70,7 @@ impl DeliveryStore for SqliteStore {
     async fn create_delivery(&self, d: &WebhookDelivery) -> Result<bool, Error> {
         let d = d.clone();
         self.db()
-            .call(move |conn| {
+            .write("recording a webhook delivery", move |conn| {
                 let n = conn
                     .execute(
                         "INSERT INTO webhook_deliveries (id, run_id, state, next_at, created_at, version, body)
@@ -116,7 +116,7 @@ impl DeliveryStore for SqliteStore {
     ) -> Result<(), Error> {
         let d = d.clone();
         self.db()
-            .call(move |conn| {
+            .write("updating a webhook delivery", move |conn| {
                 let n = conn
                     .execute(
                         "UPDATE webhook_deliveries SET state = ?1, next_at = ?2, version = ?3, body = ?4
@@ -194,7 +194,7 @@ impl DeliveryStore for SqliteStore {
     async fn set_cursor(&self, name: &str, value: &str) -> Result<(), Error> {
         let (name, value) = (name.to_owned(), value.to_owned());
         self.db()
-            .call(move |conn| {
+            .write("writing a dispatch cursor", move |conn| {
                 conn.execute(
                     "INSERT INTO dispatch_cursors (name, value) VALUES (?1, ?2)
                      ON CONFLICT (name) DO UPDATE SET value = excluded.value",

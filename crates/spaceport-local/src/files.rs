@@ -111,7 +111,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("a/new/data");
         let stack = LocalStack::open(&data, "http://127.0.0.1").unwrap();
-        let body = futures::stream::once(async { Ok(bytes::Bytes::from_static(b"hi")) }).boxed();
+        // Larger than objects kept inline in the database, so it is a file.
+        let body =
+            futures::stream::once(async { Ok(bytes::Bytes::from(vec![7u8; 200 * 1024])) }).boxed();
         stack
             .blobs
             .put(

@@ -53,7 +53,8 @@ impl LocalStack {
         }
         let db = LocalDb::open(data_dir.join("spaceport.db"))?;
         let key = load_or_create_signing_key(&data_dir.join("keys").join("blob-signing.key"))?;
-        let blobs = DirBlobStore::open(data_dir.join("blobs"), key, base_url)?;
+        let blobs =
+            DirBlobStore::open(data_dir.join("blobs"), key, base_url)?.inline_in(db.clone());
         Ok(LocalStack {
             store: Arc::new(db.store()),
             queue: Arc::new(db.queue()),

@@ -429,7 +429,7 @@ impl RunStore for SqliteStore {
 
     async fn purge_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, Error> {
         self.db
-            .call(move |conn| {
+            .write("purging idempotency keys", move |conn| {
                 conn.execute(PURGE_KEYS_SQL, [millis(before)])
                     .map(|n| n as u64)
                     .map_err(|e| sql_err("purging idempotency keys", e))

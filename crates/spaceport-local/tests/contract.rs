@@ -55,6 +55,18 @@ async fn dir_blob_store_meets_the_blob_store_contract() {
     blob_store_contract(&blobs).await;
 }
 
+/// The same with small objects inline in the database file (the embedded stack's wiring).
+#[tokio::test]
+async fn dir_blob_store_with_inline_objects_meets_the_blob_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = load_or_create_signing_key(&dir.path().join("keys/blob-signing.key")).unwrap();
+    let db = LocalDb::open(dir.path().join("spaceport.db")).unwrap();
+    let blobs = DirBlobStore::open(dir.path().join("blobs"), key, "http://127.0.0.1:9")
+        .unwrap()
+        .inline_in(db);
+    blob_store_contract(&blobs).await;
+}
+
 /// Sends through one connection and does everything else through another, as the CLI and the
 /// server (two processes) would on one file.
 struct TwoHandles {

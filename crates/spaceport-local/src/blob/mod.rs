@@ -1,7 +1,8 @@
 //! `BlobStore` on a directory, with HMAC-SHA256 presigned URLs that the local HTTP server checks
 //! the way S3 checks SigV4: `store` (the port), `signing` (keys and URLs), `object_file` (the
-//! crash-safe file of one object).
+//! crash-safe file of one object), `inline` (small objects as rows of the database file).
 
+mod inline;
 mod object_file;
 mod signing;
 mod store;

@@ -158,7 +158,7 @@ pub(super) fn link(tmp_dir: &Path, from: &Path, to: &Path) -> Result<Option<Blob
 }
 
 /// The header of the object at `path`.
-fn read_meta(path: &Path) -> Result<BlobMeta, Error> {
+pub(super) fn read_meta(path: &Path) -> Result<BlobMeta, Error> {
     use std::io::Read;
     let mut header = vec![0u8; HEADER_LEN];
     std::fs::File::open(path)

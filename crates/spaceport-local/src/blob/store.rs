@@ -1,18 +1,22 @@
 //! `DirBlobStore`: the `BlobStore` port on a directory (`objects/` by key, `tmp/` for writes in
-//! progress). It validates keys and content types at the edge, so no key names a path outside
-//! `objects/`, and leaves signing to `signing` and the file format to `object_file`.
+//! progress), small objects inline in the database file when it is given one (`inline`). It
+//! validates keys and content types at the edge, so no key names a path outside `objects/`, and
+//! leaves signing to `signing` and the file format to `object_file`.
 
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use sha2::{Digest, Sha256};
 use spaceport_core::Error;
 use spaceport_core::ports::{BlobMeta, BlobStore, ByteStream, UploadTarget};
 use tokio::io::AsyncReadExt;
 
+use super::inline::{INLINE_MAX, Inline};
 use super::object_file::{self, io_err};
 use super::signing::{DownloadGrant, Signer, UploadGrant};
 
@@ -28,6 +32,7 @@ pub struct DirBlobStore {
     root: PathBuf,
     signer: Signer,
     base_url: RwLock<String>,
+    inline: Option<Inline>,
 }
 
 impl std::fmt::Debug for DirBlobStore {
@@ -88,10 +93,48 @@ impl DirBlobStore {
             root,
             signer,
             base_url: RwLock::new(String::new()),
+            inline: None,
         };
         store.set_base_url(base_url);
         store.remove_stale_temps();
         Ok(store)
+    }
+
+    /// Keeps objects of up to 128 KiB in `db` (its `blobs` table) rather than as files: their
+    /// writes join the database's group commits. Objects already stored as files stay readable.
+    pub fn inline_in(mut self, db: crate::LocalDb) -> DirBlobStore {
+        self.inline = Some(Inline::new(db));
+        self
+    }
+
+    /// Every stored key, inline or file, in order (for checks and tools; it walks the folder).
+    pub async fn keys(&self) -> Result<Vec<String>, Error> {
+        let mut keys = match &self.inline {
+            Some(inline) => inline.keys().await?,
+            None => vec![],
+        };
+        let objects = self.root.join("objects");
+        let files = tokio::task::spawn_blocking(move || {
+            let mut out = vec![];
+            let mut todo = vec![objects.clone()];
+            while let Some(d) = todo.pop() {
+                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        todo.push(p);
+                    } else if let Some(k) = p.strip_prefix(&objects).ok().and_then(|k| k.to_str()) {
+                        out.push(k.to_owned());
+                    }
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("a blob listing task failed: {e}")))?;
+        keys.extend(files);
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
     }
 
     /// The root directory.
@@ -179,7 +222,68 @@ impl DirBlobStore {
     ) -> Result<BlobMeta, Error> {
         let dest = self.object_path(key)?;
         validate_content_type(content_type)?;
-        object_file::write(&self.root.join("tmp"), dest, content_type, body, exact).await
+        let Some(inline) = &self.inline else {
+            return object_file::write(&self.root.join("tmp"), dest, content_type, body, exact)
+                .await;
+        };
+        if exact.is_some_and(|n| n > INLINE_MAX as u64) {
+            return self.write_file(key, dest, content_type, body, exact).await;
+        }
+        // Held in memory while it fits inline; a body that outgrows that goes on as a file.
+        let mut body = body;
+        let mut held = BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| Error::storage("reading the upload body", e))?;
+            if let Some(limit) = exact.filter(|l| (held.len() + chunk.len()) as u64 > *l) {
+                return Err(Error::PayloadTooLarge {
+                    field: Some("body".into()),
+                    message: format!("the upload is larger than its declared {limit} bytes"),
+                });
+            }
+            if held.len() + chunk.len() > INLINE_MAX {
+                let head: Bytes = held.freeze();
+                let whole = futures::stream::iter([Ok(head), Ok(chunk)])
+                    .chain(body)
+                    .boxed();
+                return self.write_file(key, dest, content_type, whole, exact).await;
+            }
+            held.extend_from_slice(&chunk);
+        }
+        if let Some(limit) = exact.filter(|l| (held.len() as u64) < *l) {
+            return Err(Error::validation(
+                "body",
+                format!(
+                    "the upload has {} bytes, not its declared {limit}",
+                    held.len()
+                ),
+            ));
+        }
+        let meta = BlobMeta {
+            size: held.len() as u64,
+            sha256: hex::encode(Sha256::digest(&held)),
+            content_type: content_type.to_owned(),
+        };
+        inline
+            .put(key, &meta, held.freeze(), exact.is_some(), dest)
+            .await?;
+        Ok(meta)
+    }
+
+    /// Writes `key` as a file, then removes the inline row it replaces, if any.
+    async fn write_file(
+        &self,
+        key: &str,
+        dest: PathBuf,
+        content_type: &str,
+        body: ByteStream,
+        exact: Option<u64>,
+    ) -> Result<BlobMeta, Error> {
+        let meta =
+            object_file::write(&self.root.join("tmp"), dest, content_type, body, exact).await?;
+        if let Some(inline) = &self.inline {
+            inline.delete(key).await?;
+        }
+        Ok(meta)
     }
 }
 
@@ -222,6 +326,11 @@ impl BlobStore for DirBlobStore {
 
     async fn get(&self, key: &str) -> Result<ByteStream, Error> {
         let path = self.object_path(key)?;
+        if let Some(inline) = &self.inline
+            && let Some((_, bytes)) = inline.get(key).await?
+        {
+            return Ok(futures::stream::iter([Ok(bytes)]).boxed());
+        }
         let (file, meta) = object_file::open(&path)
             .await?
             .ok_or_else(|| Error::NotFound {
@@ -234,15 +343,30 @@ impl BlobStore for DirBlobStore {
 
     async fn head(&self, key: &str) -> Result<Option<BlobMeta>, Error> {
         let path = self.object_path(key)?;
+        if let Some(inline) = &self.inline
+            && let Some(meta) = inline.head(key).await?
+        {
+            return Ok(Some(meta));
+        }
         Ok(object_file::open(&path).await?.map(|(_, meta)| meta))
     }
 
     async fn copy(&self, from: &str, to: &str) -> Result<BlobMeta, Error> {
         let (src, dest) = (self.object_path(from)?, self.object_path(to)?);
+        if let Some(inline) = &self.inline
+            && let Some(meta) = inline.copy(from, to, dest.clone()).await?
+        {
+            return Ok(meta);
+        }
         let tmp = self.root.join("tmp");
         let linked = tokio::task::spawn_blocking(move || object_file::link(&tmp, &src, &dest))
             .await
             .map_err(|e| Error::Internal(format!("a blob link task failed: {e}")))??;
+        if linked.is_some()
+            && let Some(inline) = &self.inline
+        {
+            inline.delete(to).await?;
+        }
         linked.ok_or_else(|| Error::NotFound {
             what: "blob",
             id: from.to_owned(),
@@ -251,6 +375,9 @@ impl BlobStore for DirBlobStore {
 
     async fn delete(&self, key: &str) -> Result<(), Error> {
         let path = self.object_path(key)?;
+        if let Some(inline) = &self.inline {
+            inline.delete(key).await?;
+        }
         let objects = self.root.join("objects");
         tokio::task::spawn_blocking(move || {
             match std::fs::remove_file(&path) {

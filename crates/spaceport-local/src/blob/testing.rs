@@ -16,6 +16,29 @@ pub(super) fn store() -> (tempfile::TempDir, DirBlobStore) {
     (dir, s)
 }
 
+/// A store keeping small objects inline in a database file beside it (the embedded stack's way).
+pub(super) fn inline_store() -> (tempfile::TempDir, DirBlobStore) {
+    let (dir, s) = store();
+    let db = crate::LocalDb::open(dir.path().join("spaceport.db")).unwrap();
+    (dir, s.inline_in(db))
+}
+
+/// The object files under the store's `objects/`.
+pub(super) fn object_files(s: &DirBlobStore) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    let mut todo = vec![s.root().join("objects")];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            if e.path().is_dir() {
+                todo.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
 pub(super) fn body(chunks: &[&'static [u8]]) -> ByteStream {
     stream::iter(
         chunks
