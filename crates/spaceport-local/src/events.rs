@@ -13,26 +13,64 @@ use crate::db::{millis, sql_err};
 /// Writes the events `run`'s change recorded. An event already written (the same run and
 /// sequence number, from a caller that wrote the same object twice) is left as it is, so the
 /// feed never lists it twice.
-pub(crate) fn write(conn: &Connection, run: &Run) -> Result<(), Error> {
-    for e in run.events_to_write() {
-        let body = serde_json::to_string(&e).map_err(|err| {
-            Error::Internal(format!("encoding an event of run {}: {err}", run.id))
-        })?;
-        conn.execute(
+pub(crate) fn write(conn: &Connection, events: &Encoded) -> Result<(), Error> {
+    let mut stmt = conn
+        .prepare_cached(
             "INSERT OR IGNORE INTO run_events (run_id, seq, type, at, body, tenant)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                e.run_id.as_str(),
-                e.seq as i64,
-                e.kind.as_str(),
-                millis(e.at),
-                body,
-                run.tenant
-            ],
         )
+        .map_err(|err| sql_err("recording a run event", err))?;
+    for e in &events.rows {
+        stmt.execute(params![
+            events.run_id,
+            e.seq,
+            e.kind,
+            e.at,
+            e.body,
+            events.tenant
+        ])
         .map_err(|err| sql_err("recording a run event", err))?;
     }
     Ok(())
+}
+
+/// A run's new events, encoded by the caller before its write joins a batch (the writer thread
+/// only binds them).
+pub(crate) struct Encoded {
+    run_id: String,
+    tenant: String,
+    rows: Vec<EncodedEvent>,
+}
+
+struct EncodedEvent {
+    seq: i64,
+    kind: &'static str,
+    at: i64,
+    body: String,
+}
+
+/// Encodes `run`'s events to write.
+pub(crate) fn encode(run: &Run) -> Result<Encoded, Error> {
+    let rows = run
+        .events_to_write()
+        .into_iter()
+        .map(|e| {
+            let body = serde_json::to_string(&e).map_err(|err| {
+                Error::Internal(format!("encoding an event of run {}: {err}", run.id))
+            })?;
+            Ok(EncodedEvent {
+                seq: e.seq as i64,
+                kind: e.kind.as_str(),
+                at: millis(e.at),
+                body,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(Encoded {
+        run_id: run.id.to_string(),
+        tenant: run.tenant.clone(),
+        rows,
+    })
 }
 
 fn decode(body: &str) -> Result<RunEvent, Error> {

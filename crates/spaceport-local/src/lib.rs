@@ -56,7 +56,7 @@ impl LocalStack {
         let blobs =
             DirBlobStore::open(data_dir.join("blobs"), key, base_url)?.inline_in(db.clone());
         Ok(LocalStack {
-            store: Arc::new(db.store()),
+            store: Arc::new(db.store().with_outbox()),
             queue: Arc::new(db.queue()),
             blobs: Arc::new(blobs),
             db,
@@ -64,3 +64,5 @@ impl LocalStack {
         })
     }
 }
+
+pub use commit::WriterStats;

@@ -42,7 +42,7 @@ pub struct SqliteQueue {
     wait: Duration,
 }
 
-fn slot(queue: QueueName) -> usize {
+pub(crate) fn slot(queue: QueueName) -> usize {
     QueueName::ALL
         .iter()
         .position(|q| *q == queue)
@@ -180,12 +180,12 @@ impl SqliteQueue {
                             continue;
                         }
                         let receipt = new_receipt(&id);
-                        tx.execute(
+                        tx.prepare_cached(
                             "UPDATE queue_messages
                              SET receive_count = receive_count + 1, receipt = ?2, visible_at = ?3
                              WHERE id = ?1",
-                            params![id, receipt, now.saturating_add(hide)],
                         )
+                        .and_then(|mut s| s.execute(params![id, receipt, now.saturating_add(hide)]))
                         .map_err(|e| sql_err("receiving messages", e))?;
                         out.push(Delivery {
                             message_id: id,
@@ -273,10 +273,41 @@ impl SqliteQueue {
             })
             .await?;
         if moved {
-            self.db.inner.notify[slot(queue)].notify_waiters();
+            self.db.wake(queue);
         }
         Ok(moved)
     }
+}
+
+/// Adds a message to `queue` in the caller's transaction (a send, or a run store's outbox: the
+/// message lands with the change that sent it); its id. Wake receivers once it committed.
+pub(crate) fn insert_message(
+    conn: &rusqlite::Connection,
+    queue: QueueName,
+    body: &str,
+    delay: Duration,
+) -> Result<String, Error> {
+    let id = format!("msg_{}", ulid::Ulid::new());
+    let run_id = serde_json::from_str::<StepMessage>(body)
+        .ok()
+        .map(|m| m.run_id.to_string());
+    let now = now_ms();
+    conn.prepare_cached(
+        "INSERT INTO queue_messages (id, queue, body, sent_at, visible_at, run_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            queue.as_str(),
+            body,
+            now,
+            now.saturating_add(ms(delay)),
+            run_id
+        ])
+    })
+    .map_err(|e| sql_err("sending a message", e))?;
+    Ok(id)
 }
 
 fn dead_letter(tx: &rusqlite::Connection, id: &str, now: i64) -> Result<(), Error> {
@@ -294,32 +325,14 @@ fn dead_letter(tx: &rusqlite::Connection, id: &str, now: i64) -> Result<(), Erro
 #[async_trait]
 impl Queue for SqliteQueue {
     async fn send(&self, queue: QueueName, body: &str, delay: Duration) -> Result<String, Error> {
-        let id = format!("msg_{}", ulid::Ulid::new());
-        let run_id = serde_json::from_str::<StepMessage>(body)
-            .ok()
-            .map(|m| m.run_id.to_string());
         let body = body.to_owned();
-        let message_id = id.clone();
-        self.db
+        let id = self
+            .db
             .write("sending a message", move |conn| {
-                let now = now_ms();
-                conn.execute(
-                    "INSERT INTO queue_messages (id, queue, body, sent_at, visible_at, run_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        message_id,
-                        queue.as_str(),
-                        body,
-                        now,
-                        now.saturating_add(ms(delay)),
-                        run_id
-                    ],
-                )
-                .map_err(|e| sql_err("sending a message", e))?;
-                Ok(())
+                insert_message(conn, queue, &body, delay)
             })
             .await?;
-        self.db.inner.notify[slot(queue)].notify_waiters();
+        self.db.wake(queue);
         Ok(id)
     }
 
@@ -342,11 +355,9 @@ impl Queue for SqliteQueue {
         let receipt = receipt.to_owned();
         self.db
             .write("deleting a message", move |conn| {
-                conn.execute(
-                    "DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2",
-                    params![queue.as_str(), receipt],
-                )
-                .map_err(|e| sql_err("deleting a message", e))?;
+                conn.prepare_cached("DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2")
+                    .and_then(|mut s| s.execute(params![queue.as_str(), receipt]))
+                    .map_err(|e| sql_err("deleting a message", e))?;
                 Ok(())
             })
             .await
@@ -362,14 +373,16 @@ impl Queue for SqliteQueue {
         self.db
             .write("changing a message's visibility", move |conn| {
                 let changed = conn
-                    .execute(
+                    .prepare_cached(
                         "UPDATE queue_messages SET visible_at = ?3 WHERE queue = ?1 AND receipt = ?2",
-                        params![
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
                             queue.as_str(),
                             receipt,
                             now_ms().saturating_add(ms(visibility))
-                        ],
-                    )
+                        ])
+                    })
                     .map_err(|e| sql_err("changing a message's visibility", e))?;
                 if changed == 0 {
                     return Err(Error::NotFound {
@@ -381,7 +394,7 @@ impl Queue for SqliteQueue {
             })
             .await?;
         if visibility.is_zero() {
-            self.db.inner.notify[slot(queue)].notify_waiters();
+            self.db.wake(queue);
         }
         Ok(())
     }

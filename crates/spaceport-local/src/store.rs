@@ -2,14 +2,16 @@
 //! Every write of an existing run is one conditional `UPDATE … WHERE id = ? AND version = ?`,
 //! in one transaction with the events the change recorded.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use spaceport_core::limits::Usage;
 pub use spaceport_core::ports::{DEFAULT_PAGE, MAX_PAGE};
 use spaceport_core::ports::{
-    FeedPage, FeedQuery, Idempotency, InsertOutcome, ListQuery, RunPage, RunStore, SlotBook,
-    StallCursor, StalledPage, encode_cursor,
+    FeedPage, FeedQuery, Idempotency, InsertOutcome, ListQuery, QueueName, RunPage, RunStore,
+    SlotBook, StallCursor, StalledPage, encode_cursor,
 };
 use spaceport_core::{Error, Run, RunEvent, RunId};
 
@@ -19,6 +21,8 @@ use crate::db::{LocalDb, millis, sql_err};
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(crate) db: LocalDb,
+    /// Whether `update_and_send` writes its message to this file's queue (`with_outbox`).
+    outbox: bool,
 }
 
 impl SqliteStore {
@@ -73,7 +77,14 @@ impl SqliteStore {
 
     /// The store on an open database.
     pub fn new(db: LocalDb) -> Self {
-        SqliteStore { db }
+        SqliteStore { db, outbox: false }
+    }
+
+    /// The store, with `update_and_send` writing its message to this same file's queue tables
+    /// in the update's transaction: for a stack whose queue is `SqliteQueue` on this file.
+    pub fn with_outbox(mut self) -> Self {
+        self.outbox = true;
+        self
     }
 
     /// The database handle (shared with the queue).
@@ -156,6 +167,60 @@ fn get_in(tx: &rusqlite::Connection, id: &str) -> Result<Option<Run>, Error> {
     body.as_deref().map(from_json).transpose()
 }
 
+/// The conditional write of `update` (with its encoded body and events) in the caller's transaction.
+fn update_in(
+    conn: &rusqlite::Connection,
+    run: &Run,
+    expected_version: u64,
+    body: &str,
+    events: &crate::events::Encoded,
+) -> Result<(), Error> {
+    let changed = conn
+        .prepare_cached(
+            // Not `pipeline` (or `tenant`, `created_at`): a run keeps them from its
+            // insert, and a column left out of SET spares its indexes a rewrite.
+            "UPDATE runs SET status = ?1, version = ?2, deadline_at = ?3, terminal = ?4,
+                                 body = ?5, stall_at = ?8, bytes = ?9, retain_from = ?10
+                 WHERE id = ?6 AND version = ?7",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                run.status.as_str(),
+                run.version as i64,
+                millis(run.deadline_at),
+                run.status.is_terminal(),
+                body,
+                run.id.as_str(),
+                expected_version as i64,
+                stall_at(run),
+                run.stored_bytes() as i64,
+                retain_from(run),
+            ])
+        })
+        .map_err(|e| sql_err("updating a run", e))?;
+    if changed == 1 {
+        return crate::events::write(conn, events);
+    }
+    let exists: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
+            [run.id.as_str()],
+            |r| r.get(0),
+        )
+        .map_err(|e| sql_err("checking a run", e))?;
+    Err(if exists {
+        Error::VersionConflict {
+            id: run.id.to_string(),
+            expected: expected_version,
+        }
+    } else {
+        Error::NotFound {
+            what: "run",
+            id: run.id.to_string(),
+        }
+    })
+}
+
 #[async_trait]
 impl RunStore for SqliteStore {
     async fn insert(
@@ -165,6 +230,8 @@ impl RunStore for SqliteStore {
     ) -> Result<InsertOutcome, Error> {
         let run = run.clone();
         let idem = idempotency.cloned();
+        // Encoded here, not on the writer thread every write waits for.
+        let (body, events) = (to_json(&run)?, crate::events::encode(&run)?);
         self.db
             .write("inserting a run", move |tx| {
                 if let Some(idem) = &idem {
@@ -193,10 +260,11 @@ impl RunStore for SqliteStore {
                     }
                 }
                 let inserted = tx
-                    .execute(
+                    .prepare_cached(
                         "INSERT INTO runs (id, status, version, pipeline, created_at, deadline_at, terminal, body, stall_at, tenant, bytes, retain_from)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (id) DO NOTHING",
-                        params![
+                    )
+                    .and_then(|mut stmt| stmt.execute(params![
                             run.id.as_str(),
                             run.status.as_str(),
                             run.version as i64,
@@ -204,18 +272,17 @@ impl RunStore for SqliteStore {
                             millis(run.created_at),
                             millis(run.deadline_at),
                             run.status.is_terminal(),
-                            to_json(&run)?,
+                            body,
                             stall_at(&run),
                             run.tenant,
                             run.stored_bytes() as i64,
                             retain_from(&run),
-                        ],
-                    )
+                        ]))
                     .map_err(|e| sql_err("inserting a run", e))?;
                 if inserted == 0 {
                     return Err(Error::Conflict(format!("run {} already exists", run.id)));
                 }
-                crate::events::write(tx, &run)?;
+                crate::events::write(tx, &events)?;
                 if let Some(idem) = &idem {
                     tx.execute(
                         "INSERT INTO idempotency_keys (key, run_id, request_hash, created_at)
@@ -234,10 +301,8 @@ impl RunStore for SqliteStore {
         self.db
             .call(move |conn| {
                 let body: Option<String> = conn
-                    .query_row("SELECT body FROM runs WHERE id = ?1", [id.as_str()], |r| {
-                        r.get(0)
-                    })
-                    .optional()
+                    .prepare_cached("SELECT body FROM runs WHERE id = ?1")
+                    .and_then(|mut s| s.query_row([id.as_str()], |r| r.get(0)).optional())
                     .map_err(|e| sql_err("reading a run", e))?;
                 body.as_deref().map(from_json).transpose()
             })
@@ -246,52 +311,37 @@ impl RunStore for SqliteStore {
 
     async fn update(&self, run: &Run, expected_version: u64) -> Result<(), Error> {
         let run = run.clone();
+        // Encoded here, not on the writer thread every write waits for.
+        let (body, events) = (to_json(&run)?, crate::events::encode(&run)?);
         self.db
             .write("updating a run", move |conn| {
-                let changed = conn
-                    .execute(
-                        "UPDATE runs SET status = ?1, version = ?2, pipeline = ?3, deadline_at = ?4,
-                                         terminal = ?5, body = ?6, stall_at = ?9, bytes = ?10,
-                                         retain_from = ?11
-                         WHERE id = ?7 AND version = ?8",
-                        params![
-                            run.status.as_str(),
-                            run.version as i64,
-                            run.pipeline,
-                            millis(run.deadline_at),
-                            run.status.is_terminal(),
-                            to_json(&run)?,
-                            run.id.as_str(),
-                            expected_version as i64,
-                            stall_at(&run),
-                            run.stored_bytes() as i64,
-                            retain_from(&run),
-                        ],
-                    )
-                    .map_err(|e| sql_err("updating a run", e))?;
-                if changed == 1 {
-                    return crate::events::write(conn, &run);
-                }
-                let exists: bool = conn
-                    .query_row(
-                        "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
-                        [run.id.as_str()],
-                        |r| r.get(0),
-                    )
-                    .map_err(|e| sql_err("checking a run", e))?;
-                Err(if exists {
-                    Error::VersionConflict {
-                        id: run.id.to_string(),
-                        expected: expected_version,
-                    }
-                } else {
-                    Error::NotFound {
-                        what: "run",
-                        id: run.id.to_string(),
-                    }
-                })
+                update_in(conn, &run, expected_version, &body, &events)
             })
             .await
+    }
+
+    async fn update_and_send(
+        &self,
+        run: &Run,
+        expected_version: u64,
+        queue: QueueName,
+        message: &str,
+    ) -> Result<bool, Error> {
+        if !self.outbox {
+            self.update(run, expected_version).await?;
+            return Ok(false);
+        }
+        let run = run.clone();
+        let message = message.to_owned();
+        let (body, events) = (to_json(&run)?, crate::events::encode(&run)?);
+        self.db
+            .write("updating a run", move |conn| {
+                update_in(conn, &run, expected_version, &body, &events)?;
+                crate::queue::insert_message(conn, queue, &message, Duration::ZERO).map(drop)
+            })
+            .await?;
+        self.db.wake(queue);
+        Ok(true)
     }
 
     async fn list(&self, query: &ListQuery) -> Result<RunPage, Error> {
@@ -470,6 +520,42 @@ mod tests {
             key: key.into(),
             request_hash: hash.into(),
         }
+    }
+
+    #[tokio::test]
+    async fn with_an_outbox_the_message_lands_with_the_change_or_not_at_all() {
+        use spaceport_core::ports::Queue;
+        let dir = tempfile::tempdir().unwrap();
+        let db = LocalDb::open(dir.path().join("db")).unwrap();
+        let (store, queue) = (db.store().with_outbox(), db.queue());
+        let mut r = run("p");
+        store.insert(&r, None).await.unwrap();
+        r.transition(Status::Queued, Utc::now()).unwrap();
+        r.version = 2;
+        let q = QueueName::SubmitSpace;
+        assert!(store.update_and_send(&r, 1, q, "moved on").await.unwrap());
+        let got = queue
+            .receive(q, 10, std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].body, "moved on");
+        assert_eq!(
+            store.get(&r.id).await.unwrap().unwrap().status,
+            Status::Queued
+        );
+
+        // A change that loses its race sends nothing either.
+        let err = store.update_and_send(&r, 1, q, "stale").await.unwrap_err();
+        assert!(matches!(err, Error::VersionConflict { .. }), "{err:?}");
+        let stats = queue.stats(q).await.unwrap();
+        assert_eq!((stats.depth, stats.in_flight), (0, 1), "{stats:?}");
+
+        // Without the outbox the store only updates, and says so.
+        let plain = db.store();
+        r.version = 3;
+        assert!(!plain.update_and_send(&r, 2, q, "not sent").await.unwrap());
+        assert_eq!(queue.stats(q).await.unwrap().depth, 0);
     }
 
     #[tokio::test]

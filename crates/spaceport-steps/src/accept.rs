@@ -16,7 +16,7 @@ use spaceport_core::{
     RunId, StartMode, Status, sniff, validate_create,
 };
 
-use crate::runs::{Mutated, Runs};
+use crate::runs::Runs;
 
 /// Where to upload one declared input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -369,7 +369,7 @@ impl Accept {
         let now = self.runs.clock.now();
         let mutated = self
             .runs
-            .mutate(&id, |run| {
+            .mutate_handing_on(&id, |run| {
                 if run.status != Status::Created {
                     return Ok(false);
                 }
@@ -389,11 +389,6 @@ impl Accept {
                 Ok(true)
             })
             .await?;
-        if let Mutated::Changed(run) = &mutated
-            && run.status == Status::Queued
-        {
-            self.runs.hand_on(run).await?;
-        }
         Ok(Some(mutated.run().clone()))
     }
 
@@ -403,7 +398,7 @@ impl Accept {
         let now = self.runs.clock.now();
         let mutated = self
             .runs
-            .mutate(id, |run| {
+            .mutate_handing_on(id, |run| {
                 if run.status.is_terminal() {
                     return Err(Error::InvalidState(format!(
                         "run {} is already {}",
@@ -433,9 +428,6 @@ impl Accept {
                 Ok(true)
             })
             .await?;
-        if let Mutated::Changed(run) = &mutated {
-            self.runs.hand_on(run).await?;
-        }
         Ok(mutated.run().clone())
     }
 

@@ -270,28 +270,24 @@ impl PollStatus {
         // A 3.x Space's images come inline: large outputs live in the blob store until fetched.
         let name = format!("outputs-{}", run.backend.attempt);
         let outputs = crate::stash::stash_list(runs.blobs.as_ref(), id, &name, outputs).await?;
-        let mutated = runs
-            .mutate(id, |run| {
-                if run.status != Status::Running {
-                    return Ok(false);
-                }
-                run.append_logs(logs.iter().cloned());
-                run.outputs = values.clone();
-                let job = run.job.get_or_insert_default();
-                job.outputs = Some(outputs.clone());
-                lease::clear(run);
-                run.transition(Status::Fetching, now)?;
-                run.progress = Progress {
-                    stage: Some("fetching".into()),
-                    fraction: Some(1.0),
-                    ..Progress::default()
-                };
-                Ok(true)
-            })
-            .await?;
-        if let Mutated::Changed(run) = mutated {
-            runs.hand_on(&run).await?;
-        }
+        runs.mutate_handing_on(id, |run| {
+            if run.status != Status::Running {
+                return Ok(false);
+            }
+            run.append_logs(logs.iter().cloned());
+            run.outputs = values.clone();
+            let job = run.job.get_or_insert_default();
+            job.outputs = Some(outputs.clone());
+            lease::clear(run);
+            run.transition(Status::Fetching, now)?;
+            run.progress = Progress {
+                stage: Some("fetching".into()),
+                fraction: Some(1.0),
+                ..Progress::default()
+            };
+            Ok(true)
+        })
+        .await?;
         Ok(())
     }
 
@@ -300,7 +296,7 @@ impl PollStatus {
         let runs = &self.runs;
         let now = runs.clock.now();
         let mutated = runs
-            .mutate(id, |run| {
+            .mutate_handing_on(id, |run| {
                 if run.status != Status::Running {
                     return Ok(false);
                 }
@@ -320,7 +316,6 @@ impl PollStatus {
             .await?;
         if let Mutated::Changed(run) = mutated {
             tracing::info!(run = %run.id, attempt = run.backend.attempt, reason, "the backend lost the job; submitting again");
-            runs.hand_on(&run).await?;
         }
         Ok(())
     }

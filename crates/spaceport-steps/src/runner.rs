@@ -135,15 +135,23 @@ async fn worker_loop(
             let permit = slots.clone().acquire_owned().await.expect("semaphore open");
             let (queues, step, config) = (queues.clone(), step.clone(), config.clone());
             handlers.spawn(async move {
-                let _permit = permit;
-                handle_one(queues.as_ref(), step.as_ref(), d, &config).await;
+                handle_one(queues.as_ref(), step.as_ref(), d, &config, permit).await;
             });
         }
     }
     handlers.abort_all();
 }
 
-async fn handle_one(queues: &dyn Queue, step: &dyn Step, d: Delivery, config: &RunnerConfig) {
+/// Handles one message, holding `slot` while the step works: the slot is given back before the
+/// message is settled, so the next message's step does not wait on this one's delete (a
+/// message being settled is still hidden, so it cannot be received twice meanwhile).
+async fn handle_one(
+    queues: &dyn Queue,
+    step: &dyn Step,
+    d: Delivery,
+    config: &RunnerConfig,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
     let queue = step.queue();
     let work = handle_message(step, &d.body);
     tokio::pin!(work);
@@ -158,6 +166,7 @@ async fn handle_one(queues: &dyn Queue, step: &dyn Step, d: Delivery, config: &R
             }
         }
     };
+    drop(slot);
     if let Err(e) = &result {
         tracing::warn!(queue = queue.as_str(), message = %d.message_id, error = %e, "step failed; will retry");
     }

@@ -89,13 +89,7 @@ impl Runs {
         run: &Run,
         delay: Duration,
     ) -> Result<(), Error> {
-        let body = serde_json::to_string(&StepMessage {
-            run_id: run.id.clone(),
-            version: run.version,
-            delivery: None,
-        })
-        .map_err(|e| Error::Internal(e.to_string()))?;
-        self.queue.send(queue, &body, delay).await?;
+        self.queue.send(queue, &step_body(run)?, delay).await?;
         Ok(())
     }
 
@@ -133,7 +127,24 @@ impl Runs {
 
     /// Applies `f` to the stored run with a conditional write, re-reading and re-deciding on a
     /// conflict. `f` returns `Ok(false)` to leave the run as it is.
-    pub(crate) async fn mutate<F>(&self, id: &RunId, mut f: F) -> Result<Mutated, Error>
+    pub(crate) async fn mutate<F>(&self, id: &RunId, f: F) -> Result<Mutated, Error>
+    where
+        F: FnMut(&mut Run) -> Result<bool, Error>,
+    {
+        self.mutate_then(id, f, false).await
+    }
+
+    /// `mutate`, then the changed run handed on to the step for its new status (`hand_on`): in
+    /// the change's own transaction where the store holds the queue (`update_and_send`), so a
+    /// crash between the two cannot leave a run no message moves on.
+    pub(crate) async fn mutate_handing_on<F>(&self, id: &RunId, f: F) -> Result<Mutated, Error>
+    where
+        F: FnMut(&mut Run) -> Result<bool, Error>,
+    {
+        self.mutate_then(id, f, true).await
+    }
+
+    async fn mutate_then<F>(&self, id: &RunId, mut f: F, hand_on: bool) -> Result<Mutated, Error>
     where
         F: FnMut(&mut Run) -> Result<bool, Error>,
     {
@@ -145,8 +156,25 @@ impl Runs {
                 return Ok(Mutated::Unchanged(run));
             }
             run.version = prev + 1;
-            match self.store.update(&run, prev).await {
-                Ok(()) => {
+            let next = if hand_on {
+                run.backend.kind.queue_for(run.status)
+            } else {
+                None
+            };
+            let written = match next {
+                Some(queue) => self
+                    .store
+                    .update_and_send(&run, prev, queue, &step_body(&run)?)
+                    .await
+                    .map(|sent| (!sent).then_some(queue)),
+                None => self.store.update(&run, prev).await.map(|()| None),
+            };
+            match written {
+                Ok(unsent) => {
+                    // A store that could not send with the change: sent now, after it.
+                    if let Some(queue) = unsent {
+                        self.enqueue(queue, &run, Duration::ZERO).await?;
+                    }
                     let recorded = !run.new_events.0.is_empty();
                     run.clear_new_events();
                     self.changes.notify(id);
@@ -370,4 +398,14 @@ impl Runs {
             tracing::warn!(run = %run.id, error = %e, "could not cancel the job at the backend");
         }
     }
+}
+
+/// The step message that moves `run` on, as of its current version.
+fn step_body(run: &Run) -> Result<String, Error> {
+    serde_json::to_string(&StepMessage {
+        run_id: run.id.clone(),
+        version: run.version,
+        delivery: None,
+    })
+    .map_err(|e| Error::Internal(e.to_string()))
 }

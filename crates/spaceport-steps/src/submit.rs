@@ -245,7 +245,7 @@ impl SubmitSpace {
         let now = runs.clock.now();
         let me = runs.worker_id().to_string();
         let mutated = runs
-            .mutate(id, |run| {
+            .mutate_handing_on(id, |run| {
                 if run.status != Status::Submitting || run.job().leased_by_other(&me, now) {
                     return Ok(false);
                 }
@@ -262,7 +262,7 @@ impl SubmitSpace {
             })
             .await?;
         match mutated {
-            Mutated::Changed(run) => runs.hand_on(&run).await?,
+            Mutated::Changed(_) => {}
             Mutated::Unchanged(run) => {
                 // Cancelled (or expired) while we were joining: the job we just made must not run on.
                 tracing::info!(run = %run.id, status = %run.status, "run changed during submission; cancelling the new job");

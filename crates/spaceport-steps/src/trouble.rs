@@ -399,7 +399,7 @@ impl Troubles {
             return Ok(());
         };
         let mutated = runs
-            .mutate(id, |run| {
+            .mutate_handing_on(id, |run| {
                 if run.status != from {
                     return Ok(false);
                 }
@@ -424,7 +424,6 @@ impl Troubles {
             .await?;
         if let Mutated::Changed(run) = mutated {
             tracing::info!(run = %run.id, to = %next.pipeline, reason, "failing over");
-            runs.hand_on(&run).await?;
         }
         Ok(())
     }

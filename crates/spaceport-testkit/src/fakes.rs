@@ -153,6 +153,29 @@ pub struct CountingStore {
     pub counts: Arc<Counts>,
 }
 
+impl CountingStore {
+    /// Counts an update's outcome: `Ok(sent)` when it was written (with a message, if `sent`).
+    fn count_update(&self, run: &Run, outcome: Result<bool, &Error>) {
+        match outcome {
+            Ok(sent) => {
+                bump(&self.counts.updates);
+                if sent {
+                    bump(&self.counts.sends);
+                }
+                if run.status.is_terminal() {
+                    if run.status == Status::Succeeded {
+                        bump(&self.counts.succeeded);
+                    } else {
+                        bump(&self.counts.ended_otherwise);
+                    }
+                    self.counts.ended.notify_waiters();
+                }
+            }
+            Err(_) => bump(&self.counts.update_conflicts),
+        }
+    }
+}
+
 #[async_trait]
 impl RunStore for CountingStore {
     async fn insert(
@@ -171,20 +194,22 @@ impl RunStore for CountingStore {
 
     async fn update(&self, run: &Run, expected_version: u64) -> Result<(), Error> {
         let r = self.inner.update(run, expected_version).await;
-        match &r {
-            Ok(()) => {
-                bump(&self.counts.updates);
-                if run.status.is_terminal() {
-                    if run.status == Status::Succeeded {
-                        bump(&self.counts.succeeded);
-                    } else {
-                        bump(&self.counts.ended_otherwise);
-                    }
-                    self.counts.ended.notify_waiters();
-                }
-            }
-            Err(_) => bump(&self.counts.update_conflicts),
-        }
+        self.count_update(run, r.as_ref().map(|_| false));
+        r
+    }
+
+    async fn update_and_send(
+        &self,
+        run: &Run,
+        expected_version: u64,
+        queue: QueueName,
+        body: &str,
+    ) -> Result<bool, Error> {
+        let r = self
+            .inner
+            .update_and_send(run, expected_version, queue, body)
+            .await;
+        self.count_update(run, r.as_ref().copied());
         r
     }
 

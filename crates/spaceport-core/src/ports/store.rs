@@ -174,6 +174,23 @@ pub trait RunStore: Send + Sync {
     /// change that loses the race leaves no event. `insert` writes a new run's events likewise.
     async fn update(&self, run: &Run, expected_version: u64) -> Result<(), Error>;
 
+    /// `update`, and the step message `body` sent to `queue` in the same transaction where this
+    /// store holds the queue too (the embedded stack's one SQLite file: a transactional outbox,
+    /// so the change and the message that moves the run on land together or not at all); `true`
+    /// when it sent it. Elsewhere it only updates and says `false`: the caller sends the message
+    /// itself after the update (one lost between the two is re-sent by the sweeper).
+    async fn update_and_send(
+        &self,
+        run: &Run,
+        expected_version: u64,
+        queue: super::QueueName,
+        body: &str,
+    ) -> Result<bool, Error> {
+        let _ = (queue, body);
+        self.update(run, expected_version).await?;
+        Ok(false)
+    }
+
     /// Runs newest first, filtered, one page at a time.
     async fn list(&self, query: &ListQuery) -> Result<RunPage, Error>;
 
