@@ -377,9 +377,13 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     }
     // FULL: every commit is fsynced to the WAL before it returns. NORMAL would already survive a
     // killed process (the WAL is in the OS page cache), but not a power cut or kernel crash; a run
-    // or message we acknowledged must survive both, and our write rate is low.
+    // or message we acknowledged must survive both; group commit (`commit.rs`) shares each fsync.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Each write of a group commit runs in a savepoint, whose journal (the pages it changed, as
+    // they were) SQLite otherwise spills to temp files past 64 KiB: more bytes written than
+    // the WAL itself. In memory it is a copy; it never outlives the batch.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }
 
