@@ -36,7 +36,7 @@ use spaceport_steps::runner::{LOCAL_QUEUES, Runner, RunnerConfig};
 use spaceport_steps::{Ports, Steps, StepsConfig};
 use spaceport_testkit::fakes::{CountingBlobs, CountingQueue, CountingStore, Counts, InstantSpace};
 use spaceport_testkit::stats::{Summary, header, machine_line, ms};
-use spaceport_testkit::{MirrorSpace, png, repo_root, venv_python};
+use spaceport_testkit::{MirrorSpace, SpaceFront, png, repo_root, venv_python};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 // ---------------------------------------------------------------------------------------------
@@ -140,6 +140,34 @@ struct OurRun {
     started_to_finished: f64,
     /// From the run's `finished_at` to the client holding the `succeeded` answer.
     finished_to_seen: f64,
+    /// When the run began and ended on the client's clock (to find the Space's share).
+    window: (Instant, Instant),
+}
+
+/// How long, within `window`, at least one of the `spans` was open (their union, clipped).
+fn open_within(window: (Instant, Instant), spans: &[(Instant, Instant)]) -> Duration {
+    let mut parts: Vec<(Instant, Instant)> = spans
+        .iter()
+        .map(|&(a, b)| (a.max(window.0), b.min(window.1)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    parts.sort();
+    let mut total = Duration::ZERO;
+    let mut current: Option<(Instant, Instant)> = None;
+    for (a, b) in parts {
+        current = match current {
+            Some((ca, cb)) if a <= cb => Some((ca, cb.max(b))),
+            Some((ca, cb)) => {
+                total += cb - ca;
+                Some((a, b))
+            }
+            None => Some((a, b)),
+        };
+    }
+    if let Some((ca, cb)) = current {
+        total += cb - ca;
+    }
+    total
 }
 
 fn stamp(run: &Value, key: &str) -> Result<DateTime<Utc>> {
@@ -206,6 +234,7 @@ async fn our_run(
         queued_to_started: between(queued, started),
         started_to_finished: between(started, finished),
         finished_to_seen: between(finished, seen),
+        window: (t0, t3),
     })
 }
 
@@ -277,6 +306,10 @@ async fn part_a(opts: &Opts) -> Result<()> {
     let mirror =
         tokio::task::spawn_blocking(|| MirrorSpace::start_with_env(&[("MIRROR_INSTANT", "1")]))
             .await??;
+    // Both clients reach the mirror through a recording proxy (the testkit's Hugging Face
+    // front stand-in): the time our Space calls were open is what it saw, and the hop it adds
+    // is paid by both.
+    let front = SpaceFront::start(mirror.url()).await?;
     let work = tempfile::tempdir()?;
     let images: Vec<(String, PathBuf, u64)> =
         [("a.png", png(40, 30, 0)), ("b.png", png(43, 30, 40))]
@@ -296,7 +329,7 @@ async fn part_a(opts: &Opts) -> Result<()> {
     cfg.pipelines.insert(
         "vggt".into(),
         PipelineOverride {
-            space_url: Some(mirror.url().into()),
+            space_url: Some(front.url.clone()),
             model: None,
             ..PipelineOverride::default()
         },
@@ -308,11 +341,12 @@ async fn part_a(opts: &Opts) -> Result<()> {
     stack_opts.runner.idle_poll = opts.idle_poll;
     let stack = EmbeddedStack::start(&cfg, stack_opts.clone()).await?;
     let client = ApiClient::new(&stack.url);
-    let mut py = GradioClient::start(mirror.url(), &images).await?;
+    let mut py = GradioClient::start(&front.url, &images).await?;
     let out = work.path().join("out");
     println!(
-        "   mirror {}; embedded stack {} on a temp data dir; Runner idle_poll = {:?}, concurrency = {}; client polls GET /v1/runs/{{id}}?wait={}",
+        "   mirror {} behind a recording proxy {}; embedded stack {} on a temp data dir; Runner idle_poll = {:?}, concurrency = {}; client polls GET /v1/runs/{{id}}?wait={}",
         mirror.url(),
+        front.url,
         stack.url,
         stack_opts.runner.idle_poll,
         stack_opts.runner.concurrency,
@@ -371,6 +405,26 @@ async fn part_a(opts: &Opts) -> Result<()> {
         o.min / g.min,
         o.max / g.max
     );
+    // Our overhead: a run's time outside its calls to the Space (their union, as the proxy saw
+    // them open, within the run's window on the client's clock).
+    let spans = front.open_spans();
+    let in_space: Vec<f64> = ours
+        .iter()
+        .map(|r| ms(open_within(r.window, &spans)))
+        .collect();
+    let outside: Vec<f64> = ours
+        .iter()
+        .zip(&in_space)
+        .map(|(r, s)| r.total - s)
+        .collect();
+    println!(
+        "{}",
+        Summary::of(&in_space).row("  of ours: inside Space calls")
+    );
+    println!(
+        "{}",
+        Summary::of(&outside).row("  of ours: outside them (overhead)")
+    );
     println!("   where our time went:");
     println!("{}", header("client side (ms)"));
     let col = |f: fn(&OurRun) -> f64| Summary::of(&ours.iter().map(f).collect::<Vec<_>>());
@@ -391,7 +445,7 @@ async fn part_a(opts: &Opts) -> Result<()> {
         col(|r| r.finished_to_seen).row("succeeded -> client sees it")
     );
     println!(
-        "  GETs per run: mean {:.2}; mirror GET /config (fetched by every submit): {}",
+        "  GETs per run: mean {:.2}; one mirror GET /config (read by gradio_client for each job, cached by us): {}",
         ours.iter().map(|r| r.gets as f64).sum::<f64>() / ours.len().max(1) as f64,
         {
             let c = Summary::of(&config_ms);

@@ -72,6 +72,37 @@ struct Shared {
     upstream: String,
     http: reqwest::Client,
     inner: Mutex<Inner>,
+    /// When each forwarded request began and its answer's body was done with (read to the end,
+    /// or dropped by the client): the time the Space had a call of ours open.
+    open: Mutex<Vec<(Instant, Instant)>>,
+}
+
+/// An answer's body that records, when it is dropped, how long its request was open.
+struct Timed<S> {
+    inner: S,
+    began: Instant,
+    shared: Arc<Shared>,
+}
+
+impl<S: futures::Stream + Unpin> futures::Stream for Timed<S> {
+    type Item = S::Item;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+impl<S> Drop for Timed<S> {
+    fn drop(&mut self) {
+        let span = (self.began, Instant::now());
+        self.shared
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(span);
+    }
 }
 
 impl Shared {
@@ -112,6 +143,7 @@ impl SpaceFront {
                 seen: vec![],
                 hub_asks: 0,
             }),
+            open: Mutex::default(),
         });
         let app = axum::Router::new()
             .fallback(answer)
@@ -165,6 +197,15 @@ impl SpaceFront {
     /// Sets this cookie (`name=value`) on every answer, as HF's front pins a replica.
     pub fn set_cookie(&self, cookie: &str) {
         self.shared.lock().set_cookie = Some(cookie.to_string());
+    }
+
+    /// Each forwarded request so far whose answer is done with: (began, body done with).
+    pub fn open_spans(&self) -> Vec<(Instant, Instant)> {
+        self.shared
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Every request so far, in order (Hub questions included).
@@ -246,6 +287,7 @@ fn intercept(inner: &mut Inner, path: &str) -> Option<Response> {
 }
 
 async fn answer(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let began = Instant::now();
     let path = req
         .uri()
         .path_and_query()
@@ -302,7 +344,11 @@ async fn answer(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     if let Some(c) = set_cookie {
         builder = builder.header("set-cookie", format!("{c}; Path=/; HttpOnly"));
     }
-    let stream = resp.bytes_stream();
+    let stream = Timed {
+        inner: resp.bytes_stream(),
+        began,
+        shared: shared.clone(),
+    };
     let body = if cut {
         // Pass the stream on until the job has started, then end it early, as a dropped
         // connection between the front and the Space does.

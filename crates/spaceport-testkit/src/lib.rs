@@ -45,6 +45,11 @@ pub fn repo_root() -> PathBuf {
 pub async fn serve_app(app: axum::Router) -> Result<(String, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
+    // No Nagle delay: a streamed answer's small writes (event-stream records) would otherwise
+    // wait on the peer's delayed ACK, up to 40 ms each, as `spaceport serve` avoids too.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
