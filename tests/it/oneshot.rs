@@ -2,8 +2,8 @@
 //! the images in it and `?wait=30` answers with the succeeded run and its artifact; URL inputs
 //! are fetched from an allowed server and the run succeeds the same way; a URL at 127.0.0.1
 //! that is not allow-listed, a redirect to a loopback or metadata address, an error status, a
-//! type the slot does not take and a file over the slot's limit are each refused naming the
-//! input, and nothing is stored for them. A form posted from a foreign page is refused.
+//! type the slot does not take, bytes that are not their declared type and a file over the
+//! slot's limit are each refused naming the input, and nothing is stored for them. A form posted from a foreign page is refused.
 
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-/// A file server on 127.0.0.1: `/a.png` and `/b.png`, `/text` (text/plain), `/missing` (404),
+/// A file server on 127.0.0.1: `/a.png` and `/b.png`, `/text` (text/plain), `/fake.png` (text
+/// served as image/png), `/missing` (404),
 /// `/to?url=…` (a 302 to `url`), `/big.png` (an image/png past vggt's limit, without a length).
 async fn files_server() -> String {
     let a = png(30, 20, 1);
@@ -29,6 +30,15 @@ async fn files_server() -> String {
         .route(
             "/text",
             get(|| async { ([(header::CONTENT_TYPE, "text/plain")], "hello") }),
+        )
+        .route(
+            "/fake.png",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "image/png")],
+                    "hello, not a picture",
+                )
+            }),
         )
         .route("/missing", get(|| async { StatusCode::NOT_FOUND }))
         .route(
@@ -83,26 +93,12 @@ async fn run_count(t: &TestStack) -> usize {
     list["runs"].as_array().unwrap().len()
 }
 
-fn stored_inputs(dir: &std::path::Path) -> usize {
-    walk(dir)
+/// The inputs the data directory's blob store holds (files and inline rows alike).
+fn stored_inputs(data: &std::path::Path) -> usize {
+    stored_keys(data)
         .into_iter()
-        .filter(|p| p.to_string_lossy().contains("/inputs/"))
+        .filter(|k| k.contains("/inputs/"))
         .count()
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![];
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,6 +212,28 @@ async fn a_form_with_its_files_and_wait_answers_with_the_succeeded_run() {
     )
     .await;
     expect_error(&got, 415, "unsupported_media_type");
+    // A type the slot takes, but bytes that are not it: refused as a presigned upload's are.
+    let not_png = form(&[]).part(
+        "images",
+        reqwest::multipart::Part::bytes(b"hello, not a picture\n".to_vec())
+            .file_name("a.png")
+            .mime_str("image/png")
+            .unwrap(),
+    );
+    let got = send(
+        http.post(format!("{}/v1/runs", t.stack.url))
+            .multipart(not_png),
+    )
+    .await;
+    let e = expect_error(&got, 415, "unsupported_media_type");
+    assert_eq!(e["field"], "inputs.images[0]", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("text, not image/png"),
+        "{e}"
+    );
     let got = send(
         http.post(format!("{}/v1/runs", t.stack.url))
             .header("Origin", "https://evil.example")
@@ -275,6 +293,12 @@ async fn url_inputs_are_fetched_under_the_outbound_rules() {
             415,
             "unsupported_media_type",
             "text/plain",
+        ),
+        (
+            format!("{files}/fake.png"),
+            415,
+            "unsupported_media_type",
+            "text, not image/png",
         ),
         (
             format!("{files}/big.png"),

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use spaceport_core::ports::{BlobMeta, ByteStream, Idempotency};
-use spaceport_core::{CreateRunRequest, DeclaredInput, Error, Run, RunId};
+use spaceport_core::{CreateRunRequest, DeclaredInput, Error, Run, RunId, sniff};
 
 use crate::accept::{Accept, Created, Landed};
 
@@ -118,7 +118,23 @@ impl OneShot {
                     "the file is empty",
                 ))
             }
-            Ok(meta) => Ok(meta),
+            Ok(meta) => {
+                // Bytes that are not the declared type are refused here, as a presigned upload's
+                // are when they land, before a run exists to reach a Space or model.
+                let head = crate::inputs::read_head(
+                    self.accept.blobs().get(&key).await?,
+                    sniff::SNIFF_BYTES,
+                )
+                .await?;
+                if let Some(why) = sniff::mismatch(content_type, &head) {
+                    self.accept.blobs().delete(&key).await?;
+                    return Err(Error::UnsupportedMediaType {
+                        field: Some(field),
+                        message: format!("{why}; declare the type the bytes are"),
+                    });
+                }
+                Ok(meta)
+            }
             Err(_) if over.load(Ordering::Relaxed) => Err(Error::PayloadTooLarge {
                 field: Some(format!("{field}.size")),
                 message: format!("the file is over the slot's limit of {max} bytes"),
