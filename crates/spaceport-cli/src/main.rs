@@ -305,10 +305,10 @@ async fn real_main() -> Result<()> {
         Command::Pipelines {
             command: Some(PipelinesCommand::Check { file, space }),
         } => {
-            let token = cfg.hf_token.as_ref().map(|t| t.expose().to_string());
             print!(
                 "{}",
-                pipelines_cmd::check_file(&file, space.as_deref(), token).await?
+                pipelines_cmd::check_file(&file, space.as_deref(), cfg.space_client_options())
+                    .await?
             );
             Ok(())
         }
@@ -323,7 +323,6 @@ async fn real_main() -> Result<()> {
                     out,
                 }),
         } => {
-            let token = cfg.hf_token.as_ref().map(|t| t.expose().to_string());
             let args = pipelines_cmd::NewArgs {
                 url: space,
                 id,
@@ -331,7 +330,7 @@ async fn real_main() -> Result<()> {
                 fn_index,
                 name,
             };
-            let text = pipelines_cmd::new_file(&args, token).await?;
+            let text = pipelines_cmd::new_file(&args, cfg.space_client_options()).await?;
             match out {
                 Some(path) => {
                     if path.exists() {

@@ -1,6 +1,7 @@
 //! `spaceport pipelines check` and `spaceport pipelines new`: a pipeline file against a live
 //! Space, and a starting file from one. The Space is read with the same Gradio client the steps
-//! use (`/config`, `/info`); the token, when configured, is sent as it is to the steps.
+//! use (`/config`, `/info`), with the same options (`Config::space_client_options`): the token,
+//! when configured, goes only where the steps would send it.
 
 use std::path::Path;
 
@@ -10,13 +11,17 @@ use spaceport_gradio::check::check;
 use spaceport_gradio::scaffold::{Scaffold, scaffold};
 use spaceport_gradio::{ClientOptions, Cookies, GradioClient};
 
-fn client(url: &str, token: Option<String>) -> Result<GradioClient> {
-    Ok(GradioClient::new(url, ClientOptions::with_token(token))?)
+fn client(url: &str, options: ClientOptions) -> Result<GradioClient> {
+    Ok(GradioClient::new(url, options)?)
 }
 
 /// Checks `file` against the Space at `space` (else the file's own URL); prints every mismatch
 /// and fails when the file fits none of its layouts.
-pub async fn check_file(file: &Path, space: Option<&str>, token: Option<String>) -> Result<String> {
+pub async fn check_file(
+    file: &Path,
+    space: Option<&str>,
+    options: ClientOptions,
+) -> Result<String> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let pipeline = Pipeline::from_toml(&file.display().to_string(), &text)?;
@@ -27,7 +32,7 @@ pub async fn check_file(file: &Path, space: Option<&str>, token: Option<String>)
             .space_url()
             .with_context(|| format!("{}: not a Space pipeline", file.display()))?,
     };
-    let gradio = client(&url, token)?;
+    let gradio = client(&url, options)?;
     let config = gradio
         .config(&Cookies::default())
         .await
@@ -76,8 +81,8 @@ pub struct NewArgs {
 }
 
 /// A starting pipeline file for one endpoint of the Space at `args.url`.
-pub async fn new_file(args: &NewArgs, token: Option<String>) -> Result<String> {
-    let gradio = client(&args.url, token)?;
+pub async fn new_file(args: &NewArgs, options: ClientOptions) -> Result<String> {
+    let gradio = client(&args.url, options)?;
     let cookies = Cookies::default();
     let config = gradio
         .config(&cookies)

@@ -11,7 +11,7 @@ use spaceport_core::ports::{
     BlobStore, DeliveryStore, EventSink, ModelRunner, Queue, RunStore, SignedBlobs, SpaceBackend,
     SystemClock,
 };
-use spaceport_gradio::{ClientOptions, GradioBackend};
+use spaceport_gradio::GradioBackend;
 use spaceport_server::AppState;
 use spaceport_steps::{Ports, Steps, StepsConfig};
 use spaceport_webhooks::{HttpFetcher, HttpSender, SigningSecret};
@@ -134,15 +134,7 @@ impl Stack {
                 )));
             }
         };
-        let mut space_options =
-            ClientOptions::with_token(cfg.hf_token.as_ref().map(|t| t.expose().to_owned()));
-        if let Some(hub) = &cfg.hub_url {
-            space_options.hub_url = Some(hub.clone()).filter(|h| !h.is_empty());
-        }
-        if let Some(hosts) = &cfg.space_token_hosts {
-            space_options.token_hosts = hosts.clone();
-        }
-        let space: Arc<dyn SpaceBackend> = Arc::new(GradioBackend::new(space_options));
+        let space: Arc<dyn SpaceBackend> = Arc::new(GradioBackend::new(cfg.space_client_options()));
         let mut sender = HttpSender::new(
             cfg.outbound_guard()?,
             opts.steps.webhook.timeout,

@@ -211,6 +211,22 @@ pub struct Config {
 }
 
 impl Config {
+    /// How the Gradio client reaches Spaces under this configuration: the HF token, the Hub,
+    /// and the hosts the token may be sent to. The steps and `spaceport pipelines` both read
+    /// Spaces with it, so neither sends the token where the other would not.
+    pub fn space_client_options(&self) -> spaceport_gradio::ClientOptions {
+        let mut options = spaceport_gradio::ClientOptions::with_token(
+            self.hf_token.as_ref().map(|t| t.expose().to_owned()),
+        );
+        if let Some(hub) = &self.hub_url {
+            options.hub_url = Some(hub.clone()).filter(|h| !h.is_empty());
+        }
+        if let Some(hosts) = &self.space_token_hosts {
+            options.token_hosts = hosts.clone();
+        }
+        options
+    }
+
     /// Every file key (the fields of `Config`).
     pub fn keys() -> Vec<String> {
         match serde_json::to_value(Config::default()) {

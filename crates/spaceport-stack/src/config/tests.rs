@@ -77,6 +77,30 @@ fn bad_values_name_their_variable() {
 }
 
 #[test]
+fn the_space_client_options_carry_the_token_hosts_and_hub() {
+    let cfg = Config::from_sources(
+        None,
+        vars(&[
+            ("SPACEPORT_HF_TOKEN", "hf_secret_value"),
+            ("SPACEPORT_SPACE_TOKEN_HOSTS", "spaces.example.com,*.hf.space"),
+            ("SPACEPORT_HUB_URL", "https://hub.example.com"),
+        ]),
+    )
+    .unwrap();
+    let options = cfg.space_client_options();
+    assert!(options.token.is_some());
+    assert_eq!(options.token_hosts, ["spaces.example.com", "*.hf.space"]);
+    assert_eq!(options.hub_url.as_deref(), Some("https://hub.example.com"));
+    // Unset, the client's own default allow-list holds.
+    let plain = Config::from_sources(None, vars(&[])).unwrap();
+    assert_eq!(
+        plain.space_client_options().token_hosts,
+        spaceport_gradio::ClientOptions::default().token_hosts
+    );
+    assert!(plain.space_client_options().token.is_none());
+}
+
+#[test]
 fn tokens_stay_strings_and_never_show() {
     let cfg = Config::from_sources(
         None,
