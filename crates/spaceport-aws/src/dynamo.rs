@@ -38,6 +38,9 @@ pub(crate) const BY_DEADLINE: &str = "by_deadline";
 /// Sparse index of the runs a step is due to move, by `Run::stall_from` (`stall_ms`): only they
 /// carry the `stalls` attribute, so the sweeper reads stalled runs and nothing else.
 pub(crate) const BY_STALL: &str = "by_stall";
+/// Sparse index of finished runs that still hold their data, by when they finished
+/// (`retain_ms`): only they carry `retains`, so retention reads its candidates and nothing else.
+pub(crate) const BY_RETAIN: &str = "by_retain";
 
 /// Runs in a DynamoDB table (`runs_table`).
 #[derive(Debug, Clone)]
@@ -92,6 +95,13 @@ fn run_item(run: &Run) -> Result<HashMap<String, AttributeValue>, Error> {
     if let Some(t) = run.stall_from() {
         item.insert("stalls".into(), s("1"));
         item.insert("stall_ms".into(), n(t.timestamp_millis()));
+    }
+    if run.status.is_terminal()
+        && run.deleted_at.is_none()
+        && let Some(t) = run.finished_at
+    {
+        item.insert("retains".into(), s("1"));
+        item.insert("retain_ms".into(), n(t.timestamp_millis()));
     }
     Ok(item)
 }
@@ -185,6 +195,8 @@ impl DynamoRunStore {
             .attribute_definitions(attr("deadline_ms", ScalarAttributeType::N)?)
             .attribute_definitions(attr("stalls", ScalarAttributeType::S)?)
             .attribute_definitions(attr("stall_ms", ScalarAttributeType::N)?)
+            .attribute_definitions(attr("retains", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("retain_ms", ScalarAttributeType::N)?)
             .attribute_definitions(attr("ev_run", ScalarAttributeType::S)?)
             .attribute_definitions(attr("ev_seq", ScalarAttributeType::N)?)
             .attribute_definitions(attr("feed", ScalarAttributeType::S)?)
@@ -216,6 +228,12 @@ impl DynamoRunStore {
                 ProjectionType::KeysOnly,
             )?)
             .global_secondary_indexes(index(BY_STALL, "stalls", "stall_ms", ProjectionType::All)?)
+            .global_secondary_indexes(index(
+                BY_RETAIN,
+                "retains",
+                "retain_ms",
+                ProjectionType::All,
+            )?)
             .global_secondary_indexes(index(
                 BY_RUN_EVENTS,
                 "ev_run",
@@ -621,5 +639,16 @@ impl RunStore for DynamoRunStore {
         limit: usize,
     ) -> Result<StalledPage, Error> {
         crate::sweeps::stalled(self, before, after, limit).await
+    }
+
+    async fn retained(
+        &self,
+        before: DateTime<Utc>,
+        after: Option<&StallCursor>,
+        limit: usize,
+    ) -> Result<Option<StalledPage>, Error> {
+        crate::sweeps::retained(self, before, after, limit)
+            .await
+            .map(Some)
     }
 }

@@ -1,12 +1,15 @@
-//! The DynamoDB run store's sweeper queries: live runs past their deadline (`by_deadline`) and
-//! stalled runs page by page (`by_stall`), a run that does not decode passed over.
+//! The DynamoDB run store's sweeper queries: live runs past their deadline (`by_deadline`),
+//! stalled runs (`by_stall`) and finished runs retention may empty (`by_retain`), the last two
+//! page by page off a sparse index, a run that does not decode passed over.
 
 use chrono::{DateTime, Utc};
 use spaceport_core::ports::{StallCursor, StalledPage};
 use spaceport_core::{Error, RunId};
 use std::collections::HashMap;
 
-use crate::dynamo::{BY_DEADLINE, BY_STALL, DynamoRunStore, n, run_from_item, run_pk, s};
+use crate::dynamo::{
+    BY_DEADLINE, BY_RETAIN, BY_STALL, DynamoRunStore, n, run_from_item, run_pk, s,
+};
 use crate::error::sdk;
 
 pub(crate) async fn overdue(
@@ -56,6 +59,46 @@ pub(crate) async fn stalled(
     after: Option<&StallCursor>,
     limit: usize,
 ) -> Result<StalledPage, Error> {
+    let index = Sparse {
+        name: BY_STALL,
+        flag: "stalls",
+        time: "stall_ms",
+        what: "finding stalled runs",
+    };
+    page(store, &index, before, after, limit).await
+}
+
+pub(crate) async fn retained(
+    store: &DynamoRunStore,
+    before: DateTime<Utc>,
+    after: Option<&StallCursor>,
+    limit: usize,
+) -> Result<StalledPage, Error> {
+    let index = Sparse {
+        name: BY_RETAIN,
+        flag: "retains",
+        time: "retain_ms",
+        what: "finding runs past their retention",
+    };
+    page(store, &index, before, after, limit).await
+}
+
+/// A sparse index: only items carrying `flag` ("1") are in it, ordered by the time `time`.
+struct Sparse {
+    name: &'static str,
+    flag: &'static str,
+    time: &'static str,
+    what: &'static str,
+}
+
+/// The runs of `index` whose time is before `before`, after the cursor `after`, at most `limit`.
+async fn page(
+    store: &DynamoRunStore,
+    index: &Sparse,
+    before: DateTime<Utc>,
+    after: Option<&StallCursor>,
+    limit: usize,
+) -> Result<StalledPage, Error> {
     let limit = limit.max(1);
     let mut runs = Vec::new();
     let mut read = 0;
@@ -64,8 +107,8 @@ pub(crate) async fn stalled(
     let mut start = after.map(|c| {
         HashMap::from([
             ("pk".to_owned(), s(run_pk(&c.id))),
-            ("stalls".to_owned(), s("1")),
-            ("stall_ms".to_owned(), n(c.at_ms)),
+            (index.flag.to_owned(), s("1")),
+            (index.time.to_owned(), n(c.at_ms)),
         ])
     });
     loop {
@@ -73,17 +116,17 @@ pub(crate) async fn stalled(
             .client()
             .query()
             .table_name(store.table())
-            .index_name(BY_STALL)
+            .index_name(index.name)
             .key_condition_expression("#s = :s AND #t < :before")
-            .expression_attribute_names("#s", "stalls")
-            .expression_attribute_names("#t", "stall_ms")
+            .expression_attribute_names("#s", index.flag)
+            .expression_attribute_names("#t", index.time)
             .expression_attribute_values(":s", s("1"))
             .expression_attribute_values(":before", n(before.timestamp_millis()))
             .limit((limit - read) as i32)
             .set_exclusive_start_key(start.take())
             .send()
             .await
-            .map_err(|e| sdk("finding stalled runs", e))?;
+            .map_err(|e| sdk(index.what, e))?;
         for item in out.items() {
             read += 1;
             let id = item
@@ -92,7 +135,7 @@ pub(crate) async fn stalled(
                 .and_then(|pk| pk.strip_prefix("run#"))
                 .and_then(|id| RunId::parse(id).ok());
             let at = item
-                .get("stall_ms")
+                .get(index.time)
                 .and_then(|v| v.as_n().ok())
                 .and_then(|n| n.parse::<i64>().ok());
             if let (Some(id), Some(at_ms)) = (id.clone(), at) {
@@ -102,7 +145,7 @@ pub(crate) async fn stalled(
             match run_from_item(item) {
                 Ok(run) => runs.push(run),
                 Err(e) => {
-                    tracing::warn!(run = ?id, error = %e, "a stored run does not decode; the sweeper passes it over")
+                    tracing::warn!(run = ?id, error = %e, index = index.name, "a stored run does not decode; the sweeper passes it over")
                 }
             }
         }

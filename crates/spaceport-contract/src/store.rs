@@ -44,6 +44,7 @@ pub async fn run_store_contract(store: &dyn RunStore) {
     store_usage_counts_a_tenants_live_runs_and_stored_bytes(store).await;
     store_overdue_lists_live_runs_past_their_deadline(store).await;
     store_stalled_pages_through_runs_nothing_moved(store).await;
+    store_retained_pages_through_finished_runs_that_hold_data(store).await;
     store_slot_books_are_written_by_compare_and_swap(store).await;
     crate::events::run_events_contract(store).await;
 }
@@ -639,5 +640,92 @@ pub async fn store_stalled_pages_through_runs_nothing_moved(store: &dyn RunStore
         ids,
         want[1..].to_vec(),
         "[contract {c}] a run whose lease was renewed is no longer stalled"
+    );
+}
+
+/// `retained` (when the store keeps the index) lists finished runs whose data is still there,
+/// oldest finish first, page by page; not live runs, not runs finished after `before`, and no
+/// longer a run once it is marked deleted.
+pub async fn store_retained_pages_through_finished_runs_that_hold_data(store: &dyn RunStore) {
+    let c = "store_retained_pages_through_finished_runs_that_hold_data";
+    let pipeline = unique_pipeline("contract-retained");
+    let now = Utc::now();
+    // Finish times in 2002, at a random offset, so no other run of a shared store is among them.
+    let base = DateTime::from_timestamp(
+        1_009_843_200 + (rand::random::<u32>() % 100_000) as i64 * 1000,
+        0,
+    )
+    .expect("a valid time");
+    let at = |s: i64| base + chrono::Duration::seconds(s);
+    let finished = |status: Status, when: DateTime<Utc>| {
+        let mut run = sample_run(&pipeline, now);
+        run.transition(Status::Queued, when).expect(c);
+        if status != Status::Cancelled {
+            run.transition(Status::Submitting, when).expect(c);
+            run.transition(Status::Running, when).expect(c);
+        }
+        run.transition(status, when).expect(c);
+        run
+    };
+    let kept = vec![
+        finished(Status::Failed, at(1)),
+        finished(Status::Cancelled, at(2)),
+        finished(Status::Failed, at(3)),
+    ];
+    let later = finished(Status::Failed, at(500));
+    let live = sample_run(&pipeline, now);
+    let mut gone = finished(Status::Cancelled, at(4));
+    gone.deleted_at = Some(at(5));
+    for r in kept.iter().chain([&later, &live, &gone]) {
+        store.insert(r, None).await.expect(c);
+    }
+    let before = at(100);
+    let mut seen = vec![];
+    let mut after = None;
+    for _ in 0..100 {
+        let Some(page) = store.retained(before, after.as_ref(), 2).await.expect(c) else {
+            return; // A store without the index: retention is not its sweeper's.
+        };
+        assert!(
+            page.runs.len() <= 2,
+            "[contract {c}] a page holds at most its limit"
+        );
+        // Runs other contracts finished earlier in a shared store may come first: only ours count.
+        seen.extend(
+            page.runs
+                .iter()
+                .filter(|r| r.pipeline == pipeline)
+                .map(|r| r.id.clone()),
+        );
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let want: Vec<RunId> = kept.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(
+        seen, want,
+        "[contract {c}] every finished run holding data once, oldest first, and nothing else"
+    );
+    // Marked deleted (its data gone), a run is no longer listed.
+    let mut marked = kept[0].clone();
+    marked.deleted_at = Some(now);
+    marked.version += 1;
+    store.update(&marked, kept[0].version).await.expect(c);
+    let page = store
+        .retained(before, None, 100)
+        .await
+        .expect(c)
+        .expect("the index is still there");
+    let ids: Vec<RunId> = page
+        .runs
+        .iter()
+        .filter(|r| r.pipeline == pipeline)
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(
+        ids,
+        want[1..].to_vec(),
+        "[contract {c}] a run marked deleted is no longer retained"
     );
 }

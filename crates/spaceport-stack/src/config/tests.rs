@@ -82,7 +82,10 @@ fn the_space_client_options_carry_the_token_hosts_and_hub() {
         None,
         vars(&[
             ("SPACEPORT_HF_TOKEN", "hf_secret_value"),
-            ("SPACEPORT_SPACE_TOKEN_HOSTS", "spaces.example.com,*.hf.space"),
+            (
+                "SPACEPORT_SPACE_TOKEN_HOSTS",
+                "spaces.example.com,*.hf.space",
+            ),
             ("SPACEPORT_HUB_URL", "https://hub.example.com"),
         ]),
     )
