@@ -667,7 +667,7 @@ pub async fn store_retained_pages_through_finished_runs_that_hold_data(store: &d
         run.transition(status, when).expect(c);
         run
     };
-    let kept = vec![
+    let kept = [
         finished(Status::Failed, at(1)),
         finished(Status::Cancelled, at(2)),
         finished(Status::Failed, at(3)),
