@@ -1,9 +1,14 @@
 //! Inputs checked as they land through the presigned upload route: bytes that are not the
 //! declared type fail the run `input_invalid` before any Space is called (the upload answered
-//! 415), and an upload URL replayed after its input landed, or after the run was deleted, is
-//! refused 409 with nothing stored.
+//! 415), an upload URL replayed after its input landed, or after the run was deleted, is
+//! refused 409 with nothing stored, and an upload (or a multipart create) whose body goes
+//! silent is abandoned 408 with nothing stored.
 
 use serde_json::{Value, json};
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
 
 use crate::bad_input::{assert_no_blob, body, create, file, manual_run, png_bytes, put, stack};
 use crate::common::*;
@@ -97,5 +102,81 @@ async fn an_upload_url_replayed_after_its_input_landed_is_409_and_stores_nothing
     let e = expect_error(&got, 409, "conflict");
     assert!(e["message"].as_str().unwrap().contains("deleted"), "{e}");
     assert_no_blob(&t, &key).await;
+    t.stack.shutdown().await;
+}
+
+/// A request body that sends `head` and then nothing, never ending.
+fn stalls_after(head: Vec<u8>) -> reqwest::Body {
+    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(head) })
+        .chain(futures::stream::pending());
+    reqwest::Body::wrap_stream(stream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_body_that_goes_silent_is_abandoned_408_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = format!("http://127.0.0.1:{}", spaceport_testkit::free_port());
+    let mut cfg = config(dir.path(), &dead);
+    cfg.upload_idle_s = Some(1);
+    let t = TestStack::start_config(cfg).await.unwrap();
+    let (id, up, key) = manual_run(&t, 100).await;
+    let http = reqwest::Client::new();
+    let began = Instant::now();
+    let got = tokio::time::timeout(
+        Duration::from_secs(20),
+        send(
+            http.put(up["url"].as_str().unwrap())
+                .header("content-type", "image/png")
+                .header("content-length", "100")
+                .body(stalls_after(png_bytes(100)[..10].to_vec())),
+        ),
+    )
+    .await
+    .expect("the server answered a silent upload");
+    let e = expect_error(&got, 408, "request_timeout");
+    assert!(e["message"].as_str().unwrap().contains("1 s"), "{e}");
+    assert!(began.elapsed() < Duration::from_secs(15));
+    assert_no_blob(&t, &key).await;
+    // The run still waits for its input, and the same URL takes a whole upload.
+    let run = t.client.get_run(&id, None).await.unwrap();
+    assert_eq!(run["status"], "created", "{run}");
+    let (status, ok) = put(
+        up["url"].as_str().unwrap(),
+        Some("image/png"),
+        png_bytes(100),
+    )
+    .await;
+    assert_eq!(status, 200, "{ok}");
+
+    // A multipart create whose body goes silent: 408, no run.
+    let runs = t.client.list_runs(&[]).await.unwrap()["runs"]
+        .as_array()
+        .unwrap()
+        .len();
+    let boundary = "spaceportstall";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"pipeline\"\r\n\r\nvggt\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"images\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n"
+    );
+    let mut first = head.into_bytes();
+    first.extend_from_slice(&png_bytes(40));
+    let got = tokio::time::timeout(
+        Duration::from_secs(20),
+        send(
+            http.post(format!("{}/v1/runs", t.stack.url))
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(stalls_after(first)),
+        ),
+    )
+    .await
+    .expect("the server answered a silent form");
+    expect_error(&got, 408, "request_timeout");
+    let after = t.client.list_runs(&[]).await.unwrap()["runs"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after, runs, "no run was created");
     t.stack.shutdown().await;
 }

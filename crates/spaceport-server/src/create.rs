@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -64,7 +64,15 @@ pub(crate) async fn create_run(
     let key = idempotency_key(&headers)?;
     let created = if is_multipart(&headers) {
         crate::front::check_form_origin(&headers, &st.front)?;
-        create_from_form(&api, &headers, req.into_body(), key, st.gate.body_bytes).await?
+        let stalled = crate::limits::Stalled::default();
+        let body = crate::limits::idle_bounded(req.into_body(), st.gate.upload_idle, &stalled);
+        match create_from_form(&api, &headers, body, key, st.gate.body_bytes).await {
+            Ok(created) => created,
+            Err(_) if stalled.happened() => {
+                return Err(crate::limits::Stalled::error(st.gate.upload_idle));
+            }
+            Err(e) => return Err(e),
+        }
     } else {
         crate::front::require_json(&headers)?;
         // A body sent without a length is cut off at the limit as it is read.
@@ -175,7 +183,7 @@ fn bad_form(e: impl std::fmt::Display) -> ApiError {
 async fn create_from_form(
     api: &Accept,
     headers: &HeaderMap,
-    body: Body,
+    body: spaceport_core::ports::ByteStream,
     key: Option<String>,
     text_limit: usize,
 ) -> ApiResult<Created> {
@@ -184,7 +192,7 @@ async fn create_from_form(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let boundary = multer::parse_boundary(ct).map_err(bad_form)?;
-    let mut form = multer::Multipart::new(body.into_data_stream(), boundary);
+    let mut form = multer::Multipart::new(body, boundary);
     let mut shot = api.one_shot().await?;
     let mut fields = Map::new();
     let read: ApiResult<()> = async {

@@ -25,7 +25,7 @@ use spaceport_steps::{Accept, Notify};
 pub use contract::document;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use front::{FrontDoor, LOOPBACK_HOSTS};
-pub use limits::{DEFAULT_BODY_BYTES, RateLimiter};
+pub use limits::{DEFAULT_BODY_BYTES, RateLimiter, UPLOAD_IDLE};
 pub use routes::ApiDoc;
 pub use spaceport_core::run_token::RunToken;
 
@@ -50,6 +50,8 @@ pub struct Gate {
     pub keys: KeyRing,
     pub rates: RateLimiter,
     pub body_bytes: usize,
+    /// How long an upload's body may go without a byte before it is abandoned (408).
+    pub upload_idle: std::time::Duration,
     /// Set: creating a run returns a run token, and run tokens are accepted.
     pub run_tokens: Option<RunTokens>,
     /// Set: an edge in front that sends this secret vouches for the principal it names.

@@ -1,7 +1,9 @@
-//! Request limits: the size of an API request body (uploads have their own, the declared size)
-//! and each key's (or run token's) request rate per scope, a token bucket (core's `Bucket`) held in memory. A
-//! request over a limit is refused before it reaches a handler: 413 `payload_too_large`, 429
-//! `rate_limited` with `Retry-After`.
+//! Request limits: the size of an API request body (uploads have their own, the declared size),
+//! how long an upload's body may stall (`idle_bounded`: a client trickling bytes, or gone
+//! silent, must not hold a connection and a request slot for ever), and each key's (or run
+//! token's) request rate per scope, a token bucket (core's `Bucket`) held in memory. A request
+//! over a limit is refused: 413 `payload_too_large`, 408 `request_timeout`, 429 `rate_limited`
+//! with `Retry-After`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -17,6 +19,64 @@ use crate::error::ApiError;
 /// The most bytes an API request body may have when none is configured: a create body is a few
 /// KiB (inputs are uploaded, not sent).
 pub const DEFAULT_BODY_BYTES: usize = 1 << 20;
+
+/// How long an upload's body may go without a byte when none is configured.
+pub const UPLOAD_IDLE: Duration = Duration::from_secs(30);
+
+/// Set by `idle_bounded` when the body it bounds went silent too long.
+#[derive(Clone, Default)]
+pub(crate) struct Stalled(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Stalled {
+    /// Whether the body stalled.
+    pub(crate) fn happened(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The 408 a stalled upload is answered with.
+    pub(crate) fn error(idle: Duration) -> ApiError {
+        ApiError {
+            status: axum::http::StatusCode::REQUEST_TIMEOUT,
+            code: "request_timeout".into(),
+            message: format!(
+                "the upload body sent nothing for {} s; it was abandoned and nothing was stored",
+                idle.as_secs()
+            ),
+            field: None,
+        }
+    }
+}
+
+/// `body`'s bytes, failing (and marking `stalled`) when `idle` passes without one.
+pub(crate) fn idle_bounded(
+    body: axum::body::Body,
+    idle: Duration,
+    stalled: &Stalled,
+) -> futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>> {
+    use futures::StreamExt;
+    let flag = stalled.0.clone();
+    let stream = body.into_data_stream();
+    futures::stream::unfold(Some(stream), move |state| {
+        let flag = flag.clone();
+        async move {
+            let mut stream = state?;
+            match tokio::time::timeout(idle, stream.next()).await {
+                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
+                Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
+                Ok(None) => None,
+                Err(_) => {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no bytes for {} s", idle.as_secs()),
+                    );
+                    Some((Err(e), None))
+                }
+            }
+        }
+    })
+    .boxed()
+}
 
 /// Buckets kept before the refilled ones are forgotten.
 const MAX_BUCKETS: usize = 10_000;

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use futures::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use spaceport_core::create::{parse_page_limit, parse_status_filter};
@@ -430,10 +429,18 @@ async fn upload(
     }
     // Checked before a byte is stored: a replayed URL must not replace what the run recorded.
     st.api.upload_open(&key).await?;
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let meta = blobs
-        .accept_upload(&key, query.as_deref().unwrap_or(""), ct, Box::pin(stream))
-        .await?;
+    let stalled = crate::limits::Stalled::default();
+    let stream = crate::limits::idle_bounded(body, st.gate.upload_idle, &stalled);
+    let meta = match blobs
+        .accept_upload(&key, query.as_deref().unwrap_or(""), ct, stream)
+        .await
+    {
+        Ok(meta) => meta,
+        Err(_) if stalled.happened() => {
+            return Err(crate::limits::Stalled::error(st.gate.upload_idle));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let run = st.api.input_landed(&key, &meta).await?;
     // Bytes that are not what was declared failed the run; the uploader hears it too.
     if let Some(e) = run.as_ref().and_then(|r| r.error.as_ref())

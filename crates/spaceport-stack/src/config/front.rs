@@ -7,7 +7,7 @@ use std::time::Duration;
 use spaceport_core::auth::{KeyRing, Scope};
 use spaceport_core::limits::default_rates;
 use spaceport_server::{
-    DEFAULT_BODY_BYTES, FrontDoor, Gate, LOOPBACK_HOSTS, RateLimiter, RunTokens,
+    DEFAULT_BODY_BYTES, FrontDoor, Gate, LOOPBACK_HOSTS, RateLimiter, RunTokens, UPLOAD_IDLE,
 };
 
 use super::{Config, ConfigError, env_var, err};
@@ -63,6 +63,16 @@ impl Config {
                 )));
             }
         };
+        let upload_idle = match self.upload_idle_s {
+            None => UPLOAD_IDLE,
+            Some(s) if (1..=3600).contains(&s) => Duration::from_secs(s),
+            Some(s) => {
+                return Err(err(format!(
+                    "{}: {s} must be between 1 and 3600 seconds",
+                    env_var("upload_idle_s")
+                )));
+            }
+        };
         let ttl = match self.run_token_ttl_s {
             None => 900,
             Some(s) if (10..=86_400).contains(&s) => s,
@@ -89,6 +99,7 @@ impl Config {
             keys: self.key_ring()?,
             rates: RateLimiter::new(rates),
             body_bytes,
+            upload_idle,
             run_tokens: secret.map(|secret| RunTokens {
                 secret,
                 ttl: Duration::from_secs(ttl),

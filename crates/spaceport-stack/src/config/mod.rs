@@ -188,6 +188,9 @@ pub struct Config {
     /// The most bytes an API request body may have (default 1 MiB; uploads are held to their
     /// declared size instead).
     pub max_body_bytes: Option<u64>,
+    /// Seconds an upload's body (a presigned PUT, a multipart create) may go without a byte
+    /// before it is abandoned, 408 `request_timeout`, nothing stored (default 30).
+    pub upload_idle_s: Option<u64>,
     /// Each key's request rate per scope (`[rate_limits."runs:write"]`: `per_second`, `burst`);
     /// unset scopes keep the defaults (10/s, burst 600 for `runs:write`; 50/s, burst 3000 for
     /// the others), a zero rate turns a scope's limit off.
