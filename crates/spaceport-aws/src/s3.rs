@@ -241,6 +241,9 @@ impl BlobStore for S3BlobStore {
             .key(key)
             .content_type(content_type)
             .content_length(size as i64)
+            // Create-only: a URL replayed after its input landed is refused 412 by S3 itself,
+            // so the bytes a backend reads are the bytes whose hash the run recorded.
+            .if_none_match("*")
             .presigned(presign_config(ttl)?)
             .await
             .map_err(|e| sdk(format!("presigning an upload of {key}"), e))?;

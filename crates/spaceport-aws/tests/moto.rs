@@ -153,15 +153,15 @@ async fn s3_presigned_upload_and_download_work_over_http() {
         "a SigV4 presigned URL: {}",
         target.url
     );
-    // S3 refuses any other size or type because both headers are signed (moto does not check
-    // signatures, so the URL itself is what this asserts).
+    // S3 refuses any other size or type, or a missing create-only condition, because those
+    // headers are signed (moto does not check signatures, so the URL itself is what this asserts).
     let signed = target
         .url
         .split(['?', '&'])
         .find_map(|p| p.strip_prefix("X-Amz-SignedHeaders="))
         .expect("X-Amz-SignedHeaders");
     assert_eq!(
-        signed, "content-length%3Bcontent-type%3Bhost",
+        signed, "content-length%3Bcontent-type%3Bhost%3Bif-none-match",
         "{}",
         target.url
     );
@@ -170,6 +170,7 @@ async fn s3_presigned_upload_and_download_work_over_http() {
         std::collections::BTreeMap::from([
             ("content-length".to_owned(), bytes.len().to_string()),
             ("content-type".to_owned(), "image/png".to_owned()),
+            ("if-none-match".to_owned(), "*".to_owned()),
         ]),
         "the client is told the headers to send"
     );
@@ -189,6 +190,16 @@ async fn s3_presigned_upload_and_download_work_over_http() {
     assert_eq!(head.size, bytes.len() as u64);
     assert_eq!(head.sha256, sha256(&bytes));
     assert_eq!(head.content_type, "image/png");
+    // The URL replayed with other bytes after the input landed: refused, nothing replaced.
+    let other: Vec<u8> = bytes.iter().map(|b| b.wrapping_add(1)).collect();
+    let mut again = http.put(&target.url).body(other);
+    for (k, v) in &target.headers {
+        again = again.header(k, v);
+    }
+    let res = again.send().await.unwrap();
+    assert_eq!(res.status(), 412, "a replayed upload URL");
+    let kept = blobs.head("runs/x/inputs/images/0").await.unwrap().unwrap();
+    assert_eq!(kept.sha256, sha256(&bytes), "the landed bytes are kept");
 
     let (url, expires) = blobs
         .presign_download(
