@@ -4,6 +4,7 @@
 //! feeding later calls) and joins the last; the returned handle is all `watch`/`download`/
 //! `cancel` need.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -36,7 +37,13 @@ pub struct GradioBackend {
     hub: Option<Hub>,
     /// Each Space's commit as the Hub last said, for the result cache.
     commits: Arc<crate::hub::Commits>,
+    /// One client per Space base URL, shared by every call: its connections are kept and
+    /// reused (a new client per call cost a TCP and TLS handshake each, and building one).
+    clients: Arc<std::sync::Mutex<HashMap<String, GradioClient>>>,
 }
+
+/// Clients kept at most (one per Space a pipeline names; past this the map starts afresh).
+const MAX_CLIENTS: usize = 256;
 
 impl Default for GradioBackend {
     fn default() -> Self {
@@ -78,6 +85,7 @@ impl GradioBackend {
             configs: Arc::default(),
             hub,
             commits: Arc::default(),
+            clients: Arc::default(),
         }
     }
 
@@ -95,7 +103,16 @@ impl GradioBackend {
     }
 
     fn client(&self, base: &str) -> Result<GradioClient, Error> {
-        GradioClient::new(base, self.options.clone())
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(base) {
+            return Ok(c.clone());
+        }
+        let c = GradioClient::new(base, self.options.clone())?;
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(base.to_owned(), c.clone());
+        Ok(c)
     }
 }
 
