@@ -301,7 +301,10 @@ fn limits_come_from_the_file_or_json_and_are_checked() {
     );
     let e = Config::from_sources(None, vars(&[("SPACEPORT_MAX_BODY_BYTES", "10")])).unwrap_err();
     assert!(e.to_string().contains("SPACEPORT_MAX_BODY_BYTES"), "{e}");
-    assert_eq!(cfg.gate().unwrap().upload_idle, spaceport_server::UPLOAD_IDLE);
+    assert_eq!(
+        cfg.gate().unwrap().upload_idle,
+        spaceport_server::UPLOAD_IDLE
+    );
     let cfg = Config::from_sources(None, vars(&[("SPACEPORT_UPLOAD_IDLE_S", "5")])).unwrap();
     assert_eq!(cfg.gate().unwrap().upload_idle, Duration::from_secs(5));
     let e = Config::from_sources(None, vars(&[("SPACEPORT_UPLOAD_IDLE_S", "0")]))
