@@ -638,7 +638,7 @@ impl RunStore for DynamoRunStore {
         after: Option<&StallCursor>,
         limit: usize,
     ) -> Result<StalledPage, Error> {
-        crate::sweeps::stalled(self, before, after, limit).await
+        crate::sweeps::page(self, &crate::sweeps::STALLED, before, after, limit).await
     }
 
     async fn retained(
@@ -647,7 +647,7 @@ impl RunStore for DynamoRunStore {
         after: Option<&StallCursor>,
         limit: usize,
     ) -> Result<Option<StalledPage>, Error> {
-        crate::sweeps::retained(self, before, after, limit)
+        crate::sweeps::page(self, &crate::sweeps::RETAINED, before, after, limit)
             .await
             .map(Some)
     }

@@ -53,38 +53,24 @@ pub(crate) async fn overdue(
     Ok(ids)
 }
 
-pub(crate) async fn stalled(
-    store: &DynamoRunStore,
-    before: DateTime<Utc>,
-    after: Option<&StallCursor>,
-    limit: usize,
-) -> Result<StalledPage, Error> {
-    let index = Sparse {
-        name: BY_STALL,
-        flag: "stalls",
-        time: "stall_ms",
-        what: "finding stalled runs",
-    };
-    page(store, &index, before, after, limit).await
-}
+/// Live runs nothing moved, by when they count as stalled (`Run::stall_from`).
+pub(crate) const STALLED: Sparse = Sparse {
+    name: BY_STALL,
+    flag: "stalls",
+    time: "stall_ms",
+    what: "finding stalled runs",
+};
 
-pub(crate) async fn retained(
-    store: &DynamoRunStore,
-    before: DateTime<Utc>,
-    after: Option<&StallCursor>,
-    limit: usize,
-) -> Result<StalledPage, Error> {
-    let index = Sparse {
-        name: BY_RETAIN,
-        flag: "retains",
-        time: "retain_ms",
-        what: "finding runs past their retention",
-    };
-    page(store, &index, before, after, limit).await
-}
+/// Finished runs that still hold their data, by when they finished.
+pub(crate) const RETAINED: Sparse = Sparse {
+    name: BY_RETAIN,
+    flag: "retains",
+    time: "retain_ms",
+    what: "finding runs past their retention",
+};
 
 /// A sparse index: only items carrying `flag` ("1") are in it, ordered by the time `time`.
-struct Sparse {
+pub(crate) struct Sparse {
     name: &'static str,
     flag: &'static str,
     time: &'static str,
@@ -92,7 +78,7 @@ struct Sparse {
 }
 
 /// The runs of `index` whose time is before `before`, after the cursor `after`, at most `limit`.
-async fn page(
+pub(crate) async fn page(
     store: &DynamoRunStore,
     index: &Sparse,
     before: DateTime<Utc>,

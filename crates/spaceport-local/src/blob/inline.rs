@@ -34,6 +34,40 @@ fn meta_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<BlobMeta> {
     })
 }
 
+const INSERT_NEW: &str = "INSERT INTO blobs (key, content_type, size, sha256, body)
+    VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) DO NOTHING";
+const INSERT_OR_REPLACE: &str =
+    "INSERT OR REPLACE INTO blobs (key, content_type, size, sha256, body)
+    VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// Writes the row of `key` with `sql` (one of the two above); how many rows it wrote.
+fn insert_row(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    key: &str,
+    meta: &BlobMeta,
+    body: &[u8],
+) -> Result<usize, Error> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| {
+            s.execute(params![
+                key,
+                meta.content_type,
+                meta.size as i64,
+                meta.sha256,
+                body
+            ])
+        })
+        .map_err(|e| sql_err("storing a blob", e))
+}
+
+/// The metadata of the row of `key`. The body column is not read: its pages are not touched.
+fn meta_in(conn: &rusqlite::Connection, key: &str) -> Result<Option<BlobMeta>, Error> {
+    conn.prepare_cached("SELECT content_type, size, sha256 FROM blobs WHERE key = ?1")
+        .and_then(|mut s| s.query_row([key], meta_of).optional())
+        .map_err(|e| sql_err("reading a blob's metadata", e))
+}
+
 /// Whether a file at `path` is there (a stat; an unreadable folder counts as "not there").
 fn file_there(path: &std::path::Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
@@ -47,14 +81,7 @@ impl Inline {
     /// The metadata of the inline object `key`, if there is one.
     pub(super) async fn head(&self, key: &str) -> Result<Option<BlobMeta>, Error> {
         let key = key.to_owned();
-        self.db
-            .call(move |conn| {
-                // The body column is not read: its pages are not touched.
-                conn.prepare_cached("SELECT content_type, size, sha256 FROM blobs WHERE key = ?1")
-                    .and_then(|mut s| s.query_row([&key], meta_of).optional())
-                    .map_err(|e| sql_err("reading a blob's metadata", e))
-            })
-            .await
+        self.db.call(move |conn| meta_in(conn, &key)).await
     }
 
     /// The inline object `key` and its bytes, if there is one.
@@ -97,31 +124,10 @@ impl Inline {
                     let theirs = if there {
                         Some(super::object_file::read_meta(&file)?)
                     } else {
-                        let n = tx
-                            .prepare_cached(
-                                "INSERT INTO blobs (key, content_type, size, sha256, body)
-                                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) DO NOTHING",
-                            )
-                            .and_then(|mut s| {
-                                s.execute(params![
-                                    key,
-                                    meta.content_type,
-                                    meta.size as i64,
-                                    meta.sha256,
-                                    body.as_ref()
-                                ])
-                            })
-                            .map_err(|e| sql_err("storing a blob", e))?;
-                        if n == 1 {
+                        if insert_row(tx, INSERT_NEW, &key, &meta, &body)? == 1 {
                             return Ok(None);
                         }
-                        tx.query_row(
-                            "SELECT content_type, size, sha256 FROM blobs WHERE key = ?1",
-                            [&key],
-                            meta_of,
-                        )
-                        .optional()
-                        .map_err(|e| sql_err("reading a blob's metadata", e))?
+                        meta_in(tx, &key)?
                     };
                     return match theirs {
                         Some(t) if t.sha256 == meta.sha256 && t.size == meta.size => Ok(None),
@@ -132,20 +138,7 @@ impl Inline {
                         None => Err(Error::Internal(format!("blob {key} vanished mid-write"))),
                     };
                 }
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO blobs (key, content_type, size, sha256, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        key,
-                        meta.content_type,
-                        meta.size as i64,
-                        meta.sha256,
-                        body.as_ref()
-                    ])
-                })
-                .map_err(|e| sql_err("storing a blob", e))?;
+                insert_row(tx, INSERT_OR_REPLACE, &key, &meta, &body)?;
                 Ok(there.then_some(file))
             })
             .await?;
@@ -177,13 +170,8 @@ impl Inline {
                 if n == 0 {
                     return Ok(None);
                 }
-                let meta = tx
-                    .query_row(
-                        "SELECT content_type, size, sha256 FROM blobs WHERE key = ?1",
-                        [&to],
-                        meta_of,
-                    )
-                    .map_err(|e| sql_err("copying a blob", e))?;
+                let meta = meta_in(tx, &to)?
+                    .ok_or_else(|| Error::Internal(format!("blob {to} vanished mid-copy")))?;
                 Ok(Some((meta, file_there(&to_file).then_some(to_file))))
             })
             .await?;
