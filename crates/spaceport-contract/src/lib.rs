@@ -1,14 +1,15 @@
 //! Contract suites for the ports: the same checks run against every adapter (SQLite and a
 //! directory here, DynamoDB/SQS/S3 on AWS), so a step behaves the same on either. Each check is a
 //! public async function that panics with `[contract <check>] …`; the suite functions run them all.
-//! One module per port: `store` (runs), `queue` (step queues), `blobs` (objects and their
-//! presigned URLs).
+//! One module per port: `store` (runs, with `sweeps` for the queries the sweeper reads),
+//! `queue` (step queues), `blobs` (objects and their presigned URLs).
 
 mod blobs;
 mod deliveries;
 mod events;
 mod queue;
 mod store;
+mod sweeps;
 
 pub use blobs::{
     BlobContractOptions, DOWNLOAD_FILENAME, PresignExpectations, Refusal,
@@ -39,9 +40,12 @@ pub use queue::{
 pub use store::{
     run_store_contract, sample_run, store_insert_then_get_round_trips,
     store_list_is_newest_first_filtered_and_paginates_without_gaps,
-    store_overdue_lists_live_runs_past_their_deadline,
     store_same_idempotency_key_and_body_returns_the_first_run,
     store_same_idempotency_key_other_body_conflicts_and_writes_nothing,
-    store_stalled_pages_through_runs_nothing_moved, store_update_is_conditional_on_the_version,
-    unique_pipeline,
+    store_update_is_conditional_on_the_version, unique_pipeline,
+};
+pub use sweeps::{
+    store_overdue_lists_live_runs_past_their_deadline,
+    store_retained_pages_through_finished_runs_that_hold_data,
+    store_stalled_pages_through_runs_nothing_moved,
 };
