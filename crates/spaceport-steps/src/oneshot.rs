@@ -5,8 +5,8 @@
 //! when none is left to upload. Whatever fails, the files stored for it are deleted.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use spaceport_core::ports::{BlobMeta, ByteStream, Idempotency};
@@ -39,11 +39,22 @@ impl Accept {
     }
 }
 
-/// `body`, failing once more than `max` bytes have passed (and setting `over`).
-fn capped(body: ByteStream, max: u64, over: Arc<AtomicBool>) -> ByteStream {
+/// `body`, failing once more than `max` bytes have passed (and setting `over`), its first
+/// bytes kept in `head` as they pass (what its type is told from, with no second read).
+fn capped(
+    body: ByteStream,
+    max: u64,
+    over: Arc<AtomicBool>,
+    head: Arc<Mutex<Vec<u8>>>,
+) -> ByteStream {
     let mut seen = 0u64;
     Box::pin(body.map(move |chunk| {
         let chunk = chunk?;
+        if seen < sniff::SNIFF_BYTES as u64 {
+            let mut head = head.lock().unwrap_or_else(|p| p.into_inner());
+            let take = (sniff::SNIFF_BYTES - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
         seen += chunk.len() as u64;
         if seen > max {
             over.store(true, Ordering::Relaxed);
@@ -105,10 +116,15 @@ impl OneShot {
         }
         let key = Run::input_key(&self.id, slot, index);
         let over = Arc::new(AtomicBool::new(false));
+        let head = Arc::new(Mutex::new(Vec::with_capacity(sniff::SNIFF_BYTES)));
         let put = self
             .accept
             .blobs()
-            .put(&key, content_type, capped(body, max, over.clone()))
+            .put(
+                &key,
+                content_type,
+                capped(body, max, over.clone(), head.clone()),
+            )
             .await;
         match put {
             Ok(meta) if meta.size == 0 => {
@@ -121,11 +137,7 @@ impl OneShot {
             Ok(meta) => {
                 // Bytes that are not the declared type are refused here, as a presigned upload's
                 // are when they land, before a run exists to reach a Space or model.
-                let head = crate::inputs::read_head(
-                    self.accept.blobs().get(&key).await?,
-                    sniff::SNIFF_BYTES,
-                )
-                .await?;
+                let head = std::mem::take(&mut *head.lock().unwrap_or_else(|p| p.into_inner()));
                 if let Some(why) = sniff::mismatch(content_type, &head) {
                     self.accept.blobs().delete(&key).await?;
                     return Err(Error::UnsupportedMediaType {

@@ -267,7 +267,7 @@ pub(crate) async fn part_a(opts: &Opts) -> Result<()> {
     }
     py.stop().await;
 
-    // What the Gradio client does before each job and ours does not cache: GET /config.
+    // What the Gradio client reads before each job and ours keeps (config_cache.rs): GET /config.
     let http = reqwest::Client::new();
     let mut config_ms = vec![];
     for _ in 0..10 {

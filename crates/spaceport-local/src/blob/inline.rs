@@ -156,6 +156,10 @@ impl Inline {
         to: &str,
         to_file: PathBuf,
     ) -> Result<Option<BlobMeta>, Error> {
+        // Most copies are of files: a read, not a write that copies nothing, tells.
+        if self.head(from).await?.is_none() {
+            return Ok(None);
+        }
         let (from, to) = (from.to_owned(), to.to_owned());
         let copied = self
             .db

@@ -75,6 +75,30 @@ impl SqliteStore {
             .await
     }
 
+    /// The conditional write of a run, with the step message `then` in its transaction.
+    async fn write_update(
+        &self,
+        run: &Run,
+        expected_version: u64,
+        then: Option<(QueueName, String)>,
+    ) -> Result<(), Error> {
+        let run = run.clone();
+        // Encoded here, not on the writer thread every write waits for.
+        let (body, events) = (to_json(&run)?, crate::events::encode(&run)?);
+        self.db
+            .write("updating a run", move |conn| {
+                update_in(conn, &run, expected_version, &body, &events)?;
+                match &then {
+                    Some((queue, message)) => {
+                        crate::queue::insert_message(conn, *queue, message, Duration::ZERO)
+                            .map(drop)
+                    }
+                    None => Ok(()),
+                }
+            })
+            .await
+    }
+
     /// The store on an open database.
     pub fn new(db: LocalDb) -> Self {
         SqliteStore { db, outbox: false }
@@ -310,14 +334,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn update(&self, run: &Run, expected_version: u64) -> Result<(), Error> {
-        let run = run.clone();
-        // Encoded here, not on the writer thread every write waits for.
-        let (body, events) = (to_json(&run)?, crate::events::encode(&run)?);
-        self.db
-            .write("updating a run", move |conn| {
-                update_in(conn, &run, expected_version, &body, &events)
-            })
-            .await
+        self.write_update(run, expected_version, None).await
     }
 
     async fn update_and_send(
@@ -331,14 +348,7 @@ impl RunStore for SqliteStore {
             self.update(run, expected_version).await?;
             return Ok(false);
         }
-        let run = run.clone();
-        let message = message.to_owned();
-        let (body, events) = (to_json(&run)?, crate::events::encode(&run)?);
-        self.db
-            .write("updating a run", move |conn| {
-                update_in(conn, &run, expected_version, &body, &events)?;
-                crate::queue::insert_message(conn, queue, &message, Duration::ZERO).map(drop)
-            })
+        self.write_update(run, expected_version, Some((queue, message.to_owned())))
             .await?;
         self.db.wake(queue);
         Ok(true)
