@@ -127,11 +127,23 @@ pub async fn run(client: &ApiClient, args: BatchArgs) -> Result<Vec<Value>> {
     let mut names = BTreeMap::new();
     for (run, entry) in runs.iter().zip(&entries) {
         let run_id = run["id"].as_str().unwrap_or_default().to_string();
+        let mut files = vec![];
         for up in run["uploads"].as_array().cloned().unwrap_or_default() {
             let slot = up["slot"].as_str().unwrap_or_default();
             let index = up["index"].as_u64().unwrap_or(0) as usize;
-            client.upload(&up, &entry.files[slot][index]).await?;
+            let path = entry
+                .files
+                .get(slot)
+                .and_then(|paths| paths.get(index))
+                .with_context(|| {
+                    format!(
+                        "the server asked for an upload this run has no file for: {slot}[{index}]"
+                    )
+                })?
+                .clone();
+            files.push((up, path));
         }
+        client.upload_all(&files).await?;
         names.insert(run_id, entry.name.clone());
     }
     eprintln!("batch {id}: {} runs of {}", runs.len(), args.pipeline);

@@ -10,6 +10,10 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
+/// How many files `upload_all` sends at once: a run's images go up together (the server's
+/// group commit lands them in shared transactions) without opening a connection per file.
+pub const UPLOADS_AT_ONCE: usize = 4;
+
 /// An error answer of the API: its HTTP status and `{"error": {code, message, field}}`.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{code}: {message} (HTTP {status})")]
@@ -175,6 +179,16 @@ impl ApiClient {
                 .with_context(|| format!("uploading {}", path.display()))?,
         )
         .await
+    }
+
+    /// Sends files to their upload targets, up to `UPLOADS_AT_ONCE` at a time (as a browser
+    /// does): `(target, path)` pairs; the first failure ends it.
+    pub async fn upload_all(&self, files: &[(Value, PathBuf)]) -> Result<()> {
+        futures::stream::iter(files)
+            .map(|(target, path)| self.upload(target, path))
+            .buffer_unordered(UPLOADS_AT_ONCE)
+            .try_for_each(|_| async { Ok(()) })
+            .await
     }
 
     /// `GET /v1/runs/{id}` (with `?wait=` seconds).

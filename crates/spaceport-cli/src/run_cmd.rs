@@ -133,13 +133,21 @@ pub async fn run(client: &ApiClient, args: RunArgs) -> Result<Value> {
     bar.set_prefix(id.clone());
     bar.enable_steady_tick(Duration::from_millis(120));
 
+    let mut files = vec![];
     for up in run["uploads"].as_array().cloned().unwrap_or_default() {
         let slot = up["slot"].as_str().unwrap_or_default();
         let index = up["index"].as_u64().unwrap_or(0) as usize;
-        let path = &by_slot[slot][index];
-        bar.set_message(format!("uploading {}", path.display()));
-        client.upload(&up, path).await?;
+        let path = by_slot
+            .get(slot)
+            .and_then(|paths| paths.get(index))
+            .with_context(|| {
+                format!("the server asked for an upload this run has no file for: {slot}[{index}]")
+            })?
+            .clone();
+        files.push((up, path));
     }
+    bar.set_message(format!("uploading {} file(s)", files.len()));
+    client.upload_all(&files).await?;
 
     let final_run = tokio::select! {
         r = follow(client, &id, &bar) => r?,

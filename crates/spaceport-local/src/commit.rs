@@ -4,7 +4,9 @@
 //! waiting, runs each in a savepoint of one `BEGIN IMMEDIATE` transaction (a write that fails
 //! rolls back its own savepoint only), commits once, and only then answers each caller: nothing
 //! is acknowledged before it is on disk (`synchronous=FULL` semantics kept), and a failed commit
-//! fails every write of its batch. SQLite has no group commit of its own; this is the few lines
+//! fails every write of its batch. Only a batch of writes that asked for it
+//! (`write_unsynced`: the queue's receives and deletes, which a power loss may undo without
+//! harm) commits without an fsync. SQLite has no group commit of its own; this is the few lines
 //! it takes. One long-lived thread, rather than a blocking-pool task per write, because the
 //! hand-offs between threads cost more than the writes themselves.
 
@@ -25,7 +27,13 @@ type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// A write waiting for the next batch: it runs against the batch's transaction and says whether
 /// it succeeded (its savepoint kept or rolled back).
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Deliver) + Send>;
+type Run = Box<dyn FnOnce(&Connection) -> (bool, Deliver) + Send>;
+
+/// A write, and whether it needs its batch fsynced (`write_unsynced`).
+struct Job {
+    run: Run,
+    durable: bool,
+}
 
 /// The most writes one batch takes: a bound on how long the first of them waits.
 const MAX_BATCH: usize = 512;
@@ -47,6 +55,8 @@ pub struct WriterStats {
     pub busy_us: u64,
     /// Of those, microseconds in `COMMIT` (writing the WAL and its fsync).
     pub commit_us: u64,
+    /// Of the commits, those of nothing but unsynced writes (no fsync of their own).
+    pub unsynced: u64,
 }
 
 #[derive(Default)]
@@ -55,6 +65,7 @@ struct Counters {
     writes: AtomicU64,
     busy_us: AtomicU64,
     commit_us: AtomicU64,
+    unsynced: AtomicU64,
 }
 
 impl Writer {
@@ -66,6 +77,8 @@ impl Writer {
         std::thread::Builder::new()
             .name("spaceport-db-writer".into())
             .spawn(move || {
+                // What the connection's `synchronous` is now (`configure` opens it FULL).
+                let mut full = true;
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     while batch.len() < MAX_BATCH {
@@ -78,7 +91,7 @@ impl Writer {
                     counted
                         .writes
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    flush(&conn, batch, &counted);
+                    flush(&conn, batch, &counted, &mut full);
                     counted
                         .busy_us
                         .fetch_add(began.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -96,6 +109,7 @@ impl Writer {
             writes: get(&self.stats.writes),
             busy_us: get(&self.stats.busy_us),
             commit_us: get(&self.stats.commit_us),
+            unsynced: get(&self.stats.unsynced),
         }
     }
 }
@@ -106,8 +120,36 @@ where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
 {
+    submit(writer, what, f, true).await
+}
+
+/// Runs `f` in the next batch, as `write`, except that a batch of nothing but such writes
+/// commits without an fsync (`synchronous=NORMAL` for that transaction: in WAL mode still
+/// consistent after a power loss, SQLite's documented guarantee, only possibly rolled back; and
+/// the next durable commit's fsync of the same log makes it durable too). For the queue's
+/// bookkeeping, on every step's path: receiving and deleting a message. Losing one to a power
+/// loss (a process crash loses nothing: the log is in the OS's hands) only makes a message
+/// visible again, to a step that finds its work done (at-least-once delivery, as SQS); and
+/// anything written after it commits later in the same log, so cannot be durable without it.
+pub(crate) async fn write_unsynced<T, F>(
+    writer: &Writer,
+    what: &'static str,
+    f: F,
+) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+{
+    submit(writer, what, f, false).await
+}
+
+async fn submit<T, F>(writer: &Writer, what: &'static str, f: F, durable: bool) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+{
     let (tx, rx) = oneshot::channel::<Result<T, Error>>();
-    let job: Job = Box::new(move |conn| {
+    let run: Run = Box::new(move |conn| {
         let out = f(conn);
         let ok = out.is_ok();
         let deliver: Deliver = Box::new(move |committed| {
@@ -119,7 +161,7 @@ where
         });
         (ok, deliver)
     });
-    if writer.jobs.send(job).is_err() {
+    if writer.jobs.send(Job { run, durable }).is_err() {
         return Err(not_committed(
             what,
             "the database writer has stopped".into(),
@@ -144,11 +186,28 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 /// Runs `batch` in one transaction (see the module's note).
-fn flush(conn: &Connection, batch: Vec<Job>, stats: &Counters) {
+/// `full` is what the connection's `synchronous` is now (FULL, or NORMAL).
+fn flush(conn: &Connection, batch: Vec<Job>, stats: &Counters, full: &mut bool) {
     // A write that panicked mid-batch left its transaction open: nothing of it was answered.
     if !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
+    // A batch of nothing but unsynced writes commits without an fsync (`write_unsynced`); any
+    // other batch, with one as always.
+    let want_full = batch.iter().any(|j| j.durable);
+    if want_full != *full {
+        let level = if want_full { "FULL" } else { "NORMAL" };
+        match conn.pragma_update(None, "synchronous", level) {
+            Ok(()) => *full = want_full,
+            // Staying FULL is only slower; a durable batch that cannot have it does not run.
+            Err(e) if want_full => {
+                tracing::warn!(error = %sql_err("setting synchronous=FULL", e), writes = batch.len(), "a write batch could not start");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not set synchronous=NORMAL"),
+        }
+    }
+    let synced = *full;
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         tracing::warn!(error = %sql_err("starting a write batch", e), writes = batch.len(), "a write batch could not start");
         // Dropping the jobs answers each caller "not committed" (retryable).
@@ -167,7 +226,7 @@ fn flush(conn: &Connection, batch: Vec<Job>, stats: &Counters) {
         }
         // A write that panics fails its batch (its caller's answer is dropped with it), not the
         // thread every later write needs.
-        match std::panic::catch_unwind(AssertUnwindSafe(|| job(conn))) {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| (job.run)(conn))) {
             Ok((ok, deliver)) => {
                 delivers.push(deliver);
                 let ended = if ok {
@@ -191,6 +250,9 @@ fn flush(conn: &Connection, batch: Vec<Job>, stats: &Counters) {
             stats.commit_us.fetch_add(took, Ordering::Relaxed);
             if r.is_ok() {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
+                if !synced {
+                    stats.unsynced.fetch_add(1, Ordering::Relaxed);
+                }
             }
             r
         }
@@ -259,6 +321,55 @@ mod tests {
             .await;
         assert!(sneaky.is_err());
         assert!(db.writer_stats().commits >= 2);
+    }
+
+    #[tokio::test]
+    async fn only_a_batch_of_nothing_but_queue_bookkeeping_commits_without_an_fsync() {
+        use spaceport_core::ports::{Queue, QueueName};
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let db = LocalDb::open(dir.path().join("t.db")).unwrap();
+        let queue = db.queue();
+        let before = db.writer_stats();
+        queue
+            .send(QueueName::PollStatus, "{}", Duration::ZERO)
+            .await
+            .unwrap();
+        let sent = db.writer_stats();
+        assert_eq!(sent.commits, before.commits + 1);
+        assert_eq!(sent.unsynced, before.unsynced, "a send is durable");
+        let got = queue
+            .receive(QueueName::PollStatus, 1, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        queue
+            .delete(QueueName::PollStatus, &got[0].receipt)
+            .await
+            .unwrap();
+        let settled = db.writer_stats();
+        assert_eq!(settled.commits, sent.commits + 2);
+        assert_eq!(
+            settled.unsynced,
+            sent.unsynced + 2,
+            "the receive and the delete committed without an fsync"
+        );
+        // The next durable write is durable again (FULL restored for it), and the bookkeeping is
+        // seen by every later reader, another connection included.
+        queue
+            .send(QueueName::PollStatus, "{}", Duration::ZERO)
+            .await
+            .unwrap();
+        let after = db.writer_stats();
+        assert_eq!(after.unsynced, settled.unsynced);
+        let other = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+        let left: i64 = other
+            .query_row("SELECT COUNT(*) FROM queue_messages", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            left, 1,
+            "the first message was deleted, the second is there"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -361,6 +361,16 @@ impl LocalDb {
     {
         crate::commit::write(&self.inner.writes, what, f).await
     }
+
+    /// `write`, committed without an fsync when its batch holds nothing else
+    /// (`commit::write_unsynced`: only for a write a power loss may undo without harm).
+    pub(crate) async fn write_unsynced<T, F>(&self, what: &'static str, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+    {
+        crate::commit::write_unsynced(&self.inner.writes, what, f).await
+    }
 }
 
 /// Prepared statements each connection keeps (rusqlite's default of 16 is fewer than the store,

@@ -67,16 +67,24 @@ impl PollStatus {
     /// Handles a poll-status message.
     pub async fn poll(&self, id: &RunId) -> Result<Outcome, Error> {
         let runs = &self.runs;
-        let Some(run) = runs.claim(id, Status::Running).await? else {
+        // The claim marks the stream opened in the same write: a worker that finds it marked
+        // knows an earlier holder's stream (and with it the result) may be gone.
+        let mut opened_before = false;
+        let claimed = runs
+            .claim_and(id, Status::Running, |run| {
+                let job = run.job.get_or_insert_default();
+                opened_before = job.stream_opened;
+                job.stream_opened = job.handle.is_some();
+            })
+            .await?;
+        let Some(run) = claimed else {
             return Ok(Outcome::Done);
         };
-        let job = run.job();
-        let Some(handle) = job.handle else {
+        let Some(handle) = run.job().handle else {
             self.lost(id, "the run has no job handle").await?;
             return Ok(Outcome::Done);
         };
-        let handle = runs.unstash(&handle).await?;
-        if job.stream_opened {
+        if opened_before {
             self.lost(
                 id,
                 "the worker holding the Space's event stream stopped; the Space drops such results",
@@ -84,15 +92,7 @@ impl PollStatus {
             .await?;
             return Ok(Outcome::Done);
         }
-        let me = runs.worker_id().to_string();
-        runs.mutate(id, |run| {
-            if run.status != Status::Running || !run.job().held_by(&me) {
-                return Ok(false);
-            }
-            run.job.get_or_insert_default().stream_opened = true;
-            Ok(true)
-        })
-        .await?;
+        let handle = runs.unstash(&handle).await?;
         let mut events = match self.space.watch(&handle).await {
             Ok(s) => s,
             Err(e) => {

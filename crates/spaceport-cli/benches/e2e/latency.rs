@@ -88,10 +88,13 @@ async fn our_run(
     let body = json!({"pipeline": "vggt", "inputs": {"images": inputs}, "cache": false});
     let run = client.create_run(&body, None).await?;
     let id = run["id"].as_str().context("a run id")?.to_string();
+    // As `spaceport run` sends them: together (`ApiClient::upload_all`).
+    let mut files = vec![];
     for up in run["uploads"].as_array().context("uploads")? {
         let i = up["index"].as_u64().context("upload index")? as usize;
-        client.upload(up, &images[i].1).await?;
+        files.push((up.clone(), images[i].1.clone()));
     }
+    client.upload_all(&files).await?;
     let t1 = Instant::now();
     let mut gets = 0;
     let done = loop {

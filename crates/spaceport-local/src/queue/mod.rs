@@ -149,8 +149,10 @@ impl SqliteQueue {
         let limit = self.max_receives(queue);
         // A zero timeout hides the message for 1 ms, so this receive cannot pick it twice.
         let hide = ms(visibility).max(1);
+        // Unsynced (`commit::write_unsynced`): a receive a power loss undoes only makes its
+        // messages visible again, and the fsync it would wait for is on every step's path.
         self.db
-            .write("receiving messages", move |tx| {
+            .write_unsynced("receiving messages", move |tx| {
                 let now = now_ms();
                 let mut out = Vec::with_capacity(max);
                 // Dead-lettered candidates leave the table, so re-selecting finds new ones.
@@ -353,8 +355,10 @@ impl Queue for SqliteQueue {
         // A stale receipt (the message was received again since) deletes nothing, as in SQS:
         // the newer receiver still owns the message.
         let receipt = receipt.to_owned();
+        // Unsynced, as a receive: a delete lost to a power loss only lets its message come
+        // back, to a step that finds its work done.
         self.db
-            .write("deleting a message", move |conn| {
+            .write_unsynced("deleting a message", move |conn| {
                 conn.prepare_cached("DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2")
                     .and_then(|mut s| s.execute(params![queue.as_str(), receipt]))
                     .map_err(|e| sql_err("deleting a message", e))?;

@@ -191,7 +191,38 @@ fn get_in(tx: &rusqlite::Connection, id: &str) -> Result<Option<Run>, Error> {
     body.as_deref().map(from_json).transpose()
 }
 
-/// The conditional write of `update` (with its encoded body and events) in the caller's transaction.
+/// The columns an update may set besides `version` and `body`: each read by an index or a
+/// trigger. Not `pipeline` (or `tenant`, `created_at`): a run keeps them from its insert.
+const INDEXED: [&str; 6] = [
+    "status",
+    "deadline_at",
+    "terminal",
+    "stall_at",
+    "bytes",
+    "retain_from",
+];
+
+/// `INDEXED`'s values for `run`, in that order.
+fn indexed_values(run: &Run) -> [rusqlite::types::Value; 6] {
+    use rusqlite::types::Value;
+    let opt = |v: Option<i64>| v.map_or(Value::Null, Value::Integer);
+    [
+        Value::Text(run.status.as_str().to_string()),
+        Value::Integer(millis(run.deadline_at)),
+        Value::Integer(run.status.is_terminal().into()),
+        opt(stall_at(run)),
+        Value::Integer(run.stored_bytes() as i64),
+        opt(retain_from(run)),
+    ]
+}
+
+/// The conditional write of `update` (with its encoded body and events) in the caller's
+/// transaction. Of `INDEXED`, only the columns whose value changed are named in the `UPDATE`:
+/// SQLite rewrites every index of a column named in SET, even to the same value, and those
+/// rewrites were three quarters of the log pages a batch of claims and heartbeats committed
+/// (measured: 13 updates, 48 pages naming them all, 12 naming none). The row is read first in
+/// the same transaction (its page is about to be written anyway); the SQL is built from fixed
+/// fragments, every value bound.
 fn update_in(
     conn: &rusqlite::Connection,
     run: &Run,
@@ -199,50 +230,52 @@ fn update_in(
     body: &str,
     events: &crate::events::Encoded,
 ) -> Result<(), Error> {
-    let changed = conn
+    use rusqlite::types::Value;
+    let stored = conn
         .prepare_cached(
-            // Not `pipeline` (or `tenant`, `created_at`): a run keeps them from its
-            // insert, and a column left out of SET spares its indexes a rewrite.
-            "UPDATE runs SET status = ?1, version = ?2, deadline_at = ?3, terminal = ?4,
-                                 body = ?5, stall_at = ?8, bytes = ?9, retain_from = ?10
-                 WHERE id = ?6 AND version = ?7",
+            "SELECT version, status, deadline_at, terminal, stall_at, bytes, retain_from
+             FROM runs WHERE id = ?1",
         )
         .and_then(|mut stmt| {
-            stmt.execute(params![
-                run.status.as_str(),
-                run.version as i64,
-                millis(run.deadline_at),
-                run.status.is_terminal(),
-                body,
-                run.id.as_str(),
-                expected_version as i64,
-                stall_at(run),
-                run.stored_bytes() as i64,
-                retain_from(run),
-            ])
+            stmt.query_row([run.id.as_str()], |r| {
+                let version: i64 = r.get(0)?;
+                let old = (1..=INDEXED.len())
+                    .map(|i| r.get::<_, Value>(i))
+                    .collect::<rusqlite::Result<Vec<Value>>>()?;
+                Ok((version, old))
+            })
+            .optional()
         })
-        .map_err(|e| sql_err("updating a run", e))?;
-    if changed == 1 {
-        return crate::events::write(conn, events);
-    }
-    let exists: bool = conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
-            [run.id.as_str()],
-            |r| r.get(0),
-        )
-        .map_err(|e| sql_err("checking a run", e))?;
-    Err(if exists {
-        Error::VersionConflict {
-            id: run.id.to_string(),
-            expected: expected_version,
-        }
-    } else {
-        Error::NotFound {
+        .map_err(|e| sql_err("reading a run to update", e))?;
+    let Some((version, old)) = stored else {
+        return Err(Error::NotFound {
             what: "run",
             id: run.id.to_string(),
+        });
+    };
+    if version != expected_version as i64 {
+        return Err(Error::VersionConflict {
+            id: run.id.to_string(),
+            expected: expected_version,
+        });
+    }
+    let mut sql = String::from("UPDATE runs SET version = ?1, body = ?2");
+    let mut values = vec![
+        Value::Integer(run.version as i64),
+        Value::Text(body.to_string()),
+    ];
+    for ((column, new), old) in INDEXED.iter().zip(indexed_values(run)).zip(old) {
+        if new != old {
+            values.push(new);
+            sql.push_str(&format!(", {column} = ?{}", values.len()));
         }
-    })
+    }
+    values.push(Value::Text(run.id.to_string()));
+    sql.push_str(&format!(" WHERE id = ?{}", values.len()));
+    conn.prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(values)))
+        .map_err(|e| sql_err("updating a run", e))?;
+    crate::events::write(conn, events)
 }
 
 #[async_trait]
