@@ -30,6 +30,15 @@ impl Step for FetchArtifact {
     async fn run(&self, msg: &StepMessage) -> Result<Outcome, Error> {
         self.fetch(&msg.run_id).await
     }
+
+    /// A run whose job completed in this process: the lease is all the claim takes.
+    fn take_over(&self, run: &mut Run) -> bool {
+        run.status == Status::Fetching
+    }
+
+    async fn resume(&self, run: Run) -> Result<Outcome, Error> {
+        self.fetch_claimed(run).await
+    }
 }
 
 impl FetchArtifact {
@@ -44,10 +53,16 @@ impl FetchArtifact {
 
     /// Handles a fetch-artifact message.
     pub async fn fetch(&self, id: &RunId) -> Result<Outcome, Error> {
-        let runs = &self.runs;
-        let Some(run) = runs.claim(id, Status::Fetching).await? else {
+        let Some(run) = self.runs.claim(id, Status::Fetching).await? else {
             return Ok(Outcome::Done);
         };
+        self.fetch_claimed(run).await
+    }
+
+    /// Fetches the outputs of a run this worker claimed.
+    async fn fetch_claimed(&self, run: Run) -> Result<Outcome, Error> {
+        let runs = &self.runs;
+        let id = &run.id;
         let written = Mutex::new(vec![]);
         let downloaded = match runs
             .holding(&run, self.download_all(&run, &written))

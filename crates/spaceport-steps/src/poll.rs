@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use spaceport_core::ports::{ModelRunner, QueueName, SpaceBackend, SpaceEvent, StepMessage};
-use spaceport_core::{Error, ErrorCode, JobState, Progress, RunId, Status, lease};
+use spaceport_core::{Error, ErrorCode, JobState, Progress, Run, RunId, Status, lease};
 
 use crate::runs::{Mutated, Runs};
 use crate::trouble::{Trouble, Troubles};
@@ -42,6 +42,23 @@ impl Step for PollStatus {
 
     async fn run(&self, msg: &StepMessage) -> Result<Outcome, Error> {
         self.poll(&msg.run_id).await
+    }
+
+    /// A run just submitted in this process: what the claim marks, marked in the submit's write.
+    fn take_over(&self, run: &mut Run) -> bool {
+        match run.job.as_mut() {
+            Some(job)
+                if run.status == Status::Running && job.handle.is_some() && !job.stream_opened =>
+            {
+                job.stream_opened = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    async fn resume(&self, run: Run) -> Result<Outcome, Error> {
+        self.watch(run).await
     }
 }
 
@@ -80,10 +97,10 @@ impl PollStatus {
         let Some(run) = claimed else {
             return Ok(Outcome::Done);
         };
-        let Some(handle) = run.job().handle else {
+        if run.job().handle.is_none() {
             self.lost(id, "the run has no job handle").await?;
             return Ok(Outcome::Done);
-        };
+        }
         if opened_before {
             self.lost(
                 id,
@@ -92,6 +109,18 @@ impl PollStatus {
             .await?;
             return Ok(Outcome::Done);
         }
+        self.watch(run).await
+    }
+
+    /// Holds the Space's event stream of a run this worker claimed (its stream marked opened)
+    /// to the end.
+    async fn watch(&self, run: Run) -> Result<Outcome, Error> {
+        let runs = &self.runs;
+        let id = &run.id;
+        let Some(handle) = run.job().handle else {
+            self.lost(id, "the run has no job handle").await?;
+            return Ok(Outcome::Done);
+        };
         let handle = runs.unstash(&handle).await?;
         let mut events = match self.space.watch(&handle).await {
             Ok(s) => s,

@@ -10,7 +10,9 @@ use spaceport_core::ports::{Delivery, Queue, QueueName};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::relay::{Lane, Relay};
 use crate::{Step, Steps, Sweeper, handle_message, settle};
 
 /// Tunables of the local runner.
@@ -44,6 +46,10 @@ impl Default for RunnerConfig {
 pub struct Runner {
     stop: CancellationToken,
     tasks: JoinSet<()>,
+    /// Runs handed from one step to the next in-process (`relay.rs`).
+    relayed: TaskTracker,
+    relay: Relay,
+    installed: u64,
 }
 
 /// The queues the local runner serves.
@@ -61,36 +67,59 @@ impl Runner {
     pub fn start(steps: Steps, queues: &[QueueName], config: RunnerConfig) -> Runner {
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        let mut lanes = vec![];
         for &q in queues {
             let Some(step) = steps.step(q) else {
                 tracing::warn!(queue = q.as_str(), "no step for this queue in this build");
                 continue;
             };
+            // One set of slots per step, for the runs its loop receives and those handed to it.
+            let slots = Arc::new(Semaphore::new(config.concurrency));
+            lanes.push(Lane {
+                queue: q,
+                slots: slots.clone(),
+                step: step.clone(),
+            });
             tasks.spawn(worker_loop(
                 steps.ports.queue.clone(),
                 step,
+                slots,
                 config.clone(),
                 stop.clone(),
             ));
         }
+        let relayed = TaskTracker::new();
+        let relay = steps.runs().relay.clone();
+        let installed = relay.install(lanes, stop.clone(), relayed.clone());
         tasks.spawn(sweeper_loop(
             Arc::new(steps.sweeper()),
             config,
             stop.clone(),
         ));
-        Runner { stop, tasks }
+        Runner {
+            stop,
+            tasks,
+            relayed,
+            relay,
+            installed,
+        }
     }
 
-    /// Stops the loops and waits for them (in-flight messages become visible again later).
+    /// Stops the loops and waits for them (in-flight messages become visible again later; runs
+    /// handed over in-process are sent on by the sweeper once their leases lapse).
     pub async fn shutdown(mut self) {
         self.stop.cancel();
+        self.relay.uninstall(self.installed);
         while self.tasks.join_next().await.is_some() {}
+        self.relayed.close();
+        self.relayed.wait().await;
     }
 }
 
 impl Drop for Runner {
     fn drop(&mut self) {
         self.stop.cancel();
+        self.relay.uninstall(self.installed);
         self.tasks.abort_all();
     }
 }
@@ -98,19 +127,20 @@ impl Drop for Runner {
 async fn worker_loop(
     queues: Arc<dyn Queue>,
     step: Arc<dyn Step>,
+    slots: Arc<Semaphore>,
     config: RunnerConfig,
     stop: CancellationToken,
 ) {
     let queue = step.queue();
-    let slots = Arc::new(Semaphore::new(config.concurrency));
     let mut handlers = JoinSet::new();
     loop {
         while handlers.try_join_next().is_some() {}
         let free = slots.available_permits();
         if free == 0 {
+            // Every worker busy (with messages, or runs handed over in-process): wait for one.
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = handlers.join_next() => continue,
+                _ = slots.acquire() => continue,
             }
         }
         let received = tokio::select! {

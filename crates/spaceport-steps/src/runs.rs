@@ -14,6 +14,7 @@ use spaceport_core::{BackendKind, Error, ErrorCode, PipelineSet, Progress, Run, 
 
 use crate::StepsConfig;
 use crate::changes::{Changes, Listener};
+use crate::relay::{Baton, Relay};
 
 /// The run store and queues, the clock, the pipelines and tunables, and this worker's name.
 #[derive(Clone)]
@@ -29,6 +30,8 @@ pub struct Runs {
     worker_id: String,
     /// Wakes this process's waiters when a run changes.
     changes: Changes,
+    /// This process's running steps, to hand runs over to without a message (`relay.rs`).
+    pub(crate) relay: Relay,
 }
 
 /// A run after a change: whether it was changed now, or was already as wanted.
@@ -64,6 +67,7 @@ impl Runs {
             config,
             worker_id: format!("wrk_{:016x}", rand::random::<u64>()),
             changes: Changes::default(),
+            relay: Relay::default(),
         }
     }
 
@@ -148,10 +152,13 @@ impl Runs {
     where
         F: FnMut(&mut Run) -> Result<bool, Error>,
     {
+        // A worker of the next step, when this process runs it and one is free (`relay.rs`).
+        let mut baton: Option<Baton> = None;
         for attempt in 0..32u32 {
             let mut run = self.load(id).await?;
             let prev = run.version;
-            let slot_before = self.occupied_slot(&run, self.clock.now());
+            let now = self.clock.now();
+            let slot_before = self.occupied_slot(&run, now);
             if !f(&mut run)? {
                 return Ok(Mutated::Unchanged(run));
             }
@@ -161,7 +168,18 @@ impl Runs {
             } else {
                 None
             };
+            if let Some(queue) = next
+                && baton.as_ref().map(Baton::queue) != Some(queue)
+            {
+                baton = self.relay.reserve(queue);
+            }
+            let relayed = next.is_some()
+                && baton.as_ref().is_some_and(|b| {
+                    b.take_over(&mut run, &self.worker_id, now, self.lease_until(now))
+                });
             let written = match next {
+                // Handed over in-process: no message.
+                Some(_) if relayed => self.store.update(&run, prev).await.map(|()| None),
                 Some(queue) => self
                     .store
                     .update_and_send(&run, prev, queue, &step_body(&run)?)
@@ -188,6 +206,9 @@ impl Runs {
                         && let Err(e) = self.leave(&key, id).await
                     {
                         tracing::warn!(run = %id, key, error = %e, "could not give a backend slot back");
+                    }
+                    if relayed && let Some(b) = baton.take() {
+                        b.start(run.clone(), self.clone());
                     }
                     return Ok(Mutated::Changed(run));
                 }
@@ -307,6 +328,23 @@ impl Runs {
         })
         .await?;
         Ok(ours)
+    }
+
+    /// A run handed over in-process whose step could not finish (`relay.rs`): our lease
+    /// dropped and a message sent to `queue` after `delay`, as its runner would have retried a
+    /// message.
+    pub(crate) async fn hand_back(
+        &self,
+        queue: QueueName,
+        id: &RunId,
+        delay: Duration,
+    ) -> Result<(), Error> {
+        let me = self.worker_id.clone();
+        let m = self.mutate(id, |run| Ok(lease::release(run, &me))).await?;
+        if m.run().status.is_terminal() {
+            return Ok(());
+        }
+        self.enqueue(queue, m.run(), delay).await
     }
 
     /// Drops our lease so another worker can take the run at once.

@@ -18,7 +18,8 @@ use spaceport_testkit::png;
 
 const RUNS: usize = 200;
 
-async fn one_run(steps: &Steps, image: Bytes) -> RunId {
+/// Creates a one-image `vggt` run and lands its input, as the API does.
+pub(crate) async fn one_run(steps: &Steps, image: Bytes) -> RunId {
     let req = CreateRunRequest {
         pipeline: "vggt".into(),
         inputs: [(
