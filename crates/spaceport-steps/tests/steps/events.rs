@@ -12,7 +12,7 @@ use spaceport_core::ports::{FeedQuery, SystemClock};
 use spaceport_core::{CreateRunRequest, DeclaredInput, PipelineSet, Run, RunId, Status};
 use spaceport_local::LocalStack;
 use spaceport_steps::runner::{LOCAL_QUEUES, Runner, RunnerConfig};
-use spaceport_steps::{Ports, Steps, StepsConfig};
+use spaceport_steps::{Steps, StepsConfig};
 use spaceport_testkit::fakes::InstantSpace;
 use spaceport_testkit::png;
 
@@ -54,18 +54,12 @@ async fn the_feed_lists_every_event_of_200_concurrent_runs_exactly_once() {
     let local = LocalStack::open(dir.path(), "http://127.0.0.1:9").unwrap();
     let steps = Steps::new(
         Arc::new(PipelineSet::builtin()),
-        Ports {
-            store: local.store.clone(),
-            queue: local.queue.clone(),
-            blobs: local.blobs.clone(),
-            space: Arc::new(InstantSpace::new()),
-            model: None,
-            clock: Arc::new(SystemClock),
-            deliveries: local.store.clone(),
-            sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),
-            sink: None,
-            fetcher: None,
-        },
+        crate::ports(
+            &local,
+            local.queue.clone(),
+            Arc::new(InstantSpace::new()),
+            Arc::new(SystemClock),
+        ),
         StepsConfig::default(),
     );
     let runner = Runner::start(

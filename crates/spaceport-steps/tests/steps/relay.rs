@@ -18,7 +18,7 @@ use spaceport_core::ports::{
 use spaceport_core::{Error, ErrorCode, PipelineSet, RunId, Status};
 use spaceport_local::LocalStack;
 use spaceport_steps::runner::{LOCAL_QUEUES, Runner, RunnerConfig};
-use spaceport_steps::{Ports, Steps, StepsConfig};
+use spaceport_steps::{Steps, StepsConfig};
 use spaceport_testkit::fakes::{CountingQueue, Counts, InstantSpace};
 use spaceport_testkit::png;
 
@@ -84,23 +84,13 @@ fn steps_on(
     space: Arc<dyn SpaceBackend>,
     clock: Arc<dyn Clock>,
 ) -> Steps {
+    let queue = Arc::new(CountingQueue {
+        inner: local.queue.clone(),
+        counts: counts.clone(),
+    });
     Steps::new(
         Arc::new(PipelineSet::builtin()),
-        Ports {
-            store: local.store.clone(),
-            queue: Arc::new(CountingQueue {
-                inner: local.queue.clone(),
-                counts: counts.clone(),
-            }),
-            blobs: local.blobs.clone(),
-            space,
-            model: None,
-            clock,
-            deliveries: local.store.clone(),
-            sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),
-            sink: None,
-            fetcher: None,
-        },
+        crate::ports(local, queue, space, clock),
         StepsConfig {
             backoff: Duration::from_millis(20),
             ..StepsConfig::default()
@@ -137,16 +127,30 @@ fn sends(counts: &Counts) -> u64 {
     counts.sends.load(Ordering::SeqCst)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_goes_from_step_to_step_in_process_with_one_message() {
+/// One run through one process running every step, on `space`; the run as it ended, the
+/// queue's counts and the stack (to look into its queues).
+async fn through_one_process(
+    space: Arc<dyn SpaceBackend>,
+) -> (
+    spaceport_core::Run,
+    Arc<Counts>,
+    LocalStack,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let local = LocalStack::open(dir.path(), "http://127.0.0.1:9").unwrap();
     let counts = Arc::new(Counts::default());
-    let steps = steps_on(&local, &counts, backend(0, false), Arc::new(SystemClock));
+    let steps = steps_on(&local, &counts, space, Arc::new(SystemClock));
     let runner = Runner::start(steps.clone(), &LOCAL_QUEUES, quick());
     let id = one_run(&steps, Bytes::from(png(20, 20, 1))).await;
     let run = ended(&steps, &id).await;
     runner.shutdown().await;
+    (run, counts, local, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_goes_from_step_to_step_in_process_with_one_message() {
+    let (run, counts, local, _dir) = through_one_process(backend(0, false)).await;
     assert_eq!(run.status, Status::Succeeded, "{:?}", run.error);
     assert_eq!(run.artifacts.len(), 1, "{:?}", run.artifacts);
     assert!(run.job().lease.is_none(), "no lease left behind");
@@ -187,14 +191,7 @@ async fn without_the_next_step_in_this_process_the_run_goes_by_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handed_over_step_that_must_retry_goes_back_to_its_queue() {
-    let dir = tempfile::tempdir().unwrap();
-    let local = LocalStack::open(dir.path(), "http://127.0.0.1:9").unwrap();
-    let counts = Arc::new(Counts::default());
-    let steps = steps_on(&local, &counts, backend(1, false), Arc::new(SystemClock));
-    let runner = Runner::start(steps.clone(), &LOCAL_QUEUES, quick());
-    let id = one_run(&steps, Bytes::from(png(20, 20, 3))).await;
-    let run = ended(&steps, &id).await;
-    runner.shutdown().await;
+    let (run, counts, _local, _dir) = through_one_process(backend(1, false)).await;
     assert_eq!(run.status, Status::Succeeded, "{:?}", run.error);
     // The handed-over fetch failed once: its retry came back as a message of its own queue.
     assert_eq!(run.job().fetch_tries, 1, "{:?}", run.job());
@@ -224,35 +221,19 @@ async fn a_run_held_by_a_runner_that_stopped_is_sent_on_by_the_sweeper() {
     }
     runner.shutdown().await;
     assert!(run.job().lease.is_some(), "held in-process");
-    assert_eq!(
+    let waiting = || async {
         local
             .queue
             .waiting(QueueName::PollStatus, &id)
             .await
-            .unwrap(),
-        Some(false),
-        "no message behind it"
-    );
+            .unwrap()
+    };
+    assert_eq!(waiting().await, Some(false), "no message behind it");
     // Nothing moves it while the lease lives; once it lapsed, the sweeper sends it on.
     let sweeper = steps.sweeper();
     sweeper.sweep(Duration::from_secs(10)).await.unwrap();
-    assert_eq!(
-        local
-            .queue
-            .waiting(QueueName::PollStatus, &id)
-            .await
-            .unwrap(),
-        Some(false)
-    );
+    assert_eq!(waiting().await, Some(false));
     *clock.0.lock().unwrap() += chrono::Duration::seconds(60);
     sweeper.sweep(Duration::from_secs(10)).await.unwrap();
-    assert_eq!(
-        local
-            .queue
-            .waiting(QueueName::PollStatus, &id)
-            .await
-            .unwrap(),
-        Some(true),
-        "re-sent to poll-status"
-    );
+    assert_eq!(waiting().await, Some(true), "re-sent to poll-status");
 }

@@ -15,7 +15,7 @@ use spaceport_core::{
 };
 use spaceport_gradio::{ClientOptions, GradioBackend};
 use spaceport_local::LocalStack;
-use spaceport_steps::{Ports, Steps, StepsConfig};
+use spaceport_steps::{Steps, StepsConfig};
 
 struct ManualClock(Mutex<DateTime<Utc>>);
 
@@ -40,18 +40,12 @@ fn steps_on(local: &LocalStack, clock: Arc<dyn Clock>) -> Steps {
 fn steps_with(local: &LocalStack, clock: Arc<dyn Clock>, dir: &Path, config: StepsConfig) -> Steps {
     Steps::new(
         Arc::new(PipelineSet::load_dir(dir).unwrap()),
-        Ports {
-            store: local.store.clone(),
-            queue: local.queue.clone(),
-            blobs: local.blobs.clone(),
-            space: Arc::new(GradioBackend::new(ClientOptions::default())),
-            model: None,
+        crate::ports(
+            local,
+            local.queue.clone(),
+            Arc::new(GradioBackend::new(ClientOptions::default())),
             clock,
-            deliveries: local.store.clone(),
-            sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),
-            sink: None,
-            fetcher: None,
-        },
+        ),
         config,
     )
 }
