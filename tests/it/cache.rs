@@ -62,7 +62,16 @@ async fn an_identical_run_is_answered_from_the_cache_without_calling_the_space()
         .download_artifact(id, "scene", "scene.glb", dir.path())
         .await
         .unwrap();
-    assert!(std::fs::read(path).unwrap().starts_with(b"glTF"));
+    assert!(std::fs::read(&path).unwrap().starts_with(b"glTF"));
+    // The copy says what the scene holds, as the first run's artifact did and trimesh reads
+    // it: with the camera frusta the Space drew (show_cam is on by default).
+    assert_eq!(scene(&second)["meta"], scene(&first)["meta"]);
+    assert_facts_match_trimesh(&scene(&second)["meta"], &path, true);
+    assert!(
+        scene(&second)["meta"]["cameras"].as_u64() > Some(0),
+        "{}",
+        scene(&second)
+    );
 
     // Opting out, or asking for something else, goes to the Space.
     let fresh = run(&t, json!({"conf_thres": 30}), json!({"cache": false})).await;

@@ -447,3 +447,69 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// What trimesh (another real consumer) reads from a 3D file, in the shape of an artifact's
+/// `meta`: points of point clouds, vertices and faces of meshes, the scene's bounds, and how
+/// many meshes there are (a VGGT scene's cameras).
+pub fn trimesh_facts(path: &Path) -> Value {
+    let script = r#"
+import sys, json, trimesh
+s = trimesh.load(sys.argv[1], process=False)
+scene = s if isinstance(s, trimesh.Scene) else trimesh.Scene(s)
+points = vertices = faces = meshes = 0
+for node in scene.graph.nodes_geometry:
+    _, name = scene.graph[node]
+    g = scene.geometry[name]
+    if isinstance(g, trimesh.PointCloud):
+        points += len(g.vertices)
+    else:
+        vertices += len(g.vertices); faces += len(g.faces); meshes += 1
+print(json.dumps({"points": points, "vertices": vertices, "faces": faces, "meshes": meshes,
+                  "bounds": scene.bounds.tolist()}))
+"#;
+    let out = Command::new(spaceport_testkit::repo_root().join(".venv/bin/python"))
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output()
+        .expect("running trimesh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("trimesh's figures")
+}
+
+/// Asserts an artifact's `meta` says what trimesh reads from its file: the same point and face
+/// counts, bounds within float precision, the camera count of a scene of points; vertices too
+/// when `vertices` (trimesh splits an OBJ's vertices at texture seams, so not for OBJ).
+pub fn assert_facts_match_trimesh(meta: &Value, path: &Path, vertices: bool) {
+    let t = trimesh_facts(path);
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    assert_eq!(n(&meta["points"]), n(&t["points"]), "points: {meta} vs {t}");
+    assert_eq!(n(&meta["faces"]), n(&t["faces"]), "faces: {meta} vs {t}");
+    if vertices {
+        assert_eq!(
+            n(&meta["vertices"]),
+            n(&t["vertices"]),
+            "vertices: {meta} vs {t}"
+        );
+    }
+    if n(&t["points"]) > 0 {
+        assert_eq!(meta["cameras"], t["meshes"], "cameras: {meta} vs {t}");
+    }
+    for corner in 0..2 {
+        for axis in 0..3 {
+            let (ours, theirs) = (
+                meta["bounds"][corner][axis].as_f64(),
+                t["bounds"][corner][axis].as_f64().unwrap(),
+            );
+            let ours = ours.unwrap_or_else(|| panic!("no bounds in {meta}"));
+            assert!(
+                (ours - theirs).abs() <= 1e-4 * theirs.abs().max(1.0),
+                "bounds[{corner}][{axis}]: {ours} vs {theirs} ({meta} vs {t})"
+            );
+        }
+    }
+}

@@ -117,6 +117,8 @@ async fn a_vggt_onnx_run_writes_a_valid_glb_and_a_complete_npz() {
         .unwrap();
     let report = spaceport_testkit::gltf_validate(&glb).unwrap();
     assert_eq!(report["issues"]["numErrors"], 0, "{report}");
+    // The model's own counts and what the file says (as trimesh reads it) agree.
+    assert_facts_match_trimesh(&scene["meta"], &glb, true);
     let npz = t
         .client
         .download_artifact(id, "predictions", "predictions.npz", out.path())

@@ -60,6 +60,10 @@ async fn a_run_succeeds_with_a_valid_glb_and_the_settings_and_order_reach_the_sp
     assert_eq!(&bytes[..4], b"glTF");
     let report = spaceport_testkit::gltf_validate(&path).unwrap();
     assert_eq!(report["issues"]["numErrors"], 0, "{report}");
+    // Its meta says what the scene holds, as trimesh reads it: points, no cameras (show_cam
+    // off), the scene's bounds.
+    assert_facts_match_trimesh(&arts[0]["meta"], &path, true);
+    assert_eq!(arts[0]["meta"]["cameras"], 0, "{}", arts[0]);
 
     // The Space got the settings in the /gradio_demo positions, in its own spellings, and the
     // images sorted by filename.

@@ -5,13 +5,12 @@
 //! crash does on `ws`, where a job lives only as long as its websocket: a new attempt.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use spaceport_cli::config::PipelineOverride;
-use spaceport_testkit::{Gradio, gltf_validate, repo_root};
+use spaceport_testkit::{Gradio, gltf_validate};
 
 use crate::common::*;
 
@@ -110,22 +109,14 @@ fn assert_valid_glb(path: &Path) {
     );
 }
 
-/// Loads a mesh with trimesh (another real consumer); returns its face count.
-fn trimesh_faces(path: &Path) -> u64 {
-    let out = Command::new(repo_root().join(".venv/bin/python"))
-        .arg("-c")
-        .arg(
-            "import sys, trimesh; m = trimesh.load(sys.argv[1], force='mesh'); print(len(m.faces))",
-        )
-        .arg(path)
-        .output()
-        .expect("running trimesh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+/// The artifact `name` of `done`, as the API listed it.
+fn listed<'a>(done: &'a Value, name: &str) -> &'a Value {
+    done["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap_or_else(|| panic!("no artifact {name} in {done}"))
 }
 
 fn ok(done: &Value) {
@@ -265,7 +256,9 @@ async fn hunyuan3d_live_space_layout_on_gradio_6() {
             path.display()
         );
         assert_valid_glb(&path);
-        assert!(trimesh_faces(&path) > 100);
+        // Its meta says what trimesh reads from it.
+        assert_facts_match_trimesh(&listed(&done, name)["meta"], &path, true);
+        assert!(listed(&done, name)["meta"]["faces"].as_u64() > Some(100));
     }
     t.stack.shutdown().await;
 }
@@ -281,11 +274,13 @@ async fn hunyuan3d_github_layout_with_its_state_slot_on_gradio_4_44() {
         "{}",
         mesh.display()
     );
-    assert!(trimesh_faces(&mesh) > 100);
+    assert_facts_match_trimesh(&listed(&done, "mesh")["meta"], &mesh, false);
+    assert!(listed(&done, "mesh")["meta"]["faces"].as_u64() > Some(100));
     let textured = artifact(&t, &done, "textured_mesh", dir.path())
         .await
         .unwrap();
     assert_valid_glb(&textured);
+    assert_facts_match_trimesh(&listed(&done, "textured_mesh")["meta"], &textured, true);
     let line = log_line(&mirror.output(), "GENERATE").expect("the mirror's GENERATE line");
     let seen: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(seen["seed"].as_f64(), Some(99.0), "{seen}");
@@ -300,7 +295,8 @@ async fn hunyuan3d_shape_on_the_github_layout_on_gradio_4_44() {
     let dir = tempfile::tempdir().unwrap();
     let mesh = artifact(&t, &done, "mesh", dir.path()).await.unwrap();
     assert_valid_glb(&mesh);
-    assert!(trimesh_faces(&mesh) > 100);
+    assert_facts_match_trimesh(&listed(&done, "mesh")["meta"], &mesh, true);
+    assert!(listed(&done, "mesh")["meta"]["faces"].as_u64() > Some(100));
     t.stack.shutdown().await;
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use spaceport_aws::{AwsConfig, AwsStack};
 use spaceport_contract::{PresignExpectations, Refusal, presigned_url_contract};
+use spaceport_core::ports::BlobStore;
 use spaceport_testkit::SeaweedS3;
 
 async fn blobs(s3: &SeaweedS3) -> AwsStack {
@@ -29,6 +30,26 @@ async fn blobs(s3: &SeaweedS3) -> AwsStack {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // Its volumes take writes a while later still (a first upload was answered 500
+    // InternalError in CI): write a probe until one lands, bounded, then remove it.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = futures::stream::once(async { Ok(bytes::Bytes::from_static(b"probe")) });
+        match stack
+            .blobs
+            .put("ready-probe", "text/plain", Box::pin(body))
+            .await
+        {
+            Ok(_) => break,
+            Err(e) => assert!(
+                std::time::Instant::now() < until,
+                "no write landed: {e}\n{}",
+                s3.output()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stack.blobs.delete("ready-probe").await.unwrap();
     stack
 }
 

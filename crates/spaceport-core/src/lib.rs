@@ -10,6 +10,7 @@ pub mod cache;
 pub mod create;
 pub mod error;
 pub mod event;
+pub mod facts;
 pub mod ids;
 pub mod job;
 pub mod lease;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde_json::{Map, Value};
+use spaceport_core::facts::{Format, Inspector};
 use spaceport_core::pipeline::OutputSpec;
 use spaceport_core::ports::{BlobStore, ByteStream};
 use spaceport_core::{Artifact, Error, ErrorCode, Progress, Run, RunId, Status, lease};
@@ -30,6 +31,21 @@ pub(crate) async fn store(
     let key = key(id, name, spec);
     let failure = Arc::new(Mutex::new(None));
     let body = guarded(body, name, spec.max_bytes(), failure.clone());
+    // A 3D file's counts and bounds, learnt as it passes (`spaceport_core::facts`).
+    let inspector = Format::of(&spec.content_type, &spec.filename)
+        .map(|f| Arc::new(Mutex::new(Inspector::new(f))));
+    let body = match &inspector {
+        Some(i) => {
+            let i = i.clone();
+            body.inspect(move |chunk| {
+                if let Ok(c) = chunk {
+                    i.lock().unwrap_or_else(|p| p.into_inner()).feed(c);
+                }
+            })
+            .boxed()
+        }
+        None => body,
+    };
     let stored = match blobs.put(&key, &spec.content_type, body).await {
         Ok(stored) => stored,
         Err(e) => {
@@ -37,6 +53,14 @@ pub(crate) async fn store(
             return Err(theirs.unwrap_or(e));
         }
     };
+    let mut meta = meta;
+    if let Some(i) = inspector {
+        let facts = i.lock().unwrap_or_else(|p| p.into_inner()).finish();
+        // What the backend said itself (a model's own counts) stands.
+        for (k, v) in facts {
+            meta.entry(k).or_insert(v);
+        }
+    }
     Ok(Artifact {
         name: name.to_string(),
         filename: spec.filename.clone(),

@@ -3,7 +3,6 @@
 //! project's `.venv` on free ports and killed on drop.
 
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -163,8 +162,8 @@ impl SeaweedS3 {
             .wait_until("SeaweedFS S3 answering", START_TIMEOUT, || {
                 http_get_status(s3_port, "/").is_ok_and(|s| s == 403)
             })?;
-        // Give the filer a moment to accept writes after S3 answers.
-        std::thread::sleep(Duration::from_millis(500));
+        // The filer and volumes take writes later still: a user waits for a first write to land
+        // (tests/seaweed.rs).
         Ok(server)
     }
 
