@@ -6,8 +6,10 @@ use serde_json::Value;
 
 use super::{Bounds, Counted};
 
-/// The largest JSON chunk read (a scene's JSON is kilobytes; its data is in the BIN chunk).
-const MAX_JSON: usize = 32 << 20;
+/// The largest JSON chunk read: a scene's JSON is kilobytes (a VGGT scene of 100 cameras, ~30
+/// KB; its data is in the BIN chunk), and this much is held per transfer, parsed, then dropped.
+/// A file whose JSON is larger gets no facts.
+const MAX_JSON: usize = 1 << 20;
 
 /// The most node visits a scene's walk takes (a node reached by several paths counts each time).
 const MAX_VISITS: usize = 100_000;
