@@ -467,7 +467,7 @@ for node in scene.graph.nodes_geometry:
 print(json.dumps({"points": points, "vertices": vertices, "faces": faces, "meshes": meshes,
                   "bounds": scene.bounds.tolist()}))
 "#;
-    let out = Command::new(spaceport_testkit::repo_root().join(".venv/bin/python"))
+    let out = Command::new(spaceport_testkit::venv_python().expect("the test venv"))
         .arg("-c")
         .arg(script)
         .arg(path)

@@ -199,7 +199,7 @@ impl Glb {
     /// node graph too large to walk (a hostile file's shared children multiply the visits).
     fn plan(&mut self, doc: &Value) -> bool {
         let empty = vec![];
-        let list = |k: &str| doc[k].as_array().unwrap_or(&empty).clone();
+        let list = |k: &str| doc[k].as_array().unwrap_or(&empty);
         let (nodes, meshes, accessors, views) = (
             list("nodes"),
             list("meshes"),
@@ -225,7 +225,7 @@ impl Glb {
             None => {
                 let children: std::collections::HashSet<u64> = nodes
                     .iter()
-                    .flat_map(|n| n["children"].as_array().unwrap_or(&empty).clone())
+                    .flat_map(|n| n["children"].as_array().unwrap_or(&empty))
                     .filter_map(|c| c.as_u64())
                     .collect();
                 (0..nodes.len())

@@ -26,6 +26,8 @@ struct Field {
 #[derive(Debug, Default)]
 pub(crate) struct Ply {
     header: Vec<u8>,
+    /// Where in `header` to look for its end next.
+    scan_from: usize,
     /// Parsed once the header ended.
     layout: Option<Layout>,
     /// Vertex records read so far.
@@ -170,11 +172,16 @@ impl Ply {
             // The header ends at the first "end_header" line.
             let before = self.header.len();
             self.header.extend_from_slice(chunk);
-            let Some(end) = find_end(&self.header) else {
-                if self.header.len() > MAX_HEADER {
-                    self.bad = true;
+            let end = match find_end(&self.header, self.scan_from) {
+                Ok(end) => end,
+                Err(again) => {
+                    // Each byte of the header is looked at about once, however it is chunked.
+                    self.scan_from = again;
+                    if self.header.len() > MAX_HEADER {
+                        self.bad = true;
+                    }
+                    return;
                 }
-                return;
             };
             let text = String::from_utf8_lossy(&self.header[..end]).into_owned();
             match parse_header(&text) {
@@ -302,21 +309,20 @@ impl Ply {
     }
 }
 
-/// Where the header's "end_header" line ends (the byte after its newline).
-fn find_end(bytes: &[u8]) -> Option<usize> {
+/// Where the header's "end_header" line ends (the byte after its newline), looking from `from`;
+/// else where to look from once more bytes came (a tag cut at the edge, or one whose line has not
+/// ended yet).
+fn find_end(bytes: &[u8], mut from: usize) -> Result<usize, usize> {
     let tag = b"end_header";
-    let mut from = 0;
     while let Some(i) = bytes[from..].windows(tag.len()).position(|w| w == tag) {
         let at = from + i;
-        let line_start = at == 0 || bytes[at - 1] == b'\n';
-        if line_start && let Some(nl) = bytes[at..].iter().position(|&b| b == b'\n') {
-            return Some(at + nl + 1);
+        if at == 0 || bytes[at - 1] == b'\n' {
+            return match bytes[at..].iter().position(|&b| b == b'\n') {
+                Some(nl) => Ok(at + nl + 1),
+                None => Err(at),
+            };
         }
-        if !line_start {
-            from = at + 1;
-            continue;
-        }
-        return None;
+        from = at + 1;
     }
-    None
+    Err(bytes.len().saturating_sub(tag.len()).max(from))
 }
