@@ -19,6 +19,7 @@ mod keys;
 mod landing;
 mod limits;
 mod load;
+mod models;
 mod oneshot;
 mod onnx;
 mod openapi;

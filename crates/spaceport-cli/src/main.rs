@@ -44,11 +44,11 @@ enum Command {
         #[arg(long)]
         bind: Option<String>,
         /// Which step workers this process runs: a comma-separated list of submit-space,
-        /// poll-status, fetch-artifact, reconstruct, notify-webhook, or `none` for an API-only
-        /// process.
+        /// poll-status, fetch-artifact, reconstruct, call-model, notify-webhook, or `none` for
+        /// an API-only process.
         #[arg(
             long,
-            default_value = "submit-space,poll-status,fetch-artifact,reconstruct,notify-webhook"
+            default_value = "submit-space,poll-status,fetch-artifact,reconstruct,call-model,notify-webhook"
         )]
         steps: String,
         /// Serve a non-loopback address without API keys (anyone reaching it can do anything).

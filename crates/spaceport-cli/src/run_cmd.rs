@@ -246,6 +246,14 @@ fn is_terminal(status: &str) -> bool {
 /// missed or shown twice; a server gone for longer than `RECONNECT_FOR` is an error.
 pub async fn follow(client: &ApiClient, id: &str, bar: &ProgressBar) -> Result<Value> {
     let mut after = 0;
+    // A model server's answer streaming in: (request, batch, try) and its text so far, shown
+    // whole once the next one starts or the run ends.
+    let mut answer: Option<(String, String)> = None;
+    let show = |answer: &mut Option<(String, String)>| {
+        if let Some((label, text)) = answer.take() {
+            bar.println(format!("  {label}: {}", text.trim()));
+        }
+    };
     let mut down_since: Option<std::time::Instant> = None;
     loop {
         match client.events(id, after).await {
@@ -266,7 +274,23 @@ pub async fn follow(client: &ApiClient, id: &str, bar: &ProgressBar) -> Result<V
                     for line in d["logs"].as_array().into_iter().flatten() {
                         bar.println(format!("  log: {}", line.as_str().unwrap_or_default()));
                     }
+                    if let Some(t) = d["text"].as_object() {
+                        let label = format!(
+                            "{} {} (try {})",
+                            t["request"].as_str().unwrap_or("?"),
+                            t["batch"],
+                            t["try"]
+                        );
+                        if answer.as_ref().is_none_or(|(l, _)| *l != label) {
+                            show(&mut answer);
+                        }
+                        answer
+                            .get_or_insert_with(|| (label, String::new()))
+                            .1
+                            .push_str(t["text"].as_str().unwrap_or_default());
+                    }
                 }
+                show(&mut answer);
                 // Ended by the server after the terminal event, or cut: the run says which.
                 if let Ok(run) = client.get_run(id, None).await
                     && is_terminal(run["status"].as_str().unwrap_or(""))

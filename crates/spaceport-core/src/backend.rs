@@ -15,17 +15,25 @@ pub enum BackendKind {
     Space,
     /// A local ONNX model: the reconstruct worker does the whole job.
     Onnx,
+    /// A model server speaking Ollama's or the OpenAI chat API: call-model does the whole job,
+    /// request by request.
+    HttpModel,
 }
 
 impl BackendKind {
     /// Every kind.
-    pub const ALL: [BackendKind; 2] = [BackendKind::Space, BackendKind::Onnx];
+    pub const ALL: [BackendKind; 3] = [
+        BackendKind::Space,
+        BackendKind::Onnx,
+        BackendKind::HttpModel,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             BackendKind::Space => "space",
             BackendKind::Onnx => "onnx",
+            BackendKind::HttpModel => "http_model",
         }
     }
 
@@ -45,6 +53,9 @@ impl BackendKind {
             // One worker runs the model and stores its files, so it redoes the whole job from
             // any live status after a crash.
             (BackendKind::Onnx, Submitting | Running | Fetching) => Some(QueueName::Reconstruct),
+            // The same for a model server: the answers kept so far on the run let a step that
+            // takes it over go on from the first request not yet answered.
+            (BackendKind::HttpModel, Submitting | Running | Fetching) => Some(QueueName::CallModel),
         }
     }
 }
@@ -80,6 +91,10 @@ mod tests {
             (Onnx, Submitting, Reconstruct),
             (Onnx, Running, Reconstruct),
             (Onnx, Fetching, Reconstruct),
+            (HttpModel, Queued, SubmitSpace),
+            (HttpModel, Submitting, CallModel),
+            (HttpModel, Running, CallModel),
+            (HttpModel, Fetching, CallModel),
         ];
         for (kind, status, queue) in want {
             assert_eq!(kind.queue_for(status), Some(queue), "{kind} {status}");

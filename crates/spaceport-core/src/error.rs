@@ -20,6 +20,8 @@ pub enum ErrorCode {
     SpaceError,
     SpaceProtocol,
     ModelError,
+    /// A model server (`http_model`) did not answer, or answered 5xx or 429, on every try.
+    ModelUnavailable,
     ArtifactDownloadFailed,
     DeadlineExceeded,
     Internal,
@@ -37,6 +39,7 @@ impl ErrorCode {
             ErrorCode::SpaceError => "space_error",
             ErrorCode::SpaceProtocol => "space_protocol",
             ErrorCode::ModelError => "model_error",
+            ErrorCode::ModelUnavailable => "model_unavailable",
             ErrorCode::ArtifactDownloadFailed => "artifact_download_failed",
             ErrorCode::DeadlineExceeded => "deadline_exceeded",
             ErrorCode::Internal => "internal",

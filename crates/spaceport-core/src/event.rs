@@ -124,6 +124,25 @@ pub struct RunEvent {
     /// The run's non-file outputs, once the backend returned them.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub outputs: serde_json::Map<String, serde_json::Value>,
+    /// Text a model server streamed since the run's previous event (`http_model` runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextDelta>,
+}
+
+/// A piece of a model server's answer, as it streams: which request, batch and try it belongs
+/// to, and the text that arrived. In `seq` order, the pieces of one (request, batch, try) make
+/// that try's answer; a request tried again (its server failed mid-answer) starts over, so a
+/// later try's pieces replace an earlier try's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextDelta {
+    /// The pipeline's request (`describe`).
+    pub request: String,
+    /// 1-based batch number within the request.
+    pub batch: u32,
+    /// 1-based try of this batch's request.
+    #[serde(rename = "try")]
+    pub attempt: u32,
+    pub text: String,
 }
 
 impl RunEvent {

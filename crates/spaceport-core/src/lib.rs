@@ -27,7 +27,7 @@ pub mod webhook;
 pub use backend::BackendKind;
 pub use create::{CreateRunRequest, DeclaredInput, NewRun, validate_create};
 pub use error::{Error, ErrorCode, Result};
-pub use event::{EventType, RunEvent};
+pub use event::{EventType, RunEvent, TextDelta};
 pub use ids::RunId;
 pub use job::{JobState, Lease};
 pub use pipeline::{Pipeline, PipelineSet};

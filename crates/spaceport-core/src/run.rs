@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::backend::BackendKind;
 use crate::error::{Error, ErrorCode};
-use crate::event::{EventType, PendingEvents, RunEvent};
+use crate::event::{EventType, PendingEvents, RunEvent, TextDelta};
 use crate::ids::RunId;
 use crate::job::JobState;
 use crate::status::Status;
@@ -231,6 +231,9 @@ pub struct Run {
     /// Log lines this change appended, for the next event it records.
     #[serde(skip)]
     pub new_logs: Vec<String>,
+    /// Streamed text this change carries, for the next event it records.
+    #[serde(skip)]
+    pub new_text: Option<TextDelta>,
 }
 
 impl Run {
@@ -278,6 +281,7 @@ impl Run {
             event_seq: 0,
             new_events: PendingEvents::default(),
             new_logs: vec![],
+            new_text: None,
         }
         .recorded(EventType::Created, created_at)
     }
@@ -302,6 +306,7 @@ impl Run {
             attempt: self.backend.attempt,
             logs: std::mem::take(&mut self.new_logs),
             outputs: self.outputs.clone(),
+            text: self.new_text.take(),
         });
     }
 
@@ -357,6 +362,13 @@ impl Run {
         if self.new_events.0.is_empty() {
             self.record(EventType::Progress, at);
         }
+    }
+
+    /// Records a `run.progress` event carrying text a model server streamed.
+    pub fn stream_text(&mut self, text: TextDelta, progress: Progress, at: DateTime<Utc>) {
+        self.progress = progress;
+        self.new_text = Some(text);
+        self.record(EventType::Progress, at);
     }
 
     /// Moves the run to `to` at `now`, filling the timestamps the move implies.

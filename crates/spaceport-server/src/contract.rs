@@ -153,6 +153,8 @@ mod tests {
                 "kolors-tryon",
                 "vggt",
                 "vggt-onnx",
+                "vlm-describe",
+                "vlm-task-events",
                 "wonder3d"
             ])
         );

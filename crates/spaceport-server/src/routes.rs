@@ -21,7 +21,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiQuery, ErrorBody};
 use crate::views::{
     ArtifactView, AttemptView, CreateRunRequest, DeliveryList, DeliveryView, EventList, EventView,
-    FeedView, PipelineList, RunList, RunView,
+    FeedView, PipelineList, RunList, RunView, TextView,
 };
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -66,6 +66,7 @@ type ApiResult<T> = Result<T, ApiError>;
         PipelineList,
         ErrorBody,
         EventView,
+        TextView,
         EventList,
         FeedView,
         DeliveryView,

@@ -299,6 +299,23 @@ pub struct EventView {
     #[serde(skip_serializing_if = "Map::is_empty")]
     #[schema(value_type = Object)]
     pub outputs: Map<String, Value>,
+    /// Text a model server streamed since the previous event (`http_model` runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextView>,
+}
+
+/// A piece of a model server's answer. In `seq` order, the pieces of one (`request`, `batch`,
+/// `try`) make that try's answer; a later try of the same batch starts over.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TextView {
+    /// The pipeline's request (`describe`).
+    pub request: String,
+    /// 1-based batch of images within the request.
+    pub batch: u32,
+    /// 1-based try of that batch's request.
+    #[serde(rename = "try")]
+    pub attempt: u32,
+    pub text: String,
 }
 
 impl From<&RunEvent> for EventView {
@@ -315,6 +332,12 @@ impl From<&RunEvent> for EventView {
             attempt: e.attempt,
             logs: e.logs.clone(),
             outputs: e.outputs.clone(),
+            text: e.text.as_ref().map(|t| TextView {
+                request: t.request.clone(),
+                batch: t.batch,
+                attempt: t.attempt,
+                text: t.text.clone(),
+            }),
         }
     }
 }

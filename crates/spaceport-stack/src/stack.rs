@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use spaceport_chat::HttpChat;
 use spaceport_core::PipelineSet;
 use spaceport_core::ports::{
     BlobStore, DeliveryStore, EventSink, ModelRunner, Queue, RunStore, SignedBlobs, SpaceBackend,
@@ -156,6 +157,10 @@ impl Stack {
             blobs,
             space,
             model: model_runner(cfg),
+            chat: Arc::new(HttpChat::new().map_err(|source| StackError::Open {
+                what: "model server client",
+                source,
+            })?),
             clock: Arc::new(SystemClock),
             deliveries,
             sender: Arc::new(sender),

@@ -169,6 +169,7 @@ mod tests {
                 blobs: local.blobs.clone(),
                 space: Arc::new(spaceport_gradio::GradioBackend::new(Default::default())),
                 model: None,
+                chat: Arc::new(spaceport_chat::HttpChat::new().unwrap()),
                 clock: Arc::new(SystemClock),
                 deliveries: local.store.clone(),
                 sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),

@@ -1,6 +1,6 @@
 //! The steps of a run as plain async functions over the ports, shared by the local runner and
 //! the Lambda binaries. Each step is a struct holding only the ports it uses (submit-space,
-//! poll-status, fetch-artifact, reconstruct, the sweeper, and `Accept`, the API's operations);
+//! poll-status, fetch-artifact, reconstruct, call-model, the sweeper, and `Accept`, the API's operations);
 //! `Steps` builds them all from one process's `Ports`. Every change is a conditional write, so a
 //! duplicate or late message changes nothing.
 
@@ -8,6 +8,7 @@ mod accept;
 mod artifacts;
 pub mod batch;
 mod cache;
+mod call_model;
 pub mod changes;
 mod fetch;
 mod hold;
@@ -33,13 +34,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use spaceport_core::outbound::OutboundGuard;
 use spaceport_core::ports::{
-    BlobStore, Clock, DeliveryStore, EventSink, InputFetcher, ModelRunner, Queue, QueueName,
-    RunStore, SpaceBackend, StepMessage, WebhookSender,
+    BlobStore, ChatServer, Clock, DeliveryStore, EventSink, InputFetcher, ModelRunner, Queue,
+    QueueName, RunStore, SpaceBackend, StepMessage, WebhookSender,
 };
 use spaceport_core::webhook::BusEvents;
 use spaceport_core::{Error, PipelineSet, Run};
 
 pub use accept::{Accept, Created, Landed, Upload};
+pub use call_model::CallModel;
 pub use fetch::FetchArtifact;
 pub use notify::{BUS_ENDPOINT, Endpoint, Notify, RUN_ENDPOINT, WebhookSettings};
 pub use oneshot::OneShot;
@@ -180,6 +182,8 @@ pub struct Ports {
     pub space: Arc<dyn SpaceBackend>,
     /// Runs local models; `None` where this process has no model runtime.
     pub model: Option<Arc<dyn ModelRunner>>,
+    /// Talks to model servers (Ollama, OpenAI-compatible).
+    pub chat: Arc<dyn ChatServer>,
     pub clock: Arc<dyn Clock>,
     /// Webhook deliveries and the dispatcher's cursors.
     pub deliveries: Arc<dyn DeliveryStore>,
@@ -268,6 +272,15 @@ impl Steps {
         )
     }
 
+    /// call-model.
+    pub fn call_model(&self) -> CallModel {
+        CallModel::new(
+            self.runs.clone(),
+            self.ports.blobs.clone(),
+            self.ports.chat.clone(),
+        )
+    }
+
     /// notify-webhook (and the delivery log's operations).
     pub fn notify(&self) -> Notify {
         Notify::new(
@@ -290,6 +303,7 @@ impl Steps {
             QueueName::PollStatus => Some(Arc::new(self.poll_status())),
             QueueName::FetchArtifact => Some(Arc::new(self.fetch_artifact())),
             QueueName::Reconstruct => Some(Arc::new(self.reconstruct())),
+            QueueName::CallModel => Some(Arc::new(self.call_model())),
             QueueName::NotifyWebhook => Some(Arc::new(self.notify())),
         }
     }

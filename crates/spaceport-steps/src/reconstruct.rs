@@ -144,7 +144,7 @@ impl Reconstruct {
         // before failovers named their pipeline: the first ONNX fallback).
         let pipeline = match &declared.backend {
             BackendSpec::Onnx { .. } => declared,
-            BackendSpec::Space { .. } => declared
+            BackendSpec::Space { .. } | BackendSpec::HttpModel { .. } => declared
                 .fallbacks()
                 .into_iter()
                 .filter_map(|name| runs.pipelines.get(name).ok())

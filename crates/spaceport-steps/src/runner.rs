@@ -53,11 +53,12 @@ pub struct Runner {
 }
 
 /// The queues the local runner serves.
-pub const LOCAL_QUEUES: [QueueName; 5] = [
+pub const LOCAL_QUEUES: [QueueName; 6] = [
     QueueName::SubmitSpace,
     QueueName::PollStatus,
     QueueName::FetchArtifact,
     QueueName::Reconstruct,
+    QueueName::CallModel,
     QueueName::NotifyWebhook,
 ];
 

@@ -330,6 +330,28 @@ impl Runs {
         Ok(ours)
     }
 
+    /// As `renew`, recording text a model server streamed as a `run.progress` event.
+    pub(crate) async fn stream_text(
+        &self,
+        id: &RunId,
+        text: spaceport_core::TextDelta,
+        progress: Progress,
+    ) -> Result<bool, Error> {
+        let now = self.clock.now();
+        let until = self.lease_until(now);
+        let me = self.worker_id.clone();
+        let mut ours = false;
+        self.mutate(id, |run| {
+            ours = !run.status.is_terminal() && lease::renew(run, &me, until);
+            if ours {
+                run.stream_text(text.clone(), progress.clone(), now);
+            }
+            Ok(ours)
+        })
+        .await?;
+        Ok(ours)
+    }
+
     /// A run handed over in-process whose step could not finish (`relay.rs`): our lease
     /// dropped and a message sent to `queue` after `delay`, as its runner would have retried a
     /// message.
@@ -436,8 +458,9 @@ impl Runs {
     }
 
     /// Stops the job `handle` (as the run keeps it) names at the run's backend; failures are
-    /// logged, not returned (the run is already final or being replaced). A local model needs
-    /// nothing: its worker stops when its lease renewal finds the run ended.
+    /// logged, not returned (the run is already final or being replaced). A local model or a
+    /// model server needs nothing: its worker stops when its lease renewal finds the run ended
+    /// (dropping the request, which closes the server's stream).
     pub(crate) async fn cancel_at_backend(
         &self,
         space: &dyn SpaceBackend,
@@ -449,7 +472,7 @@ impl Runs {
                 Ok(h) => space.cancel(&h).await,
                 Err(e) => Err(e),
             },
-            BackendKind::Onnx => Ok(()),
+            BackendKind::Onnx | BackendKind::HttpModel => Ok(()),
         };
         if let Err(e) = result {
             tracing::warn!(run = %run.id, error = %e, "could not cancel the job at the backend");

@@ -246,6 +246,11 @@ impl Troubles {
                     kind: BackendKind::Space,
                     target: space.clone(),
                 },
+                BackendSpec::HttpModel { model, .. } => Next {
+                    pipeline: name.to_string(),
+                    kind: BackendKind::HttpModel,
+                    target: model.clone(),
+                },
             };
             return Ok(Some(next));
         }

@@ -12,6 +12,7 @@ mod files;
 mod front;
 mod gradio;
 mod hostile;
+mod model_server;
 mod peer;
 mod receiver;
 pub mod stats;
@@ -27,6 +28,7 @@ pub use files::{demo_model, gltf_validate, ort_dylib, png};
 pub use front::{FRONT_SHA, Seen, SpaceFront};
 pub use gradio::{Gradio, MirrorSpace, matrix_pipeline};
 pub use hostile::{Counts, Elsewhere, HostileSpace, Misbehaviour, SLOW_ARTIFACT_BYTES};
+pub use model_server::ModelServerMirror;
 pub use receiver::WebhookReceiver;
 
 /// How long a mirror may take until `/config` answers.

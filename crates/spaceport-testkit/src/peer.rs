@@ -46,6 +46,22 @@ pub(crate) fn http_get_body(port: u16, path: &str) -> std::io::Result<String> {
     }
 }
 
+/// The HTTP status of an empty `POST path` on 127.0.0.1:port (a peer's control endpoint).
+pub(crate) fn http_post_status(port: u16, path: &str) -> std::io::Result<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {text:.40}")))
+}
+
 /// A started peer process: its stdout and stderr lines are collected, and it is killed
 /// (SIGKILL) when dropped.
 pub(crate) struct Peer {

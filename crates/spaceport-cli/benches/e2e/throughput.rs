@@ -157,6 +157,7 @@ pub(crate) async fn part_b(opts: &Opts) -> Result<()> {
         }),
         space: Arc::new(InstantSpace::new()),
         model: None,
+        chat: Arc::new(spaceport_chat::HttpChat::new().unwrap()),
         clock: Arc::new(SystemClock),
         deliveries: local.store.clone(),
         sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),

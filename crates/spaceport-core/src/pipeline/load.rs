@@ -131,11 +131,11 @@ impl Pipeline {
                 "is also an artifact in [outputs]: names are shared",
             ));
         }
-        if !self.values.is_empty() && !matches!(self.backend, BackendSpec::Space { .. }) {
+        if !self.values.is_empty() && matches!(self.backend, BackendSpec::Onnx { .. }) {
             return Err(load_err(
                 file,
                 "values",
-                "only a Space backend returns values",
+                "only a Space or a model server returns values",
             ));
         }
         match &self.backend {
@@ -239,6 +239,7 @@ impl Pipeline {
                     ));
                 }
             }
+            BackendSpec::HttpModel { .. } => self.check_model_server(file)?,
         }
         Ok(())
     }

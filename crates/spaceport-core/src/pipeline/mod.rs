@@ -4,6 +4,7 @@
 
 mod inputs;
 mod load;
+mod model_server;
 mod schema;
 mod set;
 mod settings;
@@ -12,6 +13,10 @@ mod values;
 
 pub use inputs::{DeclaredFile, check_filename};
 pub use load::LoadError;
+pub use model_server::{
+    AnswerForm, ChatProtocol, DEFAULT_MAX_ANSWER_BYTES, DEFAULT_REQUEST_TIMEOUT_S, ModelServer,
+    OptionSpec, PromptContext, RequestSpec, answer_file, json_in_answer, render,
+};
 pub use schema::BackendDescription;
 pub use set::{BUILTIN_PIPELINES, PipelineSet};
 pub use spec::{

@@ -5,15 +5,26 @@ use serde_json::{Map, Value, json};
 
 use serde::{Deserialize, Serialize};
 
+use super::model_server::ChatProtocol;
 use super::spec::{BackendSpec, Pipeline, SettingSpec};
 
 /// A pipeline's backend as the API shows it: `{"kind": "space", "space": "facebook/vggt"}` or
-/// `{"kind": "onnx", "model": "models/vggt.onnx"}`.
+/// `{"kind": "onnx", "model": "models/vggt.onnx"}` or
+/// `{"kind": "http_model", "protocol": "ollama", "model": "llava:7b"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BackendDescription {
-    Space { space: String },
-    Onnx { model: String },
+    Space {
+        space: String,
+    },
+    Onnx {
+        model: String,
+    },
+    /// The server's URL is the deployment's business and stays out of the API.
+    HttpModel {
+        protocol: ChatProtocol,
+        model: String,
+    },
 }
 
 impl BackendDescription {
@@ -26,6 +37,12 @@ impl BackendDescription {
             BackendSpec::Onnx { model, .. } => BackendDescription::Onnx {
                 model: model.clone(),
             },
+            BackendSpec::HttpModel {
+                protocol, model, ..
+            } => BackendDescription::HttpModel {
+                protocol: *protocol,
+                model: model.clone(),
+            },
         }
     }
 
@@ -33,7 +50,9 @@ impl BackendDescription {
     pub fn target(&self) -> &str {
         match self {
             BackendDescription::Space { space } => space,
-            BackendDescription::Onnx { model } => model,
+            BackendDescription::Onnx { model } | BackendDescription::HttpModel { model, .. } => {
+                model
+            }
         }
     }
 }

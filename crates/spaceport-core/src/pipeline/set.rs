@@ -35,6 +35,14 @@ pub const BUILTIN_PIPELINES: &[(&str, &str)] = &[
         "wonder3d.toml",
         include_str!("../../../../pipelines/wonder3d.toml"),
     ),
+    (
+        "vlm-describe.toml",
+        include_str!("../../../../pipelines/vlm-describe.toml"),
+    ),
+    (
+        "vlm-task-events.toml",
+        include_str!("../../../../pipelines/vlm-task-events.toml"),
+    ),
 ];
 
 /// Every pipeline of a deployment, checked together (fallbacks must exist).
@@ -146,9 +154,29 @@ impl PipelineSet {
                 *url = Some(new_url.trim_end_matches('/').to_string());
                 Ok(())
             }
-            BackendSpec::Onnx { .. } => Err(Error::validation(
+            _ => Err(Error::validation(
                 "space_url",
                 format!("pipeline {name:?} does not call a Space"),
+            )),
+        }
+    }
+
+    /// Points a model server pipeline at another server (a deployment's own Ollama or vLLM).
+    pub fn set_server_url(&mut self, name: &str, new_url: &str) -> Result<(), Error> {
+        match &mut self.get_mut(name)?.backend {
+            BackendSpec::HttpModel { url, .. } => {
+                if !(new_url.starts_with("http://") || new_url.starts_with("https://")) {
+                    return Err(Error::validation(
+                        "server_url",
+                        format!("{new_url:?} is not an http(s) URL"),
+                    ));
+                }
+                *url = new_url.trim_end_matches('/').to_string();
+                Ok(())
+            }
+            _ => Err(Error::validation(
+                "server_url",
+                format!("pipeline {name:?} does not ask a model server"),
             )),
         }
     }
@@ -182,7 +210,7 @@ impl PipelineSet {
                 *model = path.to_string();
                 Ok(())
             }
-            BackendSpec::Space { .. } => Err(Error::validation(
+            _ => Err(Error::validation(
                 "model",
                 format!("pipeline {name:?} does not run a local model"),
             )),

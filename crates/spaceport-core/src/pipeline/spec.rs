@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::model_server::{ChatProtocol, RequestSpec};
 use crate::backend::BackendKind;
 
 /// The most images a local-model run takes when the deployment does not say (`max_frames`).
@@ -236,6 +237,19 @@ pub enum BackendSpec {
         #[serde(default)]
         preprocess: Option<String>,
     },
+    /// A model server (Ollama or the OpenAI chat API) asked `requests` in order
+    /// (`model_server.rs`).
+    HttpModel {
+        protocol: ChatProtocol,
+        /// The server's base URL (`http://127.0.0.1:11434`). Overridable per deployment.
+        url: String,
+        /// The served model (`llava:7b`); a request may name another.
+        model: String,
+        requests: Vec<RequestSpec>,
+        /// How long one request may take, in seconds (default 300).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_s: Option<u64>,
+    },
 }
 
 /// One artifact a run produces.
@@ -405,7 +419,7 @@ impl Pipeline {
             (_, Some(0)) => None,
             (_, Some(n)) => Some(n),
             (BackendSpec::Onnx { .. }, None) => Some(1),
-            (BackendSpec::Space { .. }, None) => None,
+            (BackendSpec::Space { .. } | BackendSpec::HttpModel { .. }, None) => None,
         }
     }
 
@@ -415,6 +429,7 @@ impl Pipeline {
         match &self.backend {
             BackendSpec::Space { space, .. } => format!("space:{space}"),
             BackendSpec::Onnx { model, .. } => format!("onnx:{model}"),
+            BackendSpec::HttpModel { url, model, .. } => format!("http_model:{url}#{model}"),
         }
     }
 
@@ -453,7 +468,7 @@ impl Pipeline {
                 outputs: BTreeMap::new(),
             }],
             BackendSpec::Space { layouts, .. } => layouts.clone(),
-            BackendSpec::Onnx { .. } => vec![],
+            BackendSpec::Onnx { .. } | BackendSpec::HttpModel { .. } => vec![],
         }
     }
 
@@ -492,7 +507,7 @@ impl Pipeline {
                 .iter()
                 .find(|l| l.name == layout)
                 .and_then(|l| l.outputs.get(name)),
-            BackendSpec::Onnx { .. } => None,
+            BackendSpec::Onnx { .. } | BackendSpec::HttpModel { .. } => None,
         }
     }
 
@@ -501,11 +516,11 @@ impl Pipeline {
         chrono::Duration::seconds(self.deadline_s as i64)
     }
 
-    /// The Space id or model path, for `backend.target`.
+    /// The Space id, model path or served model, for `backend.target`.
     pub fn target(&self) -> &str {
         match &self.backend {
             BackendSpec::Space { space, .. } => space,
-            BackendSpec::Onnx { model, .. } => model,
+            BackendSpec::Onnx { model, .. } | BackendSpec::HttpModel { model, .. } => model,
         }
     }
 
@@ -523,7 +538,7 @@ impl BackendSpec {
             BackendSpec::Space { space, url, .. } => {
                 Some(url.clone().unwrap_or_else(|| space_base_url(space)))
             }
-            BackendSpec::Onnx { .. } => None,
+            BackendSpec::Onnx { .. } | BackendSpec::HttpModel { .. } => None,
         }
     }
 
@@ -532,6 +547,7 @@ impl BackendSpec {
         match self {
             BackendSpec::Space { .. } => BackendKind::Space,
             BackendSpec::Onnx { .. } => BackendKind::Onnx,
+            BackendSpec::HttpModel { .. } => BackendKind::HttpModel,
         }
     }
 }

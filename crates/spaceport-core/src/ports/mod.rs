@@ -26,6 +26,7 @@ impl Clock for SystemClock {
 
 mod backend;
 mod blob;
+mod chat;
 mod fetch;
 mod queue;
 mod sink;
@@ -34,6 +35,7 @@ mod webhook;
 
 pub use backend::*;
 pub use blob::*;
+pub use chat::*;
 pub use fetch::*;
 pub use queue::*;
 pub use sink::*;

@@ -18,16 +18,18 @@ pub enum QueueName {
     FetchArtifact,
     NotifyWebhook,
     Reconstruct,
+    CallModel,
 }
 
 impl QueueName {
     /// Every queue.
-    pub const ALL: [QueueName; 5] = [
+    pub const ALL: [QueueName; 6] = [
         QueueName::SubmitSpace,
         QueueName::PollStatus,
         QueueName::FetchArtifact,
         QueueName::NotifyWebhook,
         QueueName::Reconstruct,
+        QueueName::CallModel,
     ];
 
     /// The queue's name, which is also its step's function name.
@@ -38,6 +40,7 @@ impl QueueName {
             QueueName::FetchArtifact => "fetch-artifact",
             QueueName::NotifyWebhook => "notify-webhook",
             QueueName::Reconstruct => "reconstruct",
+            QueueName::CallModel => "call-model",
         }
     }
 }

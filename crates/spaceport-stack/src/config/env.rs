@@ -1,5 +1,6 @@
 //! How environment variables become settings: `SPACEPORT_` and a file key in capitals, the
-//! per-pipeline patterns `SPACEPORT_SPACE_URL_<PIPELINE>` / `SPACEPORT_MODEL_<PIPELINE>`, and the
+//! per-pipeline patterns (`SPACEPORT_SPACE_URL_<PIPELINE>`, `SPACEPORT_SERVER_URL_<PIPELINE>`,
+//! `SPACEPORT_MODEL_<PIPELINE>`, `SPACEPORT_MAX_IN_FLIGHT_<PIPELINE>`), and the
 //! ecosystem's own `HF_TOKEN` and `ORT_DYLIB_PATH`. Values stay strings until extraction.
 
 use std::collections::BTreeMap;
@@ -27,6 +28,15 @@ pub fn env_var(key: &str) -> String {
 pub fn space_url_var(pipeline: &str) -> String {
     format!(
         "{ENV_PREFIX}SPACE_URL_{}",
+        pipeline.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// The variable that points model server pipeline `name` at another server
+/// (`SPACEPORT_SERVER_URL_VLM_DESCRIBE`).
+pub fn server_url_var(pipeline: &str) -> String {
+    format!(
+        "{ENV_PREFIX}SERVER_URL_{}",
         pipeline.to_ascii_uppercase().replace('-', "_")
     )
 }
@@ -100,6 +110,8 @@ pub(super) fn env_dict(
                     key
                 } else if let Some(p) = name.strip_prefix("space_url_") {
                     format!("pipelines.{}.space_url", p.replace('_', "-"))
+                } else if let Some(p) = name.strip_prefix("server_url_") {
+                    format!("pipelines.{}.server_url", p.replace('_', "-"))
                 } else if let Some(p) = name.strip_prefix("max_in_flight_") {
                     format!("pipelines.{}.max_in_flight", p.replace('_', "-"))
                 } else if let Some(p) = name.strip_prefix("model_") {

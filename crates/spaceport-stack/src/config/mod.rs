@@ -25,7 +25,9 @@ use spaceport_core::webhook::BusEvents;
 use spaceport_steps::runner::RunnerConfig;
 use spaceport_steps::{StepsConfig, WebhookSettings};
 
-pub use env::{CONFIG_FILE_VAR, ENV_PREFIX, env_var, model_var, queue_vars, space_url_var};
+pub use env::{
+    CONFIG_FILE_VAR, ENV_PREFIX, env_var, model_var, queue_vars, server_url_var, space_url_var,
+};
 
 /// A configuration that cannot be used; the message names the variable or file key.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +95,9 @@ pub enum ModelProvider {
 pub struct PipelineOverride {
     /// `SPACEPORT_SPACE_URL_<PIPELINE>`.
     pub space_url: Option<String>,
+    /// `SPACEPORT_SERVER_URL_<PIPELINE>`: a model server pipeline's server (your Ollama, vLLM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_url: Option<String>,
     /// `SPACEPORT_MODEL_<PIPELINE>` (relative paths resolve against the working directory).
     pub model: Option<String>,
     /// `SPACEPORT_MAX_IN_FLIGHT_<PIPELINE>`: the most jobs at the pipeline's backend at once,
@@ -395,6 +400,10 @@ impl Config {
             if let Some(u) = &o.space_url {
                 set.set_space_url(name, u)
                     .map_err(|e| err(format!("{}: {e}", space_url_var(name))))?;
+            }
+            if let Some(u) = &o.server_url {
+                set.set_server_url(name, u)
+                    .map_err(|e| err(format!("{}: {e}", server_url_var(name))))?;
             }
             if let Some(m) = &o.model {
                 // An override given on this machine is relative to the working directory.

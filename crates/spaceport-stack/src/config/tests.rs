@@ -217,6 +217,10 @@ fn variable_names_are_mechanical() {
     );
     assert_eq!(model_var("vggt-onnx"), "SPACEPORT_MODEL_VGGT_ONNX");
     assert_eq!(
+        server_url_var("vlm-describe"),
+        "SPACEPORT_SERVER_URL_VLM_DESCRIBE"
+    );
+    assert_eq!(
         queue_vars(QueueName::SubmitSpace),
         (
             "SPACEPORT_SUBMIT_SPACE_QUEUE_URL".to_string(),
@@ -236,6 +240,7 @@ fn the_readme_lists_every_setting_once_with_its_variable() {
     for row in [
         "| `[pipelines.NAME] space_url` | `SPACEPORT_SPACE_URL_<NAME>`",
         "| `[pipelines.NAME] model` | `SPACEPORT_MODEL_<NAME>`",
+        "| `[pipelines.NAME] server_url` | `SPACEPORT_SERVER_URL_<NAME>`",
         "| `[queues.STEP] url` | `SPACEPORT_<STEP>_QUEUE_URL`",
         "| `[queues.STEP] dlq_url` | `SPACEPORT_<STEP>_DLQ_URL`",
     ] {

@@ -25,6 +25,7 @@ fn ports(
         blobs: local.blobs.clone(),
         space,
         model: None,
+        chat: Arc::new(spaceport_chat::HttpChat::new().unwrap()),
         clock,
         deliveries: local.store.clone(),
         sender: Arc::new(spaceport_testkit::fakes::NoWebhooks),
