@@ -8,6 +8,7 @@ mod cache;
 mod common;
 mod concurrency;
 mod crash;
+mod derived;
 mod duplicates;
 mod edge;
 mod events;

@@ -466,6 +466,7 @@ pub async fn store_usage_counts_a_tenants_live_runs_and_stored_bytes(store: &dyn
                 state: InputState::Pending,
                 key: Run::input_key(&run.id, "images", 0),
                 url: None,
+                from_run: None,
             }],
         );
         run

@@ -73,6 +73,7 @@ mod tests {
                 state: InputState::Landed,
                 key: "k".into(),
                 url: None,
+                from_run: None,
             }],
         );
         r

@@ -62,6 +62,13 @@ pub struct DeclaredInput {
     pub size: Option<u64>,
     /// A URL to fetch the file from instead of uploading it.
     pub url: Option<String>,
+    /// Another succeeded run of the same tenant whose artifact `artifact` is this input (a run
+    /// built on a run: re-rendering a scene, converting a mesh); copied in the store, not
+    /// through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
 }
 
 /// A create request that passed every check: what the run is made of.
@@ -153,9 +160,10 @@ fn parse_start(start: Option<&str>) -> Result<StartMode, Error> {
 }
 
 /// The declared files of every slot; each needs a filename, content type and size, except a
-/// URL input, whose URL must be one the outbound rules allow and whose missing parts stand in
-/// as placeholders (the slot's first content type, one byte) until it is fetched: checking
-/// the request with them first means nothing is fetched for a request that cannot run.
+/// URL input (whose URL must be one the outbound rules allow) and another run's artifact, whose
+/// missing parts stand in as placeholders (the slot's first content type, one byte) until it is
+/// fetched or copied: checking the request with them first means nothing is brought in for a
+/// request that cannot run.
 fn declared_files(
     req: &CreateRunRequest,
     pipeline: &crate::Pipeline,
@@ -166,8 +174,37 @@ fn declared_files(
         let mut list = vec![];
         for (i, f) in files.iter().enumerate() {
             let field = |k: &str| format!("inputs.{slot}[{i}].{k}");
+            match (&f.url, &f.run, &f.artifact) {
+                (Some(_), Some(_), _) => {
+                    return Err(Error::validation(
+                        field("run"),
+                        "give a url or a run's artifact, not both",
+                    ));
+                }
+                (_, Some(_), None) => {
+                    return Err(Error::validation(
+                        field("artifact"),
+                        "name the artifact of the run (\"artifact\": \"scene\")",
+                    ));
+                }
+                (_, None, Some(_)) => {
+                    return Err(Error::validation(
+                        field("run"),
+                        "an artifact input names its run (\"run\": \"run_…\")",
+                    ));
+                }
+                (_, Some(run), Some(_)) if crate::RunId::parse(run).is_err() => {
+                    return Err(Error::validation(
+                        field("run"),
+                        format!("{run:?} is not a run id"),
+                    ));
+                }
+                _ => {}
+            }
             if let Some(url) = &f.url {
                 guard.check_url(&field("url"), url)?;
+            }
+            if f.url.is_some() || f.run.is_some() {
                 let first_type = pipeline
                     .inputs
                     .get(slot)
@@ -195,9 +232,13 @@ fn declared_files(
     Ok(out)
 }
 
-/// Whether the request has URL inputs (fetched before the run is created).
-pub fn has_url_inputs(req: &CreateRunRequest) -> bool {
-    req.inputs.values().flatten().any(|f| f.url.is_some())
+/// Whether the request has inputs the API brings in itself before the run is created: URLs it
+/// fetches, other runs' artifacts it copies.
+pub fn has_fetched_inputs(req: &CreateRunRequest) -> bool {
+    req.inputs
+        .values()
+        .flatten()
+        .any(|f| f.url.is_some() || f.run.is_some())
 }
 
 /// `GET /v1/runs`'s `limit`: absent is `DEFAULT_PAGE`, else 1 to `MAX_PAGE` (empty is not a
@@ -319,7 +360,7 @@ mod tests {
         // is refused before anything is fetched.
         let ok = vggt(json!({"inputs": {"images": [{"url": "https://example.com/a.png"}]}}));
         assert!(validate_create(&set, &OutboundGuard::default(), &ok).is_ok());
-        assert!(has_url_inputs(&ok));
+        assert!(has_fetched_inputs(&ok));
         assert_eq!(
             field(json!({"settings": {"conf_thres": 101}})).as_deref(),
             Some("settings.conf_thres")

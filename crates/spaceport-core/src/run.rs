@@ -46,6 +46,16 @@ pub struct InputFile {
     /// A URL the input is fetched from instead of uploaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The run and artifact the input was copied from (a run built on a run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_run: Option<InputSource>,
+}
+
+/// Another run's artifact an input was copied from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputSource {
+    pub run: String,
+    pub artifact: String,
 }
 
 /// What the backend last reported about the job.

@@ -21,7 +21,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiQuery, ErrorBody};
 use crate::views::{
     ArtifactView, AttemptView, CreateRunRequest, DeliveryList, DeliveryView, EventList, EventView,
-    FeedView, PipelineList, RunList, RunView, TextView,
+    FeedView, InputSourceView, PipelineList, RunList, RunView, TextView,
 };
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -67,6 +67,7 @@ type ApiResult<T> = Result<T, ApiError>;
         ErrorBody,
         EventView,
         TextView,
+        InputSourceView,
         EventList,
         FeedView,
         DeliveryView,

@@ -52,6 +52,16 @@ pub struct InputView {
     pub sha256: Option<String>,
     /// `pending`, `landed` or `deleted`.
     pub state: String,
+    /// The run and artifact it was copied from (`{"run": "run_…", "artifact": "scene"}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_run: Option<InputSourceView>,
+}
+
+/// Another run's artifact an input was copied from.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InputSourceView {
+    pub run: String,
+    pub artifact: String,
 }
 
 /// Queue position and progress as the backend last reported them.
@@ -198,6 +208,10 @@ impl RunView {
                                 InputState::Deleted => "deleted",
                             }
                             .into(),
+                            from_run: f.from_run.as_ref().map(|s| InputSourceView {
+                                run: s.run.clone(),
+                                artifact: s.artifact.clone(),
+                            }),
                         })
                         .collect();
                     (slot.clone(), list)

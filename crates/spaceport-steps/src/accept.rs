@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use spaceport_core::create::has_url_inputs;
+use spaceport_core::create::has_fetched_inputs;
 use spaceport_core::ports::{
     BlobMeta, BlobStore, Idempotency, InputFetcher, InsertOutcome, SpaceBackend,
 };
 use spaceport_core::{
-    BackendInfo, CreateRunRequest, Error, ErrorCode, InputFile, InputState, LOCAL_TENANT, Run,
-    RunId, StartMode, Status, sniff, validate_create,
+    BackendInfo, CreateRunRequest, Error, ErrorCode, InputFile, InputSource, InputState,
+    LOCAL_TENANT, Run, RunId, StartMode, Status, sniff, validate_create,
 };
 
 use crate::runs::Runs;
@@ -38,6 +38,8 @@ pub struct Landed {
     pub sha256: String,
     /// The URL it was fetched from, for a URL input.
     pub url: Option<String>,
+    /// The run and artifact it was copied from, for an artifact input.
+    pub from: Option<(String, String)>,
 }
 
 /// The result of `create`.
@@ -132,13 +134,18 @@ impl Accept {
         req: &CreateRunRequest,
         idempotency: Option<Idempotency>,
     ) -> Result<Created, Error> {
-        if has_url_inputs(req) {
+        if has_fetched_inputs(req) {
             // Checked as it stands first: nothing is fetched for a request that cannot run.
             validate_create(&self.runs.pipelines, &self.runs.config.outbound, req)?;
             let mut shot = self.one_shot().await?;
             for (slot, files) in &req.inputs {
-                for (i, f) in files.iter().enumerate().filter(|(_, f)| f.url.is_some()) {
-                    if let Err(e) = shot.add_url(&req.pipeline, slot, i, f).await {
+                for (i, f) in files.iter().enumerate() {
+                    let added = match (&f.url, &f.run) {
+                        (Some(_), _) => shot.add_url(&req.pipeline, slot, i, f).await,
+                        (None, Some(_)) => shot.add_run_artifact(&req.pipeline, slot, i, f).await,
+                        (None, None) => continue,
+                    };
+                    if let Err(e) = added {
                         shot.abandon().await;
                         return Err(e);
                     }
@@ -170,7 +177,7 @@ impl Accept {
         landed: &BTreeMap<(String, usize), Landed>,
         batch: Option<&str>,
     ) -> Result<Created, Error> {
-        if has_url_inputs(req) {
+        if has_fetched_inputs(req) {
             return Err(Error::Internal(
                 "URL inputs reach create_with unfetched".into(),
             ));
@@ -213,6 +220,9 @@ impl Accept {
                             },
                             key: Run::input_key(&id, slot, i),
                             url: stored.and_then(|l| l.url.clone()),
+                            from_run: stored
+                                .and_then(|l| l.from.clone())
+                                .map(|(run, artifact)| InputSource { run, artifact }),
                         }
                     })
                     .collect();

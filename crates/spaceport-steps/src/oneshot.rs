@@ -1,7 +1,7 @@
 //! One-shot creates: a run whose input files come with the request — the parts of a multipart
 //! form, or URLs the API fetches — instead of through presigned uploads. Each file streams
 //! straight to its run's input key (the run id is drawn first), counted against the slot's
-//! size limit as it goes; then the run is created with those inputs landed, and queued at once
+//! size limit as it goes — or another run's artifact the store copies; then the run is created with those inputs landed, and queued at once
 //! when none is left to upload. Whatever fails, the files stored for it are deleted.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use spaceport_core::ports::{BlobMeta, ByteStream, Idempotency};
-use spaceport_core::{CreateRunRequest, DeclaredInput, Error, Run, RunId, sniff};
+use spaceport_core::{CreateRunRequest, DeclaredInput, Error, Run, RunId, Status, sniff};
 
 use crate::accept::{Accept, Created, Landed};
 
@@ -174,11 +174,12 @@ impl OneShot {
             filename: Some(filename.to_owned()),
             content_type: Some(content_type.to_owned()),
             size: Some(meta.size),
-            url: None,
+            ..DeclaredInput::default()
         };
         let landed = Landed {
             sha256: meta.sha256,
             url: None,
+            from: None,
         };
         self.stored
             .insert((slot.to_owned(), index), (declared, landed));
@@ -268,11 +269,139 @@ impl OneShot {
                     filename: Some(filename),
                     content_type: Some(content_type),
                     size: Some(meta.size),
-                    url: None,
+                    ..DeclaredInput::default()
                 },
                 Landed {
                     sha256: meta.sha256,
+                    from: None,
                     url: Some(url.to_owned()),
+                },
+            ),
+        );
+        Ok(())
+    }
+
+    /// Takes artifact `declared.artifact` of run `declared.run` as input `index` of `slot`:
+    /// the run must be this tenant's (another tenant's is as unknown as a missing one) and
+    /// succeeded, the artifact still stored, of a type the slot takes and within its limit. The
+    /// bytes are copied inside the blob store (a hard link on disk, `CopyObject` on S3), never
+    /// through the API, so the new run keeps them whatever becomes of the old one.
+    pub async fn add_run_artifact(
+        &mut self,
+        pipeline: &str,
+        slot: &str,
+        index: usize,
+        declared: &DeclaredInput,
+    ) -> Result<(), Error> {
+        let field = format!("inputs.{slot}[{index}]");
+        let bad = |k: &str, m: String| Error::validation(format!("{field}.{k}"), m);
+        let run_id = declared.run.as_deref().unwrap_or_default();
+        let name = declared.artifact.as_deref().unwrap_or_default();
+        let id =
+            RunId::parse(run_id).map_err(|_| bad("run", format!("{run_id:?} is not a run id")))?;
+        let source = match self.accept.get(&id).await {
+            Ok(run) => run,
+            Err(Error::NotFound { .. }) => return Err(bad("run", format!("no run {run_id}"))),
+            Err(e) => return Err(e),
+        };
+        if source.status != Status::Succeeded {
+            return Err(bad(
+                "run",
+                format!(
+                    "run {run_id} is {}; only a succeeded run's artifacts are inputs",
+                    source.status
+                ),
+            ));
+        }
+        if source.deleted_at.is_some() {
+            return Err(bad("run", format!("run {run_id}'s files were deleted")));
+        }
+        let Some(artifact) = source.artifacts.iter().find(|a| a.name == name) else {
+            let names: Vec<&str> = source.artifacts.iter().map(|a| a.name.as_str()).collect();
+            return Err(bad(
+                "artifact",
+                format!(
+                    "run {run_id} has no artifact {name:?} (it has {})",
+                    names.join(", ")
+                ),
+            ));
+        };
+        if let Some(t) = &declared.content_type
+            && *t != artifact.content_type
+        {
+            return Err(bad(
+                "content_type",
+                format!(
+                    "artifact {name:?} is {:?}, not {t:?}",
+                    artifact.content_type
+                ),
+            ));
+        }
+        if let Some(spec) = self
+            .accept
+            .runs()
+            .pipelines
+            .get(pipeline)
+            .ok()
+            .and_then(|p| p.inputs.get(slot))
+            && !spec.content_types.contains(&artifact.content_type)
+        {
+            return Err(Error::UnsupportedMediaType {
+                field: Some(format!("{field}.artifact")),
+                message: format!(
+                    "artifact {name:?} of run {run_id} is {:?}; {slot} takes {}",
+                    artifact.content_type,
+                    spec.content_types.join(", ")
+                ),
+            });
+        }
+        let max = self.max_bytes(Some(pipeline), slot);
+        if artifact.size > max {
+            return Err(Error::PayloadTooLarge {
+                field: Some(format!("{field}.artifact")),
+                message: format!(
+                    "artifact {name:?} is {} bytes; the slot's limit is {max} bytes",
+                    artifact.size
+                ),
+            });
+        }
+        if let Some(size) = declared.size
+            && size != artifact.size
+        {
+            return Err(bad(
+                "size",
+                format!("artifact {name:?} is {} bytes, not {size}", artifact.size),
+            ));
+        }
+        let key = Run::input_key(&self.id, slot, index);
+        let meta = match self.accept.blobs().copy(&artifact.key, &key).await {
+            Ok(meta) => meta,
+            Err(Error::NotFound { .. }) => {
+                return Err(bad(
+                    "artifact",
+                    format!("artifact {name:?} of run {run_id} is no longer stored"),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let filename = declared
+            .filename
+            .clone()
+            .unwrap_or_else(|| artifact.filename.clone());
+        spaceport_core::pipeline::check_filename(&format!("{field}.filename"), &filename)?;
+        self.stored.insert(
+            (slot.to_owned(), index),
+            (
+                DeclaredInput {
+                    filename: Some(filename),
+                    content_type: Some(artifact.content_type.clone()),
+                    size: Some(meta.size),
+                    ..DeclaredInput::default()
+                },
+                Landed {
+                    sha256: meta.sha256,
+                    url: None,
+                    from: Some((run_id.to_owned(), name.to_owned())),
                 },
             ),
         );

@@ -38,7 +38,7 @@ async fn drive_one(steps: &Steps, images: &[(String, Bytes)]) -> Result<RunId> {
                     filename: Some(name.clone()),
                     content_type: Some("image/png".into()),
                     size: Some(bytes.len() as u64),
-                    url: None,
+                    ..DeclaredInput::default()
                 })
                 .collect(),
         )]

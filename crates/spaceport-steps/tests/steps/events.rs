@@ -28,7 +28,7 @@ pub(crate) async fn one_run(steps: &Steps, image: Bytes) -> RunId {
                 filename: Some("a.png".into()),
                 content_type: Some("image/png".into()),
                 size: Some(image.len() as u64),
-                url: None,
+                ..DeclaredInput::default()
             }],
         )]
         .into(),
