@@ -513,3 +513,30 @@ pub fn assert_facts_match_trimesh(meta: &Value, path: &Path, vertices: bool) {
         }
     }
 }
+
+/// `GET /v1/runs/{id}/artifacts/{name}?format=F`, following the redirect: the file saved under
+/// `dir` as `{name}.{F}`, or the refusal's status and body.
+pub async fn artifact_as(
+    base: &str,
+    id: &str,
+    name: &str,
+    format: &str,
+    dir: &Path,
+) -> Result<PathBuf, (u16, Value)> {
+    let resp = reqwest::get(format!(
+        "{base}/v1/runs/{id}/artifacts/{name}?format={format}"
+    ))
+    .await
+    .expect("the server answers");
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.expect("reading the answer");
+    if status != 200 {
+        return Err((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ));
+    }
+    let path = dir.join(format!("{name}.{format}"));
+    std::fs::write(&path, &bytes).unwrap();
+    Ok(path)
+}

@@ -256,3 +256,133 @@ async fn vggt_falls_back_to_the_local_model_when_its_space_is_down() {
     assert_eq!(artifact_names(&done), ["predictions", "scene"]);
     t.stack.shutdown().await;
 }
+
+/// Creates a `vggt-render` run over run `from`'s predictions with `settings`; returns it ended.
+async fn render(t: &TestStack, from: &str, settings: Value) -> Value {
+    let created = t
+        .client
+        .create_run(
+            &json!({"pipeline": "vggt-render", "settings": settings,
+                    "inputs": {"predictions": [{"run": from, "artifact": "predictions"}]}}),
+            None,
+        )
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    wait_terminal(&t.client, id, std::time::Duration::from_secs(60))
+        .await
+        .unwrap()
+}
+
+fn scene(run: &Value) -> &Value {
+    run["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "scene")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vggt_render_draws_a_vggt_onnx_scene_again_without_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let model = demo_model(dir.path(), "vggt.onnx", &["--external-data"]);
+    let port = spaceport_testkit::free_port();
+    let space = format!("http://127.0.0.1:{port}");
+    let t = TestStack::start_config(onnx_config(&data, &model, &space, None, None))
+        .await
+        .unwrap();
+    let full = run_to_end(
+        &t.client,
+        &views(4),
+        json!({"conf_thres": 30}),
+        json!({"pipeline": "vggt-onnx"}),
+    )
+    .await;
+    assert_eq!(full["status"], "succeeded", "{full}");
+    let id = full["id"].as_str().unwrap().to_string();
+    t.stack.shutdown().await;
+
+    // The same data dir, its model gone: whatever is drawn now is drawn without it.
+    let gone = dir.path().join("no-such-model.onnx");
+    let t = TestStack::start_config(onnx_config(&data, &gone, &space, None, None))
+        .await
+        .unwrap();
+    let same = render(&t, &id, json!({"conf_thres": 30})).await;
+    assert_eq!(same["status"], "succeeded", "{same}");
+    assert_eq!(same["backend"]["kind"], "local");
+    assert_eq!(
+        scene(&same)["sha256"],
+        scene(&full)["sha256"],
+        "the same settings give the full run's GLB, byte for byte"
+    );
+    assert_eq!(scene(&same)["meta"], scene(&full)["meta"]);
+
+    // New settings: fewer points, one frame and its camera, no cameras.
+    let points = |r: &Value| scene(r)["meta"]["points"].as_u64().unwrap();
+    let cameras = |r: &Value| scene(r)["meta"]["cameras"].as_u64().unwrap();
+    let stricter = render(&t, &id, json!({"conf_thres": 80})).await;
+    assert!(points(&stricter) < points(&full), "{stricter}");
+    let one = render(
+        &t,
+        &id,
+        json!({"conf_thres": 30, "frame_filter": "2: view2.png"}),
+    )
+    .await;
+    assert_eq!(cameras(&one), 1, "{one}");
+    assert!(points(&one) < points(&full));
+    let bare = render(
+        &t,
+        &id,
+        json!({"show_cam": false, "prediction_mode": "pointmap"}),
+    )
+    .await;
+    assert_eq!(cameras(&bare), 0, "{bare}");
+    let out = tempfile::tempdir().unwrap();
+    for run in [&stricter, &one, &bare] {
+        let glb = t
+            .client
+            .download_artifact(
+                run["id"].as_str().unwrap(),
+                "scene",
+                "scene.glb",
+                out.path(),
+            )
+            .await
+            .unwrap();
+        let report = spaceport_testkit::gltf_validate(&glb).unwrap();
+        assert_eq!(report["issues"]["numErrors"], 0, "{report}");
+        assert_facts_match_trimesh(&scene(run)["meta"], &glb, false);
+    }
+
+    // The scene as a PLY point cloud (its cameras left out); OBJ holds no points.
+    let full_id = full["id"].as_str().unwrap();
+    let ply = artifact_as(&t.stack.url, full_id, "scene", "ply", out.path())
+        .await
+        .unwrap();
+    let facts = trimesh_facts(&ply);
+    assert_eq!(facts["points"], scene(&full)["meta"]["points"], "{facts}");
+    assert_eq!(facts["faces"], 0);
+    let (status, body) = artifact_as(&t.stack.url, full_id, "scene", "obj", out.path())
+        .await
+        .unwrap_err();
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("ply"),
+        "{body}"
+    );
+
+    // A frame the scene does not have fails the run, naming it.
+    let bad = render(&t, &id, json!({"frame_filter": "9"})).await;
+    assert_eq!(bad["status"], "failed", "{bad}");
+    assert_eq!(bad["error"]["code"], "input_invalid");
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("frame 9"),
+        "{bad}"
+    );
+    t.stack.shutdown().await;
+}

@@ -259,7 +259,68 @@ async fn hunyuan3d_live_space_layout_on_gradio_6() {
         // Its meta says what trimesh reads from it.
         assert_facts_match_trimesh(&listed(&done, name)["meta"], &path, true);
         assert!(listed(&done, name)["meta"]["faces"].as_u64() > Some(100));
+
+        // Converted on request, then kept: trimesh reads the GLB's vertices, faces and bounds.
+        let id = done["id"].as_str().unwrap();
+        let glb = trimesh_facts(&path);
+        for format in ["obj", "ply"] {
+            let converted = artifact_as(&t.stack.url, id, name, format, dir.path())
+                .await
+                .unwrap_or_else(|e| panic!("{name} as {format}: {e:?}"));
+            let facts = trimesh_facts(&converted);
+            for k in ["vertices", "faces", "points"] {
+                assert_eq!(
+                    facts[k], glb[k],
+                    "{name} as {format}: {k}: {facts} vs {glb}"
+                );
+            }
+            for corner in 0..2 {
+                for axis in 0..3 {
+                    let (a, b) = (
+                        facts["bounds"][corner][axis].as_f64().unwrap(),
+                        glb["bounds"][corner][axis].as_f64().unwrap(),
+                    );
+                    assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{facts} vs {glb}");
+                }
+            }
+            let run = t.client.get_run(id, None).await.unwrap();
+            let kept = listed(&run, &format!("{name}.{format}"));
+            assert_eq!(kept["meta"]["converted_from"], name, "{kept}");
+            assert_facts_match_trimesh(&kept["meta"], &converted, true);
+        }
     }
+    // Asked again: the kept file, not a second conversion; a mesh has no third format.
+    let run = t
+        .client
+        .get_run(done["id"].as_str().unwrap(), None)
+        .await
+        .unwrap();
+    let before = run["artifacts"].as_array().unwrap().len();
+    artifact_as(
+        &t.stack.url,
+        done["id"].as_str().unwrap(),
+        "mesh",
+        "ply",
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    let run = t
+        .client
+        .get_run(done["id"].as_str().unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(run["artifacts"].as_array().unwrap().len(), before);
+    let (status, body) = artifact_as(
+        &t.stack.url,
+        done["id"].as_str().unwrap(),
+        "mesh",
+        "stl",
+        dir.path(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status, 400, "{body}");
     t.stack.shutdown().await;
 }
 

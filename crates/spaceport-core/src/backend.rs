@@ -18,14 +18,18 @@ pub enum BackendKind {
     /// A model server speaking Ollama's or the OpenAI chat API: call-model does the whole job,
     /// request by request.
     HttpModel,
+    /// A function of ours over earlier artifacts (re-rendering a VGGT scene): the reconstruct
+    /// worker, which holds the code, does the whole job.
+    Local,
 }
 
 impl BackendKind {
     /// Every kind.
-    pub const ALL: [BackendKind; 3] = [
+    pub const ALL: [BackendKind; 4] = [
         BackendKind::Space,
         BackendKind::Onnx,
         BackendKind::HttpModel,
+        BackendKind::Local,
     ];
 
     /// The wire spelling.
@@ -34,6 +38,7 @@ impl BackendKind {
             BackendKind::Space => "space",
             BackendKind::Onnx => "onnx",
             BackendKind::HttpModel => "http_model",
+            BackendKind::Local => "local",
         }
     }
 
@@ -56,6 +61,8 @@ impl BackendKind {
             // The same for a model server: the answers kept so far on the run let a step that
             // takes it over go on from the first request not yet answered.
             (BackendKind::HttpModel, Submitting | Running | Fetching) => Some(QueueName::CallModel),
+            // A local function runs on the worker that holds its code, redone whole after a crash.
+            (BackendKind::Local, Submitting | Running | Fetching) => Some(QueueName::Reconstruct),
         }
     }
 }
@@ -95,6 +102,10 @@ mod tests {
             (HttpModel, Submitting, CallModel),
             (HttpModel, Running, CallModel),
             (HttpModel, Fetching, CallModel),
+            (Local, Queued, SubmitSpace),
+            (Local, Submitting, Reconstruct),
+            (Local, Running, Reconstruct),
+            (Local, Fetching, Reconstruct),
         ];
         for (kind, status, queue) in want {
             assert_eq!(kind.queue_for(status), Some(queue), "{kind} {status}");

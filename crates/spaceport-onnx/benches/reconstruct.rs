@@ -1,6 +1,7 @@
 //! Prints (does not assert) what a reconstruction costs on this machine's CPU with the demo model:
 //! for S = 1, 10, 50 frames at 518², pre-processing per image, inference, post-processing (cameras
-//! and unprojection, GLB, npz) and the process's peak RSS (VmHWM, reset before each size).
+//! and unprojection, GLB, npz), a re-render from the written npz (`vggt-render`: parse + GLB,
+//! no model) and the process's peak RSS (VmHWM, reset before each size).
 //!
 //!     cargo bench -p spaceport-onnx --bench reconstruct            # S = 1, 10, 50
 //!     cargo bench -p spaceport-onnx --bench reconstruct -- 1 4     # chosen sizes
@@ -129,10 +130,10 @@ fn main() {
     );
 
     println!(
-        "|   S | pre ms/img | inference ms | post ms (cams+unproject) | GLB ms | npz ms | GLB MiB | npz MiB | peak RSS MiB: pre+inference / post+writing |"
+        "|   S | pre ms/img | inference ms | post ms (cams+unproject) | GLB ms | npz ms | re-render ms | GLB MiB | npz MiB | peak RSS MiB: pre+inference / post+writing |"
     );
     println!(
-        "|----:|-----------:|-------------:|-------------------------:|-------:|-------:|--------:|--------:|--------------------------------------------:|"
+        "|----:|-----------:|-------------:|-------------------------:|-------:|-------:|-------------:|--------:|--------:|--------------------------------------------:|"
     );
     for &s in &sizes {
         let images: Vec<InputImage> = (0..s)
@@ -155,21 +156,36 @@ fn main() {
                 },
             )
             .expect("reconstruction");
+        let peak_write = peak_rss_mib();
+        // vggt-render: the scene drawn again from the npz just written (read from memory).
+        let npz = std::fs::read(&out.npz_path).unwrap();
+        let again = Instant::now();
+        spaceport_onnx::render::render(
+            "predictions.npz",
+            &npz,
+            &ReconSettings::default(),
+            None,
+            &out_dir.join("again.glb"),
+        )
+        .expect("re-render");
+        let rerender = again.elapsed();
+        drop(npz);
         let t = out.timings;
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         let mib =
             |p: &Path| std::fs::metadata(p).map_or(0.0, |m| m.len() as f64 / (1 << 20) as f64);
         println!(
-            "| {s:>3} | {:>10.1} | {:>12.0} | {:>24.0} | {:>6.0} | {:>6.0} | {:>7.1} | {:>7.1} | {:>20.0} / {:<21.0} |",
+            "| {s:>3} | {:>10.1} | {:>12.0} | {:>24.0} | {:>6.0} | {:>6.0} | {:>12.0} | {:>7.1} | {:>7.1} | {:>20.0} / {:<21.0} |",
             ms(t.preprocess) / s as f64,
             ms(t.inference),
             ms(t.postprocess),
             ms(t.glb),
             ms(t.npz),
+            ms(rerender),
             mib(&out.glb_path),
             mib(&out.npz_path),
             peak_infer,
-            peak_rss_mib()
+            peak_write
         );
         std::fs::remove_dir_all(&out_dir).ok();
     }

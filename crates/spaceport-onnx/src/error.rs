@@ -31,6 +31,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A `predictions.npz` given to re-render that is not one a run of ours wrote (a missing
+    /// key, a wrong shape or dtype, not a zip).
+    #[error("predictions {name:?}: {message}")]
+    BadPredictions { name: String, message: String },
     /// A setting outside its allowed range.
     #[error("setting {name}: {message}")]
     BadSetting { name: &'static str, message: String },
@@ -102,7 +106,8 @@ impl Error {
             | Error::TooManyFrames { .. }
             | Error::BadImage { .. }
             | Error::ImageIo { .. }
-            | Error::BadSetting { .. } => ErrorCode::InputInvalid,
+            | Error::BadSetting { .. }
+            | Error::BadPredictions { .. } => ErrorCode::InputInvalid,
             Error::Config(_)
             | Error::Runtime { .. }
             | Error::ModelLoad { .. }

@@ -27,6 +27,7 @@ pub mod model;
 pub mod predictions;
 pub mod preprocess;
 mod reconstruct;
+pub mod render;
 pub mod runner;
 
 pub use config::{

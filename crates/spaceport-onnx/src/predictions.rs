@@ -6,8 +6,8 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
-use ndarray::{Array2, Array3, Array4};
-use ndarray_npy::NpzWriter;
+use ndarray::{Array, Array2, Array3, Array4, Axis, Dimension};
+use ndarray_npy::{NpzReader, NpzWriter, ReadableElement};
 
 use crate::error::{Error, Result};
 use crate::geometry;
@@ -89,6 +89,86 @@ impl Predictions {
     /// The number of frames.
     pub fn frames(&self) -> usize {
         self.pose_enc.nrows()
+    }
+
+    /// Reads a `predictions.npz` this crate wrote (`name` names it in errors), every key with
+    /// its shape checked against the others: the input of a re-render, which needs no model.
+    pub fn read_npz(name: &str, bytes: &[u8]) -> Result<Self> {
+        let bad = |message: String| Error::BadPredictions {
+            name: name.to_string(),
+            message,
+        };
+        let mut npz = NpzReader::new(std::io::Cursor::new(bytes))
+            .map_err(|e| bad(format!("not an npz file: {e}")))?;
+        fn read<A: ReadableElement, D: Dimension>(
+            npz: &mut NpzReader<std::io::Cursor<&[u8]>>,
+            key: &str,
+            bad: &dyn Fn(String) -> Error,
+        ) -> Result<Array<A, D>> {
+            npz.by_name(&format!("{key}.npy"))
+                .or_else(|_| npz.by_name(key))
+                .map_err(|e| bad(format!("{key}: {e}")))
+        }
+        let pred = Predictions {
+            pose_enc: read(&mut npz, "pose_enc", &bad)?,
+            depth: read(&mut npz, "depth", &bad)?,
+            depth_conf: read(&mut npz, "depth_conf", &bad)?,
+            world_points: read(&mut npz, "world_points", &bad)?,
+            world_points_conf: read(&mut npz, "world_points_conf", &bad)?,
+            images: read(&mut npz, "images", &bad)?,
+            extrinsic: read(&mut npz, "extrinsic", &bad)?,
+            intrinsic: read(&mut npz, "intrinsic", &bad)?,
+            world_points_from_depth: read(&mut npz, "world_points_from_depth", &bad)?,
+        };
+        let (s, c, h, w) = pred.images.dim();
+        let shapes: [(&str, &[usize], Vec<usize>); 9] = [
+            ("images", pred.images.shape(), vec![s, 3, h, w]),
+            ("pose_enc", pred.pose_enc.shape(), vec![s, 9]),
+            ("depth", pred.depth.shape(), vec![s, h, w, 1]),
+            ("depth_conf", pred.depth_conf.shape(), vec![s, h, w]),
+            ("world_points", pred.world_points.shape(), vec![s, h, w, 3]),
+            (
+                "world_points_conf",
+                pred.world_points_conf.shape(),
+                vec![s, h, w],
+            ),
+            ("extrinsic", pred.extrinsic.shape(), vec![s, 3, 4]),
+            ("intrinsic", pred.intrinsic.shape(), vec![s, 3, 3]),
+            (
+                "world_points_from_depth",
+                pred.world_points_from_depth.shape(),
+                vec![s, h, w, 3],
+            ),
+        ];
+        for (key, got, want) in shapes {
+            if got != want.as_slice() || s == 0 || c != 3 {
+                return Err(bad(format!("{key} has shape {got:?}, expected {want:?}")));
+            }
+        }
+        Ok(pred)
+    }
+
+    /// Only frame `f` (the Space's `frame_filter`): every array cut to that frame, so the scene
+    /// is built and aligned from it alone.
+    pub fn frame(&self, f: usize) -> Predictions {
+        let one = |a: usize| ndarray::Slice::from(a..a + 1);
+        Predictions {
+            pose_enc: self.pose_enc.slice_axis(Axis(0), one(f)).to_owned(),
+            depth: self.depth.slice_axis(Axis(0), one(f)).to_owned(),
+            depth_conf: self.depth_conf.slice_axis(Axis(0), one(f)).to_owned(),
+            world_points: self.world_points.slice_axis(Axis(0), one(f)).to_owned(),
+            world_points_conf: self
+                .world_points_conf
+                .slice_axis(Axis(0), one(f))
+                .to_owned(),
+            images: self.images.slice_axis(Axis(0), one(f)).to_owned(),
+            extrinsic: self.extrinsic.slice_axis(Axis(0), one(f)).to_owned(),
+            intrinsic: self.intrinsic.slice_axis(Axis(0), one(f)).to_owned(),
+            world_points_from_depth: self
+                .world_points_from_depth
+                .slice_axis(Axis(0), one(f))
+                .to_owned(),
+        }
     }
 
     /// Writes `predictions.npz` (uncompressed, like `np.savez`) straight to `path`.

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
-use spaceport_core::ports::{ModelArtifact, ModelJob, ModelRunner, ProgressSink};
+use spaceport_core::pipeline::LocalFunction;
+use spaceport_core::ports::{LocalJob, ModelArtifact, ModelJob, ModelRunner, ProgressSink};
 use spaceport_core::{Error as CoreError, ErrorCode, Progress};
 
 use crate::config::{IoNames, ModelConfig, PreprocessMode, ReconSettings};
@@ -80,6 +81,42 @@ fn overall(stage: Stage, done: f64) -> f64 {
 impl ModelRunner for OnnxRunner {
     fn available(&self, model: &str) -> bool {
         self.resolve(model).is_file()
+    }
+
+    async fn local(&self, job: LocalJob) -> Result<Vec<ModelArtifact>, CoreError> {
+        let task = tokio::task::spawn_blocking(move || -> Result<Vec<ModelArtifact>, CoreError> {
+            match job.function {
+                LocalFunction::VggtRender => {
+                    let settings = Value::Object(job.settings);
+                    let recon = ReconSettings::from_json(&settings).map_err(to_core)?;
+                    let frame = crate::render::frame_filter(&settings).map_err(to_core)?;
+                    let input = job.inputs.first().ok_or_else(|| {
+                        CoreError::upstream(ErrorCode::InputInvalid, false, "no predictions given")
+                    })?;
+                    std::fs::create_dir_all(&job.out_dir)
+                        .map_err(|e| CoreError::storage("creating the output folder", e))?;
+                    let path = job.out_dir.join("scene.glb");
+                    let stats =
+                        crate::render::render(&input.filename, &input.bytes, &recon, frame, &path)
+                            .map_err(to_core)?;
+                    let mut meta = Map::new();
+                    meta.insert("points".into(), json!(stats.points));
+                    meta.insert("cameras".into(), json!(stats.cameras));
+                    Ok(vec![ModelArtifact {
+                        name: "scene".into(),
+                        path,
+                        meta,
+                    }])
+                }
+            }
+        });
+        task.await.map_err(|e| {
+            CoreError::upstream(
+                ErrorCode::ModelError,
+                false,
+                format!("the render thread failed: {e}"),
+            )
+        })?
     }
 
     async fn run(

@@ -46,6 +46,9 @@ fn param_schema(name: &str, path: &str) -> Option<Value> {
         "wait" => json!({"type": "number", "minimum": 0}),
         // Empty is no filter.
         "status" => json!({"type": "string", "enum": statuses}),
+        "format" if path.contains("/artifacts/") => {
+            json!({"type": "string", "enum": ["", "obj", "ply"]})
+        }
         "format" => json!({"type": "string", "enum": ["", "sse", "json"]}),
         "state" => json!({"type": "string", "enum": ["", "dead"]}),
         "types" => {
@@ -153,6 +156,7 @@ mod tests {
                 "kolors-tryon",
                 "vggt",
                 "vggt-onnx",
+                "vggt-render",
                 "vlm-describe",
                 "vlm-task-events",
                 "wonder3d"

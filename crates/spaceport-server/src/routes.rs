@@ -394,13 +394,28 @@ async fn delete_run(
 }
 
 /// Redirects to a signed, short-lived URL of the artifact.
-#[utoipa::path(get, path = "/v1/runs/{id}/artifacts/{name}", params(("id" = String, Path), ("name" = String, Path)),
-    responses((status = 302, description = "to the signed URL"), (status = 404, body = ErrorBody)))]
+#[derive(Debug, Deserialize)]
+struct ArtifactParams {
+    format: Option<String>,
+}
+
+/// An artifact: `302` to its signed URL. `?format=obj|ply` converts a GLB the first time it is
+/// asked for and keeps the result as an artifact of its own (`scene.ply`).
+#[utoipa::path(get, path = "/v1/runs/{id}/artifacts/{name}", params(("id" = String, Path), ("name" = String, Path), ("format" = Option<String>, Query)),
+    responses((status = 302, description = "to the signed URL"), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn get_artifact(
     Caller(api): Caller,
     Path((id, name)): Path<(String, String)>,
+    ApiQuery(p): ApiQuery<ArtifactParams>,
 ) -> ApiResult<Response> {
-    let (_, url, _) = api.artifact(&run_id(&id)?, &name).await?;
+    let format = p.format.unwrap_or_default();
+    if !["", "obj", "ply"].contains(&format.to_ascii_lowercase().as_str()) {
+        return Err(ApiError::bad_request(
+            Some("format".into()),
+            format!("format = {format:?} must be obj or ply"),
+        ));
+    }
+    let (_, url, _) = api.artifact_as(&run_id(&id)?, &name, &format).await?;
     Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
 }
 

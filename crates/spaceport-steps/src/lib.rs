@@ -10,6 +10,7 @@ pub mod batch;
 mod cache;
 mod call_model;
 pub mod changes;
+pub mod convert;
 mod fetch;
 mod hold;
 mod inputs;

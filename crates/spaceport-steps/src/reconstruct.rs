@@ -1,13 +1,15 @@
 //! reconstruct: runs an ONNX pipeline's model on the run's images with the local model runner
-//! (one session per worker), reporting stages as progress, then streams the files it wrote into
-//! the blob store. Artifacts go to fixed keys, so a run taken over after a crash is simply redone.
+//! (one session per worker), or a `local` pipeline's function over its input files (no model),
+//! reporting stages as progress, then streams the files it wrote into the blob store. Artifacts go to fixed keys, so a run taken over after a crash is simply redone.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use spaceport_core::pipeline::BackendSpec;
-use spaceport_core::ports::{BlobStore, ModelInput, ModelJob, ModelRunner, QueueName, StepMessage};
+use spaceport_core::ports::{
+    BlobStore, LocalJob, ModelInput, ModelJob, ModelRunner, QueueName, StepMessage,
+};
 use spaceport_core::{Artifact, Error, ErrorCode, Progress, Run, RunId, Status, lease};
 
 use crate::runs::{Mutated, Runs};
@@ -143,24 +145,13 @@ impl Reconstruct {
         // A run that failed over to an ONNX pipeline runs that pipeline's model (runs stored
         // before failovers named their pipeline: the first ONNX fallback).
         let pipeline = match &declared.backend {
-            BackendSpec::Onnx { .. } => declared,
+            BackendSpec::Onnx { .. } | BackendSpec::Local { .. } => declared,
             BackendSpec::Space { .. } | BackendSpec::HttpModel { .. } => declared
                 .fallbacks()
                 .into_iter()
                 .filter_map(|name| runs.pipelines.get(name).ok())
                 .find(|p| matches!(p.backend, BackendSpec::Onnx { .. }))
                 .unwrap_or(declared),
-        };
-        let BackendSpec::Onnx {
-            model,
-            io,
-            preprocess,
-        } = &pipeline.backend
-        else {
-            return Err(Error::Internal(format!(
-                "pipeline {} runs no local model",
-                pipeline.name
-            )));
         };
         let mut model_inputs = vec![];
         for (slot, files) in inputs::ordered(pipeline, run) {
@@ -177,15 +168,6 @@ impl Reconstruct {
             run.id,
             rand::random::<u32>()
         ));
-        let job = ModelJob {
-            run_id: run.id.clone(),
-            model: model.clone(),
-            io: io.clone(),
-            preprocess: preprocess.clone(),
-            settings: run.settings.clone(),
-            inputs: model_inputs,
-            out_dir: out_dir.clone(),
-        };
         // Progress comes from the runner's thread; the latest is stored by a heartbeat task that
         // also renews the lease.
         let latest: Arc<Mutex<Option<Progress>>> = Arc::new(Mutex::new(None));
@@ -197,7 +179,38 @@ impl Reconstruct {
                 }
             })
         };
-        let work = runner.run(job, sink);
+        let work = match &pipeline.backend {
+            BackendSpec::Onnx {
+                model,
+                io,
+                preprocess,
+            } => {
+                let job = ModelJob {
+                    run_id: run.id.clone(),
+                    model: model.clone(),
+                    io: io.clone(),
+                    preprocess: preprocess.clone(),
+                    settings: run.settings.clone(),
+                    inputs: model_inputs,
+                    out_dir: out_dir.clone(),
+                };
+                runner.run(job, sink)
+            }
+            // A function of ours over earlier artifacts: no model.
+            BackendSpec::Local { function } => runner.local(LocalJob {
+                run_id: run.id.clone(),
+                function: *function,
+                settings: run.settings.clone(),
+                inputs: model_inputs,
+                out_dir: out_dir.clone(),
+            }),
+            _ => {
+                return Err(Error::Internal(format!(
+                    "pipeline {} runs no local model or function",
+                    pipeline.name
+                )));
+            }
+        };
         tokio::pin!(work);
         let result = loop {
             tokio::select! {

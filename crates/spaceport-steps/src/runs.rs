@@ -472,7 +472,7 @@ impl Runs {
                 Ok(h) => space.cancel(&h).await,
                 Err(e) => Err(e),
             },
-            BackendKind::Onnx | BackendKind::HttpModel => Ok(()),
+            BackendKind::Onnx | BackendKind::HttpModel | BackendKind::Local => Ok(()),
         };
         if let Err(e) = result {
             tracing::warn!(run = %run.id, error = %e, "could not cancel the job at the backend");

@@ -157,7 +157,7 @@ impl SubmitSpace {
         match run.backend.kind {
             BackendKind::Space => {}
             // Another kind's own step (maybe in another process) takes it from here.
-            BackendKind::Onnx | BackendKind::HttpModel => {
+            BackendKind::Onnx | BackendKind::HttpModel | BackendKind::Local => {
                 runs.release(id).await?;
                 runs.hand_on(&run).await?;
                 return Ok(Outcome::Done);

@@ -251,6 +251,8 @@ impl Troubles {
                     kind: BackendKind::HttpModel,
                     target: model.clone(),
                 },
+                // A local function takes other runs' artifacts, not a Space's inputs.
+                BackendSpec::Local { .. } => continue,
             };
             return Ok(Some(next));
         }

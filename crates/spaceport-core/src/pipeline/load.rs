@@ -131,7 +131,12 @@ impl Pipeline {
                 "is also an artifact in [outputs]: names are shared",
             ));
         }
-        if !self.values.is_empty() && matches!(self.backend, BackendSpec::Onnx { .. }) {
+        if !self.values.is_empty()
+            && matches!(
+                self.backend,
+                BackendSpec::Onnx { .. } | BackendSpec::Local { .. }
+            )
+        {
             return Err(load_err(
                 file,
                 "values",
@@ -240,6 +245,8 @@ impl Pipeline {
                 }
             }
             BackendSpec::HttpModel { .. } => self.check_model_server(file)?,
+            // Which function is all there is to say; serde refused an unknown one.
+            BackendSpec::Local { .. } => {}
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 
 mod inputs;
 mod load;
+mod local;
 mod model_server;
 mod schema;
 mod set;
@@ -13,6 +14,7 @@ mod values;
 
 pub use inputs::{DeclaredFile, check_filename};
 pub use load::LoadError;
+pub use local::LocalFunction;
 pub use model_server::{
     AnswerForm, ChatProtocol, DEFAULT_MAX_ANSWER_BYTES, DEFAULT_REQUEST_TIMEOUT_S, ModelServer,
     OptionSpec, PromptContext, RequestSpec, answer_file, json_in_answer, render,

@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 
 use serde::{Deserialize, Serialize};
 
+use super::local::LocalFunction;
 use super::model_server::ChatProtocol;
 use super::spec::{BackendSpec, Pipeline, SettingSpec};
 
@@ -25,6 +26,9 @@ pub enum BackendDescription {
         protocol: ChatProtocol,
         model: String,
     },
+    Local {
+        function: LocalFunction,
+    },
 }
 
 impl BackendDescription {
@@ -43,6 +47,9 @@ impl BackendDescription {
                 protocol: *protocol,
                 model: model.clone(),
             },
+            BackendSpec::Local { function } => BackendDescription::Local {
+                function: *function,
+            },
         }
     }
 
@@ -53,6 +60,7 @@ impl BackendDescription {
             BackendDescription::Onnx { model } | BackendDescription::HttpModel { model, .. } => {
                 model
             }
+            BackendDescription::Local { function } => function.as_str(),
         }
     }
 }

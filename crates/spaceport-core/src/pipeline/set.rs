@@ -36,6 +36,10 @@ pub const BUILTIN_PIPELINES: &[(&str, &str)] = &[
         include_str!("../../../../pipelines/wonder3d.toml"),
     ),
     (
+        "vggt-render.toml",
+        include_str!("../../../../pipelines/vggt-render.toml"),
+    ),
+    (
         "vlm-describe.toml",
         include_str!("../../../../pipelines/vlm-describe.toml"),
     ),

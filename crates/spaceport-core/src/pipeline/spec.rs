@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::local::LocalFunction;
 use super::model_server::{ChatProtocol, RequestSpec};
 use crate::backend::BackendKind;
 
@@ -250,6 +251,8 @@ pub enum BackendSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_s: Option<u64>,
     },
+    /// A function of ours over earlier artifacts (`local.rs`).
+    Local { function: LocalFunction },
 }
 
 /// One artifact a run produces.
@@ -419,7 +422,12 @@ impl Pipeline {
             (_, Some(0)) => None,
             (_, Some(n)) => Some(n),
             (BackendSpec::Onnx { .. }, None) => Some(1),
-            (BackendSpec::Space { .. } | BackendSpec::HttpModel { .. }, None) => None,
+            (
+                BackendSpec::Space { .. }
+                | BackendSpec::HttpModel { .. }
+                | BackendSpec::Local { .. },
+                None,
+            ) => None,
         }
     }
 
@@ -430,6 +438,7 @@ impl Pipeline {
             BackendSpec::Space { space, .. } => format!("space:{space}"),
             BackendSpec::Onnx { model, .. } => format!("onnx:{model}"),
             BackendSpec::HttpModel { url, model, .. } => format!("http_model:{url}#{model}"),
+            BackendSpec::Local { function } => format!("local:{}", function.as_str()),
         }
     }
 
@@ -468,7 +477,11 @@ impl Pipeline {
                 outputs: BTreeMap::new(),
             }],
             BackendSpec::Space { layouts, .. } => layouts.clone(),
-            BackendSpec::Onnx { .. } | BackendSpec::HttpModel { .. } => vec![],
+            BackendSpec::Onnx { .. }
+            | BackendSpec::HttpModel { .. }
+            | BackendSpec::Local { .. } => {
+                vec![]
+            }
         }
     }
 
@@ -507,7 +520,9 @@ impl Pipeline {
                 .iter()
                 .find(|l| l.name == layout)
                 .and_then(|l| l.outputs.get(name)),
-            BackendSpec::Onnx { .. } | BackendSpec::HttpModel { .. } => None,
+            BackendSpec::Onnx { .. }
+            | BackendSpec::HttpModel { .. }
+            | BackendSpec::Local { .. } => None,
         }
     }
 
@@ -521,6 +536,7 @@ impl Pipeline {
         match &self.backend {
             BackendSpec::Space { space, .. } => space,
             BackendSpec::Onnx { model, .. } | BackendSpec::HttpModel { model, .. } => model,
+            BackendSpec::Local { function } => function.as_str(),
         }
     }
 
@@ -538,7 +554,9 @@ impl BackendSpec {
             BackendSpec::Space { space, url, .. } => {
                 Some(url.clone().unwrap_or_else(|| space_base_url(space)))
             }
-            BackendSpec::Onnx { .. } | BackendSpec::HttpModel { .. } => None,
+            BackendSpec::Onnx { .. }
+            | BackendSpec::HttpModel { .. }
+            | BackendSpec::Local { .. } => None,
         }
     }
 
@@ -548,6 +566,7 @@ impl BackendSpec {
             BackendSpec::Space { .. } => BackendKind::Space,
             BackendSpec::Onnx { .. } => BackendKind::Onnx,
             BackendSpec::HttpModel { .. } => BackendKind::HttpModel,
+            BackendSpec::Local { .. } => BackendKind::Local,
         }
     }
 }

@@ -187,6 +187,20 @@ pub struct ModelArtifact {
     pub meta: Map<String, Value>,
 }
 
+/// What the `reconstruct` step asks a runner to do for a `local` pipeline: `function` over the
+/// run's input files, no model.
+#[derive(Debug, Clone)]
+pub struct LocalJob {
+    pub run_id: RunId,
+    pub function: crate::pipeline::LocalFunction,
+    /// Resolved settings (user-facing spellings).
+    pub settings: Map<String, Value>,
+    /// The input files, slot by slot in the pipeline's order.
+    pub inputs: Vec<ModelInput>,
+    /// A fresh directory the runner writes its files into.
+    pub out_dir: std::path::PathBuf,
+}
+
 /// Receives progress while a model runs (stage and fraction).
 pub type ProgressSink = Box<dyn Fn(Progress) + Send + Sync>;
 
@@ -197,6 +211,15 @@ pub trait ModelRunner: Send + Sync {
     /// Runs `job`, reporting progress, and returns the files it wrote.
     async fn run(&self, job: ModelJob, progress: ProgressSink)
     -> Result<Vec<ModelArtifact>, Error>;
+
+    /// Runs a local function (`local` pipelines) and returns the files it wrote. A runner
+    /// without any refuses.
+    async fn local(&self, job: LocalJob) -> Result<Vec<ModelArtifact>, Error> {
+        Err(Error::Internal(format!(
+            "this worker runs no local function {}",
+            job.function.as_str()
+        )))
+    }
 
     /// Whether the model at `model` can be run here (its file is present); a Space pipeline falls
     /// back to a local model only when it can.
