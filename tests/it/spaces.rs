@@ -289,6 +289,36 @@ async fn hunyuan3d_live_space_layout_on_gradio_6() {
             assert_facts_match_trimesh(&kept["meta"], &converted, true);
         }
     }
+    // The same conversion as a run of its own (mesh-convert) on the mesh artifact.
+    let id = done["id"].as_str().unwrap();
+    let created = t
+        .client
+        .create_run(
+            &json!({"pipeline": "mesh-convert", "settings": {"format": "obj"},
+                    "inputs": {"mesh": [{"run": id, "artifact": "mesh"}]}}),
+            None,
+        )
+        .await
+        .unwrap();
+    let converted = wait_terminal(&t.client, created["id"].as_str().unwrap(), RUN_WAIT)
+        .await
+        .unwrap();
+    ok(&converted);
+    assert_eq!(
+        artifact_names(&converted),
+        ["obj"],
+        "only the format asked for"
+    );
+    let obj = artifact(&t, &converted, "obj", dir.path()).await.unwrap();
+    let (facts, glb) = (
+        trimesh_facts(&obj),
+        trimesh_facts(&artifact(&t, &done, "mesh", dir.path()).await.unwrap()),
+    );
+    assert_eq!(
+        (&facts["vertices"], &facts["faces"]),
+        (&glb["vertices"], &glb["faces"])
+    );
+
     // Asked again: the kept file, not a second conversion; a mesh has no third format.
     let run = t
         .client

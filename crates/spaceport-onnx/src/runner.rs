@@ -108,6 +108,40 @@ impl ModelRunner for OnnxRunner {
                         meta,
                     }])
                 }
+                LocalFunction::MeshConvert => {
+                    let format = job
+                        .settings
+                        .get("format")
+                        .and_then(Value::as_str)
+                        .unwrap_or("ply");
+                    let to = spaceport_mesh::MeshFormat::parse(format).ok_or_else(|| {
+                        CoreError::upstream(
+                            ErrorCode::InputInvalid,
+                            false,
+                            format!("format {format:?} is not obj or ply"),
+                        )
+                    })?;
+                    let input = job.inputs.first().ok_or_else(|| {
+                        CoreError::upstream(ErrorCode::InputInvalid, false, "no mesh given")
+                    })?;
+                    let bytes = spaceport_mesh::convert(&input.bytes, to).map_err(|e| {
+                        CoreError::upstream(
+                            ErrorCode::InputInvalid,
+                            false,
+                            format!("{}: {e}", input.filename),
+                        )
+                    })?;
+                    std::fs::create_dir_all(&job.out_dir)
+                        .map_err(|e| CoreError::storage("creating the output folder", e))?;
+                    let path = job.out_dir.join(format!("mesh.{}", to.extension()));
+                    std::fs::write(&path, bytes)
+                        .map_err(|e| CoreError::storage("writing the converted mesh", e))?;
+                    Ok(vec![ModelArtifact {
+                        name: to.extension().into(),
+                        path,
+                        meta: Map::new(),
+                    }])
+                }
             }
         });
         task.await.map_err(|e| {

@@ -154,6 +154,7 @@ mod tests {
                 "hunyuan3d-shape",
                 "idm-vton",
                 "kolors-tryon",
+                "mesh-convert",
                 "vggt",
                 "vggt-onnx",
                 "vggt-render",

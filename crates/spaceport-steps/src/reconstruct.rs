@@ -239,13 +239,17 @@ impl Reconstruct {
                 .await?;
             let mut stored = vec![];
             for (name, spec) in &pipeline.outputs {
-                let file = files.iter().find(|f| &f.name == name).ok_or_else(|| {
-                    Error::upstream(
+                let Some(file) = files.iter().find(|f| &f.name == name) else {
+                    // An output the settings did not ask for (mesh-convert's other format).
+                    if spec.optional {
+                        continue;
+                    }
+                    return Err(Error::upstream(
                         ErrorCode::ModelError,
                         false,
                         format!("the model runner wrote no {name} output"),
-                    )
-                })?;
+                    ));
+                };
                 let body = tokio::fs::File::open(&file.path)
                     .await
                     .map_err(|e| Error::storage(format!("opening {}", file.path.display()), e))?;

@@ -11,6 +11,9 @@ pub enum LocalFunction {
     /// VGGT's `update_visualization`: the GLB built again from a run's `predictions.npz` with new
     /// settings (confidence threshold, masks, cameras, branch, one frame), without the model.
     VggtRender,
+    /// A GLB's meshes as OBJ or PLY, its point cloud as PLY (`spaceport_mesh`), per the
+    /// `format` setting; the same conversion `?format=` makes on request.
+    MeshConvert,
 }
 
 impl LocalFunction {
@@ -18,6 +21,7 @@ impl LocalFunction {
     pub fn as_str(self) -> &'static str {
         match self {
             LocalFunction::VggtRender => "vggt-render",
+            LocalFunction::MeshConvert => "mesh-convert",
         }
     }
 }

@@ -36,6 +36,10 @@ pub const BUILTIN_PIPELINES: &[(&str, &str)] = &[
         include_str!("../../../../pipelines/wonder3d.toml"),
     ),
     (
+        "mesh-convert.toml",
+        include_str!("../../../../pipelines/mesh-convert.toml"),
+    ),
+    (
         "vggt-render.toml",
         include_str!("../../../../pipelines/vggt-render.toml"),
     ),
