@@ -204,3 +204,126 @@ async fn the_templates_table_is_the_table_the_code_creates() {
         "expires_at"
     );
 }
+
+/// The logical id a `!Ref X` or `!GetAtt X.Attr` names.
+fn target(v: &serde_json::Value) -> Option<&str> {
+    v["Ref"]
+        .as_str()
+        .or_else(|| v["Fn::GetAtt"][0].as_str())
+        .or_else(|| v["Fn::GetAtt"].as_str().and_then(|s| s.split('.').next()))
+}
+
+#[test]
+fn every_queue_alarms_on_its_dead_letters_and_its_oldest_message_to_the_topic() {
+    let t = template();
+    let resources = t["Resources"].as_object().unwrap();
+    let alarms: Vec<&serde_json::Value> = resources
+        .values()
+        .filter(|r| r["Type"] == "AWS::CloudWatch::Alarm")
+        .collect();
+    let alarmed = |queue: &str, metric: &str| {
+        alarms.iter().any(|a| {
+            let p = &a["Properties"];
+            p["MetricName"] == metric
+                && p["Namespace"] == "AWS/SQS"
+                && p["Dimensions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|d| d["Name"] == "QueueName" && target(&d["Value"]) == Some(queue))
+                && p["AlarmActions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|x| target(x) == Some("AlarmTopic"))
+        })
+    };
+    let mut queues = 0;
+    for (name, r) in resources {
+        if r["Type"] != "AWS::SQS::Queue" || r["Properties"]["RedrivePolicy"].is_null() {
+            continue;
+        }
+        queues += 1;
+        let dlq = target(&r["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]).unwrap();
+        assert!(
+            alarmed(dlq, "ApproximateNumberOfMessagesVisible"),
+            "no alarm on {dlq} (the dead letters of {name})"
+        );
+        assert!(
+            alarmed(name, "ApproximateAgeOfOldestMessage"),
+            "no alarm on the age of {name}'s oldest message"
+        );
+    }
+    assert!(queues >= 7, "{queues} step queues");
+    assert_eq!(resources["AlarmTopic"]["Type"], "AWS::SNS::Topic");
+    assert_eq!(
+        target(&t["Outputs"]["AlarmTopicArn"]["Value"]),
+        Some("AlarmTopic")
+    );
+}
+
+#[test]
+fn the_bucket_refuses_plain_http() {
+    let t = template();
+    let policy = t["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::S3::BucketPolicy"
+                && target(&r["Properties"]["Bucket"]) == Some("BlobsBucket")
+        })
+        .expect("a policy on BlobsBucket");
+    let denies_http = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| {
+            s["Effect"] == "Deny"
+                && s["Action"] == "s3:*"
+                && s["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+        });
+    assert!(denies_http, "{policy}");
+}
+
+#[test]
+fn each_queue_stays_hidden_six_times_its_consumers_timeout_and_poll_status_stops_in_time() {
+    let t = template();
+    let resources = t["Resources"].as_object().unwrap();
+    let default_timeout = t["Globals"]["Function"]["Timeout"].as_u64().unwrap_or(3);
+    let mut consumers = 0;
+    for (name, r) in resources {
+        if r["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        let timeout = r["Properties"]["Timeout"]
+            .as_u64()
+            .unwrap_or(default_timeout);
+        for e in r["Properties"]["Events"].as_object().unwrap().values() {
+            if e["Type"] != "SQS" {
+                continue;
+            }
+            consumers += 1;
+            let queue = target(&e["Properties"]["Queue"]).unwrap();
+            let visibility = resources[queue]["Properties"]["VisibilityTimeout"]
+                .as_u64()
+                .unwrap_or(30);
+            assert!(
+                visibility >= 6 * timeout,
+                "{queue}: visibility {visibility} s is under 6 x {name}'s timeout {timeout} s"
+            );
+        }
+        // A step that holds a stream or a model server (poll-status, call-model) stops in time
+        // to hand the run on before Lambda kills it.
+        let window = r["Properties"]["Environment"]["Variables"]["SPACEPORT_POLL_WINDOW_S"]
+            .as_str()
+            .and_then(|w| w.parse::<u64>().ok());
+        if let Some(w) = window {
+            assert!(
+                w + 30 <= timeout,
+                "{name}: window {w} s, timeout {timeout} s"
+            );
+        }
+    }
+    assert!(consumers >= 7, "{consumers} queue consumers");
+}
