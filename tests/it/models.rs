@@ -488,3 +488,68 @@ async fn a_worker_killed_mid_run_loses_no_answer_it_had() {
         "the take-over is an attempt: {run}"
     );
 }
+
+#[tokio::test]
+async fn a_model_server_found_down_hands_the_run_to_the_pipelines_fallback() {
+    let mirror = ModelServerMirror::start(&[("MIRROR_TOKEN_DELAY_S", "0")]).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // vlm-describe on a server nobody answers, falling back to the same pipeline on the mirror
+    // over the OpenAI protocol.
+    let dir = tmp.path().join("pipelines");
+    std::fs::create_dir_all(&dir).unwrap();
+    let read = |name: &str| {
+        std::fs::read_to_string(
+            spaceport_testkit::repo_root().join(format!("pipelines/{name}.toml")),
+        )
+        .unwrap()
+    };
+    let describe = read("vlm-describe");
+    std::fs::write(
+        dir.join("vlm-describe.toml"),
+        describe.replacen(
+            "deadline_s = 1800",
+            "deadline_s = 1800\nfallback = \"vlm-describe-backup\"",
+            1,
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("vlm-describe-backup.toml"),
+        describe
+            .replace("name = \"vlm-describe\"", "name = \"vlm-describe-backup\"")
+            .replace("protocol = \"ollama\"", "protocol = \"openai\""),
+    )
+    .unwrap();
+    std::fs::write(dir.join("vlm-task-events.toml"), read("vlm-task-events")).unwrap();
+    let dead = format!("http://127.0.0.1:{}", spaceport_testkit::free_port());
+    let mut cfg = model_config(&tmp.path().join("data"), &dead, Some(&dir));
+    cfg.pipelines.insert(
+        "vlm-describe-backup".into(),
+        PipelineOverride {
+            server_url: Some(mirror.url().into()),
+            ..PipelineOverride::default()
+        },
+    );
+    let t = TestStack::start_config(cfg).await.unwrap();
+    let files: Vec<(String, Vec<u8>)> = frames().into_iter().take(3).collect();
+    let id = start_run(&t.client, "vlm-describe", "images", &files, json!({})).await;
+    let run = wait_terminal(&t.client, &id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let attempts = run["backend"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{run}");
+    assert_eq!(attempts[0]["outcome"], "failed_over", "{run}");
+    assert!(
+        attempts[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
+        "{run}"
+    );
+    assert_eq!(attempts[1]["pipeline"], "vlm-describe-backup");
+    let asked = mirror.requests().unwrap();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0]["protocol"], "openai");
+    assert_eq!(run["outputs"]["answers"].as_array().unwrap().len(), 1);
+}

@@ -13,11 +13,13 @@ use futures::stream;
 use serde_json::{Map, Value, json};
 use spaceport_core::pipeline::{AnswerForm, Pipeline, PromptContext, RequestSpec};
 use spaceport_core::ports::{
-    BlobStore, ChatFormat, ChatImage, ChatRequest, ChatServer, QueueName, StepMessage,
+    BlobStore, ChatFormat, ChatImage, ChatRequest, ChatServer, ModelRunner, QueueName,
+    SpaceBackend, StepMessage,
 };
 use spaceport_core::{Error, ErrorCode, Progress, Run, RunId, Status, TextDelta, lease, pipeline};
 
 use crate::runs::{Mutated, Runs};
+use crate::trouble::Troubles;
 use crate::{Outcome, Step, artifacts, inputs};
 
 /// How often streamed text is written to the run as an event: at most four a second per run,
@@ -29,6 +31,8 @@ pub struct CallModel {
     runs: Runs,
     blobs: Arc<dyn BlobStore>,
     chat: Arc<dyn ChatServer>,
+    /// Fails a run over to the pipeline's fallback when its server is down.
+    troubles: Troubles,
 }
 
 #[async_trait]
@@ -86,9 +90,25 @@ impl Place<'_> {
 }
 
 impl CallModel {
-    /// The step over its ports.
-    pub fn new(runs: Runs, blobs: Arc<dyn BlobStore>, chat: Arc<dyn ChatServer>) -> CallModel {
-        CallModel { runs, blobs, chat }
+    /// The step over its ports (the Space backend and model runner only to weigh fallbacks).
+    pub fn new(
+        runs: Runs,
+        blobs: Arc<dyn BlobStore>,
+        chat: Arc<dyn ChatServer>,
+        space: Arc<dyn SpaceBackend>,
+        runner: Option<Arc<dyn ModelRunner>>,
+    ) -> CallModel {
+        let troubles = Troubles {
+            runs: runs.clone(),
+            space,
+            runner,
+        };
+        CallModel {
+            runs,
+            blobs,
+            chat,
+            troubles,
+        }
     }
 
     /// Handles a call-model message.
@@ -158,6 +178,13 @@ impl CallModel {
             return Ok(Outcome::Done);
         }
         let (code, retryable, message) = runs.classify(id, e, ErrorCode::ModelError).await?;
+        // Down on every try: the next backend the pipeline names, as for a Space.
+        if code == ErrorCode::ModelUnavailable && self.troubles.fails_over_when_down(&now_run)? {
+            self.troubles
+                .fail_over(id, now_run.status, &message)
+                .await?;
+            return Ok(Outcome::Done);
+        }
         runs.fail_run(id, code, &message, retryable).await?;
         Ok(Outcome::Done)
     }

@@ -279,6 +279,8 @@ impl Steps {
             self.runs.clone(),
             self.ports.blobs.clone(),
             self.ports.chat.clone(),
+            self.ports.space.clone(),
+            self.ports.model.clone(),
         )
     }
 

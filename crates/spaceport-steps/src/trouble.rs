@@ -259,6 +259,14 @@ impl Troubles {
         Ok(None)
     }
 
+    /// Whether a backend found down (unreachable on every try) hands `run` to a fallback: its
+    /// pipeline fails over when down and names one this deployment can run that has not
+    /// served it yet.
+    pub(crate) fn fails_over_when_down(&self, run: &Run) -> Result<bool, Error> {
+        let own = self.runs.pipelines.get(&run.pipeline)?;
+        Ok(own.failover.when_down && self.next_backend(run)?.is_some())
+    }
+
     /// The queue rank above which `run`'s job leaves its Space for a fallback: the pipeline's
     /// `when_queue_rank_over`, when a fallback is left. Decided once per watch, not per event.
     pub(crate) fn rank_limit(&self, run: &Run) -> Result<Option<u64>, Error> {
