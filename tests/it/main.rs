@@ -5,6 +5,7 @@ mod bad_input;
 mod batches;
 mod blobs;
 mod cache;
+mod chain;
 mod common;
 mod concurrency;
 mod crash;

@@ -21,15 +21,19 @@ pub enum BackendKind {
     /// A function of ours over earlier artifacts (re-rendering a VGGT scene): the reconstruct
     /// worker, which holds the code, does the whole job.
     Local,
+    /// Stages, each a child run of another pipeline: submit-space starts each in turn and
+    /// follows it.
+    Chain,
 }
 
 impl BackendKind {
     /// Every kind.
-    pub const ALL: [BackendKind; 4] = [
+    pub const ALL: [BackendKind; 5] = [
         BackendKind::Space,
         BackendKind::Onnx,
         BackendKind::HttpModel,
         BackendKind::Local,
+        BackendKind::Chain,
     ];
 
     /// The wire spelling.
@@ -39,6 +43,7 @@ impl BackendKind {
             BackendKind::Onnx => "onnx",
             BackendKind::HttpModel => "http_model",
             BackendKind::Local => "local",
+            BackendKind::Chain => "chain",
         }
     }
 
@@ -63,6 +68,8 @@ impl BackendKind {
             (BackendKind::HttpModel, Submitting | Running | Fetching) => Some(QueueName::CallModel),
             // A local function runs on the worker that holds its code, redone whole after a crash.
             (BackendKind::Local, Submitting | Running | Fetching) => Some(QueueName::Reconstruct),
+            // The chain's driver lives with submit-space: it starts each stage's child run.
+            (BackendKind::Chain, Submitting | Running | Fetching) => Some(QueueName::SubmitSpace),
         }
     }
 }
@@ -106,6 +113,10 @@ mod tests {
             (Local, Submitting, Reconstruct),
             (Local, Running, Reconstruct),
             (Local, Fetching, Reconstruct),
+            (Chain, Queued, SubmitSpace),
+            (Chain, Submitting, SubmitSpace),
+            (Chain, Running, SubmitSpace),
+            (Chain, Fetching, SubmitSpace),
         ];
         for (kind, status, queue) in want {
             assert_eq!(kind.queue_for(status), Some(queue), "{kind} {status}");

@@ -32,7 +32,7 @@ pub use ids::RunId;
 pub use job::{JobState, Lease};
 pub use pipeline::{Pipeline, PipelineSet};
 pub use run::{
-    Artifact, Attempt, BackendInfo, InputFile, InputSource, InputState, LOCAL_TENANT, Progress,
-    Run, RunError, StartMode,
+    Artifact, Attempt, BackendInfo, ChildRun, InputFile, InputSource, InputState, LOCAL_TENANT,
+    Progress, Run, RunError, StartMode,
 };
 pub use status::Status;

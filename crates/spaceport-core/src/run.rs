@@ -244,6 +244,19 @@ pub struct Run {
     /// Streamed text this change carries, for the next event it records.
     #[serde(skip)]
     pub new_text: Option<TextDelta>,
+    /// The chain run this run is a stage of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<RunId>,
+    /// A chain run's stage runs, in the order they started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildRun>,
+}
+
+/// A stage run of a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildRun {
+    pub stage: String,
+    pub run: RunId,
 }
 
 impl Run {
@@ -292,6 +305,8 @@ impl Run {
             new_events: PendingEvents::default(),
             new_logs: vec![],
             new_text: None,
+            parent: None,
+            children: vec![],
         }
         .recorded(EventType::Created, created_at)
     }

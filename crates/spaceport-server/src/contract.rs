@@ -157,6 +157,7 @@ mod tests {
                 "mesh-convert",
                 "vggt",
                 "vggt-onnx",
+                "vggt-ply",
                 "vggt-render",
                 "vlm-describe",
                 "vlm-task-events",

@@ -20,8 +20,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiQuery, ErrorBody};
 use crate::views::{
-    ArtifactView, AttemptView, CreateRunRequest, DeliveryList, DeliveryView, EventList, EventView,
-    FeedView, InputSourceView, PipelineList, RunList, RunView, TextView,
+    ArtifactView, AttemptView, ChildRunView, CreateRunRequest, DeliveryList, DeliveryView,
+    EventList, EventView, FeedView, InputSourceView, PipelineList, RunList, RunView, TextView,
 };
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -68,6 +68,7 @@ type ApiResult<T> = Result<T, ApiError>;
         EventView,
         TextView,
         InputSourceView,
+        ChildRunView,
         EventList,
         FeedView,
         DeliveryView,

@@ -135,6 +135,13 @@ pub struct ArtifactView {
     pub meta: Map<String, Value>,
 }
 
+/// A stage run of a chain.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChildRunView {
+    pub stage: String,
+    pub run: String,
+}
+
 /// A run.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RunView {
@@ -168,6 +175,12 @@ pub struct RunView {
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
     pub retry_of: Option<String>,
+    /// The chain run this run is a stage of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// A chain run's stage runs, in the order they started (`{"stage", "run"}`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildRunView>,
     /// The batch that created it (`bat_…`).
     pub batch: Option<String>,
     /// Whether the results came from an earlier identical run (same pipeline, Space revision,
@@ -253,6 +266,15 @@ impl RunView {
             deleted_by: run.deleted_by.clone(),
             metadata: run.metadata.clone(),
             retry_of: run.retry_of.as_ref().map(|r| r.to_string()),
+            parent: run.parent.as_ref().map(|r| r.to_string()),
+            children: run
+                .children
+                .iter()
+                .map(|c| ChildRunView {
+                    stage: c.stage.clone(),
+                    run: c.run.to_string(),
+                })
+                .collect(),
             batch: run.batch.clone(),
             cache_hit: run.cache_hit,
             cached_from: run.cached_from.as_ref().map(|r| r.to_string()),

@@ -465,6 +465,15 @@ impl Accept {
                 .cancel_at_backend(self.space.as_ref(), &run, handle)
                 .await;
         }
+        // A chain's live stage goes with it (and the next never starts).
+        for child in &run.children {
+            match Box::pin(self.cancel(&child.run)).await {
+                Ok(_) | Err(Error::InvalidState(_)) => {}
+                Err(e) => {
+                    tracing::warn!(run = %child.run, error = %e, "could not cancel a chain's stage")
+                }
+            }
+        }
         Ok(run)
     }
 

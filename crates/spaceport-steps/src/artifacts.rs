@@ -167,6 +167,8 @@ mod tests {
             from: None,
             optional: false,
             max_bytes: None,
+            stage: None,
+            artifact: None,
         }
     }
 

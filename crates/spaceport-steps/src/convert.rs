@@ -93,6 +93,8 @@ impl Accept {
             from: None,
             optional: false,
             max_bytes: None,
+            stage: None,
+            artifact: None,
         };
         let mut meta = Map::new();
         meta.insert("converted_from".into(), json!(name));

@@ -9,6 +9,7 @@ mod artifacts;
 pub mod batch;
 mod cache;
 mod call_model;
+mod chain;
 pub mod changes;
 pub mod convert;
 mod fetch;

@@ -146,7 +146,9 @@ impl Reconstruct {
         // before failovers named their pipeline: the first ONNX fallback).
         let pipeline = match &declared.backend {
             BackendSpec::Onnx { .. } | BackendSpec::Local { .. } => declared,
-            BackendSpec::Space { .. } | BackendSpec::HttpModel { .. } => declared
+            BackendSpec::Space { .. }
+            | BackendSpec::HttpModel { .. }
+            | BackendSpec::Chain { .. } => { declared }
                 .fallbacks()
                 .into_iter()
                 .filter_map(|name| runs.pipelines.get(name).ok())

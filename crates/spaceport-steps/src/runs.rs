@@ -472,7 +472,11 @@ impl Runs {
                 Ok(h) => space.cancel(&h).await,
                 Err(e) => Err(e),
             },
-            BackendKind::Onnx | BackendKind::HttpModel | BackendKind::Local => Ok(()),
+            // A chain's stages are cancelled as runs of their own (`Accept::cancel`).
+            BackendKind::Onnx
+            | BackendKind::HttpModel
+            | BackendKind::Local
+            | BackendKind::Chain => Ok(()),
         };
         if let Err(e) = result {
             tracing::warn!(run = %run.id, error = %e, "could not cancel the job at the backend");

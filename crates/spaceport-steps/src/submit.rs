@@ -70,6 +70,15 @@ impl SubmitSpace {
         let me = runs.worker_id().to_string();
         let lease_until = runs.lease_until(now);
         let stored = runs.load(id).await?;
+        // A chain's every later message is its driver's.
+        if stored.backend.kind == BackendKind::Chain
+            && matches!(
+                stored.status,
+                Status::Submitting | Status::Running | Status::Fetching
+            )
+        {
+            return crate::chain::drive(runs, id).await;
+        }
         // A run waiting for its backend (a quota, a Space waking) is not submitted before its time.
         if stored.status == Status::Submitting
             && let Some(at) = stored.job().not_before
@@ -157,6 +166,11 @@ impl SubmitSpace {
         match run.backend.kind {
             BackendKind::Space => {}
             // Another kind's own step (maybe in another process) takes it from here.
+            // The chain's driver starts its first stage now.
+            BackendKind::Chain => {
+                runs.release(id).await?;
+                return crate::chain::drive(runs, id).await;
+            }
             BackendKind::Onnx | BackendKind::HttpModel | BackendKind::Local => {
                 runs.release(id).await?;
                 runs.hand_on(&run).await?;

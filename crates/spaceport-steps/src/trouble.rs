@@ -251,8 +251,9 @@ impl Troubles {
                     kind: BackendKind::HttpModel,
                     target: model.clone(),
                 },
-                // A local function takes other runs' artifacts, not a Space's inputs.
-                BackendSpec::Local { .. } => continue,
+                // A local function takes other runs' artifacts, not a Space's inputs; a chain
+                // is no fallback of a backend.
+                BackendSpec::Local { .. } | BackendSpec::Chain { .. } => continue,
             };
             return Ok(Some(next));
         }

@@ -247,6 +247,7 @@ impl Pipeline {
             BackendSpec::HttpModel { .. } => self.check_model_server(file)?,
             // Which function is all there is to say; serde refused an unknown one.
             BackendSpec::Local { .. } => {}
+            BackendSpec::Chain { .. } => self.check_chain(file)?,
         }
         Ok(())
     }

@@ -2,6 +2,8 @@
 //! user-facing settings (with backend spellings), how its backend is called and which outputs become
 //! artifacts. Everything is checked at load, so a bad file fails naming the file and the key.
 
+mod chain;
+mod failover;
 mod inputs;
 mod load;
 mod local;
@@ -12,6 +14,7 @@ mod settings;
 mod spec;
 mod values;
 
+pub use chain::{StageInput, StageSpec};
 pub use inputs::{DeclaredFile, check_filename};
 pub use load::LoadError;
 pub use local::LocalFunction;

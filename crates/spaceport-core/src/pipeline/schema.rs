@@ -29,6 +29,10 @@ pub enum BackendDescription {
     Local {
         function: LocalFunction,
     },
+    /// The pipelines the stages run, in order.
+    Chain {
+        stages: Vec<String>,
+    },
 }
 
 impl BackendDescription {
@@ -50,6 +54,9 @@ impl BackendDescription {
             BackendSpec::Local { function } => BackendDescription::Local {
                 function: *function,
             },
+            BackendSpec::Chain { stages } => BackendDescription::Chain {
+                stages: stages.iter().map(|s| s.pipeline.clone()).collect(),
+            },
         }
     }
 
@@ -61,6 +68,7 @@ impl BackendDescription {
                 model
             }
             BackendDescription::Local { function } => function.as_str(),
+            BackendDescription::Chain { .. } => "chain",
         }
     }
 }

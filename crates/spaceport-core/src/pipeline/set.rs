@@ -40,6 +40,10 @@ pub const BUILTIN_PIPELINES: &[(&str, &str)] = &[
         include_str!("../../../../pipelines/mesh-convert.toml"),
     ),
     (
+        "vggt-ply.toml",
+        include_str!("../../../../pipelines/vggt-ply.toml"),
+    ),
+    (
         "vggt-render.toml",
         include_str!("../../../../pipelines/vggt-render.toml"),
     ),
@@ -107,6 +111,7 @@ impl PipelineSet {
         }
         for p in pipelines.values() {
             let file = format!("{}.toml", p.name);
+            p.check_chain_stages(&file, &pipelines)?;
             for fb in p.fallbacks() {
                 let Some(other) = pipelines.get(fb).filter(|o| o.name != p.name) else {
                     return Err(load_err(

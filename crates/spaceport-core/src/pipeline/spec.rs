@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::chain::StageSpec;
+pub use super::failover::Failover;
 use super::local::LocalFunction;
 use super::model_server::{ChatProtocol, RequestSpec};
 use crate::backend::BackendKind;
@@ -253,6 +255,8 @@ pub enum BackendSpec {
     },
     /// A function of ours over earlier artifacts (`local.rs`).
     Local { function: LocalFunction },
+    /// Stages, each a child run of another pipeline (`chain.rs`).
+    Chain { stages: Vec<StageSpec> },
 }
 
 /// One artifact a run produces.
@@ -272,6 +276,11 @@ pub struct OutputSpec {
     /// that sends more fails the run, and nothing of it is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<u64>,
+    /// For a chain: the stage whose artifact `artifact` this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
 }
 
 /// An artifact's cap when its pipeline names none: room for a large scene, not for a disk.
@@ -377,44 +386,6 @@ pub struct Pipeline {
     pub values: BTreeMap<String, ValueSpec>,
 }
 
-/// When a run leaves this pipeline's backend for the next one that can do the same job. Each
-/// fallback runs at most once for a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Failover {
-    /// Pipelines to try in order after `fallback` (they take the same inputs and make at least
-    /// the same outputs).
-    #[serde(default)]
-    pub to: Vec<String>,
-    /// When the backend is down: unreachable after its tries, or the Hub says it is paused or
-    /// broken, or it did not wake in time. On unless set to false.
-    #[serde(default = "yes")]
-    pub when_down: bool,
-    /// When a quota (ZeroGPU minutes, a rate limit) would make the run wait longer than this many
-    /// seconds. Unset: wait while the deadline allows.
-    #[serde(default)]
-    pub when_quota_wait_over_s: Option<u64>,
-    /// When the Space puts the job behind more than this many others; a full queue counts as
-    /// above it. Unset: wait in the queue.
-    #[serde(default)]
-    pub when_queue_rank_over: Option<u64>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl Default for Failover {
-    fn default() -> Self {
-        Failover {
-            to: vec![],
-            when_down: true,
-            when_quota_wait_over_s: None,
-            when_queue_rank_over: None,
-        }
-    }
-}
-
 impl Pipeline {
     /// The most jobs of this pipeline's backend in flight at once (`None`: no limit).
     pub fn in_flight_limit(&self) -> Option<u32> {
@@ -425,7 +396,8 @@ impl Pipeline {
             (
                 BackendSpec::Space { .. }
                 | BackendSpec::HttpModel { .. }
-                | BackendSpec::Local { .. },
+                | BackendSpec::Local { .. }
+                | BackendSpec::Chain { .. },
                 None,
             ) => None,
         }
@@ -439,6 +411,7 @@ impl Pipeline {
             BackendSpec::Onnx { model, .. } => format!("onnx:{model}"),
             BackendSpec::HttpModel { url, model, .. } => format!("http_model:{url}#{model}"),
             BackendSpec::Local { function } => format!("local:{}", function.as_str()),
+            BackendSpec::Chain { .. } => format!("chain:{}", self.name),
         }
     }
 
@@ -479,7 +452,8 @@ impl Pipeline {
             BackendSpec::Space { layouts, .. } => layouts.clone(),
             BackendSpec::Onnx { .. }
             | BackendSpec::HttpModel { .. }
-            | BackendSpec::Local { .. } => {
+            | BackendSpec::Local { .. }
+            | BackendSpec::Chain { .. } => {
                 vec![]
             }
         }
@@ -522,7 +496,8 @@ impl Pipeline {
                 .and_then(|l| l.outputs.get(name)),
             BackendSpec::Onnx { .. }
             | BackendSpec::HttpModel { .. }
-            | BackendSpec::Local { .. } => None,
+            | BackendSpec::Local { .. }
+            | BackendSpec::Chain { .. } => None,
         }
     }
 
@@ -537,6 +512,8 @@ impl Pipeline {
             BackendSpec::Space { space, .. } => space,
             BackendSpec::Onnx { model, .. } | BackendSpec::HttpModel { model, .. } => model,
             BackendSpec::Local { function } => function.as_str(),
+            // The chain runs its stages; its own backend is the chain.
+            BackendSpec::Chain { .. } => "chain",
         }
     }
 
@@ -556,7 +533,8 @@ impl BackendSpec {
             }
             BackendSpec::Onnx { .. }
             | BackendSpec::HttpModel { .. }
-            | BackendSpec::Local { .. } => None,
+            | BackendSpec::Local { .. }
+            | BackendSpec::Chain { .. } => None,
         }
     }
 
@@ -567,6 +545,7 @@ impl BackendSpec {
             BackendSpec::Onnx { .. } => BackendKind::Onnx,
             BackendSpec::HttpModel { .. } => BackendKind::HttpModel,
             BackendSpec::Local { .. } => BackendKind::Local,
+            BackendSpec::Chain { .. } => BackendKind::Chain,
         }
     }
 }
