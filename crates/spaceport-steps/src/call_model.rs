@@ -115,52 +115,12 @@ impl CallModel {
     pub async fn call(&self, id: &RunId) -> Result<Outcome, Error> {
         let runs = &self.runs;
         // At most N jobs at one model server at once, across every worker (`max_in_flight`).
-        if let Some(run) = runs.store.get(id).await?
-            && matches!(run.status, Status::Submitting | Status::Running)
-            && !run.job().leased(runs.clock.now())
-            && let Some(again) = runs.hold_back(&run).await?
-        {
-            return runs.later(QueueName::CallModel, &run, again).await;
-        }
-        let now = runs.clock.now();
-        let me = runs.worker_id().to_string();
-        let until = runs.lease_until(now);
-        let claimed = runs
-            .mutate(id, |run| {
-                if !matches!(
-                    run.status,
-                    Status::Submitting | Status::Running | Status::Fetching
-                ) {
-                    return Ok(false);
-                }
-                if run.past_deadline(now) {
-                    run.expire(now)?;
-                    return Ok(true);
-                }
-                let taken_over = run.job().lease.is_some_and(|l| l.holder != me);
-                // Any live lease, ours included: a duplicate must not ask the server twice.
-                if !lease::claim(run, &me, now, until) {
-                    return Ok(false);
-                }
-                if run.status == Status::Submitting {
-                    run.transition(Status::Running, now)?;
-                }
-                if taken_over
-                    || run
-                        .backend
-                        .attempts
-                        .last()
-                        .is_none_or(|a| a.ended_at.is_some())
-                {
-                    run.begin_attempt(now);
-                }
-                Ok(true)
-            })
-            .await?;
-        let run = match claimed {
-            Mutated::Changed(run) if !run.status.is_terminal() => run,
-            _ => return Ok(Outcome::Done),
+        let run = match runs.claim_whole_job(QueueName::CallModel, id, None).await? {
+            Ok(Some(run)) => run,
+            Ok(None) => return Ok(Outcome::Done),
+            Err(held) => return Ok(held),
         };
+        let me = runs.worker_id().to_string();
         let e = match self.answer_all(&run).await {
             Ok(true) => return Ok(Outcome::Done),
             // This invocation's window is over: the next goes on from the first request not

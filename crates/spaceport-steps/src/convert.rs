@@ -34,15 +34,7 @@ impl Accept {
         let to = MeshFormat::parse(format)
             .ok_or_else(|| Error::validation("format", format!("{format:?} is not obj or ply")))?;
         let run = self.get(id).await?;
-        let source = run
-            .artifacts
-            .iter()
-            .find(|a| a.name == name)
-            .cloned()
-            .ok_or_else(|| Error::NotFound {
-                what: "artifact",
-                id: format!("{id}/{name}"),
-            })?;
+        let source = crate::reads::artifact_of(&run, name)?;
         let own = Format::of(&source.content_type, &source.filename);
         let same = matches!(
             (own, to),

@@ -71,16 +71,7 @@ impl Accept {
         id: &RunId,
         name: &str,
     ) -> Result<(Artifact, String, DateTime<Utc>), Error> {
-        let run = self.load(id).await?;
-        let a = run
-            .artifacts
-            .iter()
-            .find(|a| a.name == name)
-            .cloned()
-            .ok_or_else(|| Error::NotFound {
-                what: "artifact",
-                id: format!("{id}/{name}"),
-            })?;
+        let a = artifact_of(&self.load(id).await?, name)?;
         let (url, exp) = self
             .blobs()
             .presign_download(&a.key, Some(&a.filename), self.runs().config.download_ttl)
@@ -101,4 +92,16 @@ impl Accept {
     pub async fn read_blob(&self, key: &str) -> Result<Vec<u8>, Error> {
         inputs::read_all(self.blobs().get(key).await?).await
     }
+}
+
+/// Artifact `name` of `run`, or `NotFound` naming it.
+pub(crate) fn artifact_of(run: &Run, name: &str) -> Result<Artifact, Error> {
+    run.artifacts
+        .iter()
+        .find(|a| a.name == name)
+        .cloned()
+        .ok_or_else(|| Error::NotFound {
+            what: "artifact",
+            id: format!("{}/{name}", run.id),
+        })
 }

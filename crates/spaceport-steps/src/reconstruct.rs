@@ -10,9 +10,9 @@ use spaceport_core::pipeline::BackendSpec;
 use spaceport_core::ports::{
     BlobStore, LocalJob, ModelInput, ModelJob, ModelRunner, QueueName, StepMessage,
 };
-use spaceport_core::{Artifact, Error, ErrorCode, Progress, Run, RunId, Status, lease};
+use spaceport_core::{Artifact, Error, ErrorCode, Progress, Run, RunId, Status};
 
-use crate::runs::{Mutated, Runs};
+use crate::runs::Runs;
 use crate::{Outcome, Step, artifacts, inputs};
 
 /// The reconstruct step.
@@ -52,61 +52,18 @@ impl Reconstruct {
         };
         let runs = &self.runs;
         // One job per model at a time (or the pipeline's limit), across every worker.
-        if let Some(run) = runs.store.get(id).await?
-            && matches!(run.status, Status::Submitting | Status::Running)
-            && !run.job().leased(runs.clock.now())
-            && let Some(again) = runs.hold_back(&run).await?
+        let progress = Progress {
+            stage: Some("preprocessing".into()),
+            fraction: Some(0.0),
+            ..Progress::default()
+        };
+        let run = match runs
+            .claim_whole_job(QueueName::Reconstruct, id, Some(progress))
+            .await?
         {
-            return runs.later(QueueName::Reconstruct, &run, again).await;
-        }
-        let now = runs.clock.now();
-        let me = runs.worker_id().to_string();
-        let until = runs.lease_until(now);
-        let claimed = runs
-            .mutate(id, |run| {
-                if !matches!(
-                    run.status,
-                    Status::Submitting | Status::Running | Status::Fetching
-                ) {
-                    return Ok(false);
-                }
-                if run.past_deadline(now) {
-                    run.expire(now)?;
-                    return Ok(true);
-                }
-                // A lapsed lease of another worker: it crashed mid-model.
-                let taken_over = run.job().lease.is_some_and(|l| l.holder != me);
-                // Any live lease, ours included: a duplicate handled at the same time must not run the model twice.
-                if !lease::claim(run, &me, now, until) {
-                    return Ok(false);
-                }
-                if run.status == Status::Submitting {
-                    run.transition(Status::Running, now)?;
-                }
-                // A model run taken over after a crash is a new attempt on the same model.
-                if taken_over
-                    || run
-                        .backend
-                        .attempts
-                        .last()
-                        .is_none_or(|a| a.ended_at.is_some())
-                {
-                    run.begin_attempt(now);
-                }
-                run.set_progress(
-                    Progress {
-                        stage: Some("preprocessing".into()),
-                        fraction: Some(0.0),
-                        ..Progress::default()
-                    },
-                    now,
-                );
-                Ok(true)
-            })
-            .await?;
-        let run = match claimed {
-            Mutated::Changed(run) if !run.status.is_terminal() => run,
-            _ => return Ok(Outcome::Done),
+            Ok(Some(run)) => run,
+            Ok(None) => return Ok(Outcome::Done),
+            Err(held) => return Ok(held),
         };
 
         match self.run_model(&run, runner).await {

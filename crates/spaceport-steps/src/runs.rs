@@ -10,11 +10,13 @@ use serde_json::Value;
 use spaceport_core::ports::{
     BlobStore, Clock, Queue, QueueName, RunStore, SpaceBackend, StepMessage,
 };
-use spaceport_core::{BackendKind, Error, ErrorCode, PipelineSet, Progress, Run, RunId, lease};
+use spaceport_core::{
+    BackendKind, Error, ErrorCode, PipelineSet, Progress, Run, RunId, Status, lease,
+};
 
-use crate::StepsConfig;
 use crate::changes::{Changes, Listener};
 use crate::relay::{Baton, Relay};
+use crate::{Outcome, StepsConfig};
 
 /// The run store and queues, the clock, the pipelines and tunables, and this worker's name.
 #[derive(Clone)]
@@ -328,6 +330,68 @@ impl Runs {
         })
         .await?;
         Ok(ours)
+    }
+
+    /// For a step that does a run's whole job in one place (reconstruct, call-model): holds
+    /// the run back while its backend has no free slot (`Err` carries the step's answer then),
+    /// else claims it — any live status, a lapsed lease taken over as a new attempt (a worker
+    /// crashed mid-job), `submitting` moved to `running`, `progress` shown — and returns it;
+    /// `None` when there is nothing to do (ended, expired here, or held by a live lease: a
+    /// duplicate message must not run the job twice).
+    pub(crate) async fn claim_whole_job(
+        &self,
+        queue: QueueName,
+        id: &RunId,
+        progress: Option<Progress>,
+    ) -> Result<Result<Option<Run>, Outcome>, Error> {
+        if let Some(run) = self.store.get(id).await?
+            && matches!(run.status, Status::Submitting | Status::Running)
+            && !run.job().leased(self.clock.now())
+            && let Some(again) = self.hold_back(&run).await?
+        {
+            return Ok(Err(self.later(queue, &run, again).await?));
+        }
+        let now = self.clock.now();
+        let me = self.worker_id.clone();
+        let until = self.lease_until(now);
+        let claimed = self
+            .mutate(id, |run| {
+                if !matches!(
+                    run.status,
+                    Status::Submitting | Status::Running | Status::Fetching
+                ) {
+                    return Ok(false);
+                }
+                if run.past_deadline(now) {
+                    run.expire(now)?;
+                    return Ok(true);
+                }
+                let taken_over = run.job().lease.is_some_and(|l| l.holder != me);
+                if !lease::claim(run, &me, now, until) {
+                    return Ok(false);
+                }
+                if run.status == Status::Submitting {
+                    run.transition(Status::Running, now)?;
+                }
+                if taken_over
+                    || run
+                        .backend
+                        .attempts
+                        .last()
+                        .is_none_or(|a| a.ended_at.is_some())
+                {
+                    run.begin_attempt(now);
+                }
+                if let Some(p) = &progress {
+                    run.set_progress(p.clone(), now);
+                }
+                Ok(true)
+            })
+            .await?;
+        Ok(Ok(match claimed {
+            Mutated::Changed(run) if !run.status.is_terminal() => Some(run),
+            _ => None,
+        }))
     }
 
     /// As `renew`, recording text a model server streamed as a `run.progress` event.

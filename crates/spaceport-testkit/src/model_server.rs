@@ -3,12 +3,9 @@
 //! images and prompt it was sent, recording every request, and failing on demand; started from
 //! `.venv` and killed on drop.
 
-use std::process::Command;
-
 use anyhow::{Context, Result, bail};
 
-use crate::peer::{Peer, http_get_body, http_get_status, http_post_status};
-use crate::{START_TIMEOUT, free_port, repo_root, venv_python};
+use crate::peer::{Peer, http_get_body, http_post_status, start_venv_peer};
 
 /// A running model server mirror.
 pub struct ModelServerMirror {
@@ -28,35 +25,16 @@ impl std::fmt::Debug for ModelServerMirror {
 impl ModelServerMirror {
     /// Starts the mirror with extra environment (`MIRROR_TOKEN_DELAY_S`, `MIRROR_MODELS`).
     pub fn start(env: &[(&str, &str)]) -> Result<ModelServerMirror> {
-        let python = venv_python()?;
-        let script = repo_root().join("tests/peers/model_server/app.py");
-        let mut last_err = None;
-        for _ in 0..3 {
-            let port = free_port();
-            let mut cmd = Command::new(&python);
-            cmd.arg(&script)
-                .arg("--port")
-                .arg(port.to_string())
-                .env("PYTHONUNBUFFERED", "1");
-            for (k, v) in env {
-                cmd.env(k, v);
-            }
-            let mut mirror = ModelServerMirror {
-                peer: Peer::spawn(&mut cmd, &script)?,
-                port,
-                url: format!("http://127.0.0.1:{port}"),
-            };
-            let ready = mirror
-                .peer
-                .wait_until("the model server answering", START_TIMEOUT, || {
-                    http_get_status(port, "/_ready").is_ok_and(|s| s == 200)
-                });
-            match ready {
-                Ok(()) => return Ok(mirror),
-                Err(e) => last_err = Some(e),
-            }
-        }
-        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("the model server did not start")))
+        let (peer, port) = start_venv_peer(
+            "tests/peers/model_server/app.py",
+            env,
+            "the model server answering",
+        )?;
+        Ok(ModelServerMirror {
+            peer,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+        })
     }
 
     /// The base URL (`http://127.0.0.1:PORT`).

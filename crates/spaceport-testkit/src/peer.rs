@@ -62,6 +62,34 @@ pub(crate) fn http_post_status(port: u16, path: &str) -> std::io::Result<u16> {
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {text:.40}")))
 }
 
+/// Starts a small HTTP peer of ours (`app`, a Python script under the repository, run by the
+/// test venv with `--port`), waiting until its `/_ready` answers 200; returns it and its port.
+/// A port found free can be taken before the peer binds it: three ports are tried.
+pub(crate) fn start_venv_peer(app: &str, env: &[(&str, &str)], what: &str) -> Result<(Peer, u16)> {
+    let python = crate::venv_python()?;
+    let script = crate::repo_root().join(app);
+    let mut last_err = None;
+    for _ in 0..3 {
+        let port = crate::free_port();
+        let mut cmd = Command::new(&python);
+        cmd.arg(&script)
+            .arg("--port")
+            .arg(port.to_string())
+            .env("PYTHONUNBUFFERED", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut peer = Peer::spawn(&mut cmd, &script)?;
+        match peer.wait_until(what, crate::START_TIMEOUT, || {
+            http_get_status(port, "/_ready").is_ok_and(|s| s == 200)
+        }) {
+            Ok(()) => return Ok((peer, port)),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| anyhow::anyhow!("{what}: did not start")))
+}
+
 /// A started peer process: its stdout and stderr lines are collected, and it is killed
 /// (SIGKILL) when dropped.
 pub(crate) struct Peer {

@@ -2,12 +2,9 @@
 //! verifies each delivery with the Standard Webhooks reference library and answers as the path
 //! asks (ok, flaky, slow, moved, gone, rate-limited), started from `.venv` and killed on drop.
 
-use std::process::Command;
-
 use anyhow::{Context, Result, bail};
 
-use crate::peer::{Peer, http_get_status};
-use crate::{START_TIMEOUT, free_port, repo_root, venv_python};
+use crate::peer::{Peer, start_venv_peer};
 
 /// A running webhook receiver.
 pub struct WebhookReceiver {
@@ -26,33 +23,16 @@ impl std::fmt::Debug for WebhookReceiver {
 impl WebhookReceiver {
     /// Starts a receiver that verifies deliveries with any of `secrets` (`whsec_…`).
     pub fn start(secrets: &[String]) -> Result<WebhookReceiver> {
-        let python = venv_python()?;
-        let script = repo_root().join("tests/peers/webhook_receiver/app.py");
-        let mut last_err = None;
-        for _ in 0..3 {
-            let port = free_port();
-            let mut cmd = Command::new(&python);
-            cmd.arg(&script)
-                .arg("--port")
-                .arg(port.to_string())
-                .env("WEBHOOK_SECRETS", secrets.join(","))
-                .env("PYTHONUNBUFFERED", "1");
-            let mut receiver = WebhookReceiver {
-                peer: Peer::spawn(&mut cmd, &script)?,
-                url: format!("http://127.0.0.1:{port}"),
-            };
-            let ready =
-                receiver
-                    .peer
-                    .wait_until("the webhook receiver answering", START_TIMEOUT, || {
-                        http_get_status(port, "/_ready").is_ok_and(|s| s == 200)
-                    });
-            match ready {
-                Ok(()) => return Ok(receiver),
-                Err(e) => last_err = Some(e),
-            }
-        }
-        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("the receiver did not start")))
+        let secrets = secrets.join(",");
+        let (peer, port) = start_venv_peer(
+            "tests/peers/webhook_receiver/app.py",
+            &[("WEBHOOK_SECRETS", &secrets)],
+            "the webhook receiver answering",
+        )?;
+        Ok(WebhookReceiver {
+            peer,
+            url: format!("http://127.0.0.1:{port}"),
+        })
     }
 
     /// The base URL (`http://127.0.0.1:PORT`); append `/ok/<name>` and the like.
