@@ -553,3 +553,44 @@ async fn a_model_server_found_down_hands_the_run_to_the_pipelines_fallback() {
     assert_eq!(asked[0]["protocol"], "openai");
     assert_eq!(run["outputs"]["answers"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn pipelines_check_asks_the_model_server_for_every_model_its_requests_use() {
+    let file = spaceport_testkit::repo_root().join("pipelines/vlm-task-events.toml");
+    let options = Config::default().space_client_options();
+    let both = ModelServerMirror::start(&[]).unwrap();
+    let report = spaceport_cli::pipelines_cmd::check_file(&file, Some(both.url()), options.clone())
+        .await
+        .unwrap();
+    assert!(
+        report.contains("ok: request describe uses llava:7b"),
+        "{report}"
+    );
+    assert!(
+        report.contains("ok: request events uses llama3.2:3b"),
+        "{report}"
+    );
+    // The same over the OpenAI API's model list.
+    let tmp = tempfile::tempdir().unwrap();
+    let openai = pipelines_speaking(tmp.path(), "openai").join("vlm-describe.toml");
+    let report =
+        spaceport_cli::pipelines_cmd::check_file(&openai, Some(both.url()), options.clone())
+            .await
+            .unwrap();
+    assert!(
+        report.contains("Openai") && report.contains("ok: request describe uses llava:7b"),
+        "{report}"
+    );
+    let one = ModelServerMirror::start(&[("MIRROR_MODELS", "llava:7b")]).unwrap();
+    let e = spaceport_cli::pipelines_cmd::check_file(&file, Some(one.url()), options)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "request events uses llama3.2:3b, which the server does not serve (it has: llava:7b)"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("1 model(s) missing"), "{e}");
+}

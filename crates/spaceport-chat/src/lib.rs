@@ -66,6 +66,48 @@ impl HttpChat {
     }
 }
 
+impl HttpChat {
+    /// The models a server serves (Ollama's `GET /api/tags`, the OpenAI API's `GET /v1/models`),
+    /// for `spaceport pipelines check`.
+    pub async fn served_models(
+        &self,
+        protocol: ChatProtocol,
+        url: &str,
+    ) -> Result<Vec<String>, Error> {
+        let (path, list, field) = match protocol {
+            ChatProtocol::Ollama => ("/api/tags", "/models", "name"),
+            ChatProtocol::Openai => ("/v1/models", "/data", "id"),
+        };
+        let url = format!("{}{path}", url.trim_end_matches('/'));
+        let resp = self
+            .client
+            .get(&url)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| unavailable(format!("{url}: {}", describe(&e)), None))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(refused(format!(
+                "{url} answered {status}: {}",
+                error_body(resp).await
+            )));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| unavailable(format!("{url}: {}", describe(&e)), None))?;
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| refused(format!("{url} answered something not JSON: {e}")))?;
+        Ok(v.pointer(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m[field].as_str().map(str::to_string))
+            .collect())
+    }
+}
+
 fn unavailable(message: String, retry_after: Option<Duration>) -> Error {
     Error::upstream_after(ErrorCode::ModelUnavailable, message, retry_after)
 }

@@ -98,10 +98,12 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PipelinesCommand {
-    /// Name every mismatch between a pipeline file and the live Space's /config (exit 1 on any).
+    /// Name every mismatch between a pipeline file and the live Space's /config, or check that a
+    /// model server pipeline's server serves its models (exit 1 on any).
     Check {
         file: PathBuf,
-        /// The Space's URL (default: the file's `url`, else https://<owner>-<name>.hf.space).
+        /// The Space's or model server's URL (default: the file's `url`, else
+        /// https://<owner>-<name>.hf.space for a Space).
         #[arg(long)]
         space: Option<String>,
     },

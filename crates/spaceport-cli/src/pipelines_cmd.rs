@@ -25,6 +25,9 @@ pub async fn check_file(
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let pipeline = Pipeline::from_toml(&file.display().to_string(), &text)?;
+    if let Some(server) = pipeline.model_server() {
+        return check_model_server(file, &pipeline, server, space).await;
+    }
     let url = match space {
         Some(u) => u.to_string(),
         None => pipeline
@@ -66,6 +69,53 @@ pub async fn check_file(
     }
     if !report.passes() {
         bail!("{out}{}: fits no layout of the Space", file.display());
+    }
+    Ok(out)
+}
+
+/// Checks that the model server an `http_model` file names (or `url`) serves every model its
+/// requests use; prints each, and fails naming the missing ones with what the server has.
+async fn check_model_server(
+    file: &Path,
+    pipeline: &Pipeline,
+    server: spaceport_core::pipeline::ModelServer<'_>,
+    url: Option<&str>,
+) -> Result<String> {
+    let url = url.unwrap_or(server.url);
+    let chat = spaceport_chat::HttpChat::new()?;
+    let served = chat
+        .served_models(server.protocol, url)
+        .await
+        .with_context(|| format!("asking {url} for its models"))?;
+    let mut out = format!(
+        "{} against {url} ({:?}; {} model(s) served)\n",
+        file.display(),
+        server.protocol,
+        served.len()
+    );
+    let mut missing = vec![];
+    for req in server.requests {
+        let model = req.model.as_deref().unwrap_or(server.model);
+        if served.iter().any(|m| m == model) {
+            out.push_str(&format!(
+                "  ok: request {} uses {model}, which is served\n",
+                req.name
+            ));
+        } else {
+            missing.push(format!(
+                "request {} uses {model}, which the server does not serve (it has: {})",
+                req.name,
+                served.join(", ")
+            ));
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "{out}  {}\n{}: {} model(s) missing",
+            missing.join("\n  "),
+            pipeline.name,
+            missing.len()
+        );
     }
     Ok(out)
 }
