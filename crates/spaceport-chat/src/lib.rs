@@ -159,7 +159,7 @@ impl ChatServer for HttpChat {
                 let Some(chunk) = stream.next().await else {
                     // A final line without a newline still counts.
                     if let Some(line) = lines.rest()
-                        && self.piece(&req, &server, &line, &mut answer, text)?
+                        && piece(&req, &server, &line, &mut answer, text)?
                     {
                         return Ok(answer);
                     }
@@ -178,7 +178,7 @@ impl ChatServer for HttpChat {
                     .push(&chunk)
                     .map_err(|m| refused(format!("{server}: {m}")))?
                 {
-                    if self.piece(&req, &server, &line, &mut answer, text)? {
+                    if piece(&req, &server, &line, &mut answer, text)? {
                         return Ok(answer);
                     }
                 }
@@ -197,35 +197,32 @@ impl ChatServer for HttpChat {
     }
 }
 
-impl HttpChat {
-    /// Reads one stream line into the answer, passing its text on; true once the answer is
-    /// complete.
-    fn piece(
-        &self,
-        req: &ChatRequest,
-        server: &str,
-        line: &str,
-        answer: &mut String,
-        text: TextSink<'_>,
-    ) -> Result<bool, Error> {
-        let piece = match req.protocol {
-            ChatProtocol::Ollama => ollama::piece(line),
-            ChatProtocol::Openai => openai::piece(line),
-        }
-        .map_err(|m| refused(format!("{server}: {m}")))?;
-        let t = &piece.text;
-        if !t.is_empty() {
-            if answer.len() + t.len() > req.max_answer_bytes {
-                return Err(refused(format!(
-                    "{server}: the answer is longer than {} bytes",
-                    req.max_answer_bytes
-                )));
-            }
-            answer.push_str(t);
-            text(t);
-        }
-        Ok(piece.done)
+/// Reads one stream line into the answer, passing its text on; true once the answer is
+/// complete.
+fn piece(
+    req: &ChatRequest,
+    server: &str,
+    line: &str,
+    answer: &mut String,
+    text: TextSink<'_>,
+) -> Result<bool, Error> {
+    let piece = match req.protocol {
+        ChatProtocol::Ollama => ollama::piece(line),
+        ChatProtocol::Openai => openai::piece(line),
     }
+    .map_err(|m| refused(format!("{server}: {m}")))?;
+    let t = &piece.text;
+    if !t.is_empty() {
+        if answer.len() + t.len() > req.max_answer_bytes {
+            return Err(refused(format!(
+                "{server}: the answer is longer than {} bytes",
+                req.max_answer_bytes
+            )));
+        }
+        answer.push_str(t);
+        text(t);
+    }
+    Ok(piece.done)
 }
 
 /// A server's error body, bounded, with the message pulled out of its JSON where it has one

@@ -16,7 +16,7 @@ use spaceport_core::{
     LOCAL_TENANT, Run, RunId, StartMode, Status, sniff, validate_create,
 };
 
-use crate::runs::Runs;
+use crate::runs::{Mutated, Runs};
 
 /// Where to upload one declared input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -444,22 +444,15 @@ impl Accept {
     /// `POST /runs/{id}/cancel`: ends the run `cancelled` and stops the job at the backend.
     pub async fn cancel(&self, id: &RunId) -> Result<Run, Error> {
         self.load(id).await?;
-        let now = self.runs.clock.now();
-        let mutated = self
-            .runs
-            .mutate(id, |run| {
-                if run.status.is_terminal() {
-                    return Err(Error::InvalidState(format!(
-                        "run {} is already {}; only a live run can be cancelled",
-                        run.id, run.status
-                    )));
-                }
-                run.cancel_requested_at = Some(now);
-                run.transition(Status::Cancelled, now)?;
-                Ok(true)
-            })
-            .await?;
-        let run = mutated.run().clone();
+        let run = match self.runs.cancel_run(id).await? {
+            Mutated::Changed(run) => run,
+            Mutated::Unchanged(run) => {
+                return Err(Error::InvalidState(format!(
+                    "run {} is already {}; only a live run can be cancelled",
+                    run.id, run.status
+                )));
+            }
+        };
         if let Some(handle) = run.job_handle() {
             self.runs
                 .cancel_at_backend(self.space.as_ref(), &run, handle)

@@ -43,11 +43,10 @@ pub(crate) async fn drive(runs: &Runs, id: &RunId) -> Result<Outcome, Error> {
         .position(|s| s.name == last.stage)
         .ok_or_else(|| Error::Internal(format!("chain {id} has no stage {:?}", last.stage)))?;
     let Some(child) = runs.store.get(&last.run).await? else {
-        fail(
-            runs,
+        runs.fail_run(
             id,
             ErrorCode::Internal,
-            format!("stage {:?}'s run {} is gone", last.stage, last.run),
+            &format!("stage {:?}'s run {} is gone", last.stage, last.run),
             false,
         )
         .await?;
@@ -71,7 +70,7 @@ pub(crate) async fn drive(runs: &Runs, id: &RunId) -> Result<Outcome, Error> {
                 child.status,
                 if why.is_empty() { "" } else { ": " }
             );
-            fail(runs, id, code, message, retryable).await?;
+            runs.fail_run(id, code, &message, retryable).await?;
             Ok(Outcome::Done)
         }
         _ => {
@@ -135,16 +134,6 @@ fn stage_progress(index: usize, count: usize, child: &Run) -> Progress {
     }
 }
 
-async fn fail(
-    runs: &Runs,
-    id: &RunId,
-    code: ErrorCode,
-    message: String,
-    retryable: bool,
-) -> Result<(), Error> {
-    runs.fail_run(id, code, &message, retryable).await
-}
-
 /// Starts stage `index` of the chain as a child run, and records it on the chain.
 async fn start(
     runs: &Runs,
@@ -157,11 +146,10 @@ async fn start(
         Ok(child) => child,
         Err(e @ (Error::Validation { .. } | Error::NotFound { .. })) => {
             // The chain's file and the stage's disagree, or an input is gone: nothing retrying fixes.
-            fail(
-                runs,
+            runs.fail_run(
                 &parent.id,
                 ErrorCode::InputInvalid,
-                format!("stage {:?} cannot start: {e}", stage.name),
+                &format!("stage {:?} cannot start: {e}", stage.name),
                 false,
             )
             .await?;
@@ -193,7 +181,9 @@ async fn start(
         && run.status.is_terminal()
     {
         // Cancelled while the stage was being made: the stage goes too.
-        cancel_live(runs, &child).await;
+        if let Err(e) = runs.cancel_run(&child.id).await {
+            tracing::warn!(run = %child.id, error = %e, "could not cancel a chain's stage");
+        }
         return Ok(Outcome::Done);
     }
     Ok(Outcome::RetryAfter(FOLLOW_EVERY))
@@ -366,7 +356,8 @@ async fn finish(runs: &Runs, parent: &Run, pipeline: &Pipeline) -> Result<Outcom
             Ok(a) => a,
             Err(Error::Validation { .. }) if spec.optional => continue,
             Err(Error::Validation { message, .. }) => {
-                fail(runs, &parent.id, ErrorCode::ModelError, message, false).await?;
+                runs.fail_run(&parent.id, ErrorCode::ModelError, &message, false)
+                    .await?;
                 return Ok(Outcome::Done);
             }
             Err(e) => return Err(e),
@@ -394,22 +385,4 @@ async fn finish(runs: &Runs, parent: &Run, pipeline: &Pipeline) -> Result<Outcom
     })
     .await?;
     Ok(Outcome::Done)
-}
-
-/// Cancels `run` if it is still live (a chain's stage when the chain ended); failures are logged.
-pub(crate) async fn cancel_live(runs: &Runs, run: &Run) {
-    let now = runs.clock.now();
-    let r = runs
-        .mutate(&run.id, |r| {
-            if r.status.is_terminal() {
-                return Ok(false);
-            }
-            r.cancel_requested_at = Some(now);
-            r.transition(Status::Cancelled, now)?;
-            Ok(true)
-        })
-        .await;
-    if let Err(e) = r {
-        tracing::warn!(run = %run.id, error = %e, "could not cancel a chain's stage");
-    }
 }

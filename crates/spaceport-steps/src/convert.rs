@@ -41,7 +41,7 @@ impl Accept {
             (Some(Format::Obj), MeshFormat::Obj) | (Some(Format::Ply), MeshFormat::Ply)
         );
         if same {
-            return self.artifact(id, name).await;
+            return self.presigned(source).await;
         }
         if own != Some(Format::Glb) {
             return Err(Error::validation(
@@ -53,8 +53,8 @@ impl Accept {
             ));
         }
         let derived = format!("{name}.{}", to.extension());
-        if run.artifacts.iter().any(|a| a.name == derived) {
-            return self.artifact(id, &derived).await;
+        if let Ok(kept) = crate::reads::artifact_of(&run, &derived) {
+            return self.presigned(kept).await;
         }
         if source.size > MAX_CONVERT_BYTES {
             return Err(Error::PayloadTooLarge {
@@ -95,7 +95,7 @@ impl Accept {
             artifacts::store(self.blobs().as_ref(), id, &derived, &spec, body, meta).await?;
         // Kept on the run (once: a second converter meanwhile wrote the same bytes to the same
         // key). A run deleted meanwhile keeps nothing: the copy goes too.
-        let kept = stored.clone();
+        let kept = &stored;
         let m = self
             .runs()
             .mutate(id, |run| {
@@ -116,6 +116,6 @@ impl Accept {
                 id: format!("{id}/{name}"),
             });
         }
-        self.artifact(id, &derived).await
+        self.presigned(stored).await
     }
 }

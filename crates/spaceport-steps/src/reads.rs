@@ -71,7 +71,15 @@ impl Accept {
         id: &RunId,
         name: &str,
     ) -> Result<(Artifact, String, DateTime<Utc>), Error> {
-        let a = artifact_of(&self.load(id).await?, name)?;
+        self.presigned(artifact_of(&self.load(id).await?, name)?)
+            .await
+    }
+
+    /// `a` with a short-lived download URL.
+    pub(crate) async fn presigned(
+        &self,
+        a: Artifact,
+    ) -> Result<(Artifact, String, DateTime<Utc>), Error> {
         let (url, exp) = self
             .blobs()
             .presign_download(&a.key, Some(&a.filename), self.runs().config.download_ttl)

@@ -461,6 +461,21 @@ impl Runs {
         Ok(())
     }
 
+    /// Ends a live run `cancelled` (asked now); a run already ended is left as it is
+    /// (`Mutated::Unchanged`).
+    pub(crate) async fn cancel_run(&self, id: &RunId) -> Result<Mutated, Error> {
+        let now = self.clock.now();
+        self.mutate(id, |run| {
+            if run.status.is_terminal() {
+                return Ok(false);
+            }
+            run.cancel_requested_at = Some(now);
+            run.transition(Status::Cancelled, now)?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// Ends a live run `expired` if its deadline passed; whether it did.
     pub(crate) async fn expire_run(&self, id: &RunId) -> Result<bool, Error> {
         let now = self.clock.now();
