@@ -96,9 +96,10 @@ def build(input_name: str, input_rank: int) -> onnx.ModelProto:
     pose = node("Concat", cols, "pose_s9", axis=1)
     node("Unsqueeze", [pose, axis0], "pose_enc")
 
-    # world_points: unproject depth through camera i (VGGT's convention: pixel centres at +0.5).
+    # world_points: unproject depth through camera i (the facebook/vggt Space's convention: pixel
+    # u at u - W/2, no half-pixel shift).
     f = (SIZE / 2) / math.tan(FOV / 2)
-    grid = (np.arange(SIZE, dtype=np.float64) - SIZE / 2 + 0.5) / f
+    grid = (np.arange(SIZE, dtype=np.float64) - SIZE / 2) / f
     gx = const("grid_x", np.broadcast_to(grid[None, :], (SIZE, SIZE)))  # [H, W]
     gy = const("grid_y", np.broadcast_to(grid[:, None], (SIZE, SIZE)))
     d = depth_s1hw  # [S, 1, H, W]

@@ -8,7 +8,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 # One venv per pinned requirements file, reinstalled only when the file changed (its sha256 is
-# stamped inside the venv). The main one holds Gradio 6.x and the other Python peers; each older
+# stamped inside the venv). The main one holds Gradio 6.x and the other Python peers; .venv-vggt
+# holds VGGT's post-processing at the facebook/vggt Space's numpy pin (tests/reference/); each older
 # Gradio (one per wire protocol, tests/peers/legacy/) has its own, since their pins conflict.
 venv() {
   local dir=$1 req=$2 stamp want
@@ -26,6 +27,7 @@ venv() {
 # Installed concurrently: pip spends most of its time waiting on downloads and unpacking.
 pids=()
 venv .venv tests/requirements.txt & pids+=($!)
+venv .venv-vggt tests/reference/requirements.txt & pids+=($!)
 for req in tests/peers/legacy/requirements-*.txt; do
   version=$(basename "$req" .txt); version=${version#requirements-}
   venv ".venv-gradio-$version" "$req" & pids+=($!)

@@ -1,70 +1,70 @@
 #!/usr/bin/env python3
-"""Cross-checks a GLB written by spaceport-onnx against the predictions.npz written beside it:
-re-runs the point selection of VGGT's `predictions_to_glb` (visual_util.py) in numpy — the
-confidence percentile, conf > 1e-5, the black/white background masks, the alignment to the first
-camera with the OpenGL flip — and compares it with the point cloud trimesh reads from the GLB
-(another real glTF consumer). Prints one JSON line; exits non-zero on a mismatch.
+"""Cross-checks a GLB written by spaceport-onnx against the scene VGGT's own post-processing
+builds from the predictions.npz written beside it (vggt_reference.py: the facebook/vggt Space's
+`predictions_to_glb` at its numpy pin), both read with trimesh (another real glTF consumer): the
+point cloud's points and colours, and the camera meshes' vertices, after each file's node
+transforms. Prints one JSON line; exits non-zero on a mismatch. Run it with .venv-vggt's python.
 
 usage: check_glb.py SCENE.glb PREDICTIONS.npz CONF_THRES {pointmap,depth} MASK_BLACK MASK_WHITE SHOW_CAM
        (booleans as 0/1)
 """
 
 import json
+import os
 import sys
 
 import numpy as np
 import trimesh
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vggt_reference  # noqa: E402
 
-def expected(npz, conf_thres, mode, mask_black, mask_white):
-    if mode == "pointmap":
-        pts, conf = npz["world_points"], npz["world_points_conf"]
-    else:
-        pts, conf = npz["world_points_from_depth"], npz["depth_conf"]
-    colors = (np.transpose(npz["images"], (0, 2, 3, 1)).reshape(-1, 3) * 255).astype(np.uint8)
-    verts = pts.reshape(-1, 3)
-    conf = conf.reshape(-1)
-    threshold = 0.0 if conf_thres == 0.0 else np.percentile(conf, conf_thres)
-    mask = (conf >= threshold) & (conf > 1e-5)
-    if mask_black:
-        mask &= colors.sum(axis=1) >= 16
-    if mask_white:
-        mask &= ~((colors[:, 0] > 240) & (colors[:, 1] > 240) & (colors[:, 2] > 240))
-    verts, colors = verts[mask], colors[mask]
-    if verts.size == 0:
-        verts, colors = np.array([[1.0, 0.0, 0.0]]), np.array([[255, 255, 255]], np.uint8)
-    e = np.eye(4)
-    e[:3, :4] = npz["extrinsic"][0]
-    opengl = np.diag([1.0, -1.0, -1.0, 1.0])
-    rot_y180 = np.diag([-1.0, 1.0, -1.0, 1.0])
-    t = np.linalg.inv(e) @ opengl @ rot_y180
-    return verts @ t[:3, :3].T + t[:3, 3], colors
+
+def placed(scene):
+    """(point clouds, meshes) of a scene with their node transforms applied, in node order."""
+    clouds, meshes = [], []
+    for node in scene.graph.nodes_geometry:
+        transform, name = scene.graph[node]
+        g = scene.geometry[name]
+        vertices = trimesh.transformations.transform_points(np.asarray(g.vertices, np.float64), transform)
+        if isinstance(g, trimesh.PointCloud):
+            clouds.append((vertices, np.asarray(g.colors)[:, :3]))
+        else:
+            meshes.append(vertices)
+    return clouds, meshes
 
 
 def main() -> None:
-    glb, npz_path, conf_thres, mode = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
-    mask_black, mask_white, show_cam = (bool(int(a)) for a in sys.argv[5:8])
-    npz = np.load(npz_path)
-    want_v, want_c = expected(npz, conf_thres, mode, mask_black, mask_white)
-
-    scene = trimesh.load(glb, force="scene")
-    clouds = [g for g in scene.geometry.values() if isinstance(g, trimesh.PointCloud)]
-    meshes = [g for g in scene.geometry.values() if isinstance(g, trimesh.Trimesh)]
-    assert len(clouds) == 1, f"{len(clouds)} point clouds"
-    got_v = np.asarray(clouds[0].vertices)
-    got_c = np.asarray(clouds[0].colors)[:, :3]
-    assert got_v.shape == want_v.shape, f"{got_v.shape[0]} points, numpy selects {want_v.shape[0]}"
-    frames = npz["extrinsic"].shape[0]
-    assert len(meshes) == (frames if show_cam else 0), f"{len(meshes)} camera meshes for {frames} frames"
+    glb, npz_path = sys.argv[1], sys.argv[2]
+    settings = vggt_reference.settings(sys.argv[3:8])
+    with np.load(npz_path) as npz:
+        pred = {k: npz[k] for k in npz.files}
+    want_clouds, want_meshes = placed(vggt_reference.predictions_to_glb(pred, *settings))
+    got_clouds, got_meshes = placed(trimesh.load(glb, force="scene"))
+    assert len(got_clouds) == 1, f"{len(got_clouds)} point clouds"
+    (got_v, got_c), (want_v, want_c) = got_clouds[0], want_clouds[0]
+    assert got_v.shape == want_v.shape, f"{got_v.shape[0]} points, the reference keeps {want_v.shape[0]}"
+    assert len(got_meshes) == len(want_meshes), f"{len(got_meshes)} camera meshes, the reference {len(want_meshes)}"
+    scale = max(1.0, float(np.abs(want_v).max()))
+    # trimesh merges a mesh's duplicate vertices (differently for a loaded file and a built
+    # mesh), so each camera is compared by its bounding box.
+    box = lambda v: np.stack([v.min(axis=0), v.max(axis=0)])  # noqa: E731
+    # A scene graph's node order is not the order meshes were added: pair them by position.
+    boxes = lambda ms: sorted((box(m) for m in ms), key=lambda b: tuple(b.mean(axis=0).round(3)))  # noqa: E731
+    camera_diff = max((float(np.abs(g - w).max()) for g, w in zip(boxes(got_meshes), boxes(want_meshes))),
+                      default=0.0)
     report = {
         "points": int(got_v.shape[0]),
-        "cameras": len(meshes),
+        "cameras": len(got_meshes),
+        "numpy": np.__version__,
         "vertex_max_diff": float(np.abs(got_v - want_v).max()),
         "colour_max_diff": int(np.abs(got_c.astype(int) - want_c.astype(int)).max()),
+        "camera_vertex_max_diff": camera_diff,
     }
     print(json.dumps(report))
-    assert report["vertex_max_diff"] < 1e-4 * max(1.0, float(np.abs(want_v).max())), report
+    assert report["vertex_max_diff"] < 1e-5 * scale, report
     assert report["colour_max_diff"] == 0, report
+    assert report["camera_vertex_max_diff"] < 1e-4 * scale, report
 
 
 if __name__ == "__main__":

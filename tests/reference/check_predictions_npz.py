@@ -41,7 +41,7 @@ def unproject(depth, extr, intr):
     for d, e, k in zip(depth[..., 0], extr, intr):
         h, w = d.shape
         u, v = np.meshgrid(np.arange(w), np.arange(h))
-        cam = np.stack(((u - k[0, 2] + 0.5) * d / k[0, 0], (v - k[1, 2] + 0.5) * d / k[1, 1], d), -1).astype(np.float32)
+        cam = np.stack(((u - k[0, 2]) * d / k[0, 0], (v - k[1, 2]) * d / k[1, 1], d), -1).astype(np.float32)
         r, t = e[:, :3], e[:, 3:]
         inv = np.tile(np.eye(4), (1, 1))
         inv[:3, :3] = r.T

@@ -94,7 +94,7 @@ pub enum Error {
     Npz {
         path: PathBuf,
         #[source]
-        source: ndarray_npy::WriteNpzError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 

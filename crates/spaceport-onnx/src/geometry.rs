@@ -1,8 +1,8 @@
 //! Camera maths of VGGT's post-processing: `pose_encoding_to_extri_intri` (absT_quaR_FoV),
-//! `unproject_depth_map_to_point_map`, and numpy's linear percentile. Precision follows the
+//! and the depth unprojection (`unproject_depth_map_to_point_map`). Precision follows the
 //! reference: cameras in f32 (torch), unprojected points in f64 (numpy promotes them).
 
-use ndarray::{Array3, Array4, ArrayView2, ArrayView4, Axis};
+use ndarray::{Array3, ArrayView2};
 
 /// A rigid transform as a row-major 4×4 matrix.
 pub type Mat4 = [[f64; 4]; 4];
@@ -104,66 +104,54 @@ pub fn transform_point(m: &Mat4, p: [f64; 3]) -> [f64; 3] {
     out
 }
 
-/// Unprojects depth [S, H, W, 1] through each frame's camera into world points [S, H, W, 3]:
-/// pixel (u, v) → ((u - cx + ½)·d/fx, (v - cy + ½)·d/fy, d) in the camera, then camera-to-world.
-pub fn unproject_depth_map_to_point_map(
-    depth: ArrayView4<'_, f32>,
-    extrinsic: &Array3<f32>,
-    intrinsic: &Array3<f32>,
-) -> Array4<f64> {
-    let (s, h, w, _) = depth.dim();
-    let mut out = Array4::<f64>::zeros((s, h, w, 3));
-    for (i, mut frame) in out.outer_iter_mut().enumerate() {
-        let k = intrinsic.index_axis(Axis(0), i);
-        let (fu, fv, cu, cv) = (
-            k[[0, 0]] as f64,
-            k[[1, 1]] as f64,
-            k[[0, 2]] as f64,
-            k[[1, 2]] as f64,
-        );
-        let cam_to_world = inverse_rigid(&extrinsic_4x4(extrinsic.index_axis(Axis(0), i)));
-        for v in 0..h {
-            for u in 0..w {
-                let d = depth[[i, v, u, 0]] as f64;
-                // The reference stacks camera coordinates as float32 before the rotation.
-                let cam = [
-                    ((u as f64 - cu + 0.5) * d / fu) as f32 as f64,
-                    ((v as f64 - cv + 0.5) * d / fv) as f32 as f64,
-                    d,
-                ];
-                let p = transform_point(&cam_to_world, cam);
-                for c in 0..3 {
-                    frame[[v, u, c]] = p[c];
-                }
-            }
-        }
-    }
-    out
+/// One frame's camera as the depth unprojection uses it (`depth_to_world_coords_points`).
+/// World points from depth are computed from it where they are needed (the GLB's depth branch,
+/// the npz's `world_points_from_depth`) instead of being held: at S frames they are S·H·W·3
+/// float64s, the largest array of the predictions.
+#[derive(Debug, Clone)]
+pub struct Unprojection {
+    fu: f64,
+    fv: f64,
+    cu: f64,
+    cv: f64,
+    cam_to_world: Mat4,
 }
 
-/// numpy's `percentile(values, q)` with the default linear interpolation; `values` is reordered.
-pub fn percentile(values: &mut [f32], q: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
+impl Unprojection {
+    /// From one frame's extrinsic [3, 4] and intrinsic [3, 3].
+    pub fn new(extrinsic: ArrayView2<'_, f32>, intrinsic: ArrayView2<'_, f32>) -> Self {
+        Unprojection {
+            fu: intrinsic[[0, 0]] as f64,
+            fv: intrinsic[[1, 1]] as f64,
+            cu: intrinsic[[0, 2]] as f64,
+            cv: intrinsic[[1, 2]] as f64,
+            cam_to_world: inverse_rigid(&extrinsic_4x4(extrinsic)),
+        }
     }
-    let n = values.len();
-    let pos = (q / 100.0) * (n - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = (lo + 1).min(n - 1);
-    let frac = pos - lo as f64;
-    let (_, &mut lo_v, rest) = values.select_nth_unstable_by(lo, f32::total_cmp);
-    let lo_v = lo_v as f64;
-    if hi == lo || frac == 0.0 {
-        return lo_v;
+
+    /// Every frame's camera.
+    pub fn frames(extrinsic: &Array3<f32>, intrinsic: &Array3<f32>) -> Vec<Self> {
+        extrinsic
+            .outer_iter()
+            .zip(intrinsic.outer_iter())
+            .map(|(e, k)| Unprojection::new(e, k))
+            .collect()
     }
-    // The next order statistic is the minimum of the upper part.
-    let hi_v = rest.iter().copied().fold(f32::INFINITY, f32::min) as f64;
-    // numpy's _lerp: a + (b - a) * t, switched to b - (b - a) * (1 - t) for t >= 0.5.
-    let diff = hi_v - lo_v;
-    if frac >= 0.5 {
-        hi_v - diff * (1.0 - frac)
-    } else {
-        lo_v + diff * frac
+
+    /// Pixel (u, v) at depth `d` in world coordinates: ((u - cx)·d/fx, (v - cy)·d/fy, d) in the
+    /// camera, then camera-to-world. No half-pixel shift: the facebook/vggt Space's copy of
+    /// `depth_to_cam_coords_points` has none (one was proposed later, facebookresearch/vggt#354,
+    /// #433), and its GLBs are what ours must equal.
+    #[inline]
+    pub fn point(&self, u: usize, v: usize, d: f32) -> [f64; 3] {
+        let d = d as f64;
+        // The reference stacks camera coordinates as float32 before the rotation.
+        let cam = [
+            ((u as f64 - self.cu) * d / self.fu) as f32 as f64,
+            ((v as f64 - self.cv) * d / self.fv) as f32 as f64,
+            d,
+        ];
+        transform_point(&self.cam_to_world, cam)
     }
 }
 
@@ -198,6 +186,7 @@ pub fn gist_rainbow(x: f64) -> [u8; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::Axis;
     use ndarray::array;
 
     #[test]
@@ -259,16 +248,6 @@ mod tests {
                 assert!((id[a][b] - want).abs() < 1e-6, "{id:?}");
             }
         }
-    }
-
-    #[test]
-    fn percentile_matches_numpy_linear() {
-        // np.percentile([1,2,3,4], 50) = 2.5; [1..=10] at 33 = 3.97; at 0 → min; at 100 → max.
-        assert_eq!(percentile(&mut [4.0, 1.0, 3.0, 2.0], 50.0), 2.5);
-        let mut v: Vec<f32> = (1..=10).map(|x| x as f32).collect();
-        assert!((percentile(&mut v, 33.0) - 3.97).abs() < 1e-9);
-        assert_eq!(percentile(&mut v, 0.0), 1.0);
-        assert_eq!(percentile(&mut v, 100.0), 10.0);
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //!
 //! The container is written by hand: a GLB is a 12-byte header, a JSON chunk and a BIN chunk
 //! (glTF 2.0 §4.4). The JSON is small and built with serde_json; the points are streamed to disk
-//! in a second pass, so no copy of the cloud is held in memory (only the indices that survive the
-//! filters). The Khronos glTF validator checks the output in the tests.
+//! in a second pass, so no copy of the cloud is held in memory: the filters' verdict is one bit
+//! per pixel, and a point is computed (unprojected, aligned) where it is written. The Khronos glTF
+//! validator checks the output in the tests, and tests/reference/vggt_reference.py (the Space's
+//! own code path) checks the numbers.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -17,6 +19,7 @@ use serde_json::json;
 use crate::config::{PredictionMode, ReconSettings};
 use crate::error::{Error, Result};
 use crate::geometry::{self, Mat4};
+use crate::percentile;
 use crate::predictions::Predictions;
 
 /// What went into a GLB.
@@ -31,12 +34,52 @@ pub struct GlbStats {
 /// The points that survive the filters, the scene scale and the alignment of the first camera.
 #[derive(Debug, Clone)]
 pub struct PointSelection {
-    /// Flat indices (frame, row, column) into the chosen branch, in order.
-    pub indices: Vec<u32>,
+    /// One bit per flat index (frame, row, column) of the chosen branch: kept or not.
+    keep: Vec<u64>,
+    /// How many bits are set.
+    count: usize,
     /// The confidence threshold applied (`conf >= threshold && conf > 1e-5`).
     pub threshold: f64,
     /// Diagonal of the 5th–95th percentile box of the kept points (1 when none are kept).
     pub scene_scale: f64,
+}
+
+impl PointSelection {
+    /// The kept flat indices, in order.
+    pub fn indices(&self) -> impl Iterator<Item = usize> + '_ {
+        self.keep.iter().enumerate().flat_map(|(w, &bits)| {
+            let mut bits = bits;
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let b = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    w * 64 + b
+                })
+            })
+        })
+    }
+
+    /// Calls `f` with every kept flat index, in order.
+    #[inline]
+    pub fn for_each(&self, mut f: impl FnMut(usize)) {
+        for (w, &word) in self.keep.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                f(w * 64 + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+            }
+        }
+    }
+
+    /// How many points are kept.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no point is kept.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
 }
 
 /// `get_opengl_conversion_matrix`: flip y and z.
@@ -72,31 +115,55 @@ pub fn scene_alignment(pred: &Predictions) -> Mat4 {
     )
 }
 
-/// A branch's point at flat index `i`, in world coordinates.
-fn point(pred: &Predictions, mode: PredictionMode, i: usize) -> [f64; 3] {
-    match mode {
-        PredictionMode::Pointmap => {
-            let p = pred.world_points.as_slice().expect("standard layout");
-            [p[3 * i] as f64, p[3 * i + 1] as f64, p[3 * i + 2] as f64]
+/// The chosen branch's points: the model's point map, or depth unprojected through the cameras.
+#[derive(Clone, Copy)]
+enum Branch<'a> {
+    Pointmap(&'a [f32]),
+    Depth(&'a Predictions),
+}
+
+impl<'a> Branch<'a> {
+    fn of(pred: &'a Predictions, mode: PredictionMode) -> Self {
+        match mode {
+            PredictionMode::Pointmap => {
+                Branch::Pointmap(pred.world_points.as_slice().expect("standard layout"))
+            }
+            PredictionMode::Depth => Branch::Depth(pred),
         }
-        PredictionMode::Depth => {
-            let p = pred
-                .world_points_from_depth
-                .as_slice()
-                .expect("standard layout");
-            [p[3 * i], p[3 * i + 1], p[3 * i + 2]]
+    }
+
+    /// The point at flat index `i`, in world coordinates.
+    #[inline]
+    fn point(self, i: usize) -> [f64; 3] {
+        match self {
+            Branch::Pointmap(p) => [p[3 * i] as f64, p[3 * i + 1] as f64, p[3 * i + 2] as f64],
+            Branch::Depth(pred) => pred.point_from_depth(i),
         }
     }
 }
 
-/// The 8-bit colour of flat pixel `i` (`(images * 255).astype(uint8)`: truncation).
-fn colour(pred: &Predictions, i: usize) -> [u8; 3] {
-    let (_, _, h, w) = pred.images.dim();
-    let hw = h * w;
-    let (f, px) = (i / hw, i % hw);
-    let img = pred.images.as_slice().expect("standard layout");
-    let base = f * 3 * hw + px;
-    [0, 1, 2].map(|c| (img[base + c * hw] * 255.0) as u8)
+/// The images' 8-bit colours (`(images * 255).astype(uint8)`: truncation), planar [S, 3, H·W].
+#[derive(Clone, Copy)]
+struct Colours<'a> {
+    planes: &'a [f32],
+    hw: usize,
+}
+
+impl<'a> Colours<'a> {
+    fn of(pred: &'a Predictions) -> Self {
+        let (_, _, h, w) = pred.images.dim();
+        Colours {
+            planes: pred.images.as_slice().expect("standard layout"),
+            hw: h * w,
+        }
+    }
+
+    /// The colour of flat pixel `i`.
+    #[inline]
+    fn at(self, i: usize) -> [u8; 3] {
+        let base = (i / self.hw) * 3 * self.hw + i % self.hw;
+        [0, 1, 2].map(|c| (self.planes[base + c * self.hw] * 255.0) as u8)
+    }
 }
 
 /// Applies the Space's filters: confidence percentile (and > 1e-5), black and white backgrounds.
@@ -109,16 +176,19 @@ pub fn select_points(pred: &Predictions, settings: &ReconSettings) -> PointSelec
     let threshold = if settings.conf_thres == 0.0 {
         0.0
     } else {
-        geometry::percentile(&mut conf.to_vec(), settings.conf_thres)
+        percentile::percentile(conf, settings.conf_thres)
     };
-    let mut indices = Vec::new();
+    let colours = Colours::of(pred);
+    let masks = settings.mask_black_bg || settings.mask_white_bg;
+    let mut keep = vec![0u64; conf.len().div_ceil(64)];
+    let mut count = 0;
     for (i, &c) in conf.iter().enumerate() {
         let c = c as f64;
         if !(c >= threshold && c > 1e-5) {
             continue;
         }
-        if settings.mask_black_bg || settings.mask_white_bg {
-            let rgb = colour(pred, i);
+        if masks {
+            let rgb = colours.at(i);
             if settings.mask_black_bg && rgb.iter().map(|&v| v as u32).sum::<u32>() < 16 {
                 continue;
             }
@@ -126,28 +196,30 @@ pub fn select_points(pred: &Predictions, settings: &ReconSettings) -> PointSelec
                 continue;
             }
         }
-        indices.push(i as u32);
+        keep[i / 64] |= 1 << (i % 64);
+        count += 1;
     }
-    let scene_scale = if indices.is_empty() {
-        1.0
-    } else {
-        let mut diag = 0.0;
-        let mut axis = vec![0f32; indices.len()];
-        for c in 0..3 {
-            for (a, &i) in axis.iter_mut().zip(&indices) {
-                *a = point(pred, settings.prediction_mode, i as usize)[c] as f32;
-            }
-            let lo = geometry::percentile(&mut axis, 5.0);
-            let hi = geometry::percentile(&mut axis, 95.0);
-            diag += (hi - lo) * (hi - lo);
-        }
-        diag.sqrt()
-    };
-    PointSelection {
-        indices,
+    let mut selection = PointSelection {
+        keep,
+        count,
         threshold,
-        scene_scale,
+        scene_scale: 1.0,
+    };
+    if count > 0 {
+        // numpy's percentiles over the kept points in their own dtype (float64 for depth), one
+        // axis at a time in one buffer.
+        let branch = Branch::of(pred, settings.prediction_mode);
+        let mut axis = Vec::with_capacity(count);
+        let mut diag = 0.0;
+        for c in 0..3 {
+            axis.clear();
+            selection.for_each(|i| axis.push(branch.point(i)[c]));
+            let q = percentile::percentiles_in_place(&mut axis, &[5.0, 95.0]);
+            diag += (q[1] - q[0]) * (q[1] - q[0]);
+        }
+        selection.scene_scale = diag.sqrt();
     }
+    selection
 }
 
 /// `trimesh.creation.cone(1, 1, sections=4)`: base centre, four rim points, apex.
@@ -162,6 +234,8 @@ const CONE: [[f64; 3]; 6] = [
 /// The cone's faces that do not touch the base centre (`compute_camera_faces` skips those).
 const CONE_SIDES: [[u32; 3]; 4] = [[1, 3, 2], [3, 4, 2], [4, 5, 2], [5, 1, 2]];
 const CAMERA_VERTICES: usize = 18;
+/// Bytes of points gathered before each write.
+const BLOCK: usize = 1 << 16;
 const CAMERA_TRIANGLES: usize = 48;
 
 /// One camera's frustum (`integrate_camera_into_scene`), aligned: 18 vertices, 48 triangles.
@@ -223,18 +297,26 @@ fn bounds(points: impl Iterator<Item = [f32; 3]>) -> ([f32; 3], [f32; 3]) {
 pub fn write_glb(pred: &Predictions, settings: &ReconSettings, path: &Path) -> Result<GlbStats> {
     let selection = select_points(pred, settings);
     let align = scene_alignment(pred);
-    let mode = settings.prediction_mode;
-    let aligned =
-        |i: u32| geometry::transform_point(&align, point(pred, mode, i as usize)).map(|x| x as f32);
+    let branch = Branch::of(pred, settings.prediction_mode);
+    let colours = Colours::of(pred);
+    let aligned = |i: usize| geometry::transform_point(&align, branch.point(i)).map(|x| x as f32);
 
     // The Space draws one white point at (1, 0, 0) when nothing survives the filters.
-    let fallback = selection.indices.is_empty();
-    let n_points = if fallback { 1 } else { selection.indices.len() };
+    let fallback = selection.is_empty();
+    let n_points = if fallback { 1 } else { selection.len() };
     let fallback_point = geometry::transform_point(&align, [1.0, 0.0, 0.0]).map(|x| x as f32);
     let (p_min, p_max) = if fallback {
         (fallback_point, fallback_point)
     } else {
-        bounds(selection.indices.iter().map(|&i| aligned(i)))
+        let (mut lo, mut hi) = ([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]);
+        selection.for_each(|i| {
+            let p = aligned(i);
+            for c in 0..3 {
+                lo[c] = lo[c].min(p[c]);
+                hi[c] = hi[c].max(p[c]);
+            }
+        });
+        (lo, hi)
     };
 
     let n_cams = if settings.show_cam { pred.frames() } else { 0 };
@@ -336,15 +418,33 @@ pub fn write_glb(pred: &Predictions, settings: &ReconSettings, path: &Path) -> R
         }
         w(&[255, 255, 255, 255])?;
     } else {
-        for &i in &selection.indices {
-            for c in aligned(i) {
-                w(&c.to_le_bytes())?;
+        // Written a block at a time (a write call per point costs more than the point's maths).
+        let mut block = Vec::with_capacity(BLOCK + 12);
+        let mut failed = None;
+        let mut put = |block: &mut Vec<u8>, bytes: &[u8]| {
+            block.extend_from_slice(bytes);
+            if block.len() >= BLOCK {
+                if failed.is_none() {
+                    failed = w(block).err();
+                }
+                block.clear();
             }
+        };
+        selection.for_each(|i| {
+            let mut bytes = [0u8; 12];
+            for (b, c) in bytes.chunks_exact_mut(4).zip(aligned(i)) {
+                b.copy_from_slice(&c.to_le_bytes());
+            }
+            put(&mut block, &bytes);
+        });
+        selection.for_each(|i| {
+            let [r, g, b] = colours.at(i);
+            put(&mut block, &[r, g, b, 255]);
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
-        for &i in &selection.indices {
-            let [r, g, b] = colour(pred, i as usize);
-            w(&[r, g, b, 255])?;
-        }
+        w(&block)?;
     }
     for (mesh, _) in &cameras {
         for p in mesh {

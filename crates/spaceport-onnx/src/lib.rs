@@ -24,6 +24,7 @@ pub mod error;
 pub mod geometry;
 pub mod glb;
 pub mod model;
+pub mod percentile;
 pub mod predictions;
 pub mod preprocess;
 mod reconstruct;

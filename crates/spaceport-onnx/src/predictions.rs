@@ -1,16 +1,23 @@
 //! The model's outputs without their batch dimension, the cameras decoded from them, and the
 //! `predictions.npz` VGGT's demo saves (same keys, shapes and dtypes; `pose_enc_list`, which the
 //! demo sets to None and numpy can only load with pickle, is left out).
+//!
+//! `world_points_from_depth` is not held: it is S·H·W·3 float64s (43% of the predictions' bytes)
+//! and follows from `depth` and the cameras, so it is computed pixel by pixel where it is read
+//! (`point_from_depth`) and streamed into the npz.
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use ndarray::{Array, Array2, Array3, Array4, Axis, Dimension};
-use ndarray_npy::{NpzReader, NpzWriter, ReadableElement};
+use ndarray_npy::npy::header::{Header, Layout};
+use ndarray_npy::{NpzReader, ReadableElement, WritableElement, WriteNpyExt};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipWriter};
 
 use crate::error::{Error, Result};
-use crate::geometry;
+use crate::geometry::{self, Unprojection};
 
 /// VGGT's predictions for S frames of H×W (the demo's `predictions` dict after `squeeze(0)`).
 #[derive(Debug, Clone)]
@@ -31,8 +38,8 @@ pub struct Predictions {
     pub extrinsic: Array3<f32>,
     /// [S, 3, 3]
     pub intrinsic: Array3<f32>,
-    /// [S, H, W, 3], float64 as numpy computes it in the reference.
-    pub world_points_from_depth: Array4<f64>,
+    /// Each frame's camera for `point_from_depth`.
+    unprojection: Vec<Unprojection>,
 }
 
 /// The six raw model outputs (batch dimension removed).
@@ -71,9 +78,8 @@ impl Predictions {
         )?;
         let (extrinsic, intrinsic) =
             geometry::pose_encoding_to_extri_intri(raw.pose_enc.view(), h, w);
-        let world_points_from_depth =
-            geometry::unproject_depth_map_to_point_map(raw.depth.view(), &extrinsic, &intrinsic);
         Ok(Predictions {
+            unprojection: Unprojection::frames(&extrinsic, &intrinsic),
             pose_enc: raw.pose_enc,
             depth: raw.depth,
             depth_conf: raw.depth_conf,
@@ -82,7 +88,6 @@ impl Predictions {
             images: raw.images,
             extrinsic,
             intrinsic,
-            world_points_from_depth,
         })
     }
 
@@ -91,8 +96,19 @@ impl Predictions {
         self.pose_enc.nrows()
     }
 
+    /// `world_points_from_depth` at flat pixel `i` (frame, row, column), float64 as numpy
+    /// computes it in the reference.
+    #[inline]
+    pub fn point_from_depth(&self, i: usize) -> [f64; 3] {
+        let (_, h, w, _) = self.depth.dim();
+        let (f, px) = (i / (h * w), i % (h * w));
+        let depth = self.depth.as_slice().expect("standard layout");
+        self.unprojection[f].point(px % w, px / w, depth[i])
+    }
+
     /// Reads a `predictions.npz` this crate wrote (`name` names it in errors), every key with
     /// its shape checked against the others: the input of a re-render, which needs no model.
+    /// `world_points_from_depth` is not read: it is computed again from `depth` and the cameras.
     pub fn read_npz(name: &str, bytes: &[u8]) -> Result<Self> {
         let bad = |message: String| Error::BadPredictions {
             name: name.to_string(),
@@ -109,7 +125,8 @@ impl Predictions {
                 .or_else(|_| npz.by_name(key))
                 .map_err(|e| bad(format!("{key}: {e}")))
         }
-        let pred = Predictions {
+        let mut pred = Predictions {
+            unprojection: Vec::new(),
             pose_enc: read(&mut npz, "pose_enc", &bad)?,
             depth: read(&mut npz, "depth", &bad)?,
             depth_conf: read(&mut npz, "depth_conf", &bad)?,
@@ -118,10 +135,9 @@ impl Predictions {
             images: read(&mut npz, "images", &bad)?,
             extrinsic: read(&mut npz, "extrinsic", &bad)?,
             intrinsic: read(&mut npz, "intrinsic", &bad)?,
-            world_points_from_depth: read(&mut npz, "world_points_from_depth", &bad)?,
         };
         let (s, c, h, w) = pred.images.dim();
-        let shapes: [(&str, &[usize], Vec<usize>); 9] = [
+        let shapes: [(&str, &[usize], Vec<usize>); 8] = [
             ("images", pred.images.shape(), vec![s, 3, h, w]),
             ("pose_enc", pred.pose_enc.shape(), vec![s, 9]),
             ("depth", pred.depth.shape(), vec![s, h, w, 1]),
@@ -134,17 +150,13 @@ impl Predictions {
             ),
             ("extrinsic", pred.extrinsic.shape(), vec![s, 3, 4]),
             ("intrinsic", pred.intrinsic.shape(), vec![s, 3, 3]),
-            (
-                "world_points_from_depth",
-                pred.world_points_from_depth.shape(),
-                vec![s, h, w, 3],
-            ),
         ];
         for (key, got, want) in shapes {
             if got != want.as_slice() || s == 0 || c != 3 {
                 return Err(bad(format!("{key} has shape {got:?}, expected {want:?}")));
             }
         }
+        pred.unprojection = Unprojection::frames(&pred.extrinsic, &pred.intrinsic);
         Ok(pred)
     }
 
@@ -164,35 +176,64 @@ impl Predictions {
             images: self.images.slice_axis(Axis(0), one(f)).to_owned(),
             extrinsic: self.extrinsic.slice_axis(Axis(0), one(f)).to_owned(),
             intrinsic: self.intrinsic.slice_axis(Axis(0), one(f)).to_owned(),
-            world_points_from_depth: self
-                .world_points_from_depth
-                .slice_axis(Axis(0), one(f))
-                .to_owned(),
+            unprojection: vec![self.unprojection[f].clone()],
         }
     }
 
-    /// Writes `predictions.npz` (uncompressed, like `np.savez`) straight to `path`.
+    /// Writes `predictions.npz` (uncompressed, like `np.savez`) straight to `path`, each array's
+    /// bytes written as they lie in memory and `world_points_from_depth` computed a row at a time.
     pub fn write_npz(&self, path: &Path) -> Result<()> {
-        let err = |source| Error::Npz {
+        let io = |e: std::io::Error| Error::io(format!("writing {path:?}"), e);
+        let npz = |e: Box<dyn std::error::Error + Send + Sync>| Error::Npz {
             path: path.to_owned(),
-            source,
+            source: e,
         };
         let file = File::create(path).map_err(|e| Error::io(format!("creating {path:?}"), e))?;
-        let mut npz = NpzWriter::new(BufWriter::with_capacity(1 << 20, file));
-        npz.add_array("pose_enc", &self.pose_enc).map_err(err)?;
-        npz.add_array("depth", &self.depth).map_err(err)?;
-        npz.add_array("depth_conf", &self.depth_conf).map_err(err)?;
-        npz.add_array("world_points", &self.world_points)
-            .map_err(err)?;
-        npz.add_array("world_points_conf", &self.world_points_conf)
-            .map_err(err)?;
-        npz.add_array("images", &self.images).map_err(err)?;
-        npz.add_array("extrinsic", &self.extrinsic).map_err(err)?;
-        npz.add_array("intrinsic", &self.intrinsic).map_err(err)?;
-        npz.add_array("world_points_from_depth", &self.world_points_from_depth)
-            .map_err(err)?;
-        let mut inner = npz.finish().map_err(err)?;
-        std::io::Write::flush(&mut inner).map_err(|e| Error::io(format!("writing {path:?}"), e))?;
+        let mut zip = ZipWriter::new(BufWriter::with_capacity(1 << 20, file));
+        // np.savez: stored entries, each forced to ZIP64 (arrays may pass 4 GiB).
+        let options = SimpleFileOptions::default()
+            .compression_method(CompressionMethod::Stored)
+            .large_file(true);
+        let entry = |zip: &mut ZipWriter<_>, name: &str| {
+            zip.start_file(format!("{name}.npy"), options)
+                .map_err(|e| npz(e.into()))
+        };
+        macro_rules! array {
+            ($name:literal, $a:expr) => {{
+                entry(&mut zip, $name)?;
+                $a.write_npy(&mut zip).map_err(|e| npz(e.into()))?;
+            }};
+        }
+        array!("pose_enc", self.pose_enc);
+        array!("depth", self.depth);
+        array!("depth_conf", self.depth_conf);
+        array!("world_points", self.world_points);
+        array!("world_points_conf", self.world_points_conf);
+        array!("images", self.images);
+        array!("extrinsic", self.extrinsic);
+        array!("intrinsic", self.intrinsic);
+
+        entry(&mut zip, "world_points_from_depth")?;
+        let (s, h, w, _) = self.depth.dim();
+        Header {
+            type_descriptor: f64::type_descriptor(),
+            layout: Layout::Standard,
+            shape: vec![s, h, w, 3],
+        }
+        .write(&mut zip)
+        .map_err(|e| npz(e.into()))?;
+        let mut row = Vec::with_capacity(w * 3 * 8);
+        for r in 0..s * h {
+            row.clear();
+            for i in r * w..(r + 1) * w {
+                for c in self.point_from_depth(i) {
+                    row.extend_from_slice(&c.to_le_bytes());
+                }
+            }
+            zip.write_all(&row).map_err(io)?;
+        }
+        let mut inner = zip.finish().map_err(|e| npz(e.into()))?;
+        inner.flush().map_err(io)?;
         Ok(())
     }
 }

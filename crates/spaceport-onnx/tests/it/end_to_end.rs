@@ -44,7 +44,8 @@ fn check_npz(path: &std::path::Path, frames: usize) -> serde_json::Value {
     serde_json::from_str(out.trim()).unwrap()
 }
 
-/// The GLB's cloud against numpy's `predictions_to_glb` selection, read back with trimesh.
+/// The GLB against the scene VGGT's `predictions_to_glb` builds (at the Space's numpy pin), both
+/// read back with trimesh.
 fn check_glb(out: &spaceport_onnx::ReconOutput, s: &ReconSettings) -> serde_json::Value {
     let script = support::root().join("tests/reference/check_glb.py");
     let mode = match s.prediction_mode {
@@ -65,7 +66,7 @@ fn check_glb(out: &spaceport_onnx::ReconOutput, s: &ReconSettings) -> serde_json
     ];
     argv.extend(args.iter().map(std::ffi::OsStr::new));
     let report: serde_json::Value =
-        serde_json::from_str(support::run_python(&argv).trim()).unwrap();
+        serde_json::from_str(support::run_reference(&argv).trim()).unwrap();
     println!("glb check: {report}");
     assert_eq!(report["points"], out.points.max(1));
     assert_eq!(report["cameras"], out.cameras);

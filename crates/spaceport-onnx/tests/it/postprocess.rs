@@ -112,16 +112,14 @@ fn unprojected_points_lie_on_the_plane_and_reproject_to_their_pixels() {
     let mut worst: f64 = 0.0;
     for v in 0..H {
         for u in 0..W {
-            let x: Vec<f64> = (0..3)
-                .map(|c| p.world_points_from_depth[[0, v, u, c]])
-                .collect();
+            let x: Vec<f64> = (0..3).map(|c| p.point_from_depth(v * W + u)[c]).collect();
             // Back into the camera: R X + t.
             let cam: Vec<f64> = (0..3)
                 .map(|a| (0..3).map(|b| r[a][b] * x[b]).sum::<f64>() + T0[a] as f64)
                 .collect();
             let want = [
-                (u as f64 - W as f64 / 2.0 + 0.5) * PLANE_DEPTH as f64 / fx,
-                (v as f64 - H as f64 / 2.0 + 0.5) * PLANE_DEPTH as f64 / fy,
+                (u as f64 - W as f64 / 2.0) * PLANE_DEPTH as f64 / fx,
+                (v as f64 - H as f64 / 2.0) * PLANE_DEPTH as f64 / fy,
                 PLANE_DEPTH as f64,
             ];
             for c in 0..3 {
@@ -131,7 +129,7 @@ fn unprojected_points_lie_on_the_plane_and_reproject_to_their_pixels() {
     }
     assert!(worst < 1e-5, "unprojection off by {worst}");
     // Frame 1 (identity): the centre-right pixel is straight ahead on the plane.
-    let z = p.world_points_from_depth[[1, 3, 4, 2]];
+    let z = p.point_from_depth(H * W + 3 * W + 4)[2];
     assert!((z - 2.0).abs() < 1e-9);
 }
 
@@ -145,7 +143,10 @@ fn percentile_filter_keeps_the_most_confident_share() {
     let sel = select_points(&p, &s);
     // np.percentile(arange(96), 50) = 47.5: indices 48..96 survive.
     assert_eq!(sel.threshold, 47.5);
-    assert_eq!(sel.indices, (48..96).collect::<Vec<u32>>());
+    assert_eq!(
+        sel.indices().collect::<Vec<_>>(),
+        (48..96).collect::<Vec<_>>()
+    );
 
     let s = ReconSettings {
         conf_thres: 25.0,
@@ -154,15 +155,18 @@ fn percentile_filter_keeps_the_most_confident_share() {
     };
     let sel = select_points(&p, &s);
     assert!((sel.threshold - 23.75).abs() < 1e-9);
-    assert_eq!(sel.indices.first(), Some(&24));
-    assert_eq!(sel.indices.len(), 72);
+    assert_eq!(sel.indices().next(), Some(24));
+    assert_eq!(sel.len(), 72);
 
     // conf_thres 0 keeps everything above 1e-5: only the zero-confidence point goes.
     let s = ReconSettings {
         conf_thres: 0.0,
         ..ReconSettings::default()
     };
-    assert_eq!(select_points(&p, &s).indices, (1..96).collect::<Vec<u32>>());
+    assert_eq!(
+        select_points(&p, &s).indices().collect::<Vec<_>>(),
+        (1..96).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -172,7 +176,7 @@ fn black_and_white_background_masks_drop_exactly_those_pixels() {
         conf_thres: 0.0,
         ..ReconSettings::default()
     };
-    let kept = |s: &ReconSettings| select_points(&p, s).indices;
+    let kept = |s: &ReconSettings| select_points(&p, s).indices().collect::<Vec<_>>();
     let black = kept(&ReconSettings {
         mask_black_bg: true,
         ..base.clone()
@@ -190,10 +194,10 @@ fn black_and_white_background_masks_drop_exactly_those_pixels() {
         mask_white_bg: true,
         ..base.clone()
     });
-    let dropped: Vec<u32> = (1..96).filter(|i| !both.contains(i)).collect();
+    let dropped: Vec<usize> = (1..96).filter(|i| !both.contains(i)).collect();
     // 90 is (6/255 * 255) truncated: 5 or 6 per channel depending on f32 rounding, like numpy.
-    let ninety = ((6.0f32 / 255.0) * 255.0) as u8 as u32 * 3;
-    let want: Vec<u32> = [50, 60, 70, 80]
+    let ninety = ((6.0f32 / 255.0) * 255.0) as u8 as usize * 3;
+    let want: Vec<usize> = [50, 60, 70, 80]
         .into_iter()
         .chain((ninety < 16).then_some(90))
         .collect();
@@ -253,8 +257,7 @@ fn glb_holds_the_filtered_cloud_aligned_to_the_first_camera_and_one_frustum_per_
         [0, 1, 2].map(|a| (0..3).map(|b| r[b][a] * q[b]).sum())
     };
     let first = 48; // the first kept point
-    let world = [0, 1, 2]
-        .map(|c| p.world_points_from_depth[[first / (H * W), (first / W) % H, first % W, c]]);
+    let world = [0, 1, 2].map(|c| p.point_from_depth(first)[c]);
     let got = vec3(&bin, 0);
     let want = align(world);
     for c in 0..3 {

@@ -17,7 +17,16 @@ pub fn root() -> PathBuf {
 }
 
 pub fn python() -> PathBuf {
-    let py = root().join(".venv/bin/python");
+    venv_python(".venv")
+}
+
+/// The venv with VGGT's post-processing at the facebook/vggt Space's pins (tests/reference/).
+pub fn reference_python() -> PathBuf {
+    venv_python(".venv-vggt")
+}
+
+fn venv_python(venv: &str) -> PathBuf {
+    let py = root().join(venv).join("bin/python");
     assert!(
         py.is_file(),
         "the project venv is missing ({py:?}): {SETUP}"
@@ -54,7 +63,16 @@ pub fn ort_dylib() -> PathBuf {
 
 /// Runs a Python script from the venv and returns its stdout; panics with its stderr on failure.
 pub fn run_python(args: &[&std::ffi::OsStr]) -> String {
-    let out = Command::new(python())
+    run_in(python(), args)
+}
+
+/// Runs a script with the reference venv's python (`reference_python`).
+pub fn run_reference(args: &[&std::ffi::OsStr]) -> String {
+    run_in(reference_python(), args)
+}
+
+fn run_in(python: PathBuf, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(python)
         .args(args)
         .output()
         .expect("starting python");
