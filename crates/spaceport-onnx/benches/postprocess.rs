@@ -163,6 +163,9 @@ fn ours(npz: &Path, out: &Path, settings: &ReconSettings) -> Value {
 }
 
 fn run(program: &Path, args: &[&std::ffi::OsStr]) -> Value {
+    // Each side starts with no dirty pages waiting: the kernel throttles a writer while earlier
+    // writes drain, which would charge one side for the other's output.
+    let _ = Command::new("sync").status();
     let out = Command::new(program).args(args).output().unwrap();
     assert!(
         out.status.success(),

@@ -96,6 +96,7 @@ pub fn mat_mul(a: &Mat4, b: &Mat4) -> Mat4 {
 }
 
 /// Applies `m` to point `p`.
+#[inline(always)]
 pub fn transform_point(m: &Mat4, p: [f64; 3]) -> [f64; 3] {
     let mut out = [0.0; 3];
     for (a, o) in out.iter_mut().enumerate() {
@@ -142,7 +143,7 @@ impl Unprojection {
     /// camera, then camera-to-world. No half-pixel shift: the facebook/vggt Space's copy of
     /// `depth_to_cam_coords_points` has none (one was proposed later, facebookresearch/vggt#354,
     /// #433), and its GLBs are what ours must equal.
-    #[inline]
+    #[inline(always)]
     pub fn point(&self, u: usize, v: usize, d: f32) -> [f64; 3] {
         let d = d as f64;
         // The reference stacks camera coordinates as float32 before the rotation.

@@ -11,16 +11,18 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::ops::Range;
 use std::path::Path;
+use std::sync::mpsc::sync_channel;
 
 use ndarray::Axis;
 use serde_json::json;
 
-use crate::config::{PredictionMode, ReconSettings};
+use crate::config::ReconSettings;
 use crate::error::{Error, Result};
 use crate::geometry::{self, Mat4};
-use crate::percentile;
 use crate::predictions::Predictions;
+use crate::selection::{Branch, Colours, PointSelection, select_points};
 
 /// What went into a GLB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,57 +31,6 @@ pub struct GlbStats {
     pub points: usize,
     /// Camera frusta drawn.
     pub cameras: usize,
-}
-
-/// The points that survive the filters, the scene scale and the alignment of the first camera.
-#[derive(Debug, Clone)]
-pub struct PointSelection {
-    /// One bit per flat index (frame, row, column) of the chosen branch: kept or not.
-    keep: Vec<u64>,
-    /// How many bits are set.
-    count: usize,
-    /// The confidence threshold applied (`conf >= threshold && conf > 1e-5`).
-    pub threshold: f64,
-    /// Diagonal of the 5th–95th percentile box of the kept points (1 when none are kept).
-    pub scene_scale: f64,
-}
-
-impl PointSelection {
-    /// The kept flat indices, in order.
-    pub fn indices(&self) -> impl Iterator<Item = usize> + '_ {
-        self.keep.iter().enumerate().flat_map(|(w, &bits)| {
-            let mut bits = bits;
-            std::iter::from_fn(move || {
-                (bits != 0).then(|| {
-                    let b = bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    w * 64 + b
-                })
-            })
-        })
-    }
-
-    /// Calls `f` with every kept flat index, in order.
-    #[inline]
-    pub fn for_each(&self, mut f: impl FnMut(usize)) {
-        for (w, &word) in self.keep.iter().enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                f(w * 64 + bits.trailing_zeros() as usize);
-                bits &= bits - 1;
-            }
-        }
-    }
-
-    /// How many points are kept.
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    /// Whether no point is kept.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
 }
 
 /// `get_opengl_conversion_matrix`: flip y and z.
@@ -115,113 +66,6 @@ pub fn scene_alignment(pred: &Predictions) -> Mat4 {
     )
 }
 
-/// The chosen branch's points: the model's point map, or depth unprojected through the cameras.
-#[derive(Clone, Copy)]
-enum Branch<'a> {
-    Pointmap(&'a [f32]),
-    Depth(&'a Predictions),
-}
-
-impl<'a> Branch<'a> {
-    fn of(pred: &'a Predictions, mode: PredictionMode) -> Self {
-        match mode {
-            PredictionMode::Pointmap => {
-                Branch::Pointmap(pred.world_points.as_slice().expect("standard layout"))
-            }
-            PredictionMode::Depth => Branch::Depth(pred),
-        }
-    }
-
-    /// The point at flat index `i`, in world coordinates.
-    #[inline]
-    fn point(self, i: usize) -> [f64; 3] {
-        match self {
-            Branch::Pointmap(p) => [p[3 * i] as f64, p[3 * i + 1] as f64, p[3 * i + 2] as f64],
-            Branch::Depth(pred) => pred.point_from_depth(i),
-        }
-    }
-}
-
-/// The images' 8-bit colours (`(images * 255).astype(uint8)`: truncation), planar [S, 3, H·W].
-#[derive(Clone, Copy)]
-struct Colours<'a> {
-    planes: &'a [f32],
-    hw: usize,
-}
-
-impl<'a> Colours<'a> {
-    fn of(pred: &'a Predictions) -> Self {
-        let (_, _, h, w) = pred.images.dim();
-        Colours {
-            planes: pred.images.as_slice().expect("standard layout"),
-            hw: h * w,
-        }
-    }
-
-    /// The colour of flat pixel `i`.
-    #[inline]
-    fn at(self, i: usize) -> [u8; 3] {
-        let base = (i / self.hw) * 3 * self.hw + i % self.hw;
-        [0, 1, 2].map(|c| (self.planes[base + c * self.hw] * 255.0) as u8)
-    }
-}
-
-/// Applies the Space's filters: confidence percentile (and > 1e-5), black and white backgrounds.
-pub fn select_points(pred: &Predictions, settings: &ReconSettings) -> PointSelection {
-    let conf = match settings.prediction_mode {
-        PredictionMode::Pointmap => &pred.world_points_conf,
-        PredictionMode::Depth => &pred.depth_conf,
-    };
-    let conf = conf.as_slice().expect("standard layout");
-    let threshold = if settings.conf_thres == 0.0 {
-        0.0
-    } else {
-        percentile::percentile(conf, settings.conf_thres)
-    };
-    let colours = Colours::of(pred);
-    let masks = settings.mask_black_bg || settings.mask_white_bg;
-    let mut keep = vec![0u64; conf.len().div_ceil(64)];
-    let mut count = 0;
-    for (i, &c) in conf.iter().enumerate() {
-        let c = c as f64;
-        if !(c >= threshold && c > 1e-5) {
-            continue;
-        }
-        if masks {
-            let rgb = colours.at(i);
-            if settings.mask_black_bg && rgb.iter().map(|&v| v as u32).sum::<u32>() < 16 {
-                continue;
-            }
-            if settings.mask_white_bg && rgb.iter().all(|&v| v > 240) {
-                continue;
-            }
-        }
-        keep[i / 64] |= 1 << (i % 64);
-        count += 1;
-    }
-    let mut selection = PointSelection {
-        keep,
-        count,
-        threshold,
-        scene_scale: 1.0,
-    };
-    if count > 0 {
-        // numpy's percentiles over the kept points in their own dtype (float64 for depth), one
-        // axis at a time in one buffer.
-        let branch = Branch::of(pred, settings.prediction_mode);
-        let mut axis = Vec::with_capacity(count);
-        let mut diag = 0.0;
-        for c in 0..3 {
-            axis.clear();
-            selection.for_each(|i| axis.push(branch.point(i)[c]));
-            let q = percentile::percentiles_in_place(&mut axis, &[5.0, 95.0]);
-            diag += (q[1] - q[0]) * (q[1] - q[0]);
-        }
-        selection.scene_scale = diag.sqrt();
-    }
-    selection
-}
-
 /// `trimesh.creation.cone(1, 1, sections=4)`: base centre, four rim points, apex.
 const CONE: [[f64; 3]; 6] = [
     [0.0, 0.0, 0.0],
@@ -234,8 +78,9 @@ const CONE: [[f64; 3]; 6] = [
 /// The cone's faces that do not touch the base centre (`compute_camera_faces` skips those).
 const CONE_SIDES: [[u32; 3]; 4] = [[1, 3, 2], [3, 4, 2], [4, 5, 2], [5, 1, 2]];
 const CAMERA_VERTICES: usize = 18;
-/// Bytes of points gathered before each write.
-const BLOCK: usize = 1 << 16;
+/// Words of the selection (64 pixels each) whose points are made and written at a time: a run's
+/// buffer (≤ 48 KiB) stays under the allocator's mmap threshold, so it costs no page faults.
+const RUN_WORDS: usize = 1024;
 const CAMERA_TRIANGLES: usize = 48;
 
 /// One camera's frustum (`integrate_camera_into_scene`), aligned: 18 vertices, 48 triangles.
@@ -293,13 +138,64 @@ fn bounds(points: impl Iterator<Item = [f32; 3]>) -> ([f32; 3], [f32; 3]) {
     (lo, hi)
 }
 
+/// Writes what `fill` makes of the kept points, in order. The selection's words are cut into
+/// runs of `RUN_WORDS`, dealt round-robin to one thread per core, each filling its runs ahead
+/// into a few buffers of its own; this thread writes run 0, 1, 2, … taking each from its filler
+/// and handing the buffer back. So every core works, the cloud is never held (a few runs per
+/// thread are in flight) and buffers are reused, not allocated per run. A failed write returns
+/// at once; the fillers' channels then close and they stop.
+fn write_kept(
+    selection: &PointSelection,
+    w: &mut impl FnMut(&[u8]) -> Result<()>,
+    fill: impl Fn(Range<usize>, &mut Vec<u8>) + Sync,
+) -> Result<()> {
+    const IN_FLIGHT: usize = 2;
+    let words = selection.words(1, 0);
+    let runs = words.len().div_ceil(RUN_WORDS);
+    let threads = selection.parts().min(runs).max(1);
+    std::thread::scope(|s| {
+        let fillers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (full_tx, full_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
+                let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
+                for _ in 0..IN_FLIGHT {
+                    empty_tx
+                        .send(Vec::with_capacity(RUN_WORDS * 64 * 12))
+                        .expect("room for the buffers");
+                }
+                let fill = &fill;
+                s.spawn(move || {
+                    for run in (t..runs).step_by(threads) {
+                        let Ok(mut buffer) = empty_rx.recv() else {
+                            return;
+                        };
+                        buffer.clear();
+                        let start = run * RUN_WORDS;
+                        fill(start..(start + RUN_WORDS).min(words.end), &mut buffer);
+                        if full_tx.send(buffer).is_err() {
+                            return;
+                        }
+                    }
+                });
+                (full_rx, empty_tx)
+            })
+            .collect();
+        for run in 0..runs {
+            let (full, empty) = &fillers[run % threads];
+            let buffer = full.recv().expect("a filler ended early");
+            w(&buffer)?;
+            let _ = empty.send(buffer);
+        }
+        Ok(())
+    })
+}
+
 /// Builds the scene from `pred` with `settings` and writes it to `path` as a GLB.
 pub fn write_glb(pred: &Predictions, settings: &ReconSettings, path: &Path) -> Result<GlbStats> {
     let selection = select_points(pred, settings);
     let align = scene_alignment(pred);
     let branch = Branch::of(pred, settings.prediction_mode);
     let colours = Colours::of(pred);
-    let aligned = |i: usize| geometry::transform_point(&align, branch.point(i)).map(|x| x as f32);
 
     // The Space draws one white point at (1, 0, 0) when nothing survives the filters.
     let fallback = selection.is_empty();
@@ -308,15 +204,7 @@ pub fn write_glb(pred: &Predictions, settings: &ReconSettings, path: &Path) -> R
     let (p_min, p_max) = if fallback {
         (fallback_point, fallback_point)
     } else {
-        let (mut lo, mut hi) = ([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]);
-        selection.for_each(|i| {
-            let p = aligned(i);
-            for c in 0..3 {
-                lo[c] = lo[c].min(p[c]);
-                hi[c] = hi[c].max(p[c]);
-            }
-        });
-        (lo, hi)
+        selection.bounds
     };
 
     let n_cams = if settings.show_cam { pred.frames() } else { 0 };
@@ -418,33 +306,20 @@ pub fn write_glb(pred: &Predictions, settings: &ReconSettings, path: &Path) -> R
         }
         w(&[255, 255, 255, 255])?;
     } else {
-        // Written a block at a time (a write call per point costs more than the point's maths).
-        let mut block = Vec::with_capacity(BLOCK + 12);
-        let mut failed = None;
-        let mut put = |block: &mut Vec<u8>, bytes: &[u8]| {
-            block.extend_from_slice(bytes);
-            if block.len() >= BLOCK {
-                if failed.is_none() {
-                    failed = w(block).err();
+        write_kept(&selection, &mut w, |words, run| {
+            selection.for_each_in(words, |i| {
+                let p = geometry::transform_point(&align, branch.point(i));
+                for c in p {
+                    run.extend_from_slice(&(c as f32).to_le_bytes());
                 }
-                block.clear();
-            }
-        };
-        selection.for_each(|i| {
-            let mut bytes = [0u8; 12];
-            for (b, c) in bytes.chunks_exact_mut(4).zip(aligned(i)) {
-                b.copy_from_slice(&c.to_le_bytes());
-            }
-            put(&mut block, &bytes);
-        });
-        selection.for_each(|i| {
-            let [r, g, b] = colours.at(i);
-            put(&mut block, &[r, g, b, 255]);
-        });
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        w(&block)?;
+            });
+        })?;
+        write_kept(&selection, &mut w, |words, run| {
+            selection.for_each_in(words, |i| {
+                let [r, g, b] = colours.at(i);
+                run.extend_from_slice(&[r, g, b, 255]);
+            });
+        })?;
     }
     for (mesh, _) in &cameras {
         for p in mesh {

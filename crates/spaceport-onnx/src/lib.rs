@@ -24,12 +24,14 @@ pub mod error;
 pub mod geometry;
 pub mod glb;
 pub mod model;
+pub mod parallel;
 pub mod percentile;
 pub mod predictions;
 pub mod preprocess;
 mod reconstruct;
 pub mod render;
 pub mod runner;
+pub mod selection;
 
 pub use config::{
     IoNames, ModelConfig, PredictionMode, PreprocessMode, Provider, ReconSettings, bytes_per_frame,

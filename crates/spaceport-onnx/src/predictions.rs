@@ -13,6 +13,7 @@ use std::path::Path;
 use ndarray::{Array, Array2, Array3, Array4, Axis, Dimension};
 use ndarray_npy::npy::header::{Header, Layout};
 use ndarray_npy::{NpzReader, ReadableElement, WritableElement, WriteNpyExt};
+use strength_reduce::StrengthReducedUsize;
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
@@ -40,6 +41,9 @@ pub struct Predictions {
     pub intrinsic: Array3<f32>,
     /// Each frame's camera for `point_from_depth`.
     unprojection: Vec<Unprojection>,
+    /// H·W and W, to split a flat index into frame, row and column.
+    frame_len: StrengthReducedUsize,
+    row_len: StrengthReducedUsize,
 }
 
 /// The six raw model outputs (batch dimension removed).
@@ -79,7 +83,9 @@ impl Predictions {
         let (extrinsic, intrinsic) =
             geometry::pose_encoding_to_extri_intri(raw.pose_enc.view(), h, w);
         Ok(Predictions {
-            unprojection: Unprojection::frames(&extrinsic, &intrinsic),
+            unprojection: Vec::new(),
+            frame_len: StrengthReducedUsize::new(1),
+            row_len: StrengthReducedUsize::new(1),
             pose_enc: raw.pose_enc,
             depth: raw.depth,
             depth_conf: raw.depth_conf,
@@ -88,7 +94,8 @@ impl Predictions {
             images: raw.images,
             extrinsic,
             intrinsic,
-        })
+        }
+        .with_cameras())
     }
 
     /// The number of frames.
@@ -98,12 +105,21 @@ impl Predictions {
 
     /// `world_points_from_depth` at flat pixel `i` (frame, row, column), float64 as numpy
     /// computes it in the reference.
-    #[inline]
+    #[inline(always)]
     pub fn point_from_depth(&self, i: usize) -> [f64; 3] {
-        let (_, h, w, _) = self.depth.dim();
-        let (f, px) = (i / (h * w), i % (h * w));
+        let (f, px) = StrengthReducedUsize::div_rem(i, self.frame_len);
+        let (v, u) = StrengthReducedUsize::div_rem(px, self.row_len);
         let depth = self.depth.as_slice().expect("standard layout");
-        self.unprojection[f].point(px % w, px / w, depth[i])
+        self.unprojection[f].point(u, v, depth[i])
+    }
+
+    /// Sets what `point_from_depth` needs from the arrays.
+    fn with_cameras(mut self) -> Self {
+        let (_, h, w, _) = self.depth.dim();
+        self.unprojection = Unprojection::frames(&self.extrinsic, &self.intrinsic);
+        self.frame_len = StrengthReducedUsize::new((h * w).max(1));
+        self.row_len = StrengthReducedUsize::new(w.max(1));
+        self
     }
 
     /// Reads a `predictions.npz` this crate wrote (`name` names it in errors), every key with
@@ -125,8 +141,10 @@ impl Predictions {
                 .or_else(|_| npz.by_name(key))
                 .map_err(|e| bad(format!("{key}: {e}")))
         }
-        let mut pred = Predictions {
+        let pred = Predictions {
             unprojection: Vec::new(),
+            frame_len: StrengthReducedUsize::new(1),
+            row_len: StrengthReducedUsize::new(1),
             pose_enc: read(&mut npz, "pose_enc", &bad)?,
             depth: read(&mut npz, "depth", &bad)?,
             depth_conf: read(&mut npz, "depth_conf", &bad)?,
@@ -156,8 +174,7 @@ impl Predictions {
                 return Err(bad(format!("{key} has shape {got:?}, expected {want:?}")));
             }
         }
-        pred.unprojection = Unprojection::frames(&pred.extrinsic, &pred.intrinsic);
-        Ok(pred)
+        Ok(pred.with_cameras())
     }
 
     /// Only frame `f` (the Space's `frame_filter`): every array cut to that frame, so the scene
@@ -176,8 +193,11 @@ impl Predictions {
             images: self.images.slice_axis(Axis(0), one(f)).to_owned(),
             extrinsic: self.extrinsic.slice_axis(Axis(0), one(f)).to_owned(),
             intrinsic: self.intrinsic.slice_axis(Axis(0), one(f)).to_owned(),
-            unprojection: vec![self.unprojection[f].clone()],
+            unprojection: Vec::new(),
+            frame_len: self.frame_len,
+            row_len: self.row_len,
         }
+        .with_cameras()
     }
 
     /// Writes `predictions.npz` (uncompressed, like `np.savez`) straight to `path`, each array's

@@ -2,7 +2,8 @@
 //! a confidence ramp, and black and white pixels, checked numerically.
 
 use ndarray::{Array2, Array3, Array4};
-use spaceport_onnx::glb::{self, select_points};
+use spaceport_onnx::glb;
+use spaceport_onnx::selection::select_points;
 use spaceport_onnx::{PredictionMode, Predictions, RawOutputs, ReconSettings};
 
 use crate::support;
