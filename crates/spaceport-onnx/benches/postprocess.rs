@@ -3,7 +3,7 @@
 //! `np.savez`; restated in tests/reference/vggt_reference.py, run in `.venv-vggt` with the
 //! Space's numpy pin), on identical synthetic predictions at 518² for S = 10 and 50.
 //!
-//!     cargo bench -p spaceport-onnx --bench postprocess             # S = 10, 50; 3 runs each
+//!     cargo bench -p spaceport-onnx --bench postprocess             # S = 10, 50; 5 runs each
 //!     cargo bench -p spaceport-onnx --bench postprocess -- 4 20     # chosen sizes
 //!
 //! Each side runs in a fresh process that loads the same predictions.npz and then writes the GLB
@@ -20,7 +20,7 @@ use ndarray::{Array2, Array3, Array4};
 use serde_json::{Value, json};
 use spaceport_onnx::{PredictionMode, Predictions, RawOutputs, ReconSettings};
 
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -176,10 +176,21 @@ fn run(program: &Path, args: &[&std::ffi::OsStr]) -> Value {
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
 }
 
-fn median(runs: &[Value], key: &str) -> f64 {
+fn sorted(runs: &[Value], key: &str) -> Vec<f64> {
     let mut v: Vec<f64> = runs.iter().map(|r| r[key].as_f64().unwrap()).collect();
     v.sort_by(f64::total_cmp);
+    v
+}
+
+fn median(runs: &[Value], key: &str) -> f64 {
+    let v = sorted(runs, key);
     v[v.len() / 2]
+}
+
+/// "min–max" of a key over the runs: the page cache makes writing times spread.
+fn spread(runs: &[Value], key: &str) -> String {
+    let v = sorted(runs, key);
+    format!("{:.0}–{:.0}", v[0], v[v.len() - 1])
 }
 
 fn main() {
@@ -235,6 +246,7 @@ fn main() {
     println!(
         "|----:|-----------------|------------------:|------------------:|------:|------------------:|------:|------------------------:|------------------------:|-----------:|"
     );
+    let mut spreads = Vec::new();
     for &s in &sizes {
         let npz = dir.path().join(format!("input-{s}.npz"));
         synthetic(s).write_npz(&npz).unwrap();
@@ -260,6 +272,13 @@ fn main() {
             let m = |k: &str| median(&mine, k);
             let t = |k: &str| median(&theirs, k);
             let peak = |r: &dyn Fn(&str) -> f64| r("glb_peak_mib").max(r("npz_peak_mib"));
+            spreads.push(format!(
+                "| {s:>3} | {label:<15} | {} | {} | {} | {} |",
+                spread(&mine, "glb_ms"),
+                spread(&theirs, "glb_ms"),
+                spread(&mine, "npz_ms"),
+                spread(&theirs, "npz_ms"),
+            ));
             println!(
                 "| {s:>3} | {label:<15} | {:>8} / {:<6} | {:>7.0} / {:<7.0} | {:>5.1} | {:>7.0} / {:<7.0} | {:>5.1} | {:>4.0} (+{:<3.0}) / {:>4.0} (+{:<3.0}) | {:>4.0} (+{:<3.0}) / {:>4.0} (+{:<3.0}) | {:>10.2} |",
                 mine[0]["points"],
@@ -281,5 +300,11 @@ fn main() {
                 peak(&m) / peak(&t),
             );
         }
+    }
+    println!("\nmin–max over the runs (ms)\n");
+    println!("|   S | settings        | GLB ours | GLB ref | npz ours | npz ref |");
+    println!("|----:|-----------------|---------:|--------:|---------:|--------:|");
+    for line in spreads {
+        println!("{line}");
     }
 }
