@@ -1,11 +1,14 @@
-//! Chained pipelines through the embedded stack against the vggt mirror Space: `vggt-ply`
-//! runs the Space, then mesh-convert on its scene, each stage a child run with its own events;
-//! the chain shows both and keeps both files. A first stage that fails ends the chain with its
-//! reason and never starts the second; cancelling the chain cancels its live stage.
+//! Chained pipelines through the embedded stack against mirror Spaces: `vggt-ply` runs the vggt
+//! Space, then mesh-convert on its scene; `segment-then-3d` runs the background-removal Space,
+//! then Hunyuan3D-2's shape generation on the cut-out. Each stage is a child run with its own
+//! events; the chain shows both and keeps the files. A first stage that fails ends the chain with
+//! its reason and never starts the second; cancelling the chain cancels its live stage.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use spaceport_cli::config::PipelineOverride;
+use spaceport_testkit::{Gradio, gltf_validate};
 
 use crate::common::*;
 
@@ -156,5 +159,190 @@ async fn a_failing_stage_fails_the_chain_and_a_cancelled_chain_cancels_its_stage
     tokio::time::sleep(Duration::from_secs(2)).await;
     let chain = t.client.get_run(&id, None).await.unwrap();
     assert_eq!(children(&chain).len(), 1, "{chain}");
+    t.stack.shutdown().await;
+}
+
+/// The two Spaces of `segment-then-3d` (the Hunyuan3D mirror with `hunyuan_env`) and a stack
+/// whose pipelines call them.
+async fn segment_stack(hunyuan_env: &[(&str, &str)]) -> (MirrorSpace, MirrorSpace, TestStack) {
+    let (segmenter, hunyuan) = std::thread::scope(|s| {
+        let segmenter = s.spawn(|| {
+            MirrorSpace::start_app(
+                "tests/peers/background_removal_mirror/app.py",
+                &[("MIRROR_INSTANT", "1")],
+            )
+        });
+        let hunyuan = MirrorSpace::start_under(
+            Gradio::V6,
+            "tests/peers/hunyuan3d_mirror/app.py",
+            &["--layout", "live"],
+            hunyuan_env,
+        );
+        (segmenter.join().unwrap().unwrap(), hunyuan.unwrap())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), segmenter.url());
+    for (pipeline, url) in [
+        ("remove-background", segmenter.url()),
+        ("hunyuan3d-shape", hunyuan.url()),
+    ] {
+        cfg.pipelines.insert(
+            pipeline.into(),
+            PipelineOverride {
+                space_url: Some(url.into()),
+                ..PipelineOverride::default()
+            },
+        );
+    }
+    let t = TestStack::start_config(cfg).await.unwrap();
+    (segmenter, hunyuan, TestStack { dir, ..t })
+}
+
+/// An object (a red block) on a plain light background, `name`d for the mirrors' hooks.
+fn object_photo() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(64, 48, |x, y| {
+        if (16..48).contains(&x) && (12..36).contains(&y) {
+            image::Rgb([200, 40, 30])
+        } else {
+            image::Rgb([235, 235, 230])
+        }
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+async fn segment_run(t: &TestStack, name: &str) -> String {
+    create_in_slots(
+        t,
+        "segment-then-3d",
+        &[("image", name, object_photo())],
+        json!({"seed": 7, "steps": 20}),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_then_3d_cuts_the_object_out_then_reconstructs_the_cut_out() {
+    let (segmenter, hunyuan, t) = segment_stack(&[("MIRROR_INSTANT", "1")]).await;
+    let id = segment_run(&t, "object.png").await;
+    let done = wait_terminal(&t.client, &id, WAIT).await.unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let stages = children(&done);
+    assert_eq!(
+        stages.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        ["segment", "reconstruct"],
+        "{done}"
+    );
+    let segment = t.client.get_run(&stages[0].1, None).await.unwrap();
+    let reconstruct = t.client.get_run(&stages[1].1, None).await.unwrap();
+    for (child, pipeline) in [
+        (&segment, "remove-background"),
+        (&reconstruct, "hunyuan3d-shape"),
+    ] {
+        assert_eq!(child["status"], "succeeded", "{child}");
+        assert_eq!(child["pipeline"], pipeline);
+        assert_eq!(child["parent"], id.as_str());
+    }
+    // The chain's settings reach the reconstruction; its own background removal is off.
+    assert_eq!(reconstruct["settings"]["seed"], 7);
+    assert_eq!(reconstruct["settings"]["remove_background"], false);
+    assert_eq!(
+        reconstruct["inputs"]["image"][0]["from_run"],
+        json!({"run": stages[0].1, "artifact": "cutout"})
+    );
+
+    // The cut-out: the photo's size, the background transparent, the object opaque.
+    let dir = tempfile::tempdir().unwrap();
+    let cutout = t
+        .client
+        .download_artifact(&id, "cutout", "cutout.png", dir.path())
+        .await
+        .unwrap();
+    let rgba = image::open(&cutout).unwrap().to_rgba8();
+    assert_eq!(rgba.dimensions(), (64, 48));
+    assert_eq!(rgba.get_pixel(2, 2)[3], 0, "the background is cut away");
+    assert_eq!(
+        rgba.get_pixel(30, 20).0,
+        [200, 40, 30, 255],
+        "the object stays"
+    );
+    let line = log_line(&segmenter.output(), "SEGMENT").expect("the segmenter's SEGMENT line");
+    let seen: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(seen["kept"], 32 * 24, "{seen}");
+
+    // The mesh: made from the cut-out as it was, without a second background removal.
+    let mesh = t
+        .client
+        .download_artifact(&id, "mesh", "mesh.glb", dir.path())
+        .await
+        .unwrap();
+    let report = gltf_validate(&mesh).unwrap();
+    assert_eq!(report["issues"]["numErrors"], 0, "{report}");
+    assert!(trimesh_facts(&mesh)["faces"].as_u64().unwrap() > 0);
+    let line = log_line(&hunyuan.output(), "GENERATE").expect("the GENERATE line");
+    let seen: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(seen["image"], json!([64, 48]), "{seen}");
+    assert_eq!(seen["check_box_rembg"], false, "{seen}");
+    assert_eq!(seen["seed"], 7, "{seen}");
+    let sha = |run: &Value, name: &str| {
+        run["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .map(|a| a["sha256"].clone())
+            .unwrap_or_else(|| panic!("no {name} in {run}"))
+    };
+    assert_eq!(sha(&done, "cutout"), sha(&segment, "cutout"));
+    assert_eq!(sha(&done, "mesh"), sha(&reconstruct, "mesh"));
+    t.stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_then_3d_fails_with_its_segmenter_and_cancels_its_reconstruction() {
+    // Every reconstruction takes 60 s: long enough to be cancelled while it runs.
+    let (_segmenter, hunyuan, t) = segment_stack(&[("MIRROR_DELAY_S", "60")]).await;
+
+    let id = segment_run(&t, "fail.png").await;
+    let failed = wait_terminal(&t.client, &id, WAIT).await.unwrap();
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "space_error", "{failed}");
+    let message = failed["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("segment") && message.contains("mirror failure"),
+        "{message}"
+    );
+    assert_eq!(children(&failed).len(), 1, "no reconstruction: {failed}");
+
+    let id = segment_run(&t, "object.png").await;
+    let running = wait_for(&t.client, &id, WAIT, "the reconstruction running", |r| {
+        children(r).len() == 2
+    })
+    .await
+    .unwrap();
+    let stages = children(&running);
+    wait_status(&t.client, &stages[1].1, "running", WAIT)
+        .await
+        .unwrap();
+    t.client.action(&id, "cancel").await.unwrap();
+    let chain = wait_terminal(&t.client, &id, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(chain["status"], "cancelled", "{chain}");
+    let first = t.client.get_run(&stages[0].1, None).await.unwrap();
+    assert_eq!(
+        first["status"], "succeeded",
+        "the finished stage stays: {first}"
+    );
+    let second = wait_terminal(&t.client, &stages[1].1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(second["status"], "cancelled", "{second}");
+    assert!(
+        log_line(&hunyuan.output(), "GENERATE").is_none(),
+        "the reconstruction was cut short"
+    );
     t.stack.shutdown().await;
 }

@@ -152,6 +152,34 @@ pub async fn create_and_upload(
 
 /// Creates a run declaring `files` (with `settings`, and `extra` fields such as `pipeline`),
 /// uploads them and waits up to two minutes for it to end; returns the run as it ended.
+/// Creates a `pipeline` run with `files` as (slot, file name, PNG bytes) and uploads them; the
+/// run's id.
+pub async fn create_in_slots(
+    t: &TestStack,
+    pipeline: &str,
+    files: &[(&str, &str, Vec<u8>)],
+    settings: Value,
+) -> Result<String> {
+    let tmp = tempfile::tempdir()?;
+    let mut inputs = serde_json::Map::new();
+    for (slot, name, bytes) in files {
+        inputs.insert(
+            slot.to_string(),
+            json!([{"filename": name, "content_type": "image/png", "size": bytes.len()}]),
+        );
+    }
+    let body = json!({"pipeline": pipeline, "settings": settings, "inputs": inputs});
+    let created = t.client.create_run(&body, None).await?;
+    for up in created["uploads"].as_array().context("uploads")? {
+        let slot = up["slot"].as_str().unwrap();
+        let (_, name, bytes) = files.iter().find(|(s, _, _)| *s == slot).unwrap();
+        let path = tmp.path().join(name);
+        std::fs::write(&path, bytes)?;
+        t.client.upload(up, &path).await?;
+    }
+    Ok(created["id"].as_str().unwrap().to_string())
+}
+
 pub async fn run_to_end(
     client: &ApiClient,
     files: &[(&str, Vec<u8>)],

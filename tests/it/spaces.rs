@@ -39,24 +39,7 @@ async fn run(
     files: &[(&str, &str, Vec<u8>)],
     settings: Value,
 ) -> Result<Value> {
-    let tmp = tempfile::tempdir()?;
-    let mut inputs = serde_json::Map::new();
-    for (slot, name, bytes) in files {
-        inputs.insert(
-            slot.to_string(),
-            json!([{"filename": name, "content_type": "image/png", "size": bytes.len()}]),
-        );
-    }
-    let body = json!({"pipeline": pipeline, "settings": settings, "inputs": inputs});
-    let created = t.client.create_run(&body, None).await?;
-    for up in created["uploads"].as_array().context("uploads")? {
-        let slot = up["slot"].as_str().unwrap();
-        let (_, name, bytes) = files.iter().find(|(s, _, _)| *s == slot).unwrap();
-        let path = tmp.path().join(name);
-        std::fs::write(&path, bytes)?;
-        t.client.upload(up, &path).await?;
-    }
-    let id = created["id"].as_str().unwrap().to_string();
+    let id = create_in_slots(t, pipeline, files, settings).await?;
     wait_terminal(&t.client, &id, RUN_WAIT).await
 }
 

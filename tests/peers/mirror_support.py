@@ -1,7 +1,8 @@
 """What the Space mirrors under tests/peers/ share: their test hooks (delays, the slow path's
 steps), the name of an uploaded file, and a watchdog that ends the server with the process that
-started it. Imported by each mirror from the folder above it; runs under every Gradio venv
-(plain Python, no Gradio import).
+started it, a stand-in background remover. Imported by each mirror from the folder above it; runs
+under every Gradio venv (no Gradio import; numpy and PIL, which every Gradio brings, only where
+used).
 """
 
 import functools
@@ -80,6 +81,18 @@ def payload_name(payload):
     names = [getattr(payload, "orig_name", None), getattr(payload, "path", None)]
     names = [os.path.basename(str(n)) for n in names if n]
     return " ".join(dict.fromkeys(names))
+
+
+def key_out_background(image):
+    """Stand-in for a background remover (rembg, BiRefNet): pixels close to the mean colour of
+    the image's corners become transparent; the rest keep their colour, opaque. RGBA out."""
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(image.convert("RGB")).astype(np.int16)
+    corners = np.array([rgb[0, 0], rgb[0, -1], rgb[-1, 0], rgb[-1, -1]]).mean(axis=0)
+    alpha = np.where(np.abs(rgb - corners).sum(axis=-1) > 40, 255, 0).astype(np.uint8)
+    return Image.fromarray(np.dstack([rgb.astype(np.uint8), alpha]), mode="RGBA")
 
 
 def exit_with_parent():

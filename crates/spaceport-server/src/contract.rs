@@ -155,6 +155,8 @@ mod tests {
                 "idm-vton",
                 "kolors-tryon",
                 "mesh-convert",
+                "remove-background",
+                "segment-then-3d",
                 "vggt",
                 "vggt-onnx",
                 "vggt-ply",

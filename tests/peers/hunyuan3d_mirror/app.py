@@ -92,6 +92,7 @@ from mirror_support import (  # noqa: E402
     sleep as _sleep,
     payload_name as _payload_name,
     exit_with_parent as _exit_with_parent,
+    key_out_background as _remove_background,
 )
 
 
@@ -133,14 +134,6 @@ def _hooks(images, progress):
 # -------------------------------------------------------------------------
 # Geometry: a closed solid extruded from the image silhouette (numpy only; trimesh without scipy)
 # -------------------------------------------------------------------------
-def _remove_background(image):
-    """Stand-in for rembg: pixels close to the mean corner colour become transparent."""
-    rgb = np.asarray(image.convert("RGB")).astype(np.int16)
-    corners = np.array([rgb[0, 0], rgb[0, -1], rgb[-1, 0], rgb[-1, -1]]).mean(axis=0)
-    alpha = np.where(np.abs(rgb - corners).sum(axis=-1) > 40, 255, 0).astype(np.uint8)
-    return Image.fromarray(np.dstack([rgb.astype(np.uint8), alpha]), mode="RGBA")
-
-
 def _vertex_normals(vertices, faces):
     face_normals = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
     normals = np.zeros_like(vertices)

@@ -55,6 +55,14 @@ pub const BUILTIN_PIPELINES: &[(&str, &str)] = &[
         "vlm-task-events.toml",
         include_str!("../../../../pipelines/vlm-task-events.toml"),
     ),
+    (
+        "remove-background.toml",
+        include_str!("../../../../pipelines/remove-background.toml"),
+    ),
+    (
+        "segment-then-3d.toml",
+        include_str!("../../../../pipelines/segment-then-3d.toml"),
+    ),
 ];
 
 /// Every pipeline of a deployment, checked together (fallbacks must exist).
