@@ -14,7 +14,10 @@ use spaceport_stack::config::{Config, env_var, queue_vars};
 use spaceport_stack::{OpenOptions, Stack};
 use spaceport_steps::{Step, Steps};
 
+use anyhow::Context;
+
 use crate::MotoServer;
+use crate::lambda_rt::{Outcome, RuntimeApi};
 
 /// A moto server with Spaceport's resources provisioned on it.
 pub struct AwsEnv {
@@ -190,4 +193,178 @@ fn lambda_record(m: &Message) -> Value {
         "eventSource": "aws:sqs",
         "awsRegion": "us-east-1",
     })
+}
+
+/// The run id the payloads under events/ name.
+pub const EXAMPLE_RUN: &str = "run_01JD8X5V3W0000000000000000";
+
+/// The API key the API Gateway payloads under events/ carry (an example, not a secret).
+pub const EXAMPLE_KEY: &str = "sk_5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
+
+/// `EXAMPLE_KEY`'s tenant.
+const EXAMPLE_TENANT: &str = "example";
+
+/// What running a function's bootstrap through the Runtime API emulator showed.
+#[derive(Debug)]
+pub struct BootstrapReport {
+    /// From process start to its first `next` (init done: configuration, clients).
+    pub init: Duration,
+    /// From process start to the first event's answer.
+    pub first_answer: Duration,
+    /// Each event file's name and how its invocation ended.
+    pub outcomes: Vec<(String, Outcome)>,
+    /// Peak RSS (KiB) after a 10-message SQS batch too, when one was sent.
+    pub peak_rss_kib: Option<u64>,
+}
+
+impl AwsEnv {
+    /// Starts `binary` as Lambda would (function `name`, the variables the template gives every
+    /// function for these resources plus `extra`) against a Runtime API emulator, invokes it with
+    /// every `events/<name>/*.json` in name order, then (when `batch_of_ten`) with a 10-message
+    /// SQS batch (its SQS payload's first record ten times), and stops it. The payloads' example
+    /// run is replaced by a real, cancelled one. Each invocation must be answered in 60 s.
+    pub async fn run_bootstrap(
+        &self,
+        binary: &std::path::Path,
+        name: &str,
+        extra: &[(&str, &str)],
+        batch_of_ten: bool,
+    ) -> anyhow::Result<BootstrapReport> {
+        // The payloads name an example run; they are pointed at a real one, finished.
+        let run = self.cancelled_run().await;
+        let mut api = RuntimeApi::start().await?;
+        let mut env: Vec<(String, String)> = self.vars();
+        env.extend(self.moto.env().into_iter().map(|(k, v)| (k.to_owned(), v)));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env.push(("RUST_LOG".into(), "warn".into()));
+        let dir = crate::repo_root().join("events").join(name);
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        anyhow::ensure!(!files.is_empty(), "no events in {}", dir.display());
+
+        let started = Instant::now();
+        let mut child = KillOnDrop(api.spawn(binary, name, &env)?);
+        let mut outcomes = Vec::new();
+        let mut first_answer = None;
+        for file in &files {
+            let text = std::fs::read_to_string(file)?.replace(EXAMPLE_RUN, &run);
+            let event: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let outcome = api.invoke(event, Duration::from_secs(60)).await?;
+            first_answer.get_or_insert_with(|| started.elapsed());
+            let label = file.file_name().unwrap().to_string_lossy().into_owned();
+            outcomes.push((label, outcome));
+        }
+        let init = api
+            .first_next()
+            .map(|t| t.duration_since(started))
+            .context("the function never asked for an event")?;
+        let mut peak_rss_kib = None;
+        if batch_of_ten {
+            // The function's own SQS payload, its first record ten times over.
+            let sqs = files
+                .iter()
+                .find(|f| f.to_string_lossy().contains("sqs"))
+                .context("no SQS payload under events/ for the batch of ten")?;
+            let text = std::fs::read_to_string(sqs)?.replace(EXAMPLE_RUN, &run);
+            let one: Value = serde_json::from_str(&text)?;
+            let records: Vec<Value> = (0..10)
+                .map(|i| {
+                    let mut r = one["Records"][0].clone();
+                    r["messageId"] = json!(format!("00000000-0000-4000-8000-0000000000{i:02}"));
+                    r
+                })
+                .collect();
+            let outcome = api
+                .invoke(json!({ "Records": records }), Duration::from_secs(60))
+                .await?;
+            outcomes.push(("a batch of 10 (sqs)".into(), outcome));
+            peak_rss_kib = crate::lambda_rt::peak_rss_kib(child.0.id());
+        }
+        let _ = child.0.kill();
+        let _ = child.0.wait();
+        Ok(BootstrapReport {
+            init,
+            first_answer: first_answer.unwrap_or_default(),
+            outcomes,
+            peak_rss_kib,
+        })
+    }
+}
+
+/// A child process killed when dropped (a failed assertion leaves no function running).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl AwsEnv {
+    /// A `vggt` run of `EXAMPLE_KEY`'s tenant created and cancelled on these resources: every
+    /// step has nothing left to do for it, so a message about it is answered at once.
+    pub async fn cancelled_run(&self) -> String {
+        let steps = self.stack(&self.config(&[])).await.steps;
+        let new: spaceport_core::CreateRunRequest = serde_json::from_value(json!({
+            "pipeline": "vggt",
+            "inputs": {"images": [{"filename": "a.png", "content_type": "image/png", "size": 10}]},
+        }))
+        .expect("a create request");
+        let accept = steps.accept().for_tenant(EXAMPLE_TENANT);
+        let id = accept
+            .create(&new, None)
+            .await
+            .expect("creating a run on moto")
+            .run
+            .id;
+        accept.cancel(&id).await.expect("cancelling it");
+        id.to_string()
+    }
+
+    /// `SPACEPORT_API_KEYS` with one admin key, `EXAMPLE_KEY`.
+    pub fn example_api_keys() -> String {
+        let hash = spaceport_core::auth::hash_text(&spaceport_core::auth::key_hash(EXAMPLE_KEY));
+        json!([{"name": "example", "tenant": EXAMPLE_TENANT, "scopes": ["admin"], "hash": hash}])
+            .to_string()
+    }
+}
+
+impl BootstrapReport {
+    /// Asserts that every invocation was answered (none failed) and that every SQS batch was
+    /// answered with a partial batch response listing no failure (the step messages here name
+    /// runs that do not exist, which a step drops). Prints the timings.
+    pub fn assert_answered(&self, name: &str) {
+        println!(
+            "{name}: init {:.1} ms, first answer {:.1} ms after process start, peak RSS {} KiB",
+            self.init.as_secs_f64() * 1e3,
+            self.first_answer.as_secs_f64() * 1e3,
+            self.peak_rss_kib
+                .map_or("not measured".to_owned(), |k| k.to_string())
+        );
+        for (event, outcome) in &self.outcomes {
+            let answer = match outcome {
+                Outcome::Response(r) => r,
+                Outcome::Error(e) => panic!("{name} failed {event}: {e}"),
+            };
+            println!("  {event}: {answer}");
+            if let Some(status) = answer.get("statusCode") {
+                let status = status.as_u64().unwrap_or_default();
+                assert!((200..300).contains(&status), "{name} on {event}: {answer}");
+            }
+            if event.contains("sqs") || event.contains("batch") {
+                assert_eq!(
+                    answer["batchItemFailures"],
+                    json!([]),
+                    "{name} on {event}: {answer}"
+                );
+            }
+        }
+    }
 }

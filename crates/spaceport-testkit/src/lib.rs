@@ -12,6 +12,7 @@ mod files;
 mod front;
 mod gradio;
 mod hostile;
+pub mod lambda_rt;
 mod model_server;
 mod peer;
 mod receiver;

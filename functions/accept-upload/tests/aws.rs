@@ -264,3 +264,22 @@ async fn the_scheduled_sweep_expires_a_run_past_its_deadline() {
     assert_eq!(run.status.as_str(), "expired");
     assert_eq!(run.error.unwrap().code.as_str(), "deadline_exceeded");
 }
+
+/// The bootstrap run as Lambda runs it: started with Lambda's variables against a Runtime API
+/// emulator and moto, it answers `events/accept-upload/*.json` through the real `lambda_runtime` loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_answers_its_events_through_the_runtime_api() {
+    let env = AwsEnv::start("rt", 5).await.unwrap();
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_accept-upload"));
+    let keys = AwsEnv::example_api_keys();
+    let report = env
+        .run_bootstrap(
+            binary,
+            "accept-upload",
+            &[("SPACEPORT_API_KEYS", keys.as_str())],
+            true,
+        )
+        .await
+        .unwrap();
+    report.assert_answered("accept-upload");
+}

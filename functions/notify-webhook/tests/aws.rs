@@ -264,3 +264,16 @@ async fn terminal_events_reach_a_queue_through_the_example_rule_on_the_bus() {
     ids.dedup();
     assert_eq!(ids.len(), 1, "one event, however often published: {got:#?}");
 }
+
+/// The bootstrap run as Lambda runs it: started with Lambda's variables against a Runtime API
+/// emulator and moto, it answers `events/notify-webhook/*.json` through the real `lambda_runtime` loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_answers_its_events_through_the_runtime_api() {
+    let env = AwsEnv::start("rt", 5).await.unwrap();
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_notify-webhook"));
+    let report = env
+        .run_bootstrap(binary, "notify-webhook", &[], true)
+        .await
+        .unwrap();
+    report.assert_answered("notify-webhook");
+}

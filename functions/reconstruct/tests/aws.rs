@@ -346,3 +346,16 @@ async fn the_worker_binary_long_polls_sqs_and_finishes_a_run() {
     names.sort_unstable();
     assert_eq!(names, ["predictions", "scene"]);
 }
+
+/// The bootstrap run as Lambda runs it: started with Lambda's variables against a Runtime API
+/// emulator and moto, it answers `events/reconstruct/*.json` through the real `lambda_runtime` loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_answers_its_events_through_the_runtime_api() {
+    let env = AwsEnv::start("rt", 5).await.unwrap();
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_reconstruct"));
+    let report = env
+        .run_bootstrap(binary, "reconstruct", &[], true)
+        .await
+        .unwrap();
+    report.assert_answered("reconstruct");
+}
