@@ -25,6 +25,8 @@ async fn a_vggt_run_goes_through_the_step_functions_on_aws_adapters() {
     let poll = env.stack(&cfg).await.steps;
     let fetch = env.stack(&cfg).await.steps;
 
+    // Every call the run makes to AWS, from its create on (capacity arithmetic, README).
+    env.moto.record_calls().await.unwrap();
     // accept-upload: create, upload through the presigned URLs, record the landed inputs.
     let images = [("b.png", png(40, 30, 2)), ("a.png", png(40, 30, 8))];
     let new: CreateRunRequest = serde_json::from_value(json!({
@@ -49,7 +51,9 @@ async fn a_vggt_run_goes_through_the_step_functions_on_aws_adapters() {
 
     let id = created.run.id.clone();
     let until = Instant::now() + Duration::from_secs(90);
+    let mut reads = 0;
     let run = loop {
+        reads += 1;
         let run = submit.ports.store.get(&id).await.unwrap().unwrap();
         if run.status.is_terminal() {
             break run;
@@ -75,6 +79,15 @@ async fn a_vggt_run_goes_through_the_step_functions_on_aws_adapters() {
         space.output()
     );
     assert_eq!(run.backend.kind, "space");
+    let calls = env.moto.recorded_calls().await.unwrap();
+    println!(
+        "AWS calls of one vggt run of 2 images (dynamodb:GetItem includes this test's {reads} status reads; sqs Receive/Delete are Lambda's poller's):"
+    );
+    for (op, n) in &calls {
+        println!("  {op}: {n}");
+    }
+    // Nothing a run does may grow with the table: no scans.
+    assert!(!calls.contains_key("dynamodb:Scan"), "{calls:?}");
     let scene = run
         .artifacts
         .iter()

@@ -15,6 +15,8 @@ use crate::{START_TIMEOUT, free_port, venv_python};
 pub struct MotoServer {
     peer: Peer,
     url: String,
+    /// Where moto's recorder writes (`record_calls`).
+    recording: tempfile::TempDir,
 }
 
 impl std::fmt::Debug for MotoServer {
@@ -40,8 +42,13 @@ impl MotoServer {
         let mut last_err = None;
         for _ in 0..3 {
             let port = free_port();
+            let recording = tempfile::tempdir().context("a directory for moto's recorder")?;
             let mut cmd = Command::new(&moto);
             cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env(
+                    "MOTO_RECORDER_FILEPATH",
+                    recording.path().join("recording.jsonl"),
+                )
                 .env("PYTHONUNBUFFERED", "1")
                 .env("AWS_ACCESS_KEY_ID", "testing")
                 .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -49,6 +56,7 @@ impl MotoServer {
             let mut server = MotoServer {
                 peer: Peer::spawn(&mut cmd, &moto)?,
                 url: format!("http://127.0.0.1:{port}"),
+                recording,
             };
             let ready = server
                 .peer
@@ -73,6 +81,78 @@ impl MotoServer {
         self.peer.output()
     }
 
+    /// Starts moto's request recorder afresh: every call from now on is kept, until
+    /// `recorded_calls`.
+    pub async fn record_calls(&self) -> Result<()> {
+        let http = reqwest::Client::new();
+        for step in ["reset-recording", "start-recording"] {
+            http.post(format!("{}/moto-api/recorder/{step}", self.url))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        Ok(())
+    }
+
+    /// Stops the recorder and counts what it kept by service and operation
+    /// (`dynamodb:UpdateItem`, `sqs:SendMessage`, `s3:PUT`), with `dynamodb:TransactWriteItems
+    /// (items)` for the items written in transactions and `(request bytes)` for the size of the
+    /// writes' requests (an upper bound of the items' sizes).
+    pub async fn recorded_calls(&self) -> Result<std::collections::BTreeMap<String, usize>> {
+        let http = reqwest::Client::new();
+        http.post(format!("{}/moto-api/recorder/stop-recording", self.url))
+            .send()
+            .await?
+            .error_for_status()?;
+        let _ = &self.recording;
+        let text = http
+            .get(format!("{}/moto-api/recorder/download-recording", self.url))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let mut counts = std::collections::BTreeMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let entry: serde_json::Value = serde_json::from_str(line)?;
+            let header = |name: &str| {
+                entry["headers"].as_object().and_then(|h| {
+                    h.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .and_then(|(_, v)| v.as_str())
+                })
+            };
+            let key = match header("X-Amz-Target") {
+                Some(t) if t.starts_with("DynamoDB_") => {
+                    let op = t.rsplit('.').next().unwrap_or(t);
+                    if ["PutItem", "UpdateItem", "TransactWriteItems"].contains(&op) {
+                        *counts
+                            .entry(format!("dynamodb:{op} (request bytes)"))
+                            .or_insert(0) += recorded_body(&entry).len();
+                    }
+                    if op == "TransactWriteItems" {
+                        let body = recorded_body(&entry);
+                        let items = serde_json::from_str::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|b| b["TransactItems"].as_array().map(Vec::len))
+                            .unwrap_or(0);
+                        *counts
+                            .entry("dynamodb:TransactWriteItems (items)".to_owned())
+                            .or_insert(0) += items;
+                    }
+                    format!("dynamodb:{op}")
+                }
+                Some(t) if t.starts_with("AmazonSQS.") => {
+                    format!("sqs:{}", t.trim_start_matches("AmazonSQS."))
+                }
+                Some(t) => t.to_owned(),
+                None => format!("s3:{}", entry["method"].as_str().unwrap_or("?")),
+            };
+            *counts.entry(key).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
     /// The environment a child process needs to use this server as AWS.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -82,6 +162,20 @@ impl MotoServer {
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_DEFAULT_REGION", "us-east-1".into()),
         ]
+    }
+}
+
+/// A recorded request's body as text (the recorder base64-encodes bytes).
+fn recorded_body(entry: &serde_json::Value) -> String {
+    use base64::Engine;
+    let body = entry["body"].as_str().unwrap_or_default();
+    if entry["body_encoded"].as_bool() == Some(true) {
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    } else {
+        body.to_owned()
     }
 }
 
