@@ -96,7 +96,12 @@ fn every_function_builds_a_binary_of_this_workspace_and_reports_batch_failures()
         if r["Type"] != "AWS::Serverless::Function" {
             continue;
         }
-        if let Some(bin) = r["Metadata"]["BuildProperties"]["Binary"].as_str() {
+        if let Some(zip) = r["Properties"]["CodeUri"].as_str() {
+            // `make lambda-zips` writes target/lambda/<binary>/bootstrap.zip.
+            let bin = zip
+                .strip_prefix("../target/lambda/")
+                .and_then(|z| z.strip_suffix("/bootstrap.zip"))
+                .unwrap_or_else(|| panic!("{name}'s CodeUri {zip} is not a cargo-lambda zip"));
             assert!(
                 repo_root()
                     .join("functions")
@@ -123,6 +128,7 @@ fn every_function_builds_a_binary_of_this_workspace_and_reports_batch_failures()
         "poll-status",
         "fetch-artifact",
         "notify-webhook",
+        "call-model",
     ] {
         assert!(binaries.contains(f), "no function builds {f}");
     }

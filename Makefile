@@ -1,0 +1,34 @@
+# Building and deploying Spaceport on AWS (README, "Deploying"). Tests do not use this file:
+# `bash scripts/test.sh` is the test command.
+#
+#   make lambda-zips                      # target/lambda/<function>/bootstrap.zip, arm64, release
+#   make reconstruct-image IMAGE=<ecr uri>   # the reconstruct Lambda image (needs Docker), pushed
+#   make deploy STACK=spaceport IMAGE=<ecr uri>  # both, then sam deploy (guided the first time)
+
+FUNCTIONS := accept-upload submit-space poll-status fetch-artifact call-model notify-webhook
+STACK ?= spaceport
+IMAGE ?=
+VENV := .venv-deploy
+
+$(VENV)/.installed: infra/requirements-deploy.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r infra/requirements-deploy.txt
+	touch $@
+
+.PHONY: lambda-zips reconstruct-image deploy
+lambda-zips: $(VENV)/.installed
+	rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip \
+		$(addprefix -p ,$(FUNCTIONS))
+	@for f in $(FUNCTIONS); do ls -l target/lambda/$$f/bootstrap.zip; done
+
+reconstruct-image:
+	@test -n "$(IMAGE)" || { echo "IMAGE=<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag> is required"; exit 2; }
+	docker build -f functions/reconstruct/Dockerfile.lambda -t $(IMAGE) .
+	docker push $(IMAGE)
+
+deploy: lambda-zips reconstruct-image
+	@command -v sam >/dev/null || { echo "the SAM CLI is required (pipx install aws-sam-cli)"; exit 2; }
+	sam deploy --template-file infra/template.yaml --stack-name $(STACK) --resolve-s3 \
+		--capabilities CAPABILITY_IAM --parameter-overrides ReconstructImageUri=$(IMAGE) \
+		$(if $(wildcard samconfig.toml),,--guided)
