@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod lambda;
 pub mod s3;
+pub mod secrets;
 mod slots;
 pub mod sqs;
 pub mod stack;

@@ -2,13 +2,13 @@
 //! variables the code reads, the table the code creates (checked on moto), the function binaries
 //! that exist, and partial batch responses on every queue consumer.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use serde_json::Value;
 use spaceport_aws::DynamoRunStore;
 use spaceport_core::ports::QueueName;
-use spaceport_stack::config::{Config, env_var, queue_vars};
+use spaceport_stack::config::{Config, SECRET_SETTINGS, env_var, queue_vars, secret_arn_var};
 use spaceport_testkit::{MotoServer, repo_root, venv_python};
 
 fn template_path() -> std::path::PathBuf {
@@ -56,7 +56,6 @@ fn every_variable_the_code_reads_is_set_for_every_function() {
         env_var("storage"),
         env_var("runs_table"),
         env_var("blobs_bucket"),
-        env_var("hf_token"),
     ];
     for q in QueueName::ALL {
         let (url, dlq) = queue_vars(q);
@@ -78,6 +77,10 @@ fn every_variable_the_code_reads_is_set_for_every_function() {
             var.starts_with("SPACEPORT_"),
             "the template sets {var}, which no binary reads"
         );
+        // A secret's ARN variable is read by the AWS resolution before the configuration.
+        if SECRET_SETTINGS.iter().any(|s| secret_arn_var(s) == var) {
+            continue;
+        }
         // Read alone, each is a setting (an unknown one is an error naming it); values aside.
         if let Err(e) = Config::from_sources(None, [(var.clone(), value)]) {
             assert!(
@@ -332,4 +335,98 @@ fn each_queue_stays_hidden_six_times_its_consumers_timeout_and_poll_status_stops
         }
     }
     assert!(consumers >= 7, "{consumers} queue consumers");
+}
+
+/// `v` itself, or the first branch of an `Fn::If` (the resource or policy when the condition
+/// holds; the other branch is `AWS::NoValue` here).
+fn when_set(v: &Value) -> &Value {
+    match v["Fn::If"].as_array() {
+        Some(branches) => &branches[1],
+        None => v,
+    }
+}
+
+/// Least privilege for secrets: no secret's value is in any function's environment (each is a
+/// Secrets Manager secret made from its NoEcho parameter); a function may read exactly the
+/// secrets its `_ARN` variables name (through the GetSecretValue policy on each, nothing wider);
+/// and each secret goes only to the functions that use it.
+#[test]
+fn each_function_reads_only_its_own_secrets() {
+    let t = template();
+    let resources = t["Resources"].as_object().unwrap();
+    let globals = &t["Globals"]["Function"]["Environment"]["Variables"];
+    let mut readers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (name, r) in resources {
+        if r["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        let env = &r["Properties"]["Environment"]["Variables"];
+        let mut named = BTreeSet::new();
+        for setting in SECRET_SETTINGS {
+            for vars in [env, globals] {
+                assert!(
+                    vars.get(env_var(setting)).is_none(),
+                    "{name}'s environment holds {} itself",
+                    env_var(setting)
+                );
+            }
+            assert!(globals.get(secret_arn_var(setting)).is_none());
+            if let Some(v) = env.get(secret_arn_var(setting)) {
+                let secret = target(when_set(v)).unwrap_or_else(|| panic!("{name}: {v}"));
+                named.insert(secret.to_owned());
+            }
+        }
+        let mut granted = BTreeSet::new();
+        for policy in r["Properties"]["Policies"].as_array().into_iter().flatten() {
+            let policy = when_set(policy);
+            assert!(
+                !policy.to_string().contains("secretsmanager:"),
+                "{name} has a hand-written Secrets Manager statement: {policy}"
+            );
+            if let Some(p) = policy.get("AWSSecretsManagerGetSecretValuePolicy") {
+                granted.insert(target(&p["SecretArn"]).unwrap().to_owned());
+            }
+        }
+        assert_eq!(
+            named, granted,
+            "{name}: the secrets it is given and may read"
+        );
+        for s in named {
+            readers.entry(s).or_default().insert(name.clone());
+        }
+    }
+    let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+    let want = BTreeMap::from([
+        ("ApiKeysSecret".to_owned(), set(&["AcceptUploadFunction"])),
+        (
+            "RunTokenSecretSecret".to_owned(),
+            set(&["AcceptUploadFunction"]),
+        ),
+        (
+            "HfTokenSecret".to_owned(),
+            set(&[
+                "AcceptUploadFunction",
+                "FetchArtifactFunction",
+                "PollStatusFunction",
+                "SubmitSpaceFunction",
+            ]),
+        ),
+        (
+            "WebhookSecretsSecret".to_owned(),
+            set(&["NotifyWebhookFunction"]),
+        ),
+    ]);
+    assert_eq!(readers, want);
+    // Each secret is made from its parameter, which CloudFormation never shows.
+    for (secret, parameter) in [
+        ("ApiKeysSecret", "ApiKeys"),
+        ("RunTokenSecretSecret", "RunTokenSecret"),
+        ("HfTokenSecret", "HfToken"),
+        ("WebhookSecretsSecret", "WebhookSecrets"),
+    ] {
+        let r = &resources[secret];
+        assert_eq!(r["Type"], "AWS::SecretsManager::Secret");
+        assert_eq!(target(&r["Properties"]["SecretString"]), Some(parameter));
+        assert_eq!(t["Parameters"][parameter]["NoEcho"], true, "{parameter}");
+    }
 }

@@ -267,3 +267,86 @@ async fn an_expired_idempotency_key_not_yet_deleted_by_ttl_is_free_again() {
         other => panic!("the key now names the new run: {other:?}"),
     }
 }
+
+/// Settings kept in Secrets Manager: each `SPACEPORT_<SETTING>_ARN` becomes the setting, parsed
+/// as its variable would be (a comma list, JSON); a secret that cannot be read is named (its
+/// variable and ARN) without a value; a setting given both ways is refused; and a configuration
+/// read without the AWS resolution refuses an `_ARN` variable instead of ignoring it.
+#[tokio::test]
+async fn settings_are_read_from_secrets_manager() {
+    use spaceport_stack::config::{Config, resolve_secret_vars};
+    let moto = MotoServer::start().unwrap();
+    let sdk = sdk(&moto).await;
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let put = async |name: &str, value: &str| {
+        sm.create_secret()
+            .name(format!("{name}-{}", suffix()))
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap()
+            .arn
+            .unwrap()
+    };
+    let hf = put("hf", "hf_from_the_secret").await;
+    let webhooks = put(
+        "webhooks",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+    )
+    .await;
+    let hash = spaceport_core::auth::hash_text(&spaceport_core::auth::key_hash("sk_x"));
+    let keys = put(
+        "keys",
+        &serde_json::json!([{"name": "ops", "tenant": "t", "scopes": ["admin"], "hash": hash}])
+            .to_string(),
+    )
+    .await;
+    let var = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    let vars = vec![
+        var("SPACEPORT_HF_TOKEN_ARN", &hf),
+        var("SPACEPORT_WEBHOOK_SECRETS_ARN", &webhooks),
+        var("SPACEPORT_API_KEYS_ARN", &keys),
+        var("SPACEPORT_CORS_ORIGINS", "https://app.example.com"),
+    ];
+    let resolved = resolve_secret_vars(vars, &sdk).await.unwrap();
+    assert!(resolved.iter().all(|(k, _)| !k.ends_with("_ARN")));
+    let cfg = Config::from_sources(None, resolved).unwrap();
+    assert_eq!(cfg.hf_token.unwrap().expose(), "hf_from_the_secret");
+    assert_eq!(cfg.webhook_secrets.len(), 2);
+    assert_eq!(cfg.api_keys.len(), 1);
+    assert_eq!(cfg.cors_origins, ["https://app.example.com"]);
+
+    let missing = format!(
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:absent-{}",
+        suffix()
+    );
+    let e = resolve_secret_vars(vec![var("SPACEPORT_RUN_TOKEN_SECRET_ARN", &missing)], &sdk)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("SPACEPORT_RUN_TOKEN_SECRET_ARN") && e.contains(&missing),
+        "{e}"
+    );
+
+    let e = resolve_secret_vars(
+        vec![
+            var("SPACEPORT_HF_TOKEN", "hf_plain"),
+            var("SPACEPORT_HF_TOKEN_ARN", &hf),
+        ],
+        &sdk,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("both set"), "{e}");
+    assert!(
+        !e.contains("hf_plain") && !e.contains("hf_from_the_secret"),
+        "{e}"
+    );
+
+    let e = Config::from_sources(None, vec![var("SPACEPORT_HF_TOKEN_ARN", &hf)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("SPACEPORT_HF_TOKEN_ARN"), "{e}");
+}

@@ -328,6 +328,19 @@ impl AwsEnv {
         id.to_string()
     }
 
+    /// Stores `value` as a new secret in Secrets Manager; its ARN.
+    pub async fn put_secret(&self, name: &str, value: &str) -> String {
+        aws_sdk_secretsmanager::Client::new(&self.sdk)
+            .create_secret()
+            .name(format!("{}-{name}", self.aws.runs_table))
+            .secret_string(value)
+            .send()
+            .await
+            .expect("creating a secret on moto")
+            .arn
+            .expect("the secret's ARN")
+    }
+
     /// `SPACEPORT_API_KEYS` with one admin key, `EXAMPLE_KEY`.
     pub fn example_api_keys() -> String {
         let hash = spaceport_core::auth::hash_text(&spaceport_core::auth::key_hash(EXAMPLE_KEY));

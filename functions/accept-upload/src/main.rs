@@ -11,7 +11,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     spaceport_aws::init_tracing();
     // A run whose inputs landed goes to submit-space; cancelling also stops the job at its Space.
     // Behind the gateway every caller is on the network: no keys, no API.
-    let cfg = Config::load(None)?
+    let cfg = Config::load_with_secrets(None)
+        .await?
         .require_queue(QueueName::SubmitSpace)?
         .require_api_keys()?;
     let stack = Stack::from_config(&cfg).await?;

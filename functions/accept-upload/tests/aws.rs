@@ -266,17 +266,21 @@ async fn the_scheduled_sweep_expires_a_run_past_its_deadline() {
 }
 
 /// The bootstrap run as Lambda runs it: started with Lambda's variables against a Runtime API
-/// emulator and moto, it answers `events/accept-upload/*.json` through the real `lambda_runtime` loop.
+/// emulator and moto, its API keys in Secrets Manager, it answers `events/accept-upload/*.json`
+/// through the real `lambda_runtime` loop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_answers_its_events_through_the_runtime_api() {
     let env = AwsEnv::start("rt", 5).await.unwrap();
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_accept-upload"));
-    let keys = AwsEnv::example_api_keys();
+    // The keys come from Secrets Manager, as the template gives them.
+    let keys = env
+        .put_secret("api-keys", &AwsEnv::example_api_keys())
+        .await;
     let report = env
         .run_bootstrap(
             binary,
             "accept-upload",
-            &[("SPACEPORT_API_KEYS", keys.as_str())],
+            &[("SPACEPORT_API_KEYS_ARN", keys.as_str())],
             true,
         )
         .await

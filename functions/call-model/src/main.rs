@@ -9,7 +9,9 @@ use spaceport_stack::{Config, Stack};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     spaceport_aws::init_tracing();
-    let cfg = Config::load(None)?.require_queue(QueueName::CallModel)?;
+    let cfg = Config::load_with_secrets(None)
+        .await?
+        .require_queue(QueueName::CallModel)?;
     let stack = Stack::from_config(&cfg).await?;
     let queues = stack.steps.ports.queue.clone();
     spaceport_aws::serve_step(stack.steps.call_model(), queues).await

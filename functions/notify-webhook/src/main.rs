@@ -8,7 +8,9 @@ use spaceport_stack::{Config, Stack};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     spaceport_aws::init_tracing();
-    let cfg = Config::load(None)?.require_queue(QueueName::NotifyWebhook)?;
+    let cfg = Config::load_with_secrets(None)
+        .await?
+        .require_queue(QueueName::NotifyWebhook)?;
     let stack = Stack::from_config(&cfg).await?;
     let queues = stack.steps.ports.queue.clone();
     spaceport_aws::serve_step(stack.steps.notify(), queues).await

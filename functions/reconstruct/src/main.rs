@@ -9,7 +9,9 @@ use spaceport_stack::{Config, Stack};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     spaceport_aws::init_tracing();
-    let cfg = Config::load(None)?.require_queue(QueueName::Reconstruct)?;
+    let cfg = Config::load_with_secrets(None)
+        .await?
+        .require_queue(QueueName::Reconstruct)?;
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     let stack = Stack::open(&cfg, handler::open_options(&cfg, in_lambda)).await?;
     if in_lambda {

@@ -73,6 +73,32 @@ fn queue_key(name: &str) -> Option<String> {
     Some(format!("queues.{}.{field}", queue.as_str()))
 }
 
+/// Settings whose value may be kept in AWS Secrets Manager: `SPACEPORT_<SETTING>_ARN` names the
+/// secret, whose string is what `SPACEPORT_<SETTING>` would hold. The AWS functions read them
+/// before the configuration (`Config::load_with_secrets`); anywhere else such a variable is an
+/// error, not silently ignored.
+pub const SECRET_SETTINGS: &[&str] = &[
+    "hf_token",
+    "webhook_secrets",
+    "api_keys",
+    "run_token_secret",
+    "edge_secret",
+];
+
+/// The variable naming `setting`'s secret (`SPACEPORT_HF_TOKEN_ARN`).
+pub fn secret_arn_var(setting: &str) -> String {
+    format!("{}_ARN", env_var(setting))
+}
+
+/// The secret a variable names, when it is one of `SECRET_SETTINGS`' `_ARN` variables: the
+/// setting's own variable and the ARN.
+pub fn secret_ref(var: &str, value: &str) -> Option<(String, String)> {
+    SECRET_SETTINGS
+        .iter()
+        .find(|s| secret_arn_var(s) == var)
+        .map(|s| (env_var(s), value.to_owned()))
+}
+
 /// Settings that are lists: comma-separated in a variable.
 const LISTS: &[&str] = &[
     "outbound_allow",
@@ -102,6 +128,12 @@ pub(super) fn env_dict(
             "HF_TOKEN" => "hf_token".to_owned(),
             "ORT_DYLIB_PATH" => "ort_dylib_path".to_owned(),
             v if !v.starts_with(ENV_PREFIX) || NOT_SETTINGS.contains(&v) => continue,
+            v if secret_ref(v, "").is_some() => {
+                return Err(err(format!(
+                    "{v} names a secret in AWS Secrets Manager, which only the AWS functions read (storage = \"aws\"); set {} itself here",
+                    v.trim_end_matches("_ARN")
+                )));
+            }
             v => {
                 let name = v[ENV_PREFIX.len()..].to_ascii_lowercase();
                 if keys.contains(&name) {

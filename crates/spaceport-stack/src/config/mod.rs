@@ -6,6 +6,8 @@
 
 mod env;
 mod front;
+#[cfg(feature = "aws")]
+mod secrets;
 mod webhooks;
 
 pub use front::ApiKeyConfig;
@@ -26,8 +28,11 @@ use spaceport_steps::runner::RunnerConfig;
 use spaceport_steps::{StepsConfig, WebhookSettings};
 
 pub use env::{
-    CONFIG_FILE_VAR, ENV_PREFIX, env_var, model_var, queue_vars, server_url_var, space_url_var,
+    CONFIG_FILE_VAR, ENV_PREFIX, SECRET_SETTINGS, env_var, model_var, queue_vars, secret_arn_var,
+    server_url_var, space_url_var,
 };
+#[cfg(feature = "aws")]
+pub use secrets::resolve_secret_vars;
 
 /// A configuration that cannot be used; the message names the variable or file key.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +175,9 @@ pub struct Config {
     pub outbound_allow: Vec<String>,
     /// Webhook signing secrets (`whsec_…`): every one signs each message, the first is current.
     pub webhook_secrets: Vec<Secret>,
+    /// Another process signs this deployment's webhooks (on AWS, notify-webhook holds the
+    /// secrets): runs with a webhook are accepted here though this process holds none.
+    pub webhook_signing_elsewhere: Option<bool>,
     /// Endpoints that receive every run's events (`[[webhooks]]`).
     pub webhooks: Vec<EndpointConfig>,
     /// Seconds before each try of a delivery (default `0,5,300,1800,7200,18000,36000,36000`).
@@ -246,7 +254,14 @@ impl Config {
     /// Defaults, then the file (`file`, else `$SPACEPORT_CONFIG`, else `./spaceport.toml` when it
     /// exists), then the process's environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Config::load_from(file, std::env::vars().collect())
+    }
+
+    /// `load`, with `vars` for the process's environment.
+    pub fn load_from(
+        file: Option<&Path>,
+        vars: Vec<(String, String)>,
+    ) -> Result<Config, ConfigError> {
         let path = match file {
             Some(p) => Some(p.to_path_buf()),
             None => match vars.iter().find(|(k, _)| k == CONFIG_FILE_VAR) {

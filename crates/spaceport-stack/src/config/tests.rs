@@ -158,6 +158,45 @@ fn lists_come_comma_separated_and_endpoints_as_json() {
     assert!(e.to_string().contains("SPACEPORT_WEBHOOKS"), "{e}");
 }
 
+/// On AWS the API holds no signing secret (notify-webhook does): told so, it accepts runs with a
+/// webhook and endpoints without secrets of their own; not told, such a configuration is refused
+/// at load.
+#[test]
+fn webhooks_may_be_signed_by_another_process() {
+    let endpoint = r#"[{"name": "billing", "url": "https://b.example/h"}]"#;
+    let cfg = Config::from_sources(
+        None,
+        vars(&[
+            ("SPACEPORT_WEBHOOK_SIGNING_ELSEWHERE", "true"),
+            ("SPACEPORT_WEBHOOKS", endpoint),
+        ]),
+    )
+    .unwrap();
+    let settings = cfg.webhook_settings(WebhookSettings::default()).unwrap();
+    assert!(settings.can_sign);
+    assert_eq!(settings.endpoints.len(), 1);
+    let e = Config::from_sources(None, vars(&[("SPACEPORT_WEBHOOKS", endpoint)])).unwrap_err();
+    assert!(e.to_string().contains("SPACEPORT_WEBHOOK_SECRETS"), "{e}");
+    let cfg = Config::from_sources(None, vec![]).unwrap();
+    assert!(
+        !cfg.webhook_settings(WebhookSettings::default())
+            .unwrap()
+            .can_sign
+    );
+}
+
+/// A secret's `_ARN` variable is read only by the AWS functions; elsewhere it is refused by
+/// name, never silently ignored.
+#[test]
+fn a_secret_arn_variable_is_refused_where_nothing_reads_it() {
+    for setting in SECRET_SETTINGS {
+        let var = secret_arn_var(setting);
+        let e = Config::from_sources(None, vars(&[(var.as_str(), "arn:aws:secretsmanager:x")]))
+            .unwrap_err();
+        assert!(e.to_string().contains(&var), "{e}");
+    }
+}
+
 #[test]
 fn aws_storage_names_what_is_missing() {
     let e = Config::from_sources(None, vars(&[("SPACEPORT_STORAGE", "aws")])).unwrap_err();

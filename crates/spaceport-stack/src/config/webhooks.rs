@@ -68,7 +68,8 @@ impl Config {
         if let Some(b) = self.event_bus_events {
             settings.bus = b;
         }
-        settings.can_sign = !self.webhook_secrets.is_empty();
+        let signing_elsewhere = self.webhook_signing_elsewhere == Some(true);
+        settings.can_sign = !self.webhook_secrets.is_empty() || signing_elsewhere;
         let guard = self.outbound_guard()?;
         let var = env_var("webhooks");
         for e in &self.webhooks {
@@ -102,7 +103,7 @@ impl Config {
                     .collect::<Result<Vec<_>, _>>()?,
             };
             let own = e.secrets.as_deref().unwrap_or_default();
-            if own.is_empty() && self.webhook_secrets.is_empty() {
+            if own.is_empty() && self.webhook_secrets.is_empty() && !signing_elsewhere {
                 return Err(err(format!(
                     "{var}: endpoint {} has no signing secret and {} is empty",
                     e.name,
