@@ -39,6 +39,13 @@ impl AwsEnv {
         Ok(AwsEnv { moto, sdk, aws })
     }
 
+    /// An environment on resources that already exist on `moto` (a stack moto's CloudFormation
+    /// created from the template).
+    pub async fn on_resources(moto: MotoServer, aws: AwsConfig) -> AwsEnv {
+        let sdk = spaceport_aws::emulator_sdk_config(moto.url(), "testing").await;
+        AwsEnv { moto, sdk, aws }
+    }
+
     /// The variables the template sets on every function, for these resources.
     pub fn vars(&self) -> Vec<(String, String)> {
         let mut v = vec![
