@@ -731,3 +731,111 @@ fn each_function_may_touch_only_what_it_uses() {
         "every S3 action the adapter needs is granted somewhere"
     );
 }
+
+/// The GPU worker (with `GpuWorkerImageUri`): an ECS service on GPU instances whose task is the
+/// reconstruct worker with what it reads (every variable a setting, CUDA, the reconstruct queue),
+/// one GPU per task; it idles at zero tasks and is scaled by the reconstruct queue's backlog (out
+/// while jobs wait, to zero after 15 empty minutes), its instances following through the capacity
+/// provider; its role has the reconstruct function's rights and no more; and with it deployed the
+/// CPU Lambda stops taking the queue.
+#[test]
+fn the_gpu_worker_runs_the_reconstruct_queue_and_scales_to_zero() {
+    let t = template();
+    let r = t["Resources"].as_object().unwrap();
+    for (name, res) in r.iter().filter(|(n, _)| n.starts_with("Gpu")) {
+        assert_eq!(res["Condition"], "HasGpuWorker", "{name}");
+    }
+    let container = &r["GpuTaskDefinition"]["Properties"]["ContainerDefinitions"][0];
+    assert_eq!(
+        container["ResourceRequirements"],
+        serde_json::json!([{"Type": "GPU", "Value": "1"}])
+    );
+    let env: Vec<(String, String)> = container["Environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let v = e["Value"]
+                .as_str()
+                .map_or("placeholder".to_owned(), str::to_owned);
+            (e["Name"].as_str().unwrap().to_owned(), v)
+        })
+        .collect();
+    let value = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(value("SPACEPORT_MODEL_PROVIDER"), Some("cuda"));
+    assert_eq!(value("SPACEPORT_STORAGE"), Some("aws"));
+    let cfg = Config::from_sources(None, env.iter().filter(|(k, _)| k != "RUST_LOG").cloned())
+        .expect("the worker's variables are settings")
+        .require_queue(QueueName::Reconstruct)
+        .expect("the worker has its queue");
+    assert!(cfg.runs_table.is_some() && cfg.blobs_bucket.is_some());
+
+    assert_eq!(r["GpuService"]["Properties"]["DesiredCount"], 0);
+    let target_props = &r["GpuScalableTarget"]["Properties"];
+    assert_eq!(target_props["MinCapacity"], 0);
+    assert_eq!(
+        target(&target_props["MaxCapacity"]),
+        Some("GpuMaxInstances")
+    );
+    let alarm_on_queue = |alarm: &str| {
+        let a = &r[alarm]["Properties"];
+        a.to_string().contains("ReconstructQueue")
+    };
+    assert!(alarm_on_queue("GpuBacklogAlarm") && alarm_on_queue("GpuIdleAlarm"));
+    assert_eq!(
+        target(&r["GpuBacklogAlarm"]["Properties"]["AlarmActions"][0]),
+        Some("GpuScaleOut")
+    );
+    assert_eq!(
+        target(&r["GpuIdleAlarm"]["Properties"]["AlarmActions"][0]),
+        Some("GpuScaleToZero")
+    );
+    assert_eq!(
+        r["GpuScaleToZero"]["Properties"]["StepScalingPolicyConfiguration"]["StepAdjustments"][0]["ScalingAdjustment"],
+        0
+    );
+    assert_eq!(
+        r["GpuAutoScalingGroup"]["Properties"]["MinSize"], "0",
+        "no instance while idle"
+    );
+
+    // The task's rights: the table policy, objects under runs/, its queue (and its dead-letter
+    // queue) and the webhook queue to send to.
+    let role = &r["GpuTaskRole"]["Properties"];
+    assert_eq!(
+        role["ManagedPolicyArns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(target)
+            .collect::<Vec<_>>(),
+        ["RunsTableAccess"]
+    );
+    let text = role["Policies"].to_string();
+    assert!(!text.contains("\"*\"") && !text.contains(":*\""), "{text}");
+    for st in role["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap()
+    {
+        let res = st["Resource"].to_string();
+        let allowed = [
+            "/runs/*",
+            "ReconstructQueue",
+            "ReconstructDeadLetterQueue",
+            "WebhookQueue",
+        ]
+        .iter()
+        .any(|x| res.contains(x))
+            || st["Action"] == "s3:ListBucket";
+        assert!(allowed, "the GPU task may touch {res}");
+        if res.contains("WebhookQueue") {
+            assert_eq!(st["Action"], "sqs:SendMessage");
+        }
+    }
+    // With the worker, the Lambda's event source is off.
+    let event = &r["ReconstructFunction"]["Properties"]["Events"]["Queue"]["Properties"];
+    assert_eq!(
+        event["Enabled"],
+        serde_json::json!({"Fn::If": ["HasGpuWorker", false, true]})
+    );
+}
