@@ -40,27 +40,52 @@ fn children(run: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The succeeded chain `done`'s child runs, checked to be its `stages` (name, pipeline) in order,
+/// each succeeded and naming the chain as its parent.
+async fn succeeded_stages(t: &TestStack, done: &Value, stages: &[(&str, &str)]) -> Vec<Value> {
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let got = children(done);
+    assert_eq!(
+        got.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        stages.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        "{done}"
+    );
+    let mut runs = Vec::new();
+    for ((_, run), (_, pipeline)) in got.iter().zip(stages) {
+        let child = t.client.get_run(run, None).await.unwrap();
+        assert_eq!(child["status"], "succeeded", "{child}");
+        assert_eq!(child["pipeline"], *pipeline);
+        assert_eq!(child["parent"], done["id"]);
+        runs.push(child);
+    }
+    runs
+}
+
+/// Artifact `name` of `run`, as the API lists it.
+fn artifact<'a>(run: &'a Value, name: &str) -> &'a Value {
+    run["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {run}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_runs_its_stages_as_child_runs_and_keeps_their_files() {
     let mirror = MirrorSpace::start_with_env(&[("MIRROR_INSTANT", "1")]).unwrap();
     let t = TestStack::start(mirror.url()).await.unwrap();
     let id = chain_run(&t, &[("a.png", png(40, 30, 1)), ("b.png", png(40, 30, 2))]).await;
     let done = wait_terminal(&t.client, &id, WAIT).await.unwrap();
-    assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["backend"]["kind"], "chain");
+    let runs = succeeded_stages(
+        &t,
+        &done,
+        &[("reconstruct", "vggt"), ("convert", "mesh-convert")],
+    )
+    .await;
+    let (first, second) = (&runs[0], &runs[1]);
     let stages = children(&done);
-    assert_eq!(
-        stages.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
-        ["reconstruct", "convert"],
-        "{done}"
-    );
-    let first = t.client.get_run(&stages[0].1, None).await.unwrap();
-    let second = t.client.get_run(&stages[1].1, None).await.unwrap();
-    for (child, pipeline) in [(&first, "vggt"), (&second, "mesh-convert")] {
-        assert_eq!(child["status"], "succeeded", "{child}");
-        assert_eq!(child["pipeline"], pipeline);
-        assert_eq!(child["parent"], id.as_str());
-    }
     assert_eq!(
         first["settings"]["conf_thres"], 20.0,
         "the chain's setting: {first}"
@@ -71,22 +96,13 @@ async fn a_chain_runs_its_stages_as_child_runs_and_keeps_their_files() {
         json!({"run": stages[0].1, "artifact": "scene"})
     );
     // The chain's files are its stages' files.
-    let by_name = |run: &Value, name: &str| {
-        run["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no {name} in {run}"))
-    };
     assert_eq!(
-        by_name(&done, "scene")["sha256"],
-        by_name(&first, "scene")["sha256"]
+        artifact(&done, "scene")["sha256"],
+        artifact(first, "scene")["sha256"]
     );
     assert_eq!(
-        by_name(&done, "points")["sha256"],
-        by_name(&second, "ply")["sha256"]
+        artifact(&done, "points")["sha256"],
+        artifact(second, "ply")["sha256"]
     );
     let dir = tempfile::tempdir().unwrap();
     let ply = t
@@ -96,7 +112,7 @@ async fn a_chain_runs_its_stages_as_child_runs_and_keeps_their_files() {
         .unwrap();
     assert_eq!(
         trimesh_facts(&ply)["points"],
-        by_name(&first, "scene")["meta"]["points"],
+        artifact(first, "scene")["meta"]["points"],
         "the scene's points, as PLY"
     );
     // Each stage shows on the chain as it starts.
@@ -228,23 +244,17 @@ async fn segment_then_3d_cuts_the_object_out_then_reconstructs_the_cut_out() {
     let (segmenter, hunyuan, t) = segment_stack(&[("MIRROR_INSTANT", "1")]).await;
     let id = segment_run(&t, "object.png").await;
     let done = wait_terminal(&t.client, &id, WAIT).await.unwrap();
-    assert_eq!(done["status"], "succeeded", "{done}");
+    let runs = succeeded_stages(
+        &t,
+        &done,
+        &[
+            ("segment", "remove-background"),
+            ("reconstruct", "hunyuan3d-shape"),
+        ],
+    )
+    .await;
+    let (segment, reconstruct) = (&runs[0], &runs[1]);
     let stages = children(&done);
-    assert_eq!(
-        stages.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
-        ["segment", "reconstruct"],
-        "{done}"
-    );
-    let segment = t.client.get_run(&stages[0].1, None).await.unwrap();
-    let reconstruct = t.client.get_run(&stages[1].1, None).await.unwrap();
-    for (child, pipeline) in [
-        (&segment, "remove-background"),
-        (&reconstruct, "hunyuan3d-shape"),
-    ] {
-        assert_eq!(child["status"], "succeeded", "{child}");
-        assert_eq!(child["pipeline"], pipeline);
-        assert_eq!(child["parent"], id.as_str());
-    }
     // The chain's settings reach the reconstruction; its own background removal is off.
     assert_eq!(reconstruct["settings"]["seed"], 7);
     assert_eq!(reconstruct["settings"]["remove_background"], false);
@@ -286,17 +296,12 @@ async fn segment_then_3d_cuts_the_object_out_then_reconstructs_the_cut_out() {
     assert_eq!(seen["image"], json!([64, 48]), "{seen}");
     assert_eq!(seen["check_box_rembg"], false, "{seen}");
     assert_eq!(seen["seed"], 7, "{seen}");
-    let sha = |run: &Value, name: &str| {
-        run["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["name"] == name)
-            .map(|a| a["sha256"].clone())
-            .unwrap_or_else(|| panic!("no {name} in {run}"))
-    };
-    assert_eq!(sha(&done, "cutout"), sha(&segment, "cutout"));
-    assert_eq!(sha(&done, "mesh"), sha(&reconstruct, "mesh"));
+    for (name, stage) in [("cutout", segment), ("mesh", reconstruct)] {
+        assert_eq!(
+            artifact(&done, name)["sha256"],
+            artifact(stage, name)["sha256"]
+        );
+    }
     t.stack.shutdown().await;
 }
 

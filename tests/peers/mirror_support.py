@@ -95,6 +95,22 @@ def key_out_background(image):
     return Image.fromarray(np.dstack([rgb.astype(np.uint8), alpha]), mode="RGBA")
 
 
+def serve(demo, port, **launch):
+    """Launches a mirror's Blocks on 127.0.0.1:`port` (its queue already set), says it is ready,
+    and serves until killed or its parent (the test) is gone. `launch` adds Gradio launch
+    options (`max_threads` …)."""
+    import sys
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=True, **launch)
+    print(f"MIRROR READY http://127.0.0.1:{port}", flush=True)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    sys.exit(0)
+
+
 def exit_with_parent():
     """Test harnesses that never run their teardown (a static, a killed test) leave no server."""
     parent = os.getppid()

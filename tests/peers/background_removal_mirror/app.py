@@ -38,7 +38,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
@@ -52,7 +51,7 @@ from mirror_support import (  # noqa: E402
     INSTANT,
     SLOW_STEPS,
     SLOW_STEP_S,
-    exit_with_parent as _exit_with_parent,
+    serve as _serve,
     key_out_background,
     sleep as _sleep,
 )
@@ -135,15 +134,8 @@ def main():
     work = tempfile.mkdtemp(prefix="background_removal_mirror_", dir=os.environ.get("GRADIO_TEMP_DIR"))
     os.chdir(work)
     demo = build_app(_write_example(os.path.join(work, "assets")))
-    threading.Thread(target=_exit_with_parent, daemon=True).start()
     demo.queue(max_size=20)
-    demo.launch(server_name="127.0.0.1", server_port=args.port, prevent_thread_lock=True, show_error=True)
-    print(f"MIRROR READY http://127.0.0.1:{args.port}", flush=True)
-    try:
-        demo.block_thread()
-    except KeyboardInterrupt:
-        pass
-    sys.exit(0)
+    _serve(demo, args.port)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 
 import gradio as gr
@@ -62,7 +61,7 @@ from mirror_support import (  # noqa: E402
     SLOW_STEP_S,
     sleep as _sleep,
     payload_name as _payload_name,
-    exit_with_parent as _exit_with_parent,
+    serve as _serve,
 )
 
 
@@ -270,15 +269,8 @@ def main():
     work = tempfile.mkdtemp(prefix="idm_vton_mirror_", dir=os.environ.get("GRADIO_TEMP_DIR"))
     os.chdir(work)
     demo = build_app(*_write_examples(os.path.join(work, "example")))
-    threading.Thread(target=_exit_with_parent, daemon=True).start()
     demo.queue()
-    demo.launch(server_name="127.0.0.1", server_port=args.port, prevent_thread_lock=True, show_error=True)
-    print(f"MIRROR READY http://127.0.0.1:{args.port}", flush=True)
-    try:
-        demo.block_thread()
-    except KeyboardInterrupt:
-        pass
-    sys.exit(0)
+    _serve(demo, args.port)
 
 
 if __name__ == "__main__":

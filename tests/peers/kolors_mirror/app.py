@@ -42,7 +42,6 @@ import os
 import random
 import sys
 import tempfile
-import threading
 import time
 
 import gradio as gr
@@ -58,7 +57,7 @@ from mirror_support import (  # noqa: E402
     SLOW_STEP_S,
     sleep as _sleep,
     payload_name as _payload_name,
-    exit_with_parent as _exit_with_parent,
+    serve as _serve,
 )
 
 MAX_SEED = 999999
@@ -226,17 +225,8 @@ def main():
     work = tempfile.mkdtemp(prefix="kolors_mirror_", dir=os.environ.get("GRADIO_TEMP_DIR"))
     os.chdir(work)
     demo = build_app(_write_examples(os.path.join(work, "assets")))
-    threading.Thread(target=_exit_with_parent, daemon=True).start()
     demo.queue(max_size=20)
-    demo.launch(
-        server_name="127.0.0.1", server_port=args.port, prevent_thread_lock=True, show_error=True, max_threads=5
-    )
-    print(f"MIRROR READY http://127.0.0.1:{args.port}", flush=True)
-    try:
-        demo.block_thread()
-    except KeyboardInterrupt:
-        pass
-    sys.exit(0)
+    _serve(demo, args.port, max_threads=5)
 
 
 if __name__ == "__main__":

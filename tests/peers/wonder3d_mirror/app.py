@@ -43,7 +43,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from functools import partial
 
@@ -59,7 +58,7 @@ from mirror_support import (  # noqa: E402
     SLOW_STEPS,
     SLOW_STEP_S,
     sleep as _sleep,
-    exit_with_parent as _exit_with_parent,
+    serve as _serve,
 )
 
 FAIL_SEED = 13
@@ -277,17 +276,8 @@ def main():
     work = tempfile.mkdtemp(prefix="wonder3d_mirror_", dir=os.environ.get("GRADIO_TEMP_DIR"))
     os.chdir(work)
     demo = build_app(_write_examples(os.path.join(work, "example_images")))
-    threading.Thread(target=_exit_with_parent, daemon=True).start()
     demo.queue()
-    demo.launch(
-        server_name="127.0.0.1", server_port=args.port, prevent_thread_lock=True, show_error=True, max_threads=80
-    )
-    print(f"MIRROR READY http://127.0.0.1:{args.port}", flush=True)
-    try:
-        demo.block_thread()
-    except KeyboardInterrupt:
-        pass
-    sys.exit(0)
+    _serve(demo, args.port, max_threads=80)
 
 
 if __name__ == "__main__":
