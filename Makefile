@@ -1,7 +1,7 @@
 # Building and deploying Spaceport on AWS (README, "Deploying"). Tests do not use this file:
 # `bash scripts/test.sh` is the test command.
 #
-#   make lambda-zips                      # target/lambda/<function>/bootstrap.zip, arm64, release
+#   make lambda-zips                      # target/lambda/<function>/bootstrap.zip, arm64 (profile lambda)
 #   make reconstruct-image IMAGE=<ecr uri>   # the reconstruct Lambda image (needs Docker), pushed
 #   make deploy STACK=spaceport IMAGE=<ecr uri>  # both, then sam deploy (guided the first time)
 
@@ -18,7 +18,7 @@ $(VENV)/.installed: infra/requirements-deploy.txt
 .PHONY: lambda-zips reconstruct-image deploy
 lambda-zips: $(VENV)/.installed
 	rustup target add aarch64-unknown-linux-gnu
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip \
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --profile lambda --arm64 --output-format zip \
 		$(addprefix -p ,$(FUNCTIONS))
 	@for f in $(FUNCTIONS); do ls -l target/lambda/$$f/bootstrap.zip; done
 
