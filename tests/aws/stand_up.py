@@ -10,8 +10,10 @@ the report, so the caller can hold the list to the types it knows moto lacks. Ev
 created by moto from the template, not by the test.
 
 usage: stand_up.py MOTO_URL STACK_NAME
-Prints one JSON object: status, resources [{logical, type, physical, status}], left_out
-[{logical, type}], outputs {key: value}, and what the wiring became: queues {url: {arn,
+Resources whose Condition is false for these parameters (the GPU worker, without its image) are
+not sent, as CloudFormation would not make them. Prints one JSON object: status, resources
+[{logical, type, physical, status}], left_out [{logical, type}], off_by_condition [logical],
+outputs {key: value}, and what the wiring became: queues {url: {arn,
 redrive}} and mappings [{function, source, batch_size, response_types}].
 """
 
@@ -58,6 +60,38 @@ def translated():
     return transform(template, PARAMETERS, NoManagedPolicies())
 
 
+def off_by_condition(template):
+    """Drops the resources whose Condition is false for PARAMETERS (the template's defaults
+    otherwise), as CloudFormation does; moto would list them half-made."""
+    values = {k: p.get("Default") for k, p in template.get("Parameters", {}).items()}
+    values.update(PARAMETERS)
+
+    def value(x):
+        if isinstance(x, dict) and "Ref" in x:
+            return str(values.get(x["Ref"], ""))
+        return str(x)
+
+    def holds(c):
+        if "Fn::Equals" in c:
+            a, b = c["Fn::Equals"]
+            return value(a) == value(b)
+        if "Fn::Not" in c:
+            return not holds(c["Fn::Not"][0])
+        if "Fn::And" in c:
+            return all(holds(x) for x in c["Fn::And"])
+        if "Fn::Or" in c:
+            return any(holds(x) for x in c["Fn::Or"])
+        if "Condition" in c:
+            return holds(template["Conditions"][c["Condition"]])
+        raise ValueError(f"a condition this script cannot read: {c}")
+
+    off = sorted(k for k, r in template["Resources"].items()
+                 if "Condition" in r and not holds(template["Conditions"][r["Condition"]]))
+    for k in off:
+        del template["Resources"][k]
+    return template, off
+
+
 def leave_out(template, supported):
     left = {k: r["Type"] for k, r in template["Resources"].items() if r["Type"] not in supported}
 
@@ -102,7 +136,8 @@ def main():
     url, stack = sys.argv[1], sys.argv[2]
     warnings.simplefilter("ignore")
     kw = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
-    template, left = leave_out(translated(), set(get_model_map()))
+    template, off = off_by_condition(translated())
+    template, left = leave_out(template, set(get_model_map()))
     s3 = boto3.client("s3", **kw)
     s3.create_bucket(Bucket=CODE_BUCKET)
     for name, r in template["Resources"].items():
@@ -147,6 +182,7 @@ def main():
             for r in resources
         ],
         "left_out": [{"logical": k, "type": t} for k, t in sorted(left.items())],
+        "off_by_condition": off,
         "outputs": {o["OutputKey"]: o["OutputValue"] for o in status.get("Outputs", [])},
     }))
 

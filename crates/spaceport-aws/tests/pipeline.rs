@@ -200,6 +200,10 @@ async fn the_template_stands_up_on_motos_cloudformation_and_a_run_goes_through_i
     for r in resources {
         assert_eq!(r["status"], "CREATE_COMPLETE", "{r}");
     }
+    // Only the GPU worker is off (no image given), as CloudFormation would leave it.
+    for off in report["off_by_condition"].as_array().unwrap() {
+        assert!(off.as_str().unwrap().starts_with("Gpu"), "{off} is off");
+    }
     for l in report["left_out"].as_array().unwrap() {
         assert!(
             MOTO_LACKS.contains(&l["type"].as_str().unwrap()),
