@@ -61,6 +61,28 @@ async fn succeeded_stages(t: &TestStack, done: &Value, stages: &[(&str, &str)]) 
     runs
 }
 
+/// Waits until stage `index` of chain `id` runs, cancels the chain, and checks both end
+/// cancelled; the chain's stages (name, run) as they were.
+async fn cancel_during_stage(t: &TestStack, id: &str, index: usize) -> Vec<(String, String)> {
+    let running = wait_for(&t.client, id, WAIT, "the stage running", |r| {
+        r["status"] == "running" && children(r).len() > index
+    })
+    .await
+    .unwrap();
+    let stages = children(&running);
+    wait_status(&t.client, &stages[index].1, "running", WAIT)
+        .await
+        .unwrap();
+    t.client.action(id, "cancel").await.unwrap();
+    for run in [id, stages[index].1.as_str()] {
+        let ended = wait_terminal(&t.client, run, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(ended["status"], "cancelled", "{ended}");
+    }
+    stages
+}
+
 /// Artifact `name` of `run`, as the API lists it.
 fn artifact<'a>(run: &'a Value, name: &str) -> &'a Value {
     run["artifacts"]
@@ -153,24 +175,7 @@ async fn a_failing_stage_fails_the_chain_and_a_cancelled_chain_cancels_its_stage
 
     // A slow first stage, cancelled through the chain.
     let id = chain_run(&t, &[("slow.png", png(40, 30, 2))]).await;
-    let running = wait_for(&t.client, &id, WAIT, "a running stage", |r| {
-        r["status"] == "running" && !children(r).is_empty()
-    })
-    .await
-    .unwrap();
-    let (_, stage) = children(&running)[0].clone();
-    wait_status(&t.client, &stage, "running", WAIT)
-        .await
-        .unwrap();
-    t.client.action(&id, "cancel").await.unwrap();
-    let chain = wait_terminal(&t.client, &id, Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert_eq!(chain["status"], "cancelled", "{chain}");
-    let stage = wait_terminal(&t.client, &stage, Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert_eq!(stage["status"], "cancelled", "{stage}");
+    cancel_during_stage(&t, &id, 0).await;
     // The second stage never starts.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let chain = t.client.get_run(&id, None).await.unwrap();
@@ -322,20 +327,7 @@ async fn segment_then_3d_fails_with_its_segmenter_and_cancels_its_reconstruction
     assert_eq!(children(&failed).len(), 1, "no reconstruction: {failed}");
 
     let id = segment_run(&t, "object.png").await;
-    let running = wait_for(&t.client, &id, WAIT, "the reconstruction running", |r| {
-        children(r).len() == 2
-    })
-    .await
-    .unwrap();
-    let stages = children(&running);
-    wait_status(&t.client, &stages[1].1, "running", WAIT)
-        .await
-        .unwrap();
-    t.client.action(&id, "cancel").await.unwrap();
-    let chain = wait_terminal(&t.client, &id, Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert_eq!(chain["status"], "cancelled", "{chain}");
+    let stages = cancel_during_stage(&t, &id, 1).await;
     let first = t.client.get_run(&stages[0].1, None).await.unwrap();
     assert_eq!(
         first["status"], "succeeded",

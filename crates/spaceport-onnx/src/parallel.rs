@@ -44,6 +44,41 @@ pub fn each_part<T: Send>(parts: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T>
     })
 }
 
+/// `each_part` over `data` cut into `parts` contiguous runs (as `split` cuts it): `f` gets the
+/// part's number, where its run starts in `data`, and the run to fill.
+pub fn each_run_mut<T: Send, R: Send>(
+    data: &mut [T],
+    parts: usize,
+    f: impl Fn(usize, usize, &mut [T]) -> R + Sync,
+) -> Vec<R> {
+    let n = data.len();
+    let mut runs = Vec::with_capacity(parts);
+    let mut rest = data;
+    for part in 0..parts {
+        let (mine, others) = rest.split_at_mut(split(n, parts, part).len());
+        runs.push((part, split(n, parts, part).start, mine));
+        rest = others;
+    }
+    if parts <= 1 {
+        return runs.into_iter().map(|(p, s, run)| f(p, s, run)).collect();
+    }
+    std::thread::scope(|s| {
+        let f = &f;
+        let mut iter = runs.into_iter();
+        let (p0, s0, first) = iter.next().expect("one part at least");
+        let others: Vec<_> = iter
+            .map(|(p, start, run)| s.spawn(move || f(p, start, run)))
+            .collect();
+        let mut out = vec![f(p0, s0, first)];
+        out.extend(
+            others
+                .into_iter()
+                .map(|h| h.join().expect("a post-processing thread panicked")),
+        );
+        out
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +92,13 @@ mod tests {
             assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
         }
         assert_eq!(each_part(3, |p| p * 10), vec![0, 10, 20]);
+        let mut data = vec![0usize; 10];
+        let starts = each_run_mut(&mut data, 3, |p, start, run| {
+            run.iter_mut().for_each(|x| *x = p);
+            start
+        });
+        assert_eq!(starts, vec![0, 3, 6]);
+        assert_eq!(data, vec![0, 0, 0, 1, 1, 1, 2, 2, 2, 2]);
         assert_eq!(parts_for(10), 1);
     }
 }

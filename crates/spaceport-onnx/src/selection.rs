@@ -219,25 +219,13 @@ pub fn select_points(pred: &Predictions, settings: &ReconSettings) -> PointSelec
     };
     let colours = Colours::of(pred);
     let mut keep = vec![0u64; conf.len().div_ceil(64)];
-    // Each part fills its own run of whole words.
-    let parts = parallel::parts_for(conf.len());
-    let ranges: Vec<Range<usize>> = (0..parts)
-        .map(|p| parallel::split(keep.len(), parts, p))
-        .collect();
-    let mut chunks: Vec<&mut [u64]> = Vec::with_capacity(parts);
-    let mut rest = keep.as_mut_slice();
-    for r in &ranges {
-        let (mine, others) = rest.split_at_mut(r.len());
-        chunks.push(mine);
-        rest = others;
-    }
-    let chunks: Vec<Mutex<&mut [u64]>> = chunks.into_iter().map(Mutex::new).collect();
     // `c as f64 >= threshold && c as f64 > 1e-5` is `c >= min_conf` for one float32 bound.
     let min_conf = least_f32_at_least(threshold).max(least_f32_above(1e-5));
     let hw = colours.hw;
-    let count: usize = parallel::each_part(parts, |part| {
-        let mut words = chunks[part].lock().expect("words lock");
-        let first = ranges[part].start * 64;
+    // Each part fills its own run of whole words.
+    let parts = parallel::parts_for(conf.len());
+    let count: usize = parallel::each_run_mut(&mut keep, parts, |_, first_word, words| {
+        let first = first_word * 64;
         let mut count = 0;
         for (w, word) in words.iter_mut().enumerate() {
             let start = first + w * 64;
@@ -268,7 +256,6 @@ pub fn select_points(pred: &Predictions, settings: &ReconSettings) -> PointSelec
     })
     .into_iter()
     .sum();
-    drop(chunks);
     let mut selection = PointSelection {
         keep,
         count,

@@ -24,7 +24,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime
 
@@ -45,7 +44,7 @@ from mirror_support import (  # noqa: E402
     SLOW_STEP_S,
     quota_refusal,
     sleep as _sleep,
-    exit_with_parent as _exit_with_parent,
+    serve as _serve,
 )
 
 POINTS_PER_IMAGE = 4096
@@ -366,15 +365,8 @@ def main():
     # target_dir is relative to the working directory, as on the Space; keep it in a fresh folder.
     work = tempfile.mkdtemp(prefix="vggt_mirror_", dir=os.environ.get("GRADIO_TEMP_DIR"))
     os.chdir(work)
-    threading.Thread(target=_exit_with_parent, daemon=True).start()
     demo.queue(max_size=QUEUE_MAX, default_concurrency_limit=CONCURRENCY)
-    demo.launch(server_name="127.0.0.1", server_port=args.port, prevent_thread_lock=True, show_error=True)
-    print(f"MIRROR READY http://127.0.0.1:{args.port}", flush=True)
-    try:
-        demo.block_thread()
-    except KeyboardInterrupt:
-        pass
-    sys.exit(0)
+    _serve(demo, args.port)
 
 
 if __name__ == "__main__":
