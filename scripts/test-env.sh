@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every test peer into the project: the Python venvs (.venv from the pinned
 # tests/requirements.txt, .venv-gradio-<version> from tests/peers/legacy/), the npm tools
-# (tests/node/node_modules), the rustup targets and wasmtime (cargo's bin, reused when present).
+# (tests/node/node_modules, web/node_modules), chromium (apt, when missing), the rustup targets
+# and wasmtime (cargo's bin, reused when present).
 # Idempotent and quick when nothing changed. Prints the env lines the tests read.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,9 +37,28 @@ for pid in "${pids[@]}"; do
   wait "$pid"
 done
 
-if [ ! -d tests/node/node_modules/gltf-validator ]; then
-  echo "test-env: installing npm test tools into tests/node/node_modules" >&2
-  (cd tests/node && npm ci --no-audit --no-fund --silent)
+# npm packages per lockfile, reinstalled when the lockfile changed (stamped as for the venvs):
+# tests/node holds the glTF validator and playwright-core, web/ the page's esbuild and three.js.
+npm_install() {
+  local dir=$1 stamp want
+  stamp=$dir/node_modules/.package-lock.sha256
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "test-env: installing npm packages into $dir/node_modules" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --silent)
+    echo "$want" > "$stamp"
+  fi
+}
+npm_install tests/node
+npm_install web
+
+# The browser the run page is tested in (tests/browser/): Debian's chromium, since playwright's
+# own download cannot be reached from here.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "test-env: installing chromium (apt)" >&2
+  sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium >&2
 fi
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then

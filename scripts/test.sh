@@ -11,6 +11,8 @@ bash scripts/test-env.sh
 export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(ls "$root"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)}
 
 cargo fmt --all -- --check
+# The page the server embeds (web/dist) is the build of web/src as committed.
+(cd web && node build.mjs --check)
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build -q -p spaceport-core --target wasm32-wasip2
 cargo clippy -q -p orchestrator --target wasm32-wasip2 -- -D warnings

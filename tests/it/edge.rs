@@ -257,6 +257,26 @@ async fn the_edge_refuses_at_the_door_and_carries_a_run_through_to_succeeded() {
     }
     assert_eq!(reached(), before);
 
+    // The run page and its files go through without a key (they hold no data; the page asks
+    // the person for a key or run token and sends it on each API call).
+    let (status, headers, page) = raw(http.get(format!("{}/", e.url))).await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(String::from_utf8_lossy(&page).contains("/assets/main.js"));
+    let (status, headers, _) = raw(http.get(format!("{}/assets/main.js", e.url))).await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+
     // A pipeline the edge does not carry goes on, and the API answers in its own words.
     let before = reached();
     let (status, _, bytes) = raw(post(Some(writer)).json(&json!({"pipeline": "nope"}))).await;

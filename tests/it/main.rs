@@ -25,6 +25,7 @@ mod models;
 mod oneshot;
 mod onnx;
 mod openapi;
+mod page;
 mod pipelines_check;
 mod run_tokens;
 mod runs;

@@ -10,10 +10,12 @@ use crate::auth::{KeyRing, Principal, Scope};
 use crate::error::{Error, ErrorBody};
 use crate::run_token::{RUN_TOKEN_PREFIX, RunToken};
 
-/// The scope a request needs; `None` for the open routes (health, the OpenAPI document, and
-/// the blob store's signed URLs, which carry their own signature).
+/// The scope a request needs; `None` for the open routes (health, the OpenAPI document, the
+/// run page's static files, which hold no data and ask for a key themselves, and the blob
+/// store's signed URLs, which carry their own signature).
 pub fn scope_of(method: &str, path: &str) -> Option<Scope> {
-    let open = matches!(path, "/healthz" | "/readyz" | "/v1/openapi.json")
+    let open = matches!(path, "/" | "/healthz" | "/readyz" | "/v1/openapi.json")
+        || path.starts_with("/assets/")
         || path.starts_with("/v1/uploads/")
         || path.starts_with("/v1/blobs/");
     if open {
@@ -298,6 +300,9 @@ mod tests {
     #[test]
     fn each_route_needs_its_scope() {
         assert_eq!(scope_of("GET", "/healthz"), None);
+        assert_eq!(scope_of("GET", "/"), None);
+        assert_eq!(scope_of("GET", "/assets/main.js"), None);
+        assert_eq!(scope_of("GET", "/v1/runs"), Some(Scope::RunsRead));
         assert_eq!(scope_of("GET", "/v1/openapi.json"), None);
         assert_eq!(scope_of("PUT", "/v1/uploads/runs/x/in/a.png"), None);
         assert_eq!(scope_of("GET", "/v1/blobs/runs/x/a.glb"), None);

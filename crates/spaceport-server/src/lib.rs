@@ -11,6 +11,7 @@ mod events;
 mod front;
 pub mod guard;
 mod limits;
+mod page;
 mod routes;
 pub mod views;
 mod webhooks;

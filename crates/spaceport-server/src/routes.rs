@@ -80,6 +80,7 @@ pub struct ApiDoc;
 
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
+        .merge(crate::page::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/openapi.json", get(openapi))
