@@ -18,12 +18,24 @@ const key = process.env.PAGE_KEY;
 const images = process.env.PAGE_IMAGES.split(":");
 mkdirSync(out, { recursive: true });
 const RUN_MS = 120_000;
-const result = { screenshots: [] };
+const result = { screenshots: [], accessibility: {} };
+const axeSource = require.resolve("axe-core/axe.min.js");
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
 });
+
+/** axe-core's WCAG 2 A and AA rules on the page as it is: none may fail. */
+async function accessible(page, state) {
+  if (!(await page.evaluate(() => "axe" in window))) await page.addScriptTag({ path: axeSource });
+  const found = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } });
+    return { passes: r.passes.length, violations: r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(" ")).slice(0, 3) })) };
+  });
+  result.accessibility[state] = found.passes;
+  assert.deepEqual(found.violations, [], `accessibility violations in ${state}`);
+}
 
 async function shot(page, name, what) {
   const path = `${out}/${name}.png`;
@@ -73,7 +85,8 @@ async function pick(page, pipeline) {
 
 try {
   // ---- A desktop browser with the API key entered once.
-  const desk = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  // CSP bypassed here only so axe-core can be injected; the cold and phone browsers below keep it.
+  const desk = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
   const page = await desk.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
@@ -108,6 +121,7 @@ try {
   result.validation_message = await fieldError.textContent();
   assert.match(result.validation_message, /conf_thres/);
   assert.ok(!/#\/runs\//.test(page.url()), "no run was made");
+  await accessible(page, "form with an error");
   await shot(page, "02-validation-error", "conf_thres = 150: the server's 400 message shown under the field, no run made.");
 
   step("a vggt run from the page, uploaded with progress, followed live to succeeded");
@@ -130,6 +144,7 @@ try {
   assert.match(await scene.locator("td.hash").textContent(), /^[0-9a-f]{64}$/);
   assert.equal(await scene.locator("a[download]").count(), 1);
   result.logs = (await page.textContent("pre.logs")).trim().split("\n").length;
+  await accessible(page, "vggt run succeeded");
   await shot(page, "03-vggt-succeeded", "A vggt run made from the page: succeeded, the point cloud and cameras in the 3D viewer, the Space's logs, the artifacts with size and sha256.");
   result.after_viewer = await page.evaluate(() =>
     performance.getEntriesByType("resource").concat(performance.getEntriesByType("navigation"))
@@ -163,6 +178,7 @@ try {
     const img = document.querySelector("[data-compare] img.after");
     return img && img.complete && img.naturalWidth > 0;
   }, null, { timeout: 30_000 });
+  await accessible(page, "try-on result");
   await shot(page, "05-tryon", "A Kolors try-on run: the result image over the person photo, a slider between before and after.");
 
   step("the runs list: newest first, filtered, updating live");
@@ -182,6 +198,7 @@ try {
   }, key);
   await page.waitForSelector(`tr[data-run="${elsewhere}"] .status[data-status="created"]`, { timeout: 10_000 });
   result.elsewhere = elsewhere;
+  await accessible(page, "runs list");
   await shot(page, "06-runs", "The runs list, newest first, with a run created through the API appearing without a reload.");
   assert.deepEqual(errors, [], "no script errors");
 

@@ -3,7 +3,8 @@
 //! vggt and Kolors mirror Spaces: the key asked for once, a validation error at its field, a
 //! vggt run followed to `succeeded` with its scene drawn in the 3D canvas, cancel and retry, a
 //! try-on result beside its photo, the live runs list, and a phone holding only a run token.
-//! The runs the page made are then checked through the API. Screenshots of each state are kept
+//! axe-core's WCAG 2.1 A/AA rules pass at each state. The runs the page made are then checked
+//! through the API. Screenshots of each state are kept
 //! in `target/tmp/page-screenshots/`.
 
 use std::process::Stdio;
