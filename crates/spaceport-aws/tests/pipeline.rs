@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::json;
 use spaceport_core::ports::{Queue, QueueName};
-use spaceport_core::{CreateRunRequest, Run, Status};
+use spaceport_core::{Run, Status};
 use spaceport_steps::Steps;
-use spaceport_testkit::aws::AwsEnv;
+use spaceport_testkit::aws::{AwsEnv, create_landed};
 use spaceport_testkit::{MirrorSpace, MotoServer, gltf_validate, png, repo_root, venv_python};
 
 /// A `vggt` run of two images through the step functions on `env`'s resources against `space`,
@@ -29,29 +29,13 @@ async fn drive_vggt_run(env: &AwsEnv, space: &MirrorSpace) -> (Run, Steps, usize
     let fetch = env.stack(&cfg).await.steps;
     // Every call the run makes to AWS, from its create on (capacity arithmetic, README).
     env.moto.record_calls().await.unwrap();
-    // accept-upload: create, upload through the presigned URLs, record the landed inputs.
     let images = [("b.png", png(40, 30, 2)), ("a.png", png(40, 30, 8))];
-    let new: CreateRunRequest = serde_json::from_value(json!({
-        "pipeline": "vggt",
-        "settings": {"conf_thres": 20, "show_cam": false},
-        "inputs": {"images": images.iter().map(|(n, b)| json!({"filename": n, "content_type": "image/png", "size": b.len()})).collect::<Vec<_>>()},
-    }))
-    .unwrap();
-    let created = submit.accept().create(&new, None).await.unwrap();
-    let http = reqwest::Client::new();
-    for (upload, (_, bytes)) in created.uploads.iter().zip(&images) {
-        let mut put = http.put(&upload.url).body(bytes.clone());
-        for (k, v) in &upload.headers {
-            put = put.header(k, v);
-        }
-        assert!(put.send().await.unwrap().status().is_success());
-    }
-    for f in created.run.inputs["images"].iter() {
-        let meta = submit.ports.blobs.head(&f.key).await.unwrap().unwrap();
-        submit.accept().input_landed(&f.key, &meta).await.unwrap();
-    }
-
-    let id = created.run.id.clone();
+    let id = create_landed(
+        &submit,
+        &images,
+        json!({"conf_thres": 20, "show_cam": false}),
+    )
+    .await;
     let until = Instant::now() + Duration::from_secs(90);
     let mut reads = 0;
     let run = loop {

@@ -10,6 +10,7 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use serde_json::{Value, json};
 use spaceport_aws::{AwsConfig, AwsStack};
 use spaceport_core::ports::QueueName;
+use spaceport_core::{CreateRunRequest, RunId};
 use spaceport_stack::config::{Config, env_var, queue_vars};
 use spaceport_stack::{OpenOptions, Stack};
 use spaceport_steps::{Step, Steps};
@@ -161,17 +162,27 @@ impl AwsEnv {
         let Some((event, messages)) = self.lambda_batch(url, 120, Duration::ZERO).await else {
             return 0;
         };
-        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
         let event: SqsEvent = serde_json::from_value(event).expect("an SQS event");
         let response =
             spaceport_aws::handle_sqs_batch(step, steps.ports.queue.as_ref(), event).await;
-        let failed: Vec<&str> = response
+        let failed: Vec<String> = response
             .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.as_str())
+            .into_iter()
+            .map(|f| f.item_identifier)
             .collect();
-        for m in &messages {
-            if !failed.contains(&m.message_id().unwrap_or_default()) {
+        self.delete_answered(url, &messages, &failed).await;
+        messages.len()
+    }
+
+    /// Deletes the messages of a batch whose answer did not list them as failed, as Lambda's
+    /// poller does; the failed ones reappear when their visibility ends.
+    async fn delete_answered(&self, url: &str, messages: &[Message], failed: &[String]) {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        for m in messages {
+            if !failed
+                .iter()
+                .any(|f| f == m.message_id().unwrap_or_default())
+            {
                 sqs.delete_message()
                     .queue_url(url)
                     .receipt_handle(m.receipt_handle().unwrap_or_default())
@@ -180,7 +191,197 @@ impl AwsEnv {
                     .expect("deleting a handled message");
             }
         }
-        messages.len()
+    }
+
+    /// Starts `binary` as Lambda starts function `name` for these resources (the template's
+    /// variables plus `extra`), against its own Runtime API emulator, fed from `queue`'s
+    /// messages by `feed`.
+    pub async fn start_function(
+        &self,
+        binary: &std::path::Path,
+        name: &str,
+        queue: QueueName,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<RunningFunction> {
+        let api = RuntimeApi::start().await?;
+        let child = KillOnDrop(api.spawn(binary, name, &self.function_env(extra))?);
+        Ok(RunningFunction {
+            name: name.into(),
+            api,
+            child,
+            queue_url: self.aws.queues[&queue].url.clone(),
+            largest_batch: 0,
+            invocations: 0,
+        })
+    }
+
+    /// One pass of Lambda's SQS poller for a running function: what waits on its queue (up to
+    /// 10 messages) as one batch event through the Runtime API, then the messages its partial
+    /// batch response does not list deleted. Returns how many it handed over.
+    pub async fn feed(&self, f: &mut RunningFunction, timeout: Duration) -> anyhow::Result<usize> {
+        let Some((event, messages)) = self
+            .lambda_batch(&f.queue_url, timeout.as_secs() as i32 * 6, Duration::ZERO)
+            .await
+        else {
+            return Ok(0);
+        };
+        let answer = match f.api.invoke(event, timeout).await? {
+            Outcome::Response(r) => r,
+            Outcome::Error(e) => anyhow::bail!("{} failed a batch: {e}", f.name),
+        };
+        let failed: Vec<String> = answer["batchItemFailures"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["itemIdentifier"].as_str().map(str::to_owned))
+            .collect();
+        self.delete_answered(&f.queue_url, &messages, &failed).await;
+        f.largest_batch = f.largest_batch.max(messages.len());
+        f.invocations += 1;
+        Ok(messages.len())
+    }
+
+    /// The environment Lambda gives a function of this stack: the template's variables, moto's
+    /// endpoint and keys, and `extra`.
+    fn function_env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self.vars();
+        env.extend(self.moto.env().into_iter().map(|(k, v)| (k.to_owned(), v)));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env.push(("RUST_LOG".into(), "warn".into()));
+        env
+    }
+}
+
+/// A function's bootstrap running under a Runtime API emulator, fed from its queue.
+pub struct RunningFunction {
+    pub name: String,
+    api: RuntimeApi,
+    child: KillOnDrop,
+    queue_url: String,
+    /// The most messages one invocation was handed.
+    pub largest_batch: usize,
+    pub invocations: usize,
+}
+
+impl RunningFunction {
+    /// The process's peak resident memory so far (KiB).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        crate::lambda_rt::peak_rss_kib(self.child.0.id())
+    }
+}
+
+/// What accept-upload does for a `vggt` run: create it, upload `images` through the presigned
+/// URLs, record each landed input (S3's notification). Returns the run's id.
+pub async fn create_landed(steps: &Steps, images: &[(&str, Vec<u8>)], settings: Value) -> RunId {
+    let new: CreateRunRequest = serde_json::from_value(json!({
+        "pipeline": "vggt",
+        "settings": settings,
+        "inputs": {"images": images.iter().map(|(n, b)| json!({"filename": n, "content_type": "image/png", "size": b.len()})).collect::<Vec<_>>()},
+    }))
+    .unwrap();
+    let created = steps.accept().create(&new, None).await.unwrap();
+    let http = reqwest::Client::new();
+    for (upload, (_, bytes)) in created.uploads.iter().zip(images) {
+        let mut put = http.put(&upload.url).body(bytes.clone());
+        for (k, v) in &upload.headers {
+            put = put.header(k, v);
+        }
+        assert!(put.send().await.unwrap().status().is_success());
+    }
+    for f in created.run.inputs["images"].iter() {
+        let meta = steps.ports.blobs.head(&f.key).await.unwrap().unwrap();
+        steps.accept().input_landed(&f.key, &meta).await.unwrap();
+    }
+    created.run.id
+}
+
+/// What a function's bootstrap showed handling real runs' messages (`AwsEnv::ten_vggt_runs`).
+#[derive(Debug)]
+pub struct BatchReport {
+    pub invocations: usize,
+    /// The most messages one invocation was handed.
+    pub largest_batch: usize,
+    pub peak_rss_kib: u64,
+    /// The ten runs' artifacts, in bytes.
+    pub artifact_bytes: u64,
+}
+
+impl AwsEnv {
+    /// Ten `vggt` runs of four 320×240 images against the Space at `space_url`, all landed
+    /// before the first batch, through the three Space steps: `name`'s step through `binary`
+    /// started as Lambda starts it (fed its queue's messages in batches of up to ten, as
+    /// Lambda's SQS poller hands them over), the other two through their handlers in process.
+    /// Asserts every run succeeded within four minutes.
+    pub async fn ten_vggt_runs(
+        &self,
+        binary: &std::path::Path,
+        name: &str,
+        queue: QueueName,
+        space_url: &str,
+    ) -> anyhow::Result<BatchReport> {
+        let pipelines = crate::repo_root().join("pipelines").display().to_string();
+        let extra = [
+            ("SPACEPORT_PIPELINES_DIR", pipelines.as_str()),
+            ("SPACEPORT_SPACE_URL_VGGT", space_url),
+        ];
+        let steps = self.stack(&self.config(&extra)).await.steps;
+        let mut f = self.start_function(binary, name, queue, &extra).await?;
+        let mut ids = vec![];
+        for i in 0..10u8 {
+            let images: Vec<(String, Vec<u8>)> = (0..4u8)
+                .map(|j| (format!("v{j}.png"), crate::png(320, 240, i * 4 + j)))
+                .collect();
+            let images: Vec<(&str, Vec<u8>)> = images
+                .iter()
+                .map(|(n, b)| (n.as_str(), b.clone()))
+                .collect();
+            ids.push(create_landed(&steps, &images, json!({"conf_thres": 10})).await);
+        }
+        let until = Instant::now() + Duration::from_secs(240);
+        let runs = loop {
+            let mut runs = vec![];
+            for id in &ids {
+                runs.push(steps.ports.store.get(id).await?.context("a run vanished")?);
+            }
+            if runs.iter().all(|r| r.status.is_terminal()) {
+                break runs;
+            }
+            anyhow::ensure!(
+                Instant::now() < until,
+                "the ten runs did not finish: {runs:?}"
+            );
+            let mut seen = 0;
+            for q in [
+                QueueName::SubmitSpace,
+                QueueName::PollStatus,
+                QueueName::FetchArtifact,
+            ] {
+                seen += if q == queue {
+                    self.feed(&mut f, Duration::from_secs(120)).await?
+                } else {
+                    let step = steps.step(q).context("a Space step")?;
+                    self.lambda_handles(&steps, step.as_ref()).await
+                };
+            }
+            if seen == 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        for r in &runs {
+            anyhow::ensure!(
+                r.status == spaceport_core::Status::Succeeded,
+                "{} ended {}: {:?}",
+                r.id,
+                r.status,
+                r.error
+            );
+        }
+        Ok(BatchReport {
+            invocations: f.invocations,
+            largest_batch: f.largest_batch,
+            peak_rss_kib: f.peak_rss_kib().context("the function's peak RSS")?,
+            artifact_bytes: runs.iter().flat_map(|r| &r.artifacts).map(|a| a.size).sum(),
+        })
     }
 }
 
@@ -240,10 +441,7 @@ impl AwsEnv {
         // The payloads name an example run; they are pointed at a real one, finished.
         let run = self.cancelled_run().await;
         let mut api = RuntimeApi::start().await?;
-        let mut env: Vec<(String, String)> = self.vars();
-        env.extend(self.moto.env().into_iter().map(|(k, v)| (k.to_owned(), v)));
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        env.push(("RUST_LOG".into(), "warn".into()));
+        let env = self.function_env(extra);
         let dir = crate::repo_root().join("events").join(name);
         let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
             .with_context(|| format!("reading {}", dir.display()))?
