@@ -10,7 +10,8 @@ use serde_json::json;
 use spaceport_core::ports::{Queue, QueueName};
 use spaceport_core::{Run, Status};
 use spaceport_steps::Steps;
-use spaceport_testkit::aws::{AwsEnv, create_landed};
+use spaceport_testkit::aws::AwsEnv;
+use spaceport_testkit::lambda_batches::create_landed;
 use spaceport_testkit::{MirrorSpace, MotoServer, gltf_validate, png, repo_root, venv_python};
 
 /// A `vggt` run of two images through the step functions on `env`'s resources against `space`,

@@ -10,7 +10,6 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use serde_json::{Value, json};
 use spaceport_aws::{AwsConfig, AwsStack};
 use spaceport_core::ports::QueueName;
-use spaceport_core::{CreateRunRequest, RunId};
 use spaceport_stack::config::{Config, env_var, queue_vars};
 use spaceport_stack::{OpenOptions, Stack};
 use spaceport_steps::{Step, Steps};
@@ -267,121 +266,6 @@ impl RunningFunction {
     /// The process's peak resident memory so far (KiB).
     pub fn peak_rss_kib(&self) -> Option<u64> {
         crate::lambda_rt::peak_rss_kib(self.child.0.id())
-    }
-}
-
-/// What accept-upload does for a `vggt` run: create it, upload `images` through the presigned
-/// URLs, record each landed input (S3's notification). Returns the run's id.
-pub async fn create_landed(steps: &Steps, images: &[(&str, Vec<u8>)], settings: Value) -> RunId {
-    let new: CreateRunRequest = serde_json::from_value(json!({
-        "pipeline": "vggt",
-        "settings": settings,
-        "inputs": {"images": images.iter().map(|(n, b)| json!({"filename": n, "content_type": "image/png", "size": b.len()})).collect::<Vec<_>>()},
-    }))
-    .unwrap();
-    let created = steps.accept().create(&new, None).await.unwrap();
-    let http = reqwest::Client::new();
-    for (upload, (_, bytes)) in created.uploads.iter().zip(images) {
-        let mut put = http.put(&upload.url).body(bytes.clone());
-        for (k, v) in &upload.headers {
-            put = put.header(k, v);
-        }
-        assert!(put.send().await.unwrap().status().is_success());
-    }
-    for f in created.run.inputs["images"].iter() {
-        let meta = steps.ports.blobs.head(&f.key).await.unwrap().unwrap();
-        steps.accept().input_landed(&f.key, &meta).await.unwrap();
-    }
-    created.run.id
-}
-
-/// What a function's bootstrap showed handling real runs' messages (`AwsEnv::ten_vggt_runs`).
-#[derive(Debug)]
-pub struct BatchReport {
-    pub invocations: usize,
-    /// The most messages one invocation was handed.
-    pub largest_batch: usize,
-    pub peak_rss_kib: u64,
-    /// The ten runs' artifacts, in bytes.
-    pub artifact_bytes: u64,
-}
-
-impl AwsEnv {
-    /// Ten `vggt` runs of four 320×240 images against the Space at `space_url`, all landed
-    /// before the first batch, through the three Space steps: `name`'s step through `binary`
-    /// started as Lambda starts it (fed its queue's messages in batches of up to ten, as
-    /// Lambda's SQS poller hands them over), the other two through their handlers in process.
-    /// Asserts every run succeeded within four minutes.
-    pub async fn ten_vggt_runs(
-        &self,
-        binary: &std::path::Path,
-        name: &str,
-        queue: QueueName,
-        space_url: &str,
-    ) -> anyhow::Result<BatchReport> {
-        let pipelines = crate::repo_root().join("pipelines").display().to_string();
-        let extra = [
-            ("SPACEPORT_PIPELINES_DIR", pipelines.as_str()),
-            ("SPACEPORT_SPACE_URL_VGGT", space_url),
-        ];
-        let steps = self.stack(&self.config(&extra)).await.steps;
-        let mut f = self.start_function(binary, name, queue, &extra).await?;
-        let mut ids = vec![];
-        for i in 0..10u8 {
-            let images: Vec<(String, Vec<u8>)> = (0..4u8)
-                .map(|j| (format!("v{j}.png"), crate::png(320, 240, i * 4 + j)))
-                .collect();
-            let images: Vec<(&str, Vec<u8>)> = images
-                .iter()
-                .map(|(n, b)| (n.as_str(), b.clone()))
-                .collect();
-            ids.push(create_landed(&steps, &images, json!({"conf_thres": 10})).await);
-        }
-        let until = Instant::now() + Duration::from_secs(240);
-        let runs = loop {
-            let mut runs = vec![];
-            for id in &ids {
-                runs.push(steps.ports.store.get(id).await?.context("a run vanished")?);
-            }
-            if runs.iter().all(|r| r.status.is_terminal()) {
-                break runs;
-            }
-            anyhow::ensure!(
-                Instant::now() < until,
-                "the ten runs did not finish: {runs:?}"
-            );
-            let mut seen = 0;
-            for q in [
-                QueueName::SubmitSpace,
-                QueueName::PollStatus,
-                QueueName::FetchArtifact,
-            ] {
-                seen += if q == queue {
-                    self.feed(&mut f, Duration::from_secs(120)).await?
-                } else {
-                    let step = steps.step(q).context("a Space step")?;
-                    self.lambda_handles(&steps, step.as_ref()).await
-                };
-            }
-            if seen == 0 {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        };
-        for r in &runs {
-            anyhow::ensure!(
-                r.status == spaceport_core::Status::Succeeded,
-                "{} ended {}: {:?}",
-                r.id,
-                r.status,
-                r.error
-            );
-        }
-        Ok(BatchReport {
-            invocations: f.invocations,
-            largest_batch: f.largest_batch,
-            peak_rss_kib: f.peak_rss_kib().context("the function's peak RSS")?,
-            artifact_bytes: runs.iter().flat_map(|r| &r.artifacts).map(|a| a.size).sum(),
-        })
     }
 }
 

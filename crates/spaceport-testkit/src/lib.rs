@@ -12,6 +12,8 @@ mod files;
 mod front;
 mod gradio;
 mod hostile;
+#[cfg(feature = "aws")]
+pub mod lambda_batches;
 pub mod lambda_rt;
 mod model_server;
 mod peer;

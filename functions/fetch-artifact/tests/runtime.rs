@@ -3,7 +3,9 @@
 //! through the real `lambda_runtime` loop, and carries ten real runs' messages handed over in
 //! batches. Prints its cold start and peak RSS.
 
+use spaceport_core::ports::QueueName;
 use spaceport_testkit::aws::AwsEnv;
+use spaceport_testkit::lambda_batches::ten_vggt_runs_through;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_answers_its_events_through_the_runtime_api() {
@@ -22,23 +24,8 @@ async fn the_bootstrap_answers_its_events_through_the_runtime_api() {
 /// chosen from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_carries_ten_real_runs_handed_over_in_batches() {
-    let space = spaceport_testkit::MirrorSpace::start_with_env(&[
-        ("MIRROR_INSTANT", "1"),
-        ("MIRROR_CONCURRENCY", "10"),
-    ])
-    .unwrap();
-    let env = AwsEnv::start("ten", 5).await.unwrap();
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_fetch-artifact"));
-    let report = env
-        .ten_vggt_runs(
-            binary,
-            "fetch-artifact",
-            spaceport_core::ports::QueueName::FetchArtifact,
-            space.url(),
-        )
-        .await
-        .unwrap();
-    println!("fetch-artifact, ten vggt runs of four 320x240 images: {report:?}");
+    let report = ten_vggt_runs_through(binary, "fetch-artifact", QueueName::FetchArtifact).await;
     assert!(
         report.largest_batch >= 1 && report.invocations >= 1,
         "{report:?}"
