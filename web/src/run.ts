@@ -169,7 +169,8 @@ export async function runPage(main: HTMLElement, id: string, go: (hash: string) 
     errorBox.replaceChildren(run.error ? h("div", { class: "error-box", role: "alert" }, h("strong", {}, run.error.code), ": ", run.error.message) : "");
     cancel.disabled = TERMINAL.has(run.status);
     retry.disabled = !TERMINAL.has(run.status);
-    attempts.replaceChildren(...(attemptsTable(run) ? [h("h2", {}, "Attempts"), attemptsTable(run)!] : []));
+    const table = attemptsTable(run);
+    attempts.replaceChildren(...(table ? [h("h2", {}, "Attempts"), table] : []));
     children.replaceChildren(...(run.children?.length
       ? [h("h2", {}, "Stages"), h("ol", {}, ...run.children.map((c: any) => h("li", { "data-child": c.stage }, `${c.stage}: `, h("a", { href: `#/runs/${c.run}` }, c.run))))]
       : []));

@@ -33,6 +33,7 @@ async fn drive_vggt_run(env: &AwsEnv, space: &MirrorSpace) -> (Run, Steps, usize
     let images = [("b.png", png(40, 30, 2)), ("a.png", png(40, 30, 8))];
     let id = create_landed(
         &submit,
+        "vggt",
         &images,
         json!({"conf_thres": 20, "show_cam": false}),
     )

@@ -14,11 +14,16 @@ use spaceport_steps::Steps;
 
 use crate::aws::AwsEnv;
 
-/// What accept-upload does for a `vggt` run: create it, upload `images` through the presigned
-/// URLs, record each landed input (S3's notification). Returns the run's id.
-pub async fn create_landed(steps: &Steps, images: &[(&str, Vec<u8>)], settings: Value) -> RunId {
+/// What accept-upload does for a run of `pipeline` with `images` in its `images` slot: create
+/// it, upload `images` through the presigned URLs, record each landed input (S3's notification). Returns the run's id.
+pub async fn create_landed(
+    steps: &Steps,
+    pipeline: &str,
+    images: &[(&str, Vec<u8>)],
+    settings: Value,
+) -> RunId {
     let new: CreateRunRequest = serde_json::from_value(json!({
-        "pipeline": "vggt",
+        "pipeline": pipeline,
         "settings": settings,
         "inputs": {"images": images.iter().map(|(n, b)| json!({"filename": n, "content_type": "image/png", "size": b.len()})).collect::<Vec<_>>()},
     }))
@@ -79,7 +84,7 @@ impl AwsEnv {
                 .iter()
                 .map(|(n, b)| (n.as_str(), b.clone()))
                 .collect();
-            ids.push(create_landed(&steps, &images, json!({"conf_thres": 10})).await);
+            ids.push(create_landed(&steps, "vggt", &images, json!({"conf_thres": 10})).await);
         }
         let until = Instant::now() + Duration::from_secs(240);
         let runs = loop {

@@ -14,10 +14,11 @@ use reconstruct::handler;
 use serde_json::{Value, json};
 use spaceport_aws::AwsConfig;
 use spaceport_core::ports::{QueueName, StepMessage};
-use spaceport_core::{CreateRunRequest, Run, RunId, Status};
+use spaceport_core::{Run, RunId, Status};
 use spaceport_stack::{Config, OpenOptions, Stack, Storage};
 use spaceport_steps::Steps;
 use spaceport_testkit::aws::AwsEnv;
+use spaceport_testkit::lambda_batches::create_landed;
 use spaceport_testkit::{demo_model, gltf_validate, ort_dylib, png, repo_root};
 
 struct Env {
@@ -87,41 +88,13 @@ async fn handle_batch(steps: &Steps, event: SqsEvent) -> SqsBatchResponse {
 /// them as landed (accept-upload's answer to S3's object-created event) and runs submit-space,
 /// which hands the run to the reconstruct queue.
 async fn queued_run(steps: &Steps, images: &[(&str, Vec<u8>)]) -> RunId {
-    let declared: Vec<Value> = images
-        .iter()
-        .map(|(name, bytes)| json!({"filename": name, "content_type": "image/png", "size": bytes.len()}))
-        .collect();
-    let new: CreateRunRequest = serde_json::from_value(json!({
-        "pipeline": "vggt-onnx",
-        "settings": {"conf_thres": 10, "show_cam": true},
-        "inputs": {"images": declared},
-    }))
-    .unwrap();
-    let created = steps.accept().create(&new, None).await.unwrap();
-    let http = reqwest::Client::new();
-    for (upload, (_, bytes)) in created.uploads.iter().zip(images) {
-        let mut put = http.put(&upload.url).body(bytes.clone());
-        for (k, v) in &upload.headers {
-            put = put.header(k, v);
-        }
-        let res = put.send().await.unwrap();
-        assert!(res.status().is_success(), "upload: {}", res.status());
-    }
-    let keys: Vec<String> = created.run.inputs["images"]
-        .iter()
-        .map(|f| f.key.clone())
-        .collect();
-    for key in &keys {
-        let meta = steps
-            .ports
-            .blobs
-            .head(key)
-            .await
-            .unwrap()
-            .expect("uploaded");
-        steps.accept().input_landed(key, &meta).await.unwrap();
-    }
-    let id = created.run.id.clone();
+    let id = create_landed(
+        steps,
+        "vggt-onnx",
+        images,
+        json!({"conf_thres": 10, "show_cam": true}),
+    )
+    .await;
     assert_eq!(stored(steps, &id).await.status, Status::Queued);
     let msg = serde_json::to_string(&StepMessage {
         run_id: id.clone(),
