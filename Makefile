@@ -18,8 +18,12 @@ $(VENV)/.installed: infra/requirements-deploy.txt
 .PHONY: lambda-zips reconstruct-image deploy
 lambda-zips: $(VENV)/.installed
 	rustup target add aarch64-unknown-linux-gnu
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --profile lambda --arm64 --output-format zip \
-		$(addprefix -p ,$(FUNCTIONS))
+	# One build per function: built together, cargo would unify their spaceport-stack features
+	# and link every step's clients into every zip.
+	for f in $(FUNCTIONS); do \
+		PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --profile lambda --arm64 \
+			--output-format zip -p $$f || exit 1; \
+	done
 	@for f in $(FUNCTIONS); do ls -l target/lambda/$$f/bootstrap.zip; done
 
 reconstruct-image:

@@ -12,15 +12,25 @@ use spaceport_core::ports::Queue;
 use spaceport_steps::{Step, handle_message, settle};
 
 /// JSON logs at `RUST_LOG` (default `info`), without timestamps: CloudWatch stamps each line.
+/// `RUST_LOG` is read as a list of `target=level` and bare levels (`Targets`), not EnvFilter's
+/// fuller syntax: EnvFilter's span and field matching links a regex engine into every function.
 pub fn init_tracing() {
-    tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<tracing_subscriber::filter::Targets>().ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+        });
+    let fmt = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
         .with_current_span(false)
         .without_time()
-        .with_target(false)
+        .with_target(false);
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(targets)
         .init();
 }
 

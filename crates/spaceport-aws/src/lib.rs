@@ -20,4 +20,4 @@ pub use dynamo::DynamoRunStore;
 pub use lambda::{batch_response, handle_sqs_batch, init_tracing, serve_step};
 pub use s3::S3BlobStore;
 pub use sqs::{QueueUrls, SqsQueue};
-pub use stack::{AwsConfig, AwsStack, emulator_sdk_config, load_sdk_config};
+pub use stack::{AwsConfig, AwsStack, emulator_sdk_config, https_client, load_sdk_config};

@@ -70,13 +70,27 @@ impl AwsStack {
 
 /// The SDK configuration from the standard chain (env, profile, container or Lambda role).
 pub async fn load_sdk_config() -> SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https_client())
+        .load()
+        .await
+}
+
+/// The one HTTP client every SDK configuration gets (the credential providers' calls included):
+/// rustls on ring, the crypto reqwest already links, with the system's root certificates.
+/// The SDK's own default would link a second TLS stack (see the workspace Cargo.toml).
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// An SDK configuration for an emulator at `endpoint` (moto, SeaweedFS) with a static key whose
 /// id and secret are both `key`, in us-east-1: what tests and local tooling point the adapters at.
 pub async fn emulator_sdk_config(endpoint: &str, key: &str) -> SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https_client())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_s3::config::Credentials::new(

@@ -6,19 +6,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use spaceport_chat::HttpChat;
 use spaceport_core::PipelineSet;
 use spaceport_core::ports::{
-    BlobStore, DeliveryStore, EventSink, ModelRunner, Queue, RunStore, SignedBlobs, SpaceBackend,
-    SystemClock,
+    BlobStore, ChatServer, DeliveryStore, EventSink, InputFetcher, ModelRunner, Queue, RunStore,
+    SignedBlobs, SpaceBackend, SystemClock, WebhookSender,
 };
-use spaceport_gradio::GradioBackend;
 use spaceport_server::AppState;
 use spaceport_steps::{Ports, Steps, StepsConfig};
-use spaceport_webhooks::{HttpFetcher, HttpSender, SigningSecret};
 
-/// How long a URL input's server has to answer (and as long again to send the body).
-const URL_INPUT_TIMEOUT: Duration = Duration::from_secs(20);
+#[cfg(not(all(feature = "spaces", feature = "model-servers", feature = "webhooks")))]
+use crate::unbuilt::Unbuilt;
 
 use crate::config::{Config, ConfigError, Storage};
 
@@ -135,40 +132,18 @@ impl Stack {
                 )));
             }
         };
-        let space: Arc<dyn SpaceBackend> = Arc::new(GradioBackend::new(cfg.space_client_options()));
-        let mut sender = HttpSender::new(
-            cfg.outbound_guard()?,
-            opts.steps.webhook.timeout,
-            cfg.signing_secrets()?,
-        );
-        for e in &cfg.webhooks {
-            if let Some(own) = e.secrets.as_deref().filter(|s| !s.is_empty()) {
-                let own = own
-                    .iter()
-                    .map(|s| SigningSecret::parse(s.expose()))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|x| ConfigError(format!("webhooks: endpoint {}: {x}", e.name)))?;
-                sender = sender.with_endpoint_secrets(&e.name, own);
-            }
-        }
         let ports = Ports {
             store,
             queue,
             blobs,
-            space,
+            space: space_backend(cfg),
             model: model_runner(cfg),
-            chat: Arc::new(HttpChat::new().map_err(|source| StackError::Open {
-                what: "model server client",
-                source,
-            })?),
+            chat: chat_server()?,
             clock: Arc::new(SystemClock),
             deliveries,
-            sender: Arc::new(sender),
+            sender: webhook_sender(cfg, &opts)?,
             sink,
-            fetcher: Some(Arc::new(HttpFetcher::new(
-                cfg.outbound_guard()?,
-                URL_INPUT_TIMEOUT,
-            ))),
+            fetcher: input_fetcher(cfg)?,
         };
         let steps = Steps::new(pipelines.clone(), ports, opts.steps);
         Ok(Stack {
@@ -264,6 +239,80 @@ async fn aws_ports(cfg: &Config, opts: &OpenOptions) -> Result<StoragePorts, Sta
         stack.store,
         sink,
     ))
+}
+
+/// The Gradio client with the HF token, in binaries built with `spaces`.
+fn space_backend(cfg: &Config) -> Arc<dyn SpaceBackend> {
+    #[cfg(feature = "spaces")]
+    return Arc::new(spaceport_gradio::GradioBackend::new(
+        cfg.space_client_options(),
+    ));
+    #[cfg(not(feature = "spaces"))]
+    {
+        let _ = cfg;
+        Arc::new(Unbuilt("spaces"))
+    }
+}
+
+/// The model server client, in binaries built with `model-servers`.
+fn chat_server() -> Result<Arc<dyn ChatServer>, StackError> {
+    #[cfg(feature = "model-servers")]
+    return Ok(Arc::new(spaceport_chat::HttpChat::new().map_err(
+        |source| StackError::Open {
+            what: "model server client",
+            source,
+        },
+    )?));
+    #[cfg(not(feature = "model-servers"))]
+    Ok(Arc::new(Unbuilt("model-servers")))
+}
+
+/// The webhook sender with the configured signing secrets (and each endpoint's own), in
+/// binaries built with `webhooks`.
+fn webhook_sender(cfg: &Config, opts: &OpenOptions) -> Result<Arc<dyn WebhookSender>, StackError> {
+    #[cfg(feature = "webhooks")]
+    {
+        use spaceport_webhooks::{HttpSender, SigningSecret};
+        let mut sender = HttpSender::new(
+            cfg.outbound_guard()?,
+            opts.steps.webhook.timeout,
+            cfg.signing_secrets()?,
+        );
+        for e in &cfg.webhooks {
+            if let Some(own) = e.secrets.as_deref().filter(|s| !s.is_empty()) {
+                let own = own
+                    .iter()
+                    .map(|s| SigningSecret::parse(s.expose()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|x| ConfigError(format!("webhooks: endpoint {}: {x}", e.name)))?;
+                sender = sender.with_endpoint_secrets(&e.name, own);
+            }
+        }
+        Ok(Arc::new(sender))
+    }
+    #[cfg(not(feature = "webhooks"))]
+    {
+        let _ = (cfg, opts);
+        Ok(Arc::new(Unbuilt("webhooks")))
+    }
+}
+
+/// The URL input fetcher, in binaries built with `url-inputs` (none elsewhere: the API refuses
+/// URL inputs then).
+fn input_fetcher(cfg: &Config) -> Result<Option<Arc<dyn InputFetcher>>, StackError> {
+    /// How long a URL input's server has to answer (and as long again to send the body).
+    #[cfg(feature = "url-inputs")]
+    const URL_INPUT_TIMEOUT: Duration = Duration::from_secs(20);
+    #[cfg(feature = "url-inputs")]
+    return Ok(Some(Arc::new(spaceport_webhooks::HttpFetcher::new(
+        cfg.outbound_guard()?,
+        URL_INPUT_TIMEOUT,
+    ))));
+    #[cfg(not(feature = "url-inputs"))]
+    {
+        let _ = cfg;
+        Ok(None)
+    }
 }
 
 /// The ONNX runner, in binaries built with local models.

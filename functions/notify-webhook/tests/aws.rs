@@ -277,3 +277,20 @@ async fn the_bootstrap_answers_its_events_through_the_runtime_api() {
         .unwrap();
     report.assert_answered("notify-webhook");
 }
+
+/// The function links the webhook sender alone (spaceport-stack's features in its Cargo.toml,
+/// for a smaller zip): the Space port, which no notify step reaches, refuses by naming the
+/// missing feature instead of being a client. (`scripts/test.sh` tests each function built on its
+/// own, so this holds for the binary that ships.)
+#[tokio::test]
+async fn the_function_is_built_without_a_space_client() {
+    let env = AwsEnv::start("u", 5).await.unwrap();
+    let steps = function(&env).await;
+    let err = steps.ports.space.cancel(&json!({})).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("built without spaceport-stack's `spaces` feature"),
+        "{err} (run this crate's tests alone, `cargo test -p notify-webhook`, as scripts/test.sh \
+         does: built beside the CLI, cargo gives the function every client)"
+    );
+}
