@@ -2,6 +2,7 @@
 # `bash scripts/test.sh` is the test command.
 #
 #   make lambda-zips                      # target/lambda/<function>/bootstrap.zip, arm64 (profile lambda)
+#   make lambda-check                     # those bootstraps through the functions' runtime tests
 #   make reconstruct-image IMAGE=<ecr uri>   # the reconstruct Lambda image (needs Docker), pushed
 #   make deploy STACK=spaceport IMAGE=<ecr uri>  # both, then sam deploy (guided the first time)
 
@@ -15,7 +16,7 @@ $(VENV)/.installed: infra/requirements-deploy.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r infra/requirements-deploy.txt
 	touch $@
 
-.PHONY: lambda-zips reconstruct-image deploy
+.PHONY: lambda-zips lambda-check reconstruct-image deploy
 lambda-zips: $(VENV)/.installed
 	rustup target add aarch64-unknown-linux-gnu
 	# One build per function: built together, cargo would unify their spaceport-stack features
@@ -25,6 +26,18 @@ lambda-zips: $(VENV)/.installed
 			--output-format zip -p $$f || exit 1; \
 	done
 	@for f in $(FUNCTIONS); do ls -l target/lambda/$$f/bootstrap.zip; done
+
+# The zips' own bootstraps (arm64 release builds) through the functions' runtime tests: the
+# events/ payloads and ten real runs, under the Runtime API emulator and moto. On x86_64 they run
+# under qemu-user (Debian: qemu-user libc6-arm64-cross).
+LAMBDA_RUNNER ?= $(if $(filter aarch64,$(shell uname -m)),,qemu-aarch64 -L /usr/aarch64-linux-gnu)
+lambda-check: lambda-zips
+	for f in $(FUNCTIONS); do \
+		python3 -m zipfile -e target/lambda/$$f/bootstrap.zip target/lambda-check/$$f/ || exit 1; \
+		chmod +x target/lambda-check/$$f/bootstrap; \
+		SPACEPORT_LAMBDA_BOOTSTRAP_DIR="$(CURDIR)/target/lambda-check" SPACEPORT_LAMBDA_RUNNER="$(LAMBDA_RUNNER)" \
+			cargo test -p $$f the_bootstrap -- --nocapture || exit 1; \
+	done
 
 reconstruct-image:
 	@test -n "$(IMAGE)" || { echo "IMAGE=<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag> is required"; exit 2; }

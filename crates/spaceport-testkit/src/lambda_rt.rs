@@ -8,7 +8,7 @@
 //! itself and needs its own toolchain download): the API is four routes.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,6 +21,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
 use tokio::sync::{Notify, oneshot};
+
+/// Names a directory laid out as `make lambda-zips` leaves `target/lambda` (`<function>/bootstrap`):
+/// the runtime tests then start those binaries — the arm64 release builds that ship — instead of
+/// their own debug build.
+pub const BOOTSTRAP_DIR_VAR: &str = "SPACEPORT_LAMBDA_BOOTSTRAP_DIR";
+/// A command line that runs a bootstrap this machine cannot run itself
+/// (`qemu-aarch64 -L /usr/aarch64-linux-gnu` for the arm64 zips on x86_64).
+pub const RUNNER_VAR: &str = "SPACEPORT_LAMBDA_RUNNER";
+
+/// The bootstrap a runtime test starts for function `name`: `built` (the test's own build,
+/// `env!("CARGO_BIN_EXE_<name>")`), or `<SPACEPORT_LAMBDA_BOOTSTRAP_DIR>/<name>/bootstrap` when
+/// that variable is set.
+pub fn bootstrap(name: &str, built: &str) -> PathBuf {
+    match std::env::var_os(BOOTSTRAP_DIR_VAR) {
+        Some(dir) => Path::new(&dir).join(name).join("bootstrap"),
+        None => PathBuf::from(built),
+    }
+}
 
 /// How an invocation ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,7 +172,16 @@ impl RuntimeApi {
     /// Starts `binary` as Lambda starts a `provided.al2023` function named `name`, with `env`
     /// on top (the function's configuration); its output goes to this process's.
     pub fn spawn(&self, binary: &Path, name: &str, env: &[(String, String)]) -> Result<Child> {
-        let mut cmd = Command::new(binary);
+        let runner = std::env::var(RUNNER_VAR).unwrap_or_default();
+        let mut runner = runner.split_whitespace();
+        let mut cmd = match runner.next() {
+            Some(program) => {
+                let mut cmd = Command::new(program);
+                cmd.args(runner).arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        };
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AWS_LAMBDA_RUNTIME_API", self.address())

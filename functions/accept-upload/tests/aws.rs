@@ -271,7 +271,10 @@ async fn the_scheduled_sweep_expires_a_run_past_its_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_answers_its_events_through_the_runtime_api() {
     let env = AwsEnv::start("rt", 5).await.unwrap();
-    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_accept-upload"));
+    let binary = &spaceport_testkit::lambda_rt::bootstrap(
+        "accept-upload",
+        env!("CARGO_BIN_EXE_accept-upload"),
+    );
     // The keys come from Secrets Manager, as the template gives them.
     let keys = env
         .put_secret("api-keys", &AwsEnv::example_api_keys())

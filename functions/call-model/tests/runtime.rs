@@ -7,7 +7,8 @@ use spaceport_testkit::aws::AwsEnv;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_answers_its_events_through_the_runtime_api() {
     let env = AwsEnv::start("rt", 5).await.unwrap();
-    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_call-model"));
+    let binary =
+        &spaceport_testkit::lambda_rt::bootstrap("call-model", env!("CARGO_BIN_EXE_call-model"));
     let report = env
         .run_bootstrap(binary, "call-model", &[], true)
         .await

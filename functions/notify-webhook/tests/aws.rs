@@ -270,7 +270,10 @@ async fn terminal_events_reach_a_queue_through_the_example_rule_on_the_bus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_answers_its_events_through_the_runtime_api() {
     let env = AwsEnv::start("rt", 5).await.unwrap();
-    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_notify-webhook"));
+    let binary = &spaceport_testkit::lambda_rt::bootstrap(
+        "notify-webhook",
+        env!("CARGO_BIN_EXE_notify-webhook"),
+    );
     let report = env
         .run_bootstrap(binary, "notify-webhook", &[], true)
         .await

@@ -10,7 +10,8 @@ use spaceport_testkit::lambda_batches::ten_vggt_runs_through;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_answers_its_events_through_the_runtime_api() {
     let env = AwsEnv::start("rt", 5).await.unwrap();
-    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_poll-status"));
+    let binary =
+        &spaceport_testkit::lambda_rt::bootstrap("poll-status", env!("CARGO_BIN_EXE_poll-status"));
     let report = env
         .run_bootstrap(binary, "poll-status", &[], true)
         .await
@@ -24,7 +25,8 @@ async fn the_bootstrap_answers_its_events_through_the_runtime_api() {
 /// chosen from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_carries_ten_real_runs_handed_over_in_batches() {
-    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_poll-status"));
+    let binary =
+        &spaceport_testkit::lambda_rt::bootstrap("poll-status", env!("CARGO_BIN_EXE_poll-status"));
     let report = ten_vggt_runs_through(binary, "poll-status", QueueName::PollStatus).await;
     assert!(
         report.largest_batch >= 1 && report.invocations >= 1,

@@ -10,7 +10,10 @@ use spaceport_testkit::lambda_batches::ten_vggt_runs_through;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_answers_its_events_through_the_runtime_api() {
     let env = AwsEnv::start("rt", 5).await.unwrap();
-    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_submit-space"));
+    let binary = &spaceport_testkit::lambda_rt::bootstrap(
+        "submit-space",
+        env!("CARGO_BIN_EXE_submit-space"),
+    );
     let report = env
         .run_bootstrap(binary, "submit-space", &[], true)
         .await
@@ -24,7 +27,10 @@ async fn the_bootstrap_answers_its_events_through_the_runtime_api() {
 /// chosen from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_carries_ten_real_runs_handed_over_in_batches() {
-    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_submit-space"));
+    let binary = &spaceport_testkit::lambda_rt::bootstrap(
+        "submit-space",
+        env!("CARGO_BIN_EXE_submit-space"),
+    );
     let report = ten_vggt_runs_through(binary, "submit-space", QueueName::SubmitSpace).await;
     // Every run landed before the first batch: all ten were handed over at once.
     assert_eq!(report.largest_batch, 10, "{report:?}");
