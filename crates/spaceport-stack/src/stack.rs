@@ -14,9 +14,6 @@ use spaceport_core::ports::{
 use spaceport_server::AppState;
 use spaceport_steps::{Ports, Steps, StepsConfig};
 
-#[cfg(not(all(feature = "spaces", feature = "model-servers", feature = "webhooks")))]
-use crate::unbuilt::Unbuilt;
-
 use crate::config::{Config, ConfigError, Storage};
 
 /// Why a stack could not be built.
@@ -250,7 +247,7 @@ fn space_backend(cfg: &Config) -> Arc<dyn SpaceBackend> {
     #[cfg(not(feature = "spaces"))]
     {
         let _ = cfg;
-        Arc::new(Unbuilt("spaces"))
+        Arc::new(crate::unbuilt::Unbuilt("spaces"))
     }
 }
 
@@ -264,7 +261,7 @@ fn chat_server() -> Result<Arc<dyn ChatServer>, StackError> {
         },
     )?));
     #[cfg(not(feature = "model-servers"))]
-    Ok(Arc::new(Unbuilt("model-servers")))
+    Ok(Arc::new(crate::unbuilt::Unbuilt("model-servers")))
 }
 
 /// The webhook sender with the configured signing secrets (and each endpoint's own), in
@@ -293,21 +290,22 @@ fn webhook_sender(cfg: &Config, opts: &OpenOptions) -> Result<Arc<dyn WebhookSen
     #[cfg(not(feature = "webhooks"))]
     {
         let _ = (cfg, opts);
-        Ok(Arc::new(Unbuilt("webhooks")))
+        Ok(Arc::new(crate::unbuilt::Unbuilt("webhooks")))
     }
 }
 
 /// The URL input fetcher, in binaries built with `url-inputs` (none elsewhere: the API refuses
 /// URL inputs then).
 fn input_fetcher(cfg: &Config) -> Result<Option<Arc<dyn InputFetcher>>, StackError> {
-    /// How long a URL input's server has to answer (and as long again to send the body).
     #[cfg(feature = "url-inputs")]
-    const URL_INPUT_TIMEOUT: Duration = Duration::from_secs(20);
-    #[cfg(feature = "url-inputs")]
-    return Ok(Some(Arc::new(spaceport_webhooks::HttpFetcher::new(
-        cfg.outbound_guard()?,
-        URL_INPUT_TIMEOUT,
-    ))));
+    {
+        /// How long a URL input's server has to answer (and as long again to send the body).
+        const URL_INPUT_TIMEOUT: Duration = Duration::from_secs(20);
+        Ok(Some(Arc::new(spaceport_webhooks::HttpFetcher::new(
+            cfg.outbound_guard()?,
+            URL_INPUT_TIMEOUT,
+        ))))
+    }
     #[cfg(not(feature = "url-inputs"))]
     {
         let _ = cfg;
