@@ -67,4 +67,8 @@ impl WebhookSender for Unbuilt {
             error: Some(self.refusal().to_string()),
         }
     }
+
+    fn can_send(&self, _endpoint: &str) -> bool {
+        false
+    }
 }

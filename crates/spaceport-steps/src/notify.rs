@@ -269,9 +269,14 @@ impl Notify {
                 .await?;
         }
         // The first tries go out from here, together: no queue hop between an event and its
-        // webhook. One that cannot be tried here is handed to the queue; a crash now leaves
-        // pending deliveries the sweeper reschedules.
+        // webhook. One that cannot be tried here (no client or secrets in this binary: the
+        // sweeper in accept-upload) or whose try failed to run is handed to the queue; a crash
+        // now leaves pending deliveries the sweeper reschedules.
         let tries = made.iter().map(|d| async move {
+            let published = self.sink.is_some() && d.endpoint == BUS_ENDPOINT;
+            if !published && !self.sender.can_send(&d.endpoint) {
+                return self.enqueue_attempt(d).await;
+            }
             let due = d.next_at.map_or(0, |t| t.timestamp_millis().max(0) as u64);
             if let Err(e) = self.attempt(&d.id, due).await {
                 tracing::warn!(delivery = %d.id, error = %e, "a first try failed; queueing it");

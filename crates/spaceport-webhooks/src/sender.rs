@@ -168,6 +168,10 @@ impl WebhookSender for HttpSender {
             },
         }
     }
+
+    fn can_send(&self, endpoint: &str) -> bool {
+        !self.secrets_of(endpoint).is_empty()
+    }
 }
 
 #[cfg(test)]

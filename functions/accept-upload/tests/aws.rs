@@ -9,6 +9,7 @@ use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use serde_json::{Value, json};
 use spaceport_core::CreateRunRequest;
 use spaceport_core::ports::QueueName;
+use spaceport_core::webhook::DeliveryState;
 use spaceport_steps::Steps;
 use spaceport_testkit::aws::AwsEnv;
 use spaceport_testkit::{png, repo_root};
@@ -51,14 +52,12 @@ async fn env() -> Env {
     }
 }
 
-/// The steps and the function's handler state it wires, on `env` (with `runs_table` overriding
-/// the table).
-async fn function(env: &Env, runs_table: Option<&str>) -> (Steps, AcceptUpload) {
+/// The steps and the function's handler state it wires, on `env` (with `vars` on top of the
+/// template's).
+async fn function(env: &Env, vars: &[(&str, &str)]) -> (Steps, AcceptUpload) {
     let pipelines = repo_root().join("pipelines").display().to_string();
     let mut extra = vec![("SPACEPORT_PIPELINES_DIR", pipelines.as_str())];
-    if let Some(t) = runs_table {
-        extra.push(("SPACEPORT_RUNS_TABLE", t));
-    }
+    extra.extend_from_slice(vars);
     let cfg = env.aws_env.config(&extra);
     let stack = env.aws_env.stack(&cfg).await;
     let f = AcceptUpload {
@@ -117,7 +116,7 @@ async fn batch_from(env: &Env, url: &str) -> (Value, Vec<String>) {
 #[tokio::test]
 async fn an_api_request_creates_a_run_and_s3s_notification_queues_it() {
     let env = env().await;
-    let (steps, f) = function(&env, None).await;
+    let (steps, f) = function(&env, &[]).await;
     let image = png(40, 30, 4);
     let mut create = example("example-apigw-create-run.json");
     let mut body: Value = serde_json::from_str(create["body"].as_str().unwrap()).unwrap();
@@ -175,7 +174,7 @@ async fn an_api_request_creates_a_run_and_s3s_notification_queues_it() {
 #[tokio::test]
 async fn the_example_notification_for_an_unknown_run_is_handled_and_dropped() {
     let env = env().await;
-    let (_, f) = function(&env, None).await;
+    let (_, f) = function(&env, &[]).await;
     let response = handler::handle(&f, example("example-sqs-s3-object-created.json"))
         .await
         .unwrap();
@@ -186,7 +185,7 @@ async fn the_example_notification_for_an_unknown_run_is_handled_and_dropped() {
 async fn a_notification_that_cannot_be_recorded_comes_back() {
     let env = env().await;
     // The object exists, but the run table cannot be reached.
-    let (steps, f) = function(&env, Some("no-such-table")).await;
+    let (steps, f) = function(&env, &[("SPACEPORT_RUNS_TABLE", "no-such-table")]).await;
     let key = "runs/run_01JD8X5V3W0000000000000000/inputs/images/0";
     let body = futures::stream::iter([Ok(bytes::Bytes::from_static(b"0123456789"))]);
     steps
@@ -207,7 +206,7 @@ async fn a_notification_that_cannot_be_recorded_comes_back() {
 #[tokio::test]
 async fn bad_requests_get_the_apis_error_body_and_unreadable_events_an_error_type() {
     let env = env().await;
-    let (_, f) = function(&env, None).await;
+    let (_, f) = function(&env, &[]).await;
     let (status, body) = answer(
         &handler::handle(
             &f,
@@ -247,7 +246,7 @@ async fn bad_requests_get_the_apis_error_body_and_unreadable_events_an_error_typ
 #[tokio::test]
 async fn the_scheduled_sweep_expires_a_run_past_its_deadline() {
     let env = env().await;
-    let (steps, f) = function(&env, None).await;
+    let (steps, f) = function(&env, &[]).await;
     let new: CreateRunRequest = serde_json::from_value(json!({
         "pipeline": "vggt",
         "inputs": {"images": [{"filename": "a.png", "content_type": "image/png", "size": 10}]},
@@ -263,6 +262,49 @@ async fn the_scheduled_sweep_expires_a_run_past_its_deadline() {
     let run = steps.ports.store.get(&id).await.unwrap().unwrap();
     assert_eq!(run.status.as_str(), "expired");
     assert_eq!(run.error.unwrap().code.as_str(), "deadline_exceeded");
+}
+
+/// The sweeper runs in accept-upload, which has no webhook client nor the signing secrets: an
+/// event whose notify message was lost (nothing consumes notify-webhook's queue here) is found in
+/// the feed once it is `FEED_LAG` old, and its delivery is handed to notify-webhook's queue
+/// untried, not recorded as a failed try.
+#[tokio::test]
+async fn the_sweeper_hands_webhook_tries_to_notify_webhook() {
+    let env = env().await;
+    let (steps, f) = function(
+        &env,
+        &[
+            ("SPACEPORT_WEBHOOK_SIGNING_ELSEWHERE", "true"),
+            ("SPACEPORT_EVENT_BUS_EVENTS", "off"),
+        ],
+    )
+    .await;
+    let new: CreateRunRequest = serde_json::from_value(json!({
+        "pipeline": "vggt",
+        "inputs": {"images": [{"filename": "a.png", "content_type": "image/png", "size": 10}]},
+        "webhook": {"url": "https://app.example.com/hooks", "events": ["run.created"]},
+    }))
+    .unwrap();
+    let id = steps.accept().create(&new, None).await.unwrap().run.id;
+    // The feed shows an event only once it is FEED_LAG old (the index is eventually consistent).
+    tokio::time::sleep(spaceport_aws::events::FEED_LAG + Duration::from_millis(300)).await;
+    let response = handler::handle(&f, example("example-eventbridge-sweep.json"))
+        .await
+        .unwrap();
+    assert_eq!(response, json!({"swept": 1}));
+    let deliveries = steps.ports.deliveries.deliveries_of_run(&id).await.unwrap();
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    let d = &deliveries[0];
+    assert_eq!(d.state, DeliveryState::Pending);
+    assert!(d.attempts.is_empty(), "tried here: {:?}", d.attempts);
+    let url = &env.aws_env.aws.queues[&QueueName::NotifyWebhook].url;
+    let (_, bodies) = batch_from(&env, url).await;
+    let wanted = format!("\"delivery\":\"{}\"", d.id);
+    assert!(
+        bodies.iter().any(|b| b.contains(&wanted)),
+        "no message for {} among {bodies:?}",
+        d.id
+    );
 }
 
 /// The bootstrap run as Lambda runs it: started with Lambda's variables against a Runtime API

@@ -72,4 +72,11 @@ pub struct SendOutcome {
 pub trait WebhookSender: Send + Sync {
     /// One attempt of message `id` (the `webhook-id`) for `endpoint` (whose secrets sign it).
     async fn send(&self, endpoint: &str, url: &str, id: &str, body: &str) -> SendOutcome;
+
+    /// Whether this sender can sign messages for `endpoint` at all. One that cannot (a function
+    /// built without the webhook client, or without the secrets, which only notify-webhook
+    /// reads) leaves the tries to the queue instead of recording a failed one.
+    fn can_send(&self, _endpoint: &str) -> bool {
+        true
+    }
 }
