@@ -9,6 +9,7 @@ usage: check_predictions_npz.py FILE.npz S [H W]
 
 import json
 import sys
+import zipfile
 
 import numpy as np
 
@@ -64,6 +65,10 @@ def main() -> None:
         "intrinsic": ((s, 3, 3), np.float32),
         "world_points_from_depth": ((s, h, w, 3), np.float64),
     }
+    # Every member's CRC-32 against its bytes (the writer joins CRCs taken piece by piece).
+    with zipfile.ZipFile(path) as z:
+        bad = z.testzip()
+        assert bad is None, f"{bad}: CRC-32 does not match its bytes"
     npz = np.load(path, allow_pickle=False)
     assert sorted(npz.files) == sorted(want), f"keys {sorted(npz.files)} != {sorted(want)}"
     for key, (shape, dtype) in want.items():

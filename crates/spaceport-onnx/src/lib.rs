@@ -24,6 +24,7 @@ pub mod error;
 pub mod geometry;
 pub mod glb;
 pub mod model;
+mod npz;
 pub mod parallel;
 pub mod percentile;
 pub mod predictions;

@@ -6,19 +6,17 @@
 //! and follows from `depth` and the cameras, so it is computed pixel by pixel where it is read
 //! (`point_from_depth`) and streamed into the npz.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::ops::Range;
 use std::path::Path;
 
 use ndarray::{Array, Array2, Array3, Array4, Axis, Dimension};
-use ndarray_npy::npy::header::{Header, Layout};
-use ndarray_npy::{NpzReader, ReadableElement, WritableElement, WriteNpyExt};
+use ndarray_npy::npy::header::{FormatHeaderError, Header, Layout};
+use ndarray_npy::{NpzReader, ReadableElement, WritableElement};
 use strength_reduce::StrengthReducedUsize;
-use zip::write::SimpleFileOptions;
-use zip::{CompressionMethod, ZipWriter};
 
 use crate::error::{Error, Result};
 use crate::geometry::{self, Unprojection};
+use crate::npz::{self, Body, NpyEntry};
 
 /// VGGT's predictions for S frames of H×W (the demo's `predictions` dict after `squeeze(0)`).
 #[derive(Debug, Clone)]
@@ -113,6 +111,29 @@ impl Predictions {
         self.unprojection[f].point(u, v, depth[i])
     }
 
+    /// `point_from_depth` of each pixel of `pixels`, into `out` (24 bytes a pixel: x, y, z as
+    /// float64 in the machine's byte order), a row at a time: the camera and row are looked up
+    /// once a row and the loop over its pixels has nothing else in it.
+    pub fn points_from_depth(&self, pixels: Range<usize>, out: &mut [u8]) {
+        let depth = self.depth.as_slice().expect("standard layout");
+        let w = self.row_len.get();
+        let mut out = out.chunks_exact_mut(24);
+        let mut i = pixels.start;
+        while i < pixels.end {
+            let (f, px) = StrengthReducedUsize::div_rem(i, self.frame_len);
+            let (v, u0) = StrengthReducedUsize::div_rem(px, self.row_len);
+            let row_end = (i - u0 + w).min(pixels.end);
+            let camera = &self.unprojection[f];
+            for ((u, d), o) in (u0..).zip(&depth[i..row_end]).zip(&mut out) {
+                let [x, y, z] = camera.point(u, v, *d);
+                o[..8].copy_from_slice(&x.to_ne_bytes());
+                o[8..16].copy_from_slice(&y.to_ne_bytes());
+                o[16..].copy_from_slice(&z.to_ne_bytes());
+            }
+            i = row_end;
+        }
+    }
+
     /// Sets what `point_from_depth` needs from the arrays.
     fn with_cameras(mut self) -> Self {
         let (_, h, w, _) = self.depth.dim();
@@ -200,60 +221,66 @@ impl Predictions {
         .with_cameras()
     }
 
-    /// Writes `predictions.npz` (uncompressed, like `np.savez`) straight to `path`, each array's
-    /// bytes written as they lie in memory and `world_points_from_depth` computed a row at a time.
+    /// Writes `predictions.npz` (uncompressed, like `np.savez`) straight to `path`: each array's
+    /// bytes as they lie in memory and `world_points_from_depth` computed piece by piece, all
+    /// written at their places in the file by one thread per core (`npz`).
     pub fn write_npz(&self, path: &Path) -> Result<()> {
-        let io = |e: std::io::Error| Error::io(format!("writing {path:?}"), e);
-        let npz = |e: Box<dyn std::error::Error + Send + Sync>| Error::Npz {
+        let npz_error = |e: Box<dyn std::error::Error + Send + Sync>| Error::Npz {
             path: path.to_owned(),
             source: e,
         };
-        let file = File::create(path).map_err(|e| Error::io(format!("creating {path:?}"), e))?;
-        let mut zip = ZipWriter::new(BufWriter::with_capacity(1 << 20, file));
-        // np.savez: stored entries, each forced to ZIP64 (arrays may pass 4 GiB).
-        let options = SimpleFileOptions::default()
-            .compression_method(CompressionMethod::Stored)
-            .large_file(true);
-        let entry = |zip: &mut ZipWriter<_>, name: &str| {
-            zip.start_file(format!("{name}.npy"), options)
-                .map_err(|e| npz(e.into()))
-        };
-        macro_rules! array {
-            ($name:literal, $a:expr) => {{
-                entry(&mut zip, $name)?;
-                $a.write_npy(&mut zip).map_err(|e| npz(e.into()))?;
-            }};
-        }
-        array!("pose_enc", self.pose_enc);
-        array!("depth", self.depth);
-        array!("depth_conf", self.depth_conf);
-        array!("world_points", self.world_points);
-        array!("world_points_conf", self.world_points_conf);
-        array!("images", self.images);
-        array!("extrinsic", self.extrinsic);
-        array!("intrinsic", self.intrinsic);
-
-        entry(&mut zip, "world_points_from_depth")?;
-        let (s, h, w, _) = self.depth.dim();
-        Header {
-            type_descriptor: f64::type_descriptor(),
-            layout: Layout::Standard,
-            shape: vec![s, h, w, 3],
-        }
-        .write(&mut zip)
-        .map_err(|e| npz(e.into()))?;
-        let mut row = Vec::with_capacity(w * 3 * 8);
-        for r in 0..s * h {
-            row.clear();
-            for i in r * w..(r + 1) * w {
-                for c in self.point_from_depth(i) {
-                    row.extend_from_slice(&c.to_le_bytes());
-                }
+        fn header<A: WritableElement>(
+            shape: &[usize],
+        ) -> std::result::Result<Vec<u8>, FormatHeaderError> {
+            Header {
+                type_descriptor: A::type_descriptor(),
+                layout: Layout::Standard,
+                shape: shape.to_vec(),
             }
-            zip.write_all(&row).map_err(io)?;
+            .to_bytes()
         }
-        let mut inner = zip.finish().map_err(|e| npz(e.into()))?;
-        inner.flush().map_err(io)?;
-        Ok(())
+        // Borrowed when already in standard layout, as every array this crate makes is.
+        let pose_enc = self.pose_enc.as_standard_layout();
+        let depth = self.depth.as_standard_layout();
+        let depth_conf = self.depth_conf.as_standard_layout();
+        let world_points = self.world_points.as_standard_layout();
+        let world_points_conf = self.world_points_conf.as_standard_layout();
+        let images = self.images.as_standard_layout();
+        let extrinsic = self.extrinsic.as_standard_layout();
+        let intrinsic = self.intrinsic.as_standard_layout();
+        macro_rules! array {
+            ($name:literal, $a:expr) => {
+                NpyEntry {
+                    name: $name,
+                    header: header::<f32>($a.shape()).map_err(|e| npz_error(e.into()))?,
+                    body: Body::Bytes(bytemuck::cast_slice(
+                        $a.as_slice().expect("standard layout"),
+                    )),
+                }
+            };
+        }
+        // world_points_from_depth, in the machine's byte order as the header says.
+        let from_depth = |pixels: Range<usize>, out: &mut [u8]| self.points_from_depth(pixels, out);
+        let (s, h, w, _) = self.depth.dim();
+        let entries = [
+            array!("pose_enc", pose_enc),
+            array!("depth", depth),
+            array!("depth_conf", depth_conf),
+            array!("world_points", world_points),
+            array!("world_points_conf", world_points_conf),
+            array!("images", images),
+            array!("extrinsic", extrinsic),
+            array!("intrinsic", intrinsic),
+            NpyEntry {
+                name: "world_points_from_depth",
+                header: header::<f64>(&[s, h, w, 3]).map_err(|e| npz_error(e.into()))?,
+                body: Body::Made {
+                    items: s * h * w,
+                    item_len: 24,
+                    fill: &from_depth,
+                },
+            },
+        ];
+        npz::write(path, &entries).map_err(|e| Error::io(format!("writing {path:?}"), e))
     }
 }
