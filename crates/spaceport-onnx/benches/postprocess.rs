@@ -55,7 +55,8 @@ impl Rng {
 
 /// Plausible predictions for `s` frames of 518²: cameras on an arc looking at a bumpy wall,
 /// depth with noise, a point map near the unprojected depth, confidences spread over 1–11
-/// (VGGT's range), images with dark and bright patches for the background masks.
+/// (VGGT's range), images with dark and bright patches for the background masks, made of 8-bit
+/// values over 255 as every image VGGT's pre-processing (`to_tensor`) gives.
 fn synthetic(s: usize) -> Predictions {
     let (h, w) = (518, 518);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -85,11 +86,12 @@ fn synthetic(s: usize) -> Predictions {
     let world_points_conf = conf(&mut rng);
     let images = Array4::from_shape_fn((s, 3, h, w), |(_, c, y, x)| {
         let patch = ((x / 64) + (y / 64)) % 5;
-        match patch {
+        let v: f32 = match patch {
             0 => 0.01 * rng.next(),
             1 => 0.96 + 0.04 * rng.next(),
             _ => (c as f32 * 0.2 + rng.next() * 0.6).min(1.0),
-        }
+        };
+        spaceport_onnx::images::float_of((v * 255.0) as u8)
     });
     // The point map: the depth's unprojection with noise, computed once through the cameras.
     let raw = RawOutputs {
@@ -98,7 +100,7 @@ fn synthetic(s: usize) -> Predictions {
         depth_conf: depth_conf.clone(),
         world_points: Array4::zeros((s, h, w, 3)),
         world_points_conf: world_points_conf.clone(),
-        images: images.clone(),
+        images: images.clone().into(),
     };
     let cameras = Predictions::from_outputs(raw).expect("shapes agree");
     let world_points = Array4::from_shape_fn((s, h, w, 3), |(f, y, x, c)| {
@@ -110,7 +112,7 @@ fn synthetic(s: usize) -> Predictions {
         depth_conf,
         world_points,
         world_points_conf,
-        images,
+        images: images.into(),
     })
     .expect("shapes agree")
 }

@@ -23,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod geometry;
 pub mod glb;
+pub mod images;
 pub mod model;
 mod npz;
 pub mod parallel;
@@ -40,6 +41,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use glb::GlbStats;
+pub use images::Images;
 pub use model::Model;
 pub use predictions::{Predictions, RawOutputs};
 pub use preprocess::{ImageSource, InputImage};

@@ -241,7 +241,9 @@ impl Model {
             depth_conf: dim::<Ix3>(&io.depth_conf, take(&io.depth_conf)?)?,
             world_points: dim::<Ix4>(&io.world_points, take(&io.world_points)?)?,
             world_points_conf: dim::<Ix3>(&io.world_points_conf, take(&io.world_points_conf)?)?,
-            images: dim::<Ix4>(&io.images, take(&io.images)?)?,
+            // Packed to bytes after the float copy is made and ONNX Runtime's buffer released:
+            // no higher than the copy's own peak.
+            images: dim::<Ix4>(&io.images, take(&io.images)?)?.into(),
         })
     }
 }

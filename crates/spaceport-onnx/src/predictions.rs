@@ -16,6 +16,7 @@ use strength_reduce::StrengthReducedUsize;
 
 use crate::error::{Error, Result};
 use crate::geometry::{self, Unprojection};
+use crate::images::{self, Images, Planes};
 use crate::npz::{self, Body, NpyEntry};
 
 /// VGGT's predictions for S frames of H×W (the demo's `predictions` dict after `squeeze(0)`).
@@ -31,8 +32,8 @@ pub struct Predictions {
     pub world_points: Array4<f32>,
     /// [S, H, W]
     pub world_points_conf: Array3<f32>,
-    /// [S, 3, H, W] in [0, 1]
-    pub images: Array4<f32>,
+    /// [S, 3, H, W] in [0, 1], as bytes where that is exact (`Images`).
+    pub images: Images,
     /// [S, 3, 4] camera-from-world, OpenCV axes.
     pub extrinsic: Array3<f32>,
     /// [S, 3, 3]
@@ -52,7 +53,7 @@ pub struct RawOutputs {
     pub depth_conf: Array3<f32>,
     pub world_points: Array4<f32>,
     pub world_points_conf: Array3<f32>,
-    pub images: Array4<f32>,
+    pub images: Images,
 }
 
 impl Predictions {
@@ -171,7 +172,7 @@ impl Predictions {
             depth_conf: read(&mut npz, "depth_conf", &bad)?,
             world_points: read(&mut npz, "world_points", &bad)?,
             world_points_conf: read(&mut npz, "world_points_conf", &bad)?,
-            images: read(&mut npz, "images", &bad)?,
+            images: Images::from(read::<f32, ndarray::Ix4>(&mut npz, "images", &bad)?),
             extrinsic: read(&mut npz, "extrinsic", &bad)?,
             intrinsic: read(&mut npz, "intrinsic", &bad)?,
         };
@@ -211,7 +212,7 @@ impl Predictions {
                 .world_points_conf
                 .slice_axis(Axis(0), one(f))
                 .to_owned(),
-            images: self.images.slice_axis(Axis(0), one(f)).to_owned(),
+            images: self.images.frame(f),
             extrinsic: self.extrinsic.slice_axis(Axis(0), one(f)).to_owned(),
             intrinsic: self.intrinsic.slice_axis(Axis(0), one(f)).to_owned(),
             unprojection: Vec::new(),
@@ -245,7 +246,6 @@ impl Predictions {
         let depth_conf = self.depth_conf.as_standard_layout();
         let world_points = self.world_points.as_standard_layout();
         let world_points_conf = self.world_points_conf.as_standard_layout();
-        let images = self.images.as_standard_layout();
         let extrinsic = self.extrinsic.as_standard_layout();
         let intrinsic = self.intrinsic.as_standard_layout();
         macro_rules! array {
@@ -261,6 +261,14 @@ impl Predictions {
         }
         // world_points_from_depth, in the machine's byte order as the header says.
         let from_depth = |pixels: Range<usize>, out: &mut [u8]| self.points_from_depth(pixels, out);
+        // Images held as bytes go back to the float32s they stand for.
+        let images_as_floats = |values: Range<usize>, out: &mut [u8]| {
+            if let Planes::Bytes(b) = self.images.planes() {
+                for (o, &k) in out.chunks_exact_mut(4).zip(&b[values]) {
+                    o.copy_from_slice(&images::float_of(k).to_ne_bytes());
+                }
+            }
+        };
         let (s, h, w, _) = self.depth.dim();
         let entries = [
             array!("pose_enc", pose_enc),
@@ -268,7 +276,18 @@ impl Predictions {
             array!("depth_conf", depth_conf),
             array!("world_points", world_points),
             array!("world_points_conf", world_points_conf),
-            array!("images", images),
+            NpyEntry {
+                name: "images",
+                header: header::<f32>(self.images.shape()).map_err(|e| npz_error(e.into()))?,
+                body: match self.images.planes() {
+                    Planes::Floats(v) => Body::Bytes(bytemuck::cast_slice(v)),
+                    Planes::Bytes(_) => Body::Made {
+                        items: self.images.shape().iter().product(),
+                        item_len: 4,
+                        fill: &images_as_floats,
+                    },
+                },
+            },
             array!("extrinsic", extrinsic),
             array!("intrinsic", intrinsic),
             NpyEntry {

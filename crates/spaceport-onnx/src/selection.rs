@@ -11,6 +11,7 @@ use strength_reduce::StrengthReducedUsize;
 
 use crate::config::{PredictionMode, ReconSettings};
 use crate::geometry::{self, Mat4};
+use crate::images::Planes;
 use crate::parallel;
 use crate::percentile;
 use crate::predictions::Predictions;
@@ -101,7 +102,7 @@ impl<'a> Branch<'a> {
 /// The images' 8-bit colours (`(images * 255).astype(uint8)`: truncation), planar [S, 3, H·W].
 #[derive(Clone, Copy)]
 pub struct Colours<'a> {
-    planes: &'a [f32],
+    planes: Planes<'a>,
     hw: usize,
     frame_len: StrengthReducedUsize,
 }
@@ -110,7 +111,7 @@ impl<'a> Colours<'a> {
     pub fn of(pred: &'a Predictions) -> Self {
         let (_, _, h, w) = pred.images.dim();
         Colours {
-            planes: pred.images.as_slice().expect("standard layout"),
+            planes: pred.images.planes(),
             hw: h * w,
             frame_len: StrengthReducedUsize::new((h * w).max(1)),
         }
@@ -121,7 +122,31 @@ impl<'a> Colours<'a> {
     pub fn at(self, i: usize) -> [u8; 3] {
         let (f, px) = StrengthReducedUsize::div_rem(i, self.frame_len);
         let base = f * 3 * self.hw + px;
-        [0, 1, 2].map(|c| (self.planes[base + c * self.hw] * 255.0) as u8)
+        match self.planes {
+            Planes::Bytes(p) => [0, 1, 2].map(|c| p[base + c * self.hw].byte() as u8),
+            Planes::Floats(p) => [0, 1, 2].map(|c| p[base + c * self.hw].byte() as u8),
+        }
+    }
+}
+
+/// A colour value as the Space reads it: `(x * 255).astype(uint8)`.
+trait Channel: Copy {
+    fn byte(self) -> u32;
+}
+
+impl Channel for f32 {
+    #[inline(always)]
+    fn byte(self) -> u32 {
+        (self * 255.0) as u8 as u32
+    }
+}
+
+/// A byte held for `k / 255` (`images::Images::Bytes`): that float times 255, truncated, is `k`
+/// for every `k` (tested in `images`).
+impl Channel for u8 {
+    #[inline(always)]
+    fn byte(self) -> u32 {
+        self as u32
     }
 }
 
@@ -176,15 +201,11 @@ struct Masks {
 /// masked background (`(x * 255).astype(uint8)`, black: r + g + b < 16, white: all > 240).
 /// Written as a plain loop over slices so that it vectorises.
 #[inline(always)]
-fn run_bits(conf: &[f32], rgb: [&[f32]; 3], min_conf: f32, masks: Masks) -> u64 {
+fn run_bits<C: Channel>(conf: &[f32], rgb: [&[C]; 3], min_conf: f32, masks: Masks) -> u64 {
     let [r, g, b] = rgb;
     let mut bits = 0u64;
     for k in 0..conf.len() {
-        let (r, g, b) = (
-            (r[k] * 255.0) as u8 as u32,
-            (g[k] * 255.0) as u8 as u32,
-            (b[k] * 255.0) as u8 as u32,
-        );
+        let (r, g, b) = (r[k].byte(), g[k].byte(), b[k].byte());
         let black = masks.black && r + g + b < 16;
         let white = masks.white && r > 240 && g > 240 && b > 240;
         let kept = conf[k] >= min_conf && !black && !white;
@@ -236,17 +257,20 @@ pub fn select_points(pred: &Predictions, settings: &ReconSettings) -> PointSelec
             while i < end {
                 let (f, px) = (i / hw, i % hw);
                 let run = (end - i).min(hw - px);
-                let plane = |c: usize| &colours.planes[(f * 3 + c) * hw + px..][..run];
+                let at = |c: usize| (f * 3 + c) * hw + px..(f * 3 + c) * hw + px + run;
                 let mask = Masks {
                     black: settings.mask_black_bg,
                     white: settings.mask_white_bg,
                 };
-                bits |= run_bits(
-                    &conf[i..i + run],
-                    [plane(0), plane(1), plane(2)],
-                    min_conf,
-                    mask,
-                ) << (i - start);
+                let conf = &conf[i..i + run];
+                bits |= match colours.planes {
+                    Planes::Bytes(p) => {
+                        run_bits(conf, [&p[at(0)], &p[at(1)], &p[at(2)]], min_conf, mask)
+                    }
+                    Planes::Floats(p) => {
+                        run_bits(conf, [&p[at(0)], &p[at(1)], &p[at(2)]], min_conf, mask)
+                    }
+                } << (i - start);
                 i += run;
             }
             *word = bits;

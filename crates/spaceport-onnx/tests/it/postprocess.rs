@@ -64,7 +64,8 @@ fn hand_built() -> Predictions {
         depth_conf: conf.clone(),
         world_points: Array4::zeros((2, H, W, 3)),
         world_points_conf: conf,
-        images,
+        // 0.5 and 0.95 are no k / 255: held as floats (the byte form is the end-to-end tests').
+        images: images.into(),
     };
     Predictions::from_outputs(raw).unwrap()
 }
