@@ -206,37 +206,46 @@ impl Notify {
     /// Makes the deliveries of `run`'s events not dispatched yet and makes their first tries.
     /// Returns how many deliveries it made.
     pub async fn dispatch(&self, id: &RunId) -> Result<usize, Error> {
-        let Some(run) = self.runs.store.get(id).await? else {
+        // Reads that do not depend on each other go together: each is a round trip to the
+        // store (on AWS, DynamoDB), and they are most of a dispatch's time.
+        let cursor = format!("dispatched:{id}");
+        let (run, after) =
+            futures::future::try_join(self.runs.store.get(id), self.deliveries.cursor(&cursor))
+                .await?;
+        let Some(run) = run else {
             return Ok(0);
         };
-        let cursor = format!("dispatched:{id}");
-        let after: u64 = self
-            .deliveries
-            .cursor(&cursor)
-            .await?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let after: u64 = after.and_then(|v| v.parse().ok()).unwrap_or(0);
         if after >= run.event_seq {
             return Ok(0);
         }
-        let targets = self.targets(&run).await?;
-        let events = self.runs.store.events(id, after, DISPATCH_PAGE).await?;
+        let (targets, events) = futures::future::try_join(
+            self.targets(&run),
+            self.runs.store.events(id, after, DISPATCH_PAGE),
+        )
+        .await?;
         let now = self.runs.clock.now();
         let mut made = vec![];
         for target in &targets {
             let progress_cursor = format!("progress:{}:{id}", target.name);
-            let mut last_progress: Option<i64> = self
-                .deliveries
-                .cursor(&progress_cursor)
-                .await?
-                .and_then(|v| v.parse().ok());
+            // Read at the first progress event only (most pages have none).
+            let mut last_progress: Option<Option<i64>> = None;
             for e in events.iter().filter(|e| target.events.contains(&e.kind)) {
                 if e.kind == EventType::Progress {
+                    let last = match last_progress {
+                        Some(l) => l,
+                        None => self
+                            .deliveries
+                            .cursor(&progress_cursor)
+                            .await?
+                            .and_then(|v| v.parse().ok()),
+                    };
                     let at = e.at.timestamp_millis();
-                    if last_progress.is_some_and(|l| at - l < PROGRESS_EVERY_MS) {
+                    if last.is_some_and(|l| at - l < PROGRESS_EVERY_MS) {
+                        last_progress = Some(last);
                         continue;
                     }
-                    last_progress = Some(at);
+                    last_progress = Some(Some(at));
                     self.deliveries
                         .set_cursor(&progress_cursor, &at.to_string())
                         .await?;
@@ -254,7 +263,12 @@ impl Notify {
                     },
                     state: DeliveryState::Pending,
                     attempts: vec![],
-                    next_at: Some(now),
+                    // One tried from here is made claimed: its first try needs no claim write.
+                    next_at: Some(if self.tries_here(&target.name) {
+                        self.claimed_until(now)
+                    } else {
+                        now
+                    }),
                     created_at: now,
                     version: 1,
                 };
@@ -263,28 +277,36 @@ impl Notify {
                 }
             }
         }
-        if let Some(last) = events.last() {
-            self.deliveries
-                .set_cursor(&cursor, &last.seq.to_string())
-                .await?;
-        }
+        // The cursor is written beside the first tries: the deliveries exist already, so a crash
+        // before it lands re-dispatches nothing twice (their creation is conditional).
+        let record = async {
+            match events.last() {
+                Some(last) => {
+                    self.deliveries
+                        .set_cursor(&cursor, &last.seq.to_string())
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
         // The first tries go out from here, together: no queue hop between an event and its
         // webhook. One that cannot be tried here (no client or secrets in this binary: the
         // sweeper in accept-upload) or whose try failed to run is handed to the queue; a crash
         // now leaves pending deliveries the sweeper reschedules.
         let tries = made.iter().map(|d| async move {
-            let published = self.sink.is_some() && d.endpoint == BUS_ENDPOINT;
-            if !published && !self.sender.can_send(&d.endpoint) {
+            if !self.tries_here(&d.endpoint) {
                 return self.enqueue_attempt(d).await;
             }
-            let due = d.next_at.map_or(0, |t| t.timestamp_millis().max(0) as u64);
-            if let Err(e) = self.attempt(&d.id, due).await {
+            if let Err(e) = self.send_claimed(d.clone()).await {
                 tracing::warn!(delivery = %d.id, error = %e, "a first try failed; queueing it");
                 self.enqueue_attempt(d).await?;
             }
             Ok::<_, Error>(())
         });
-        for r in futures::future::join_all(tries).await {
+        let (recorded, tried) =
+            futures::future::join(record, futures::future::join_all(tries)).await;
+        recorded?;
+        for r in tried {
             r?;
         }
         Ok(made.len())
@@ -310,15 +332,32 @@ impl Notify {
             return Ok(Outcome::Done);
         }
         // Claim it: another worker sees it due only after this attempt could have ended.
-        let claimed_until = now + chrono(self.settings().timeout * 2 + Duration::from_secs(5));
         let prev = d.version;
-        d.next_at = Some(claimed_until);
+        d.next_at = Some(self.claimed_until(now));
         d.version += 1;
         match self.deliveries.update_delivery(&d, prev).await {
             Ok(()) => {}
             Err(Error::VersionConflict { .. }) => return Ok(Outcome::Done),
             Err(e) => return Err(e),
         }
+        self.send_claimed(d).await
+    }
+
+    /// Until when a try claimed at `now` keeps a delivery from other workers: past the end the
+    /// try could have.
+    fn claimed_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + chrono(self.settings().timeout * 2 + Duration::from_secs(5))
+    }
+
+    /// Whether this process makes the tries of `endpoint`'s deliveries: the bus when it has one,
+    /// an endpoint when its sender can sign for it.
+    fn tries_here(&self, endpoint: &str) -> bool {
+        (self.sink.is_some() && endpoint == BUS_ENDPOINT) || self.sender.can_send(endpoint)
+    }
+
+    /// Sends claimed delivery `d` once and records the try: delivered, disabled, dead, or due
+    /// again with its next message sent.
+    async fn send_claimed(&self, mut d: WebhookDelivery) -> Result<Outcome, Error> {
         let out = match (&self.sink, d.endpoint.as_str()) {
             (Some(sink), BUS_ENDPOINT) => publish(sink.as_ref(), &d).await,
             _ => self.sender.send(&d.endpoint, &d.url, &d.id, &d.body).await,
