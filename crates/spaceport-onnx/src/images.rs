@@ -33,15 +33,13 @@ pub fn float_of(k: u8) -> f32 {
     k as f32 / 255.0
 }
 
-/// The byte standing for `v`, when `v` is exactly `float_of` of one.
+/// The byte standing for `v`, and whether `v` is exactly `float_of` of it. The nearest byte by
+/// adding a half and truncating (`as` saturates, NaN gives 0), not `round`, which is a libm call
+/// that keeps the loop from vectorising; whatever it picks, the exact comparison decides.
 #[inline(always)]
 fn byte_of(v: f32) -> (u8, bool) {
-    let k = (v * 255.0).round();
-    let byte = k as u8; // saturating: checked just below
-    (
-        byte,
-        (0.0..=255.0).contains(&k) && float_of(byte).to_bits() == v.to_bits(),
-    )
+    let byte = (v * 255.0 + 0.5) as u8;
+    (byte, float_of(byte).to_bits() == v.to_bits())
 }
 
 impl Images {
