@@ -7,6 +7,8 @@
 //! inference) and are given back bit for bit, in the npz as in the GLB's colours. Images with any
 //! other value (another model's output, a hand-built test) are held as they came.
 
+use std::ops::Range;
+
 use ndarray::{Array4, ArrayView4, Axis, Slice};
 
 use crate::parallel;
@@ -96,6 +98,24 @@ impl Images {
         match self {
             Images::Bytes(a) => a.mapv(float_of),
             Images::Floats(a) => a.clone(),
+        }
+    }
+
+    /// Values `values` (flat, [S, 3, H, W] order) as float32 bytes in the machine's order, into
+    /// `out` (4 bytes a value): what an npz holds, whichever way they are held here.
+    pub fn floats_into(&self, values: Range<usize>, out: &mut [u8]) {
+        let out = out.chunks_exact_mut(4);
+        match self.planes() {
+            Planes::Bytes(b) => {
+                for (o, &k) in out.zip(&b[values]) {
+                    o.copy_from_slice(&float_of(k).to_ne_bytes());
+                }
+            }
+            Planes::Floats(v) => {
+                for (o, x) in out.zip(&v[values]) {
+                    o.copy_from_slice(&x.to_ne_bytes());
+                }
+            }
         }
     }
 

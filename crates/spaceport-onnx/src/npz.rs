@@ -112,8 +112,7 @@ pub fn write(path: &Path, entries: &[NpyEntry]) -> io::Result<()> {
         placed.push(p);
     }
     let central_at = at;
-    let central = central_directory(&placed, &[]);
-    let total = central_at + central.len() as u64 + ZIP64_END + ZIP64_LOCATOR + END;
+    let total = central_at + central_len(&placed) + ZIP64_END + ZIP64_LOCATOR + END;
 
     let file = File::create(path)?;
     // The final size first: the pieces are written out of order, and their blocks need not be
@@ -240,7 +239,15 @@ fn local_header(p: &Placed, crc: u32) -> Vec<u8> {
     h
 }
 
-/// APPNOTE 4.3.12; `crcs` empty only to measure its length (the CRCs are not known yet).
+/// The central directory's length, known before its CRCs are.
+fn central_len(placed: &[Placed]) -> u64 {
+    placed
+        .iter()
+        .map(|p| CENTRAL_HEADER + CENTRAL_ZIP64 + p.file_name.len() as u64)
+        .sum()
+}
+
+/// APPNOTE 4.3.12.
 fn central_directory(placed: &[Placed], crcs: &[u32]) -> Vec<u8> {
     let mut c = Vec::new();
     for (i, p) in placed.iter().enumerate() {
@@ -251,7 +258,7 @@ fn central_directory(placed: &[Placed], crcs: &[u32]) -> Vec<u8> {
         u16le(&mut c, 0);
         u16le(&mut c, 0);
         u16le(&mut c, DOS_DATE);
-        u32le(&mut c, crcs.get(i).copied().unwrap_or(0));
+        u32le(&mut c, crcs[i]);
         u32le(&mut c, u32::MAX);
         u32le(&mut c, u32::MAX);
         u16le(&mut c, p.file_name.len() as u16);
@@ -268,13 +275,7 @@ fn central_directory(placed: &[Placed], crcs: &[u32]) -> Vec<u8> {
         u64le(&mut c, p.data_len);
         u64le(&mut c, p.header_at);
     }
-    debug_assert_eq!(
-        c.len() as u64,
-        placed
-            .iter()
-            .map(|p| CENTRAL_HEADER + CENTRAL_ZIP64 + p.file_name.len() as u64)
-            .sum::<u64>()
-    );
+    debug_assert_eq!(c.len() as u64, central_len(placed));
     c
 }
 

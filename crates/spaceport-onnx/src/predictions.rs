@@ -16,7 +16,7 @@ use strength_reduce::StrengthReducedUsize;
 
 use crate::error::{Error, Result};
 use crate::geometry::{self, Unprojection};
-use crate::images::{self, Images, Planes};
+use crate::images::{Images, Planes};
 use crate::npz::{self, Body, NpyEntry};
 
 /// VGGT's predictions for S frames of H×W (the demo's `predictions` dict after `squeeze(0)`).
@@ -262,13 +262,8 @@ impl Predictions {
         // world_points_from_depth, in the machine's byte order as the header says.
         let from_depth = |pixels: Range<usize>, out: &mut [u8]| self.points_from_depth(pixels, out);
         // Images held as bytes go back to the float32s they stand for.
-        let images_as_floats = |values: Range<usize>, out: &mut [u8]| {
-            if let Planes::Bytes(b) = self.images.planes() {
-                for (o, &k) in out.chunks_exact_mut(4).zip(&b[values]) {
-                    o.copy_from_slice(&images::float_of(k).to_ne_bytes());
-                }
-            }
-        };
+        let images_as_floats =
+            |values: Range<usize>, out: &mut [u8]| self.images.floats_into(values, out);
         let (s, h, w, _) = self.depth.dim();
         let entries = [
             array!("pose_enc", pose_enc),
